@@ -1,0 +1,3 @@
+from metis_cli.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""The ``metis`` command: one Typer app, one sub-app or command per stage.
+
+Sub-command modules import only typer at module level; numpy, soundfile and torch are imported inside
+the commands, so ``metis --help`` stays fast.
+"""
+from metis_cli import __version__
+from metis_cli.cli_utils import MetisTyper
+from metis_cli.data.cli import app as data_app
+
+app = MetisTyper(
+    name="metis",
+    help=(
+        "Train and run Metis (masked generative pre-training for speech generation) end to end.\n\n"
+        "Examples:\n\n"
+        "  metis data make-mini data/mini          # build the embedded corpus\n\n"
+        "  metis data validate data/mini/mini_train\n\n"
+        "  bash egs/tts/run.sh --stage 0 --stop-stage 0"
+    ),
+)
+app.add_typer(data_app, name="data")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the metis version.
+
+    Example: metis version
+    """
+    print(__version__)
+
+
+def main() -> None:
+    app()

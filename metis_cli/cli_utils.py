@@ -1,0 +1,36 @@
+"""The pieces every Typer command shares: error handling and the app class that applies it.
+
+Commands raise :class:`MetisError` for anything a user can fix; the command class prints the message on
+stderr without a traceback and exits with status 1.
+"""
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from metis_cli.errors import MetisError
+
+
+class MetisCommand(TyperCommand):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MetisError as exc:
+            from metis_cli.log import err_console
+
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+class MetisTyper(typer.Typer):
+    """A Typer app whose commands report MetisError cleanly; help shows examples verbatim."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("cls", TyperGroup)
+        kwargs.setdefault("no_args_is_help", True)
+        kwargs.setdefault("rich_markup_mode", "rich")
+        kwargs.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
+        kwargs.setdefault("pretty_exceptions_show_locals", False)
+        super().__init__(**kwargs)
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", MetisCommand)
+        return super().command(*args, **kwargs)

@@ -1,0 +1,469 @@
+"""The embedded corpus: multi-speaker English speech synthesised offline, and task sets derived from it.
+
+Speakers are Debian voices (flite, festival) plus perturbed copies of them: the engines move the mean
+pitch and the speaking rate, sox moves the formants ("vocal tract length": ``speed`` then ``tempo``
+back), and each speaker has its own loudness. Test speakers are held out of training (zero-shot) and
+read held-out sentences. Every random choice comes from ``seed``; reruns reuse finished utterances.
+
+Layout under ``out_dir``::
+
+    wav/<speaker>/<utt>.wav, <utt>.json   16 kHz renderings and their phone/word timings
+    wav/<set>/<utt>.wav                   derived inputs (noisy speech, mixtures)
+    mini_{train,dev,test}/                wav.scp text utt2spk spk2utt utt2dur phones.ctm words.ctm
+    mini_se_{dev,test}/                   + noisy.scp utt2snr utt2noise utt2rt60
+    mini_tse_{dev,test}/                  + mix.scp enroll.scp utt2sir utt2interferer utt2enroll
+    mini_vc_{dev,test}/                   + src.scp ref.scp utt2source_spk
+    speakers.tsv, corpus.json
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from metis_cli.audio import load_audio, save_audio
+from metis_cli.corpus import noise
+from metis_cli.corpus.voices import VOICES, check_voices, synthesize
+from metis_cli.data.datadir import DataDir, TimedToken, format_ctm, atomic_write_text
+from metis_cli.errors import CorpusError, MetisError
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+MIN_DURATION, MAX_DURATION = 2.0, 8.0
+LOUDNESS_DBFS = -24.0
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """A corpus speaker: a base voice, a mean pitch (Hz, where the voice allows), a formant warp
+    (>1 shorter vocal tract), a duration stretch (>1 slower) and a level offset in dB."""
+
+    id: str
+    voice: str
+    f0_mean: float | None = None
+    warp: float = 1.0
+    stretch: float = 1.0
+    gain_db: float = 0.0
+
+
+SPEAKERS = {
+    s.id: s
+    for s in (
+        Speaker("spk01", "flite_kal16"),
+        Speaker("spk02", "flite_awb", gain_db=-2.0),
+        Speaker("spk03", "flite_rms", gain_db=1.0),
+        Speaker("spk04", "flite_slt", gain_db=-1.0),
+        Speaker("spk05", "festival_kal", gain_db=2.0),
+        Speaker("spk06", "festival_ked", gain_db=-3.0),
+        Speaker("spk07", "festival_slt_hts"),
+        Speaker("spk08", "flite_kal16", f0_mean=140, warp=1.06, stretch=0.92, gain_db=1.5),
+        Speaker("spk09", "festival_ked", f0_mean=150, warp=1.12, stretch=1.05, gain_db=-1.5),
+        Speaker("spk10", "festival_kal", f0_mean=85, warp=0.94, stretch=1.10, gain_db=0.5),
+        Speaker("spk11", "flite_slt", warp=0.88, gain_db=-2.5),
+        Speaker("spk12", "flite_rms", warp=1.10, stretch=0.95, gain_db=2.5),
+        # Held out for zero-shot tests.
+        Speaker("spk13", "flite_awb", warp=1.08, stretch=1.08, gain_db=-0.5),
+        Speaker("spk14", "festival_slt_hts", warp=0.92, stretch=0.95, gain_db=1.0),
+        Speaker("spk15", "flite_kal16", f0_mean=190, warp=1.16, gain_db=-1.0),
+        Speaker("spk16", "festival_ked", f0_mean=95, warp=0.95, stretch=0.90, gain_db=0.0),
+    )
+}
+
+
+@dataclass(frozen=True)
+class CorpusSize:
+    seen_speakers: tuple[str, ...]
+    test_speakers: tuple[str, ...]
+    utts_per_seen: int  # train + dev, per seen speaker
+    dev_per_seen: int
+    utts_per_test: int
+    held_out_sentences: int
+
+
+SIZES = {
+    "default": CorpusSize(
+        seen_speakers=tuple(f"spk{i:02d}" for i in range(1, 13)),
+        test_speakers=("spk13", "spk14", "spk15", "spk16"),
+        utts_per_seen=60,
+        dev_per_seen=5,
+        utts_per_test=25,
+        held_out_sentences=40,
+    ),
+    "tiny": CorpusSize(
+        seen_speakers=("spk01", "spk04", "spk05", "spk07"),
+        test_speakers=("spk13", "spk16"),
+        utts_per_seen=4,
+        dev_per_seen=1,
+        utts_per_test=3,
+        held_out_sentences=6,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    speaker: str
+    sentence_id: str
+    text: str
+
+
+def rng_for(seed: int, *keys) -> np.random.Generator:
+    """An independent generator per (seed, purpose): adding a use never shifts the others."""
+    digest = hashlib.sha256(":".join(map(str, (seed, *keys))).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def load_sentences() -> dict[str, str]:
+    """sentence id (s0001, ...) -> text, from the bundled public-domain list."""
+    text = resources.files("metis_cli.corpus").joinpath("sentences.txt").read_text(encoding="utf-8")
+    return {f"s{i:04d}": line.strip() for i, line in enumerate(text.splitlines(), start=1) if line.strip()}
+
+
+def plan_splits(size: CorpusSize, seed: int) -> dict[str, list[Utterance]]:
+    """Which speaker reads which sentence, per split. Test speakers read only held-out sentences."""
+    sentences = load_sentences()
+    ids = list(sentences)
+    order = rng_for(seed, "sentences").permutation(len(ids))
+    held_out = [ids[i] for i in order[: size.held_out_sentences]]
+    seen_pool = [ids[i] for i in order[size.held_out_sentences :]]
+    splits: dict[str, list[Utterance]] = {"mini_train": [], "mini_dev": [], "mini_test": []}
+
+    def utt(spk: str, sid: str) -> Utterance:
+        return Utterance(f"{spk}_{sid}", spk, sid, sentences[sid])
+
+    for spk in size.seen_speakers:
+        picks = rng_for(seed, "read", spk).choice(len(seen_pool), size.utts_per_seen, replace=False)
+        chosen = [seen_pool[i] for i in picks]
+        splits["mini_dev"] += [utt(spk, sid) for sid in chosen[: size.dev_per_seen]]
+        splits["mini_train"] += [utt(spk, sid) for sid in chosen[size.dev_per_seen :]]
+    for spk in size.test_speakers:
+        picks = rng_for(seed, "read", spk).choice(len(held_out), size.utts_per_test, replace=False)
+        splits["mini_test"] += [utt(spk, held_out[i]) for i in picks]
+    return {name: sorted(utts, key=lambda u: u.utt_id) for name, utts in splits.items()}
+
+
+def plan_vc_pairs(utts: list[Utterance], seed: int, name: str) -> list[tuple[Utterance, Utterance]]:
+    """(source, target) pairs: each source utterance is paired with another speaker of the same split
+    reading the same sentence (the target is the ground truth that VC should produce)."""
+    speakers = sorted({u.speaker for u in utts})
+    sentences = load_sentences()
+    pairs = []
+    for src in utts:
+        others = [s for s in speakers if s != src.speaker]
+        if not others:
+            continue
+        target_spk = others[rng_for(seed, name, "target", src.utt_id).integers(len(others))]
+        target = Utterance(f"{target_spk}_{src.sentence_id}", target_spk, src.sentence_id, sentences[src.sentence_id])
+        pairs.append((src, target))
+    return pairs
+
+
+def _sox_perturb(raw: Path, out: Path, speaker: Speaker, engine_stretched: bool) -> None:
+    effects = []
+    if speaker.warp != 1.0:
+        # speed scales pitch, formants and time by `warp`; tempo restores the time scale only.
+        effects += ["speed", f"{speaker.warp}", "tempo", "-s", f"{1 / speaker.warp:.6f}"]
+    if speaker.stretch != 1.0 and not engine_stretched:
+        effects += ["tempo", "-s", f"{1 / speaker.stretch:.6f}"]
+    cmd = ["sox", str(raw), "-b", "16", str(out), *effects, "rate", "-v", str(SAMPLE_RATE), "channels", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CorpusError(f"sox failed on {raw}: {proc.stderr.strip()}")
+
+
+def render_utterance(utt: Utterance, wav_path: Path) -> dict:
+    """Synthesises one utterance to ``wav_path`` (16 kHz) with timings in ``<wav_path>.json``.
+
+    Skips the work if both files exist. Returns the metadata (text, duration, phones, words).
+    """
+    meta_path = wav_path.with_suffix(".json")
+    if wav_path.is_file() and meta_path.is_file():
+        return json.loads(meta_path.read_text())
+    speaker = SPEAKERS[utt.speaker]
+    with tempfile.TemporaryDirectory(prefix="metis_mini_") as tmp:
+        raw = Path(tmp) / "raw.wav"
+        rendering = synthesize(speaker.voice, utt.text, raw, speaker.f0_mean, speaker.stretch)
+        raw_wav, raw_sr = load_audio(raw, utt_id=utt.utt_id)
+        perturbed = Path(tmp) / "perturbed.wav"
+        _sox_perturb(raw, perturbed, speaker, VOICES[speaker.voice].stretch_control)
+        wav, _ = load_audio(perturbed, SAMPLE_RATE, utt_id=utt.utt_id)
+    # Timings come from the engine; sox's tempo changes rescale them by the overall length ratio.
+    ratio = (len(wav) / SAMPLE_RATE) / (len(raw_wav) / raw_sr)
+    rms = np.sqrt(np.mean(wav.astype(np.float64) ** 2)) + 1e-9
+    wav = wav * (10 ** ((LOUDNESS_DBFS + speaker.gain_db) / 20) / rms)
+    wav = wav * noise.peak_limit(wav)
+
+    duration = round(len(wav) / SAMPLE_RATE, 4)
+
+    def scaled(items: list[TimedToken]) -> list[list]:
+        # Some voices (flite kal16) cut the final pause short of the time they report: clip to the audio.
+        return [
+            [round(t.start * ratio, 4), round(min(t.end * ratio, duration) - t.start * ratio, 4), t.token]
+            for t in items
+            if t.start * ratio < duration
+        ]
+
+    meta = {
+        "utt_id": utt.utt_id,
+        "speaker": utt.speaker,
+        "text": utt.text,
+        "duration": duration,
+        "phones": scaled(rendering.phones),
+        "words": scaled(rendering.words),
+    }
+    atomic_write_text(meta_path, json.dumps(meta) + "\n")
+    save_audio(wav_path, wav, SAMPLE_RATE)
+    return meta
+
+
+def _render_all(utts: list[Utterance], wav_root: Path, num_jobs: int) -> dict[str, dict]:
+    from metis_cli.log import progress
+
+    todo = {u.utt_id: u for u in utts}
+    metas: dict[str, dict] = {}
+    paths = {uid: wav_root / u.speaker / f"{uid}.wav" for uid, u in todo.items()}
+    with progress() as bar:
+        task = bar.add_task("synthesising", total=len(todo))
+        if num_jobs <= 1:
+            for uid, u in todo.items():
+                metas[uid] = render_utterance(u, paths[uid])
+                bar.advance(task)
+        else:
+            with ProcessPoolExecutor(num_jobs) as pool:
+                futures = {pool.submit(render_utterance, u, paths[uid]): uid for uid, u in todo.items()}
+                for future in as_completed(futures):
+                    uid = futures[future]
+                    try:
+                        metas[uid] = future.result()
+                    except MetisError:
+                        raise
+                    except Exception as exc:
+                        raise CorpusError(f"utterance '{uid}': synthesis failed: {exc}") from exc
+                    bar.advance(task)
+    for uid, meta in metas.items():
+        meta["wav"] = str(paths[uid].resolve())
+    return metas
+
+
+def _usable(meta: dict) -> bool:
+    return MIN_DURATION <= meta["duration"] <= MAX_DURATION
+
+
+def _timings(items: list[list]) -> list[TimedToken]:
+    return [TimedToken(start, duration, token) for start, duration, token in items]
+
+
+def write_split(out: Path, utts: list[Utterance], metas: dict[str, dict]) -> DataDir:
+    """A Kaldi data dir for ``utts`` (those of usable length)."""
+    dd = DataDir(out)
+    kept = [u for u in utts if _usable(metas[u.utt_id])]
+    dd.write("wav.scp", {u.utt_id: metas[u.utt_id]["wav"] for u in kept})
+    dd.write("text", {u.utt_id: u.text for u in kept})
+    dd.write("utt2dur", {u.utt_id: f"{metas[u.utt_id]['duration']:.3f}" for u in kept})
+    dd.write_utt2spk({u.utt_id: u.speaker for u in kept})
+    atomic_write_text(dd.file("phones.ctm"), format_ctm({u.utt_id: _timings(metas[u.utt_id]["phones"]) for u in kept}))
+    atomic_write_text(dd.file("words.ctm"), format_ctm({u.utt_id: _timings(metas[u.utt_id]["words"]) for u in kept}))
+    return dd
+
+
+def _base_tables(dd: DataDir, utt_ids: list[str], src: DataDir) -> None:
+    """text, utt2spk, spk2utt and utt2dur of a derived set, copied from the split it comes from."""
+    for name in ("text", "utt2dur"):
+        table = src.read(name)
+        dd.write(name, {u: table[u] for u in utt_ids})
+    utt2spk = src.utt2spk
+    dd.write_utt2spk({u: utt2spk[u] for u in utt_ids})
+
+
+def write_se_set(out: Path, src: DataDir, wav_dir: Path, seed: int) -> DataDir:
+    """Speech enhancement: wav.scp is the clean reference, noisy.scp the input (noise, maybe reverb)."""
+    dd = DataDir(out)
+    utt2spk = src.utt2spk
+    utts = list(utt2spk)
+    noisy, snrs, kinds, rt60s = {}, {}, {}, {}
+    for utt in utts:
+        rng = rng_for(seed, out.name, utt)
+        clean, _ = src.load_audio(utt)
+        kind = noise.NOISE_TYPES[rng.integers(len(noise.NOISE_TYPES))]
+        talkers = []
+        if kind == "babble":
+            others = [u for u in utts if utt2spk[u] != utt2spk[utt]] or [u for u in utts if u != utt]
+            picks = rng.choice(len(others), min(4, len(others)), replace=False)
+            talkers = [src.load_audio(others[i])[0] for i in picks]
+        speech = clean.astype(np.float64)
+        rt60 = 0.0
+        if rng.random() < 0.5:
+            rt60 = float(rng.uniform(0.2, 0.8))
+            speech = noise.reverberate(speech, noise.room_impulse_response(rng, rt60, SAMPLE_RATE))
+        snr = float(rng.uniform(-5, 20))
+        mixture = speech + noise.scale_to_snr(clean, noise.make_noise(kind, rng, len(clean), SAMPLE_RATE, talkers), snr)
+        path = save_audio(wav_dir / f"{utt}.wav", mixture * noise.peak_limit(mixture), SAMPLE_RATE)
+        noisy[utt], snrs[utt], kinds[utt], rt60s[utt] = str(path.resolve()), f"{snr:.2f}", kind, f"{rt60:.2f}"
+    dd.write("wav.scp", {u: src.read("wav.scp")[u] for u in utts})
+    dd.write("noisy.scp", noisy)
+    dd.write("utt2snr", snrs)
+    dd.write("utt2noise", kinds)
+    dd.write("utt2rt60", rt60s)
+    _base_tables(dd, utts, src)
+    return dd
+
+
+def write_tse_set(
+    out: Path, src: DataDir, wav_dir: Path, seed: int, pool: dict[str, list[str]], wavs: dict[str, str]
+) -> DataDir:
+    """Target speaker extraction: mix.scp (target + another speaker at SIR -5..5 dB), enroll.scp (another
+    utterance of the target speaker), wav.scp the clean target."""
+    dd = DataDir(out)
+    utt2spk = src.utt2spk
+    wav_scp = src.read("wav.scp")
+    utts = list(utt2spk)
+    mix, enroll, sirs, interferers, enroll_ids = {}, {}, {}, {}, {}
+    for utt in utts:
+        rng = rng_for(seed, out.name, utt)
+        others = [u for u in utts if utt2spk[u] != utt2spk[utt]]
+        enroll_choices = [u for u in pool[utt2spk[utt]] if u != utt]
+        if not others or not enroll_choices:
+            logger.warning("%s: no interferer or enrollment for %s; skipped", out.name, utt)
+            continue
+        interferer_id = others[rng.integers(len(others))]
+        target, _ = src.load_audio(utt)
+        interferer, _ = src.load_audio(interferer_id)
+        looped = np.resize(interferer, len(target) + len(interferer))
+        offset = rng.integers(0, len(interferer))
+        interferer = looped[offset : offset + len(target)]
+        sir = float(rng.uniform(-5, 5))
+        mixture = target + noise.scale_to_snr(target, interferer, sir)
+        path = save_audio(wav_dir / f"{utt}.wav", mixture * noise.peak_limit(mixture), SAMPLE_RATE)
+        enroll_id = enroll_choices[rng.integers(len(enroll_choices))]
+        mix[utt], sirs[utt], interferers[utt] = str(path.resolve()), f"{sir:.2f}", interferer_id
+        enroll[utt], enroll_ids[utt] = wavs[enroll_id], enroll_id
+    kept = list(mix)
+    dd.write("wav.scp", {u: wav_scp[u] for u in kept})
+    dd.write("mix.scp", mix)
+    dd.write("enroll.scp", enroll)
+    dd.write("utt2sir", sirs)
+    dd.write("utt2interferer", interferers)
+    dd.write("utt2enroll", enroll_ids)
+    _base_tables(dd, kept, src)
+    return dd
+
+
+def write_vc_set(out: Path, pairs, metas: dict[str, dict], seed: int, ref_pool: dict[str, list[str]]) -> DataDir:
+    """Voice conversion: src.scp (speaker A), ref.scp (another utterance of speaker B), wav.scp the ground
+    truth (B reading A's sentence), text, utt2spk (B), utt2source_spk (A). Utterance id: <B>_<sentence>_from_<A>."""
+    dd = DataDir(out)
+    tables: dict[str, dict[str, str]] = {n: {} for n in ("wav.scp", "src.scp", "ref.scp", "text", "utt2dur", "utt2spk", "utt2source_spk")}
+    for src_utt, target in pairs:
+        src_meta, target_meta = metas[src_utt.utt_id], metas[target.utt_id]
+        refs = [u for u in ref_pool[target.speaker] if u != target.utt_id]
+        if not (_usable(src_meta) and _usable(target_meta) and refs):
+            continue
+        utt = f"{target.utt_id}_from_{src_utt.speaker}"
+        ref = refs[rng_for(seed, out.name, utt).integers(len(refs))]
+        tables["wav.scp"][utt] = target_meta["wav"]
+        tables["src.scp"][utt] = src_meta["wav"]
+        tables["ref.scp"][utt] = metas[ref]["wav"]
+        tables["text"][utt] = target.text
+        tables["utt2dur"][utt] = f"{target_meta['duration']:.3f}"
+        tables["utt2spk"][utt] = target.speaker
+        tables["utt2source_spk"][utt] = src_utt.speaker
+    utt2spk = tables.pop("utt2spk")
+    for name, table in tables.items():
+        dd.write(name, table)
+    dd.write_utt2spk(utt2spk)
+    return dd
+
+
+def _once(set_dir: Path, build) -> DataDir:
+    """Builds a set unless its .done marker says an earlier run finished it."""
+    marker = set_dir / ".done"
+    if not marker.is_file():
+        if set_dir.exists():
+            shutil.rmtree(set_dir)
+        build()
+        marker.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    return DataDir(set_dir)
+
+
+def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: int = 2) -> dict[str, dict]:
+    """Builds (or finishes building) the embedded corpus in ``out_dir``.
+
+    Returns, per data dir written, its utterance count, speaker count and minutes of audio.
+    """
+    if size not in SIZES:
+        raise CorpusError(f"unknown corpus size '{size}'; choose from {', '.join(SIZES)}")
+    out = Path(out_dir)
+    spec = SIZES[size]
+    settings = {"size": size, "seed": seed, "sample_rate": SAMPLE_RATE}
+    settings_file = out / "corpus.json"
+    if settings_file.is_file():
+        previous = json.loads(settings_file.read_text())
+        if {k: previous.get(k) for k in settings} != settings:
+            raise CorpusError(
+                f"{out} holds a corpus built with {json.dumps({k: previous.get(k) for k in settings})}; "
+                f"asked for {json.dumps(settings)}. Use another directory or delete {out}."
+            )
+    speaker_ids = spec.seen_speakers + spec.test_speakers
+    check_voices(SPEAKERS[s].voice for s in speaker_ids)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(settings_file, json.dumps(settings) + "\n")
+    atomic_write_text(
+        out / "speakers.tsv",
+        "speaker\tvoice\tf0_mean\twarp\tstretch\tgain_db\tsplit\n"
+        + "".join(
+            f"{s.id}\t{s.voice}\t{s.f0_mean or '-'}\t{s.warp}\t{s.stretch}\t{s.gain_db}\t"
+            f"{'test' if s.id in spec.test_speakers else 'train/dev'}\n"
+            for s in (SPEAKERS[i] for i in speaker_ids)
+        ),
+    )
+
+    start = time.time()
+    splits = plan_splits(spec, seed)
+    vc_pairs = {
+        "mini_vc_dev": plan_vc_pairs(splits["mini_dev"], seed, "mini_vc_dev"),
+        "mini_vc_test": plan_vc_pairs(splits["mini_test"], seed, "mini_vc_test"),
+    }
+    jobs = {u.utt_id: u for utts in splits.values() for u in utts}
+    jobs.update({t.utt_id: t for pairs in vc_pairs.values() for _, t in pairs})
+    logger.info("synthesising %d utterances of %d speakers with %d jobs", len(jobs), len(speaker_ids), num_jobs)
+    metas = _render_all(list(jobs.values()), out / "wav", num_jobs)
+    logger.info("synthesis took %.1f s", time.time() - start)
+    dropped = sorted(uid for uid in metas if not _usable(metas[uid]))
+    if dropped:
+        logger.warning("%d utterance(s) outside %.0f-%.0f s left out: %s", len(dropped), MIN_DURATION, MAX_DURATION, ", ".join(dropped))
+
+    dirs = {name: _once(out / name, lambda n=name: write_split(out / n, splits[n], metas)) for name in splits}
+    # Enrollment and VC references may be any other usable utterance of the speaker.
+    pool: dict[str, list[str]] = {}
+    for uid in sorted(metas):
+        if _usable(metas[uid]):
+            pool.setdefault(metas[uid]["speaker"], []).append(uid)
+    wavs = {uid: m["wav"] for uid, m in metas.items()}
+    for part in ("dev", "test"):
+        src = dirs[f"mini_{part}"]
+        for task, build in (
+            ("se", lambda n, s=src: write_se_set(out / n, s, out / "wav" / n, seed)),
+            ("tse", lambda n, s=src: write_tse_set(out / n, s, out / "wav" / n, seed, pool, wavs)),
+            ("vc", lambda n: write_vc_set(out / n, vc_pairs[n], metas, seed, pool)),
+        ):
+            name = f"mini_{task}_{part}"
+            dirs[name] = _once(out / name, lambda n=name, b=build: b(n))
+    logger.info("corpus ready in %s (%.1f s)", out, time.time() - start)
+    return {name: _summary(dd) for name, dd in dirs.items()}
+
+
+def _summary(dd: DataDir) -> dict:
+    durations = [float(v) for v in dd.read("utt2dur").values()]
+    return {"utterances": len(durations), "speakers": len(dd.speakers()), "minutes": sum(durations) / 60}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything metis needs on a fresh Debian/Ubuntu machine; safe to rerun (does only what is missing).
+#
+#   bash tools/install.sh                 # CPU profile (torch 2.13.0 CPU, faiss-cpu) + Debian packages
+#   bash tools/install.sh --profile gpu   # CUDA torch + faiss-gpu
+#   bash tools/install.sh --apt false     # skip Debian packages (e.g. no root; install them yourself)
+#
+# Python: $PYTHON (default python3). Use a virtualenv if you do not want a system-wide install.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+profile=cpu
+apt=true
+help_message="Usage: bash tools/install.sh [--profile cpu|gpu] [--apt true|false]"
+. utils/parse_options.sh
+. utils/log.sh
+
+case $profile in cpu|gpu) ;; *) die "--profile must be cpu or gpu, got '$profile'" ;; esac
+python=${PYTHON:-python3}
+
+if $apt; then
+  missing=()
+  for pkg in $(grep -v '^#' requirements/apt.txt); do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    log "Installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+log "Installing Python packages ($profile profile) with $python"
+"$python" -m pip install -q --disable-pip-version-check -r "requirements/$profile.txt"
+# --no-deps: the requirements file above already pinned every dependency.
+"$python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+log "metis installed: $(command -v metis)"
