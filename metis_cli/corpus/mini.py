@@ -177,7 +177,8 @@ def _sox_perturb(raw: Path, out: Path, speaker: Speaker, engine_stretched: bool)
         effects += ["speed", f"{speaker.warp}", "tempo", "-s", f"{1 / speaker.warp:.6f}"]
     if speaker.stretch != 1.0 and not engine_stretched:
         effects += ["tempo", "-s", f"{1 / speaker.stretch:.6f}"]
-    cmd = ["sox", str(raw), "-b", "16", str(out), *effects, "rate", "-v", str(SAMPLE_RATE), "channels", "1"]
+    # -D: no dither, so that the same seed gives the same samples.
+    cmd = ["sox", "-D", str(raw), "-b", "16", str(out), *effects, "rate", "-v", str(SAMPLE_RATE), "channels", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise CorpusError(f"sox failed on {raw}: {proc.stderr.strip()}")

@@ -61,19 +61,22 @@ def _flite_voices() -> frozenset[str]:
 
 def check_voices(voice_names) -> None:
     """Raises :class:`CorpusError` naming each missing engine or voice and the Debian package to install."""
+    names = sorted(set(voice_names))
     missing = []
-    for name in sorted(set(voice_names)):
+    for engine in sorted({VOICES[n].engine for n in names} | {"sox"}):
+        if shutil.which(engine) is None:
+            users = ", ".join(n for n in names if VOICES[n].engine == engine)
+            missing.append(f"{engine} (voices {users}): Debian package '{engine}'" if users else f"{engine}: Debian package '{engine}'")
+    for name in names:
         voice = VOICES[name]
         if shutil.which(voice.engine) is None:
-            missing.append(f"{voice.engine} (for voice {name}): Debian package '{voice.engine}'")
-        elif voice.engine == "flite" and voice.engine_voice not in _flite_voices():
+            continue
+        if voice.engine == "flite" and voice.engine_voice not in _flite_voices():
             missing.append(f"flite voice '{voice.engine_voice}': Debian package '{voice.debian_package}'")
         elif voice.engine == "festival" and not any(
             any(d.glob(f"*/{voice.engine_voice}")) for d in FESTIVAL_VOICE_DIRS if d.is_dir()
         ):
             missing.append(f"festival voice '{voice.engine_voice}': Debian package '{voice.debian_package}'")
-    if shutil.which("sox") is None:
-        missing.append("sox: Debian package 'sox'")
     if missing:
         raise CorpusError(
             "cannot synthesise the embedded corpus, missing:\n  " + "\n  ".join(missing)

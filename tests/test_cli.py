@@ -1,0 +1,99 @@
+"""The metis command: help texts, start-up cost, exit codes and messages."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from metis_cli.cli import app
+from conftest import make_datadir
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["data", "--help"]])
+def test_help_is_fast_and_does_not_import_torch(argv):
+    code = (
+        "import sys, time; t = time.time(); from metis_cli.cli import app\n"
+        "try:\n    app(%r)\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO_TORCH', time.time() - t)" % (argv,)
+    )
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    wall = time.time() - start
+    assert "NO_TORCH" in out
+    assert wall < 1.5, f"metis {' '.join(argv)} took {wall:.2f} s"
+
+
+def test_every_command_has_help_with_an_example():
+    for argv in (["data", "validate"], ["data", "subset"], ["data", "split"], ["data", "make-mini"], ["version"]):
+        result = run(*argv, "--help")
+        assert result.exit_code == 0, result.output
+        assert "Example: metis" in result.output, argv
+
+
+def test_top_level_lists_commands():
+    result = run("--help")
+    assert result.exit_code == 0 and "data" in result.output and "version" in result.output
+
+
+def test_validate_ok_and_json(tmp_path):
+    dd = make_datadir(tmp_path)
+    result = run("data", "validate", dd, "--json", tmp_path / "v.json")
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output
+    summary = json.loads((tmp_path / "v.json").read_text())[str(dd)]
+    assert summary["utterances"] == 4 and summary["errors"] == []
+
+
+def test_validate_failure_exits_1_and_names_the_problem(tmp_path):
+    dd = make_datadir(tmp_path)
+    (tmp_path / "wav" / "spkA_u0.wav").unlink()
+    result = run("data", "validate", dd)
+    assert result.exit_code == 1
+    assert "utterance 'spkA_u0'" in result.output and "audio file not found" in result.output
+    assert "1 of 1 data dir(s) failed validation" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_fix_sorts(tmp_path):
+    dd = make_datadir(tmp_path)
+    lines = (dd / "utt2spk").read_text().splitlines(keepends=True)
+    (dd / "utt2spk").write_text("".join(reversed(lines)))
+    assert run("data", "validate", dd).exit_code == 1
+    result = run("data", "validate", dd, "--fix")
+    assert result.exit_code == 0, result.output
+    assert "fixed utt2spk" in result.output
+
+
+def test_subset_and_split_commands(tmp_path):
+    dd = make_datadir(tmp_path)
+    result = run("data", "subset", dd, tmp_path / "sub", "--first", 3)
+    assert result.exit_code == 0, result.output
+    assert "3 utterances, 2 speakers" in result.output
+    result = run("data", "subset", dd, tmp_path / "sub", "--first", 1)
+    assert result.exit_code == 1 and "pass --overwrite" in result.output
+    result = run("data", "subset", dd, tmp_path / "sub2", "--utt-list", tmp_path / "missing.list")
+    assert result.exit_code == 1 and "missing.list: id list not found" in result.output
+    result = run("data", "split", dd, 2, "--by", "spk")
+    assert result.exit_code == 0 and "split2spk/1" in result.output
+    result = run("data", "split", dd, 2, "--by", "word")
+    assert result.exit_code == 1 and "split by must be 'utt' or 'spk'" in result.output
+
+
+def test_make_mini_rejects_unknown_size(tmp_path):
+    result = run("data", "make-mini", tmp_path / "mini", "--size", "huge")
+    assert result.exit_code == 1 and "unknown corpus size 'huge'" in result.output
+
+
+def test_console_script_entry_point_exit_code(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "metis_cli", "data", "validate", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert result.returncode == 1 and "data dir not found" in result.stdout + result.stderr

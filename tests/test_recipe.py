@@ -1,0 +1,54 @@
+"""egs/tts/run.sh end to end on the tiny corpus (stage 0 today; later stages join as they land)."""
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+RUN = REPO / "egs" / "tts" / "run.sh"
+
+
+def run(*args):
+    return subprocess.run(["bash", str(RUN), *map(str, args)], capture_output=True, text=True, cwd=REPO)
+
+
+def test_help_lists_stages():
+    result = run("--help")
+    assert result.returncode == 0 and "0 data" in result.stdout and "--stop-stage" in result.stdout
+
+
+def test_unknown_option_fails():
+    result = run("--bogus", "1")
+    assert result.returncode == 1 and "unknown option --bogus" in result.stderr
+
+
+def test_trailing_option_without_value_fails():
+    result = run("--stage")
+    assert result.returncode == 1 and "option --stage needs a value" in result.stderr
+
+
+@pytest.mark.slow
+def test_stage0_builds_validates_and_is_idempotent(tmp_path):
+    mini_dir = tmp_path / "mini"
+    result = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (mini_dir / ".done").is_file() and (mini_dir / "validate.json").is_file()
+    assert "Stage 0: data" in result.stderr
+    assert sorted(p.name for p in mini_dir.glob("mini_*")) == [
+        "mini_dev", "mini_se_dev", "mini_se_test", "mini_test", "mini_train",
+        "mini_tse_dev", "mini_tse_test", "mini_vc_dev", "mini_vc_test",
+    ]
+    again = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
+    assert again.returncode == 0 and "already built and validated, skipping" in again.stderr
+
+
+@pytest.mark.slow
+def test_stage0_fails_loudly_on_a_corrupted_corpus(tmp_path):
+    mini_dir = tmp_path / "mini"
+    assert run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0).returncode == 0
+    (mini_dir / ".done").unlink()
+    (mini_dir / "mini_dev" / "text").write_text("spk01_s9999 ghost\n")
+    (mini_dir / "mini_dev" / ".done").touch()
+    result = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
+    assert result.returncode != 0
+    assert "mini_dev" in result.stdout + result.stderr and not (mini_dir / ".done").exists()
