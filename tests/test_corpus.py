@@ -150,6 +150,29 @@ def test_rerun_reuses_everything(tiny_corpus):
     assert result["mini_train"]["utterances"] == 12 and result["mini_test"]["speakers"] == 2
 
 
+def test_a_killed_run_resumes_with_what_is_missing(tiny_corpus):
+    wav = sorted((tiny_corpus / "wav" / "spk13").glob("*.wav"))[0]
+    before = load_audio(wav)[0]
+    wav.unlink()
+    (tiny_corpus / "mini_se_test" / ".done").unlink()
+    mini.make_mini_corpus(tiny_corpus, size="tiny", seed=0, num_jobs=1)
+    np.testing.assert_array_equal(load_audio(wav)[0], before)
+    assert (tiny_corpus / "mini_se_test" / ".done").is_file()
+    assert validate_datadir(tiny_corpus / "mini_se_test").ok
+
+
+def test_make_mini_command_reports_every_set(tiny_corpus):
+    from typer.testing import CliRunner
+
+    from metis_cli.cli import app
+
+    result = CliRunner().invoke(app, ["data", "make-mini", str(tiny_corpus), "--size", "tiny", "--nj", "1"])
+    assert result.exit_code == 0, result.output
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in result.output.splitlines() if "/mini_" in line]
+    rows = {c[0]: c[1:3] for c in cells}
+    assert len(rows) == 9 and rows[str(tiny_corpus / "mini_train")] == ["12", "4"]
+
+
 def test_other_settings_in_the_same_dir_are_refused(tiny_corpus):
     with pytest.raises(CorpusError, match=r"holds a corpus built with .*\"seed\": 0.*asked for .*\"seed\": 5"):
         mini.make_mini_corpus(tiny_corpus, size="tiny", seed=5)

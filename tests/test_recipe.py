@@ -40,6 +40,7 @@ def test_stage0_builds_validates_and_is_idempotent(tmp_path):
     ]
     again = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
     assert again.returncode == 0 and "already built and validated, skipping" in again.stderr
+    assert "synthesising" not in again.stderr
 
 
 @pytest.mark.slow

@@ -37,4 +37,5 @@ log "Installing Python packages ($profile profile) with $python"
 "$python" -m pip install -q --disable-pip-version-check -r "requirements/$profile.txt"
 # --no-deps: the requirements file above already pinned every dependency.
 "$python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+command -v metis >/dev/null || die "metis is installed but not on PATH; add the scripts folder of $python to PATH"
 log "metis installed: $(command -v metis)"

@@ -20,20 +20,13 @@ help_message=$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^
 
 . "$root/utils/parse_options.sh"
 . "$root/utils/log.sh"
-# Kaldi spells it --stop-stage; some users type --stop_stage: both reach $stop_stage via parse_options.
 
 command -v metis >/dev/null || die "the metis command is not installed; run: bash tools/install.sh"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  if [ -f "$mini_dir/.done" ]; then
-    log "Stage 0: data: $mini_dir already built and validated, skipping"
-  else
-    log "Stage 0: data: synthesising the embedded corpus ($mini_size) into $mini_dir"
-    metis data make-mini "$mini_dir" --size "$mini_size" --seed "$seed" --nj "$nj"
-    metis data validate "$mini_dir"/mini_* --json "$mini_dir/validate.json"
-    touch "$mini_dir/.done"
-  fi
-  log "Stage 0: data sets: $(cd "$mini_dir" && echo mini_*)"
+  log "Stage 0: data"
+  bash "$root/local/mini/data.sh" --mini-dir "$mini_dir" --mini-size "$mini_size" --seed "$seed" --nj "$nj"
+  log "Stage 0: data sets in $mini_dir: $(cd "$mini_dir" && echo mini_*)"
 fi
 
 log "Done: stages $stage..$stop_stage"

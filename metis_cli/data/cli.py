@@ -137,6 +137,12 @@ def make_mini(
     from metis_cli.log import console, setup_logging
 
     setup_logging(verbose, log_file=out_dir / "log" / "make_mini.log")
+    from rich.table import Table
+
     result = make_mini_corpus(out_dir, size=size, seed=seed, num_jobs=nj)
+    table = Table(title=f"embedded corpus ({size}, seed {seed})", title_justify="left")
+    for column in ("data dir", "utterances", "speakers", "minutes"):
+        table.add_column(column, justify="left" if column == "data dir" else "right")
     for name, info in result.items():
-        console.print(f"{out_dir / name}\t{info['utterances']} utterances\t{info['speakers']} speakers\t{info['minutes']:.1f} min")
+        table.add_row(str(out_dir / name), str(info["utterances"]), str(info["speakers"]), f"{info['minutes']:.1f}")
+    console.print(table)
