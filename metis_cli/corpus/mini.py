@@ -312,7 +312,7 @@ def write_se_set(out: Path, src: DataDir, wav_dir: Path, seed: int) -> DataDir:
         mixture = speech + noise.scale_to_snr(clean, noise.make_noise(kind, rng, len(clean), SAMPLE_RATE, talkers), snr)
         path = save_audio(wav_dir / f"{utt}.wav", mixture * noise.peak_limit(mixture), SAMPLE_RATE)
         noisy[utt], snrs[utt], kinds[utt], rt60s[utt] = str(path.resolve()), f"{snr:.2f}", kind, f"{rt60:.2f}"
-    dd.write("wav.scp", {u: src.read("wav.scp")[u] for u in utts})
+    dd.write("wav.scp", src.read("wav.scp"))
     dd.write("noisy.scp", noisy)
     dd.write("utt2snr", snrs)
     dd.write("utt2noise", kinds)
@@ -341,9 +341,7 @@ def write_tse_set(
         interferer_id = others[rng.integers(len(others))]
         target, _ = src.load_audio(utt)
         interferer, _ = src.load_audio(interferer_id)
-        looped = np.resize(interferer, len(target) + len(interferer))
-        offset = rng.integers(0, len(interferer))
-        interferer = looped[offset : offset + len(target)]
+        interferer = noise.random_excerpt(rng, interferer, len(target))
         sir = float(rng.uniform(-5, 5))
         mixture = target + noise.scale_to_snr(target, interferer, sir)
         path = save_audio(wav_dir / f"{utt}.wav", mixture * noise.peak_limit(mixture), SAMPLE_RATE)

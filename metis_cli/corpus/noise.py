@@ -38,15 +38,19 @@ def _clicks(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
     return noise
 
 
+def random_excerpt(rng: np.random.Generator, wav: np.ndarray, n: int) -> np.ndarray:
+    """n samples of ``wav`` looped, starting at a random offset."""
+    offset = rng.integers(0, len(wav))
+    return np.resize(wav, n + len(wav))[offset : offset + n]
+
+
 def babble(rng: np.random.Generator, n: int, talkers: list[np.ndarray]) -> np.ndarray:
-    """Several other talkers summed, each looped to length n and started at a random offset."""
+    """Several other talkers summed at equal level, each a random excerpt of length n."""
     if not talkers:
         raise ValueError("babble needs at least one other talker")
     out = np.zeros(n)
     for wav in talkers:
-        looped = np.resize(wav, n + len(wav))
-        offset = rng.integers(0, len(wav))
-        segment = looped[offset : offset + n]
+        segment = random_excerpt(rng, wav, n)
         out += segment / (np.sqrt(np.mean(segment**2)) + 1e-8)
     return out
 
