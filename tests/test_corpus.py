@@ -76,6 +76,17 @@ def _gain_and_residual(mixed, clean):
     return gain, mixed / gain - clean
 
 
+def test_prompts_are_other_utterances_of_the_same_speaker(tiny_corpus):
+    for name in ("mini_dev", "mini_test"):
+        dd = DataDir(tiny_corpus / name)
+        prompts, utt2spk = dd.read("utt2prompt"), dd.utt2spk
+        assert set(prompts) == set(utt2spk)
+        for utt, prompt in prompts.items():
+            assert prompt != utt and prompt.split("_")[0] == utt2spk[utt]
+            assert dd.read("prompt.scp")[utt].endswith(f"/{prompt}.wav")
+    assert not DataDir(tiny_corpus / "mini_train").has("prompt.scp")
+
+
 def test_se_set_snr_matches_its_label(tiny_corpus):
     dd = DataDir(tiny_corpus / "mini_se_test")
     snr, rt60 = dd.read("utt2snr"), dd.read("utt2rt60")

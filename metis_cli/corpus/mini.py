@@ -10,6 +10,7 @@ Layout under ``out_dir``::
     wav/<speaker>/<utt>.wav, <utt>.json   16 kHz renderings and their phone/word timings
     wav/<set>/<utt>.wav                   derived inputs (noisy speech, mixtures)
     mini_{train,dev,test}/                wav.scp text utt2spk spk2utt utt2dur phones.ctm words.ctm
+                                          (+ prompt.scp utt2prompt in dev and test)
     mini_se_{dev,test}/                   + noisy.scp utt2snr utt2noise utt2rt60
     mini_tse_{dev,test}/                  + mix.scp enroll.scp utt2sir utt2interferer utt2enroll
     mini_vc_{dev,test}/                   + src.scp ref.scp utt2source_spk
@@ -279,6 +280,17 @@ def write_split(out: Path, utts: list[Utterance], metas: dict[str, dict]) -> Dat
     return dd
 
 
+def write_prompts(dd: DataDir, pool: dict[str, list[str]], wavs: dict[str, str], seed: int) -> None:
+    """prompt.scp and utt2prompt: for each utterance another utterance of its speaker (zero-shot TTS
+    prompts, and the same-speaker reference that speaker similarity is measured against)."""
+    prompts = {}
+    for utt, spk in dd.utt2spk.items():
+        choices = [u for u in pool[spk] if u != utt]
+        prompts[utt] = choices[rng_for(seed, dd.path.name, "prompt", utt).integers(len(choices))]
+    dd.write("utt2prompt", prompts)
+    dd.write("prompt.scp", {utt: wavs[p] for utt, p in prompts.items()})
+
+
 def _base_tables(dd: DataDir, utt_ids: list[str], src: DataDir) -> None:
     """text, utt2spk, spk2utt and utt2dur of a derived set, copied from the split it comes from."""
     for name in ("text", "utt2dur"):
@@ -443,13 +455,19 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
     if dropped:
         logger.warning("%d utterance(s) outside %.0f-%.0f s left out: %s", len(dropped), MIN_DURATION, MAX_DURATION, ", ".join(dropped))
 
-    dirs = {name: _once(out / name, lambda n=name: write_split(out / n, splits[n], metas)) for name in splits}
-    # Enrollment and VC references may be any other usable utterance of the speaker.
+    # Prompts, enrollments and VC references may be any other usable utterance of the speaker.
     pool: dict[str, list[str]] = {}
     for uid in sorted(metas):
         if _usable(metas[uid]):
             pool.setdefault(metas[uid]["speaker"], []).append(uid)
     wavs = {uid: m["wav"] for uid, m in metas.items()}
+
+    def build_split(name: str) -> None:
+        dd = write_split(out / name, splits[name], metas)
+        if name != "mini_train":
+            write_prompts(dd, pool, wavs, seed)
+
+    dirs = {name: _once(out / name, lambda n=name: build_split(n)) for name in splits}
     for part in ("dev", "test"):
         src = dirs[f"mini_{part}"]
         for task, build in (
