@@ -6,6 +6,7 @@ the commands, so ``metis --help`` stays fast.
 from metis_cli import __version__
 from metis_cli.cli_utils import MetisTyper
 from metis_cli.data.cli import app as data_app
+from metis_cli.score import cli as score_cli
 
 app = MetisTyper(
     name="metis",
@@ -14,10 +15,14 @@ app = MetisTyper(
         "Examples:\n\n"
         "  metis data make-mini data/mini          # build the embedded corpus\n\n"
         "  metis data validate data/mini/mini_train\n\n"
+        "  metis score exp/*/decode_* --nj 2\n\n"
         "  bash egs/tts/run.sh --stage 0 --stop-stage 0"
     ),
 )
 app.add_typer(data_app, name="data")
+app.command("score")(score_cli.score)
+app.command("results")(score_cli.results)
+app.command("link-decode")(score_cli.link_decode)
 
 
 @app.command("version")

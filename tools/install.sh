@@ -4,6 +4,7 @@
 #   bash tools/install.sh                 # CPU profile (torch 2.13.0 CPU, faiss-cpu) + Debian packages
 #   bash tools/install.sh --profile gpu   # CUDA torch + faiss-gpu
 #   bash tools/install.sh --apt false     # skip Debian packages (e.g. no root; install them yourself)
+#   bash tools/install.sh --test true     # also what the tests need (headless Chromium)
 #
 # Python: $PYTHON (default python3). Use a virtualenv if you do not want a system-wide install.
 set -euo pipefail
@@ -12,7 +13,8 @@ cd "$root"
 
 profile=cpu
 apt=true
-help_message="Usage: bash tools/install.sh [--profile cpu|gpu] [--apt true|false]"
+test=false
+help_message="Usage: bash tools/install.sh [--profile cpu|gpu] [--apt true|false] [--test true|false]"
 . utils/parse_options.sh
 . utils/log.sh
 
@@ -21,7 +23,9 @@ python=${PYTHON:-python3}
 
 if $apt; then
   missing=()
-  for pkg in $(grep -v '^#' requirements/apt.txt); do
+  lists=(requirements/apt.txt)
+  $test && lists+=(requirements/apt-test.txt)
+  for pkg in $(grep -hv '^#' "${lists[@]}"); do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -35,6 +39,7 @@ fi
 
 log "Installing Python packages ($profile profile) with $python"
 "$python" -m pip install -q --disable-pip-version-check -r "requirements/$profile.txt"
+"$python" -m pip install -q --disable-pip-version-check --no-deps -r requirements/nodeps.txt
 # --no-deps: the requirements file above already pinned every dependency.
 "$python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 command -v metis >/dev/null || die "metis is installed but not on PATH; add the scripts folder of $python to PATH"

@@ -1,0 +1,105 @@
+"""Decode dirs: what a decoder writes and a scorer reads.
+
+A decode dir holds ``decode.json`` (``task``, ``data_dir``: the data dir it decoded, ``sample_rate``,
+``command``, and whatever else the decoder wants to record) and ``wav.scp`` (utterance id -> output
+audio). References come from the data dir: ``text``, ``wav.scp`` (the clean or ground-truth audio),
+and per task the input and the speaker reference scp. A file of the same name in the decode dir wins,
+so a decoder that picked its own prompts writes its own ``prompt.scp``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metis_cli.data.datadir import DataDir
+from metis_cli.env import command_line
+from metis_cli.errors import DataDirError
+
+TASKS = ("tts", "vc", "se", "tse", "l2s", "resynth")
+# The condition audio a person wants to hear next to the output, per task.
+INPUT_SCP = {"tts": "prompt.scp", "vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp", "l2s": None, "resynth": None}
+# Speaker similarity is measured between the output and this audio.
+SPEAKER_REFERENCE_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "l2s": "ref.scp", "resynth": "wav.scp", "se": None}
+# The metrics that make sense per task ("wer" covers WER and CER; "pesq", "stoi", "sisdr" and "mcd"
+# compare with the clean reference sample by sample).
+TASK_METRICS = {
+    "tts": ("wer", "sim", "dnsmos"),
+    "vc": ("wer", "sim", "dnsmos"),
+    "se": ("wer", "dnsmos", "pesq", "stoi", "sisdr"),
+    "tse": ("wer", "sim", "dnsmos", "pesq", "stoi", "sisdr"),
+    "l2s": ("wer", "sim", "dnsmos"),
+    "resynth": ("wer", "sim", "dnsmos", "pesq", "stoi", "sisdr", "mcd"),
+}
+
+
+@dataclass
+class DecodeDir:
+    path: Path
+    task: str
+    data_dir: Path
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path) -> "DecodeDir":
+        path = Path(path)
+        info_file = path / "decode.json"
+        if not path.is_dir():
+            raise DataDirError(f"{path}: decode dir not found")
+        if not info_file.is_file():
+            raise DataDirError(f"{info_file}: missing; a decode dir records its task and data dir there")
+        try:
+            info = json.loads(info_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataDirError(f"{info_file}: not valid JSON ({exc})") from None
+        task, data_dir = info.get("task"), info.get("data_dir")
+        if task not in TASKS:
+            raise DataDirError(f"{info_file}: task {task!r} is not one of {', '.join(TASKS)}")
+        if not data_dir:
+            raise DataDirError(f"{info_file}: no data_dir")
+        data_dir = Path(data_dir)
+        if not data_dir.is_absolute():
+            data_dir = (path / data_dir).resolve()
+        return cls(path, task, data_dir, info)
+
+    @property
+    def data(self) -> DataDir:
+        return DataDir(self.data_dir)
+
+    @property
+    def set_name(self) -> str:
+        return self.data_dir.name
+
+    def outputs(self) -> dict[str, str]:
+        if not (self.path / "wav.scp").is_file():
+            raise DataDirError(f"{self.path / 'wav.scp'}: missing; a decode dir lists its outputs there")
+        return DataDir(self.path).read("wav.scp")
+
+    def reference(self, name: str) -> dict[str, str]:
+        """A reference table (``text``, ``wav.scp``, ``prompt.scp`` ...): the decode dir's own copy if it
+        has one (except wav.scp, which there means the outputs), else the data dir's; {} if neither."""
+        own = DataDir(self.path)
+        if name != "wav.scp" and own.has(name):
+            return own.read(name)
+        return self.data.read(name) if self.data.has(name) else {}
+
+
+def write_decode_dir(path, task: str, data_dir, outputs: dict[str, str], **info) -> DecodeDir:
+    """Creates a decode dir: decode.json (task, data_dir, command, extra info) and wav.scp."""
+    if task not in TASKS:
+        raise DataDirError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    path = Path(path)
+    dd = DataDir(path)
+    dd.write("wav.scp", outputs)
+    record = {"task": task, "data_dir": str(Path(data_dir).resolve()), "command": command_line(), **info}
+    (path / "decode.json").write_text(json.dumps(record, indent=2) + "\n")
+    return DecodeDir.load(path)
+
+
+def link_decode_dir(data_dir, path, task: str, scp: str = "wav.scp") -> DecodeDir:
+    """A decode dir whose outputs are audio the data dir already has: ``wav.scp`` (the ground truth:
+    the ceiling a model is read against) or an input such as ``noisy.scp`` or ``mix.scp`` (the floor)."""
+    data = DataDir(data_dir)
+    if not data.has(scp):
+        raise DataDirError(f"{data.file(scp)}: not found")
+    return write_decode_dir(path, task, data_dir, data.read(scp), source=f"{scp} of {data_dir}")

@@ -1,0 +1,62 @@
+"""What an experiment records about how it was run: the command line, the git revision, the software
+and the hardware. Experiment dirs and RESULTS.md use it so that every number comes with its recipe."""
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("metis", "torch", "numpy", "soundfile", "soxr", "faiss-cpu", "faiss-gpu", "transformers",
+            "pocketsphinx", "resemblyzer", "speechmos", "onnxruntime", "pesq", "pystoi", "librosa")
+
+
+def command_line() -> str:
+    """The command as a user would type it again (program name without its install path)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def git_revision(path: Path | None = None) -> str:
+    """The commit of the checkout holding this package, with '-dirty' for uncommitted changes."""
+    where = path or Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=where, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, str]:
+    """git revision, Python, package versions, CPU and GPU (torch is asked only if already installed)."""
+    info = {
+        "git revision": git_revision(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": f"{_cpu_name()} ({os.cpu_count()} logical cores)",
+    }
+    for name in PACKAGES:
+        try:
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        import torch
+
+        info["gpu"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "none"
+    except ImportError:
+        info["gpu"] = "unknown (torch not installed)"
+    return info

@@ -1,0 +1,1 @@
+"""Scoring of decode dirs: metrics, model-based scorers, summaries, RESULTS.md and HTML reports."""

@@ -1,0 +1,130 @@
+"""``metis score``, ``metis results`` and ``metis link-decode``: thin wrappers over metis_cli.score."""
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+METRIC_HELP = "Only these metric groups (comma separated): wer, sim, dnsmos, pesq, stoi, sisdr, mcd."
+
+
+SHORT_NAMES = {"dnsmos_sig": "sig", "dnsmos_bak": "bak", "dnsmos_ovrl": "ovrl", "dnsmos_p808": "p808"}
+
+
+def _print_comparison(summaries: list[dict]) -> None:
+    """One row per decode dir, one column per metric: mean±95% CI."""
+    import math
+
+    from rich.table import Table
+
+    from metis_cli.log import console
+
+    names: list[str] = []
+    for s in summaries:
+        names += [n for n in s["metrics"] if n not in names]
+    table = Table(title="scores: mean and ±95% CI (WER, CER in %; sig/bak/ovrl/p808: DNSMOS)", title_justify="left")
+    table.add_column("decode dir", overflow="fold", min_width=24)
+    table.add_column("task", no_wrap=True)
+    table.add_column("scored", justify="right", no_wrap=True)
+    for name in names:
+        table.add_column(SHORT_NAMES.get(name, name), justify="right", no_wrap=True)
+    for s in summaries:
+        cells = []
+        for name in names:
+            m = s["metrics"].get(name)
+            digits = 1 if name in ("wer", "cer", "sisdr", "mcd") else 2
+            if m is None:
+                cells.append("-")
+            else:
+                ci = "" if math.isnan(m["ci95"]) else f"\n[dim]±{m['ci95']:.{digits}f}[/]"
+                cells.append(f"{m['mean']:.{digits}f}{ci}")
+        counts = s["counts"]
+        scored = f"{counts['scored']}/{counts['references']}" if not s.get("error") else "[red]error[/]"
+        table.add_row(s["decode_dir"], s.get("task") or "-", scored, *cells)
+    console.print(table)
+    for s in summaries:
+        if s.get("error"):
+            console.print(f"[red]failed[/] {s['decode_dir']}: {s['error']}", highlight=False, soft_wrap=True)
+        elif s["counts"]["failed"]:
+            first = s["failures"][0]
+            console.print(
+                f"[yellow]{s['counts']['failed']} failed[/] in {s['decode_dir']} (e.g. {first['utt']}: {first['reason']}); "
+                f"see {s['decode_dir']}/scores/result.txt",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def score(
+    decode_dirs: list[Path] = typer.Argument(..., help="Decode dirs (each with decode.json and wav.scp)."),
+    nj: int = typer.Option(1, help="Parallel scoring processes."),
+    asr: str = typer.Option("pocketsphinx", help="'pocketsphinx' or a local transformers ASR model dir (Whisper, CTC)."),
+    sim: str = typer.Option("resemblyzer", help="'resemblyzer' or a local transformers x-vector model dir (WavLM SV)."),
+    metrics: Optional[str] = typer.Option(None, help=METRIC_HELP),
+    report: bool = typer.Option(True, help="Write scores/report.html (audio players, spectrograms, plots)."),
+    report_utts: int = typer.Option(20, help="Utterances shown in the report."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Score decode dirs: WER/CER, speaker similarity, DNSMOS, PESQ/STOI/SI-SDR/MCD where they apply.
+
+    Writes scores/per_utt.tsv, summary.json, result.txt (and report.html) in each dir, reuses what an
+    earlier run computed, and prints one table comparing all dirs. Exits 1 only if nothing could be
+    scored.
+
+    Example: metis score exp/*/decode_* --nj 2
+    """
+    from metis_cli.errors import MetisError
+    from metis_cli.log import setup_logging
+    from metis_cli.score.scoring import METRICS, Scorers, score_decode_dir
+
+    setup_logging(verbose)
+    chosen = None
+    if metrics:
+        chosen = [m.strip() for m in metrics.split(",") if m.strip()]
+        unknown = sorted(set(chosen) - set(METRICS))
+        if unknown:
+            raise MetisError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    scorers = Scorers(asr=asr, sim=sim)
+    summaries = []
+    for decode_dir in decode_dirs:
+        summary = score_decode_dir(decode_dir, scorers, num_jobs=nj, metrics=chosen)
+        if report and not summary.get("error"):
+            from metis_cli.score.report import write_report
+
+            write_report(decode_dir, max_utts=report_utts)
+        summaries.append(summary)
+    _print_comparison(summaries)
+    if not any(s["counts"]["scored"] for s in summaries):
+        raise MetisError("nothing could be scored")
+
+
+def results(
+    decode_dirs: list[Path] = typer.Argument(..., help="Scored decode dirs (scores/summary.json)."),
+    output: Path = typer.Option(Path("RESULTS.md"), "--output", "-o", help="Markdown file to write."),
+    title: str = typer.Option("Results", help="Heading of the file."),
+) -> None:
+    """Write RESULTS.md: one table per task and test set, the exact commands, and the environment.
+
+    Example: metis results exp/*/decode_* -o egs/tts/RESULTS.md --title "TTS on the embedded corpus"
+    """
+    from metis_cli.log import console
+    from metis_cli.score.results import write_results
+
+    path = write_results(decode_dirs, output, title=title)
+    console.print(f"wrote {path}")
+
+
+def link_decode(
+    data_dir: Path = typer.Argument(..., help="Data dir whose audio becomes the outputs."),
+    out_dir: Path = typer.Argument(..., help="New decode dir."),
+    task: str = typer.Option(..., help="tts, vc, se, tse, l2s or resynth: decides the metrics."),
+    scp: str = typer.Option("wav.scp", help="wav.scp (ground truth: the ceiling) or an input such as noisy.scp (the floor)."),
+) -> None:
+    """Make a decode dir from audio a data dir already has, to score ground truth and raw inputs.
+
+    Example: metis link-decode data/mini/mini_se_test exp/baselines/se_noisy --task se --scp noisy.scp
+    """
+    from metis_cli.data.decode_dir import link_decode_dir
+    from metis_cli.log import console
+
+    decode = link_decode_dir(data_dir, out_dir, task, scp)
+    console.print(f"{decode.path}: {len(decode.outputs())} outputs ({scp} of {data_dir}), task {task}")

@@ -1,0 +1,93 @@
+"""Metrics that need no model: text normalisation and edit distances, SI-SDR, PESQ, STOI/ESTOI, MCD.
+
+All signal metrics take 16 kHz mono float arrays; a reference and an estimate of different lengths
+are cut to the shorter one (generated speech is rarely sample-aligned; say so when reading PESQ).
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, punctuation removed (apostrophes inside words kept), hyphens split, spaces collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("-", " ")
+    text = re.sub(r"[^\w' ]+", " ", text)
+    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
+    return " ".join(text.split())
+
+
+def edit_distance(reference: list, hypothesis: list) -> int:
+    """Levenshtein distance (substitutions + deletions + insertions)."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, start=1):
+        current = [i] + [0] * len(hypothesis)
+        for j, hyp in enumerate(hypothesis, start=1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp))
+        previous = current
+    return previous[-1]
+
+
+def word_and_char_errors(reference: str, hypothesis: str) -> dict[str, int]:
+    """Errors and reference lengths after normalisation; corpus WER = sum(word_errors) / sum(ref_words)."""
+    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+    return {
+        "word_errors": edit_distance(ref.split(), hyp.split()),
+        "ref_words": len(ref.split()),
+        "char_errors": edit_distance(list(ref.replace(" ", "")), list(hyp.replace(" ", ""))),
+        "ref_chars": len(ref.replace(" ", "")),
+    }
+
+
+def _aligned(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = min(len(reference), len(estimate))
+    return np.asarray(reference[:n], dtype=np.float64), np.asarray(estimate[:n], dtype=np.float64)
+
+
+def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019), zero-mean signals."""
+    ref, est = _aligned(reference, estimate)
+    ref, est = ref - ref.mean(), est - est.mean()
+    target = (np.dot(est, ref) / (np.dot(ref, ref) + 1e-12)) * ref
+    distortion = est - target
+    return float(10 * np.log10((np.dot(target, target) + 1e-12) / (np.dot(distortion, distortion) + 1e-12)))
+
+
+def pesq_scores(reference: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
+    """PESQ wide band (P.862.2) and narrow band (P.862, on 8 kHz copies)."""
+    from pesq import pesq
+
+    from metis_cli.audio import resample
+
+    ref, est = _aligned(reference, estimate)
+    ref8, est8 = resample(ref.astype(np.float32), SAMPLE_RATE, 8000), resample(est.astype(np.float32), SAMPLE_RATE, 8000)
+    return {"pesq_wb": float(pesq(SAMPLE_RATE, ref, est, "wb")), "pesq_nb": float(pesq(8000, ref8, est8, "nb"))}
+
+
+def stoi_scores(reference: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
+    from pystoi import stoi
+
+    ref, est = _aligned(reference, estimate)
+    return {"stoi": float(stoi(ref, est, SAMPLE_RATE)), "estoi": float(stoi(ref, est, SAMPLE_RATE, extended=True))}
+
+
+def mel_cepstrum(wav: np.ndarray, n_mels: int = 80, n_ceps: int = 25) -> np.ndarray:
+    """[frames, n_ceps] DCT of the log mel power spectrum (64 ms window, 5 ms hop)."""
+    from scipy.fftpack import dct
+
+    from metis_cli.dsp import log_mel_spectrogram
+
+    return dct(log_mel_spectrogram(wav, SAMPLE_RATE, n_fft=1024, hop=80, n_mels=n_mels), type=2, norm="ortho", axis=1)[:, :n_ceps]
+
+
+def mcd(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Mel-cepstral distortion in dB over coefficients 1..24, frame by frame (for time-aligned
+    resynthesis; no DTW), averaged over frames."""
+    ref, est = _aligned(reference, estimate)
+    diff = mel_cepstrum(ref)[:, 1:] - mel_cepstrum(est)[:, 1:]
+    return float(np.mean(10 / math.log(10) * np.sqrt(2 * np.sum(diff**2, axis=1))))

@@ -1,0 +1,73 @@
+"""RESULTS.md: one table per task and test set, the commands that made each row, and the environment."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from metis_cli.env import command_line, environment
+from metis_cli.errors import MetisError
+
+# Column order in the tables; anything else a summary has goes after these.
+ORDER = ("wer", "cer", "sim", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "pesq_wb", "pesq_nb",
+         "stoi", "estoi", "sisdr", "mcd")
+
+
+def _cell(metric: dict | None) -> str:
+    if metric is None:
+        return "-"
+    ci = metric.get("ci95")
+    ci_text = "" if ci is None or (isinstance(ci, float) and math.isnan(ci)) else f" ± {ci:.2f}"
+    return f"{metric['mean']:.2f}{ci_text}"
+
+
+def load_summaries(decode_dirs) -> list[dict]:
+    summaries = []
+    for d in decode_dirs:
+        path = Path(d) / "scores" / "summary.json"
+        if not path.is_file():
+            raise MetisError(f"{path}: not found; run `metis score {d}` first")
+        summary = json.loads(path.read_text())
+        decode_info = Path(d) / "decode.json"
+        summary["decode_command"] = json.loads(decode_info.read_text()).get("command") if decode_info.is_file() else None
+        summaries.append(summary)
+    return summaries
+
+
+def render_results(summaries: list[dict], title: str = "Results") -> str:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for s in summaries:
+        if s.get("error"):
+            continue
+        groups.setdefault((s["task"], s.get("set") or Path(s["data_dir"]).name), []).append(s)
+    lines = [f"# {title}", "", f"Written by `{command_line()}` on {time.strftime('%Y-%m-%d %H:%M')}.",
+             "Each cell: mean ± half width of the 95% confidence interval (WER and CER: corpus-level %, bootstrap).", ""]
+    for (task, data_set), rows in sorted(groups.items()):
+        names = [n for n in ORDER if any(n in r["metrics"] for r in rows)]
+        names += sorted({n for r in rows for n in r["metrics"]} - set(names))
+        lines += [f"## {task}: {data_set}", "", "| decode dir | scored | " + " | ".join(names) + " |",
+                  "|---|---:|" + "---:|" * len(names)]
+        for r in rows:
+            counts = r["counts"]
+            cells = " | ".join(_cell(r["metrics"].get(n)) for n in names)
+            lines.append(f"| `{r['decode_dir']}` | {counts['scored']}/{counts['references']} | {cells} |")
+        lines += ["", "Commands:", ""]
+        for r in rows:
+            if r.get("decode_command"):
+                lines.append(f"- decode `{r['decode_dir']}`: `{r['decode_command']}`")
+            if r.get("command"):
+                lines.append(f"- score: `{r['command']}`")
+        lines.append("")
+    failed = [s for s in summaries if s.get("error")]
+    if failed:
+        lines += ["## Not scored", ""] + [f"- `{s['decode_dir']}`: {s['error']}" for s in failed] + [""]
+    lines += ["## Environment", "", "```"] + [f"{k}: {v}" for k, v in environment().items()] + ["```", ""]
+    return "\n".join(lines)
+
+
+def write_results(decode_dirs, output, title: str = "Results") -> Path:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_results(load_summaries(decode_dirs), title=title), encoding="utf-8")
+    return output

@@ -1,0 +1,205 @@
+"""metis score on decode dirs: outputs, caching, parallel jobs, bad input, RESULTS.md, HTML report."""
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from metis_cli.cli import app
+from metis_cli.data.datadir import DataDir
+from metis_cli.data.decode_dir import DecodeDir, link_decode_dir, write_decode_dir
+from metis_cli.score.scoring import Scorers, plan_jobs, read_per_utt, score_decode_dir
+
+runner = CliRunner()
+FAST = ["sisdr", "stoi"]
+
+
+@pytest.fixture(scope="module")
+def scored_gt(tiny_corpus, tmp_path_factory):
+    """Ground truth of mini_test scored as TTS output with every default metric (the ceiling)."""
+    path = tmp_path_factory.mktemp("exp") / "tts_gt"
+    link_decode_dir(tiny_corpus / "mini_test", path, "tts")
+    result = runner.invoke(app, ["score", str(path), "--nj", "2", "--report-utts", "3"])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_ground_truth_scores(scored_gt):
+    summary = json.loads((scored_gt / "scores" / "summary.json").read_text())
+    assert summary["task"] == "tts" and summary["counts"] == {"references": 6, "outputs": 6, "scored": 6, "failed": 0}
+    m = summary["metrics"]
+    assert set(m) == {"wer", "cer", "sim", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"}
+    assert m["wer"]["mean"] < 35 and m["sim"]["mean"] > 0.8 and m["dnsmos_ovrl"]["mean"] > 2.5
+    assert m["wer"]["n"] == 6 and m["sim"]["ci95"] > 0
+    rows = read_per_utt(scored_gt / "scores" / "per_utt.tsv")
+    assert len(rows) == 6 and all(r["hyp_text"] for r in rows.values())
+    text = (scored_gt / "scores" / "result.txt").read_text()
+    assert "scored 6 of 6" in text and "wer" in text
+
+
+def test_rerun_computes_nothing_until_an_output_changes(scored_gt):
+    decode = DecodeDir.load(scored_gt)
+    per_utt = scored_gt / "scores" / "per_utt.tsv"
+    previous, stamp = read_per_utt(per_utt), per_utt.stat().st_mtime
+    jobs, failures, refs = plan_jobs(decode, ("wer", "sim", "dnsmos"), previous, stamp)
+    assert jobs == [] and failures == {} and refs == 6
+    jobs, _, _ = plan_jobs(decode, ("wer", "sim", "dnsmos", "sisdr"), previous, stamp)
+    assert len(jobs) == 6 and {j.metrics for j in jobs} == {("sisdr",)}, "only the metric not computed yet"
+
+
+def test_changed_output_is_rescored(tiny_corpus, tmp_path):
+    path = tmp_path / "se"
+    link_decode_dir(tiny_corpus / "mini_se_test", path, "se", "noisy.scp")
+    score_decode_dir(path, metrics=FAST)
+    decode = DecodeDir.load(path)
+    per_utt = path / "scores" / "per_utt.tsv"
+    stamp = per_utt.stat().st_mtime
+    assert plan_jobs(decode, FAST, read_per_utt(per_utt), stamp)[0] == []
+    shutil.copy(decode.outputs()[decode.data.utt_ids()[0]], tmp_path / "copy.wav")
+    write_decode_dir(path, "se", decode.data_dir, {**decode.outputs(), decode.data.utt_ids()[0]: str(tmp_path / "copy.wav")})
+    os.utime(tmp_path / "copy.wav", (stamp + 10, stamp + 10))
+    jobs = plan_jobs(DecodeDir.load(path), FAST, read_per_utt(per_utt), stamp)[0]
+    assert [j.utt for j in jobs] == [decode.data.utt_ids()[0]]
+
+
+def test_parallel_jobs_give_the_same_numbers(tiny_corpus, tmp_path):
+    for nj in (1, 2):
+        link_decode_dir(tiny_corpus / "mini_se_test", tmp_path / f"nj{nj}", "se", "noisy.scp")
+        score_decode_dir(tmp_path / f"nj{nj}", num_jobs=nj, metrics=FAST)
+    one = json.loads((tmp_path / "nj1" / "scores" / "summary.json").read_text())["metrics"]
+    two = json.loads((tmp_path / "nj2" / "scores" / "summary.json").read_text())["metrics"]
+    assert one == two and one["sisdr"]["n"] == 6
+
+
+def test_noisy_input_scores_below_its_clean_reference(tiny_corpus, tmp_path):
+    link_decode_dir(tiny_corpus / "mini_se_test", tmp_path / "noisy", "se", "noisy.scp")
+    link_decode_dir(tiny_corpus / "mini_se_test", tmp_path / "clean", "se", "wav.scp")
+    noisy = score_decode_dir(tmp_path / "noisy", metrics=FAST)["metrics"]
+    clean = score_decode_dir(tmp_path / "clean", metrics=FAST)["metrics"]
+    assert clean["sisdr"]["mean"] > 60 and clean["stoi"]["mean"] > 0.99
+    assert noisy["sisdr"]["mean"] < clean["sisdr"]["mean"] - 40 and noisy["stoi"]["mean"] < clean["stoi"]["mean"]
+
+
+def test_bad_outputs_are_failures_and_the_rest_is_scored(tiny_corpus, tmp_path):
+    data = DataDir(tiny_corpus / "mini_se_test")
+    utts = data.utt_ids()
+    good = data.read("noisy.scp")
+    silent, clipped, rate, broken = (tmp_path / f"{n}.wav" for n in ("silent", "clipped", "rate", "broken"))
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    sf.write(clipped, np.sign(np.sin(np.arange(16000) / 5)).astype(np.float32), 16000)
+    sf.write(rate, 0.1 * np.sin(np.arange(22050) / 5).astype(np.float32), 22050)
+    broken.write_bytes(b"RIFF....WAVEfmt garbage")
+    outputs = {utts[0]: str(silent), utts[1]: str(clipped), utts[2]: str(rate), utts[3]: str(broken),
+               utts[4]: good[utts[4]], "ghost_utt": good[utts[4]]}
+    write_decode_dir(tmp_path / "dec", "se", data.path, outputs, sample_rate=16000)
+    result = runner.invoke(app, ["score", str(tmp_path / "dec"), "--metrics", "sisdr", "--no-report"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "dec" / "scores" / "summary.json").read_text())
+    reasons = {f["utt"]: f["reason"] for f in summary["failures"]}
+    assert "silent output" in reasons[utts[0]]
+    assert "clipped output" in reasons[utts[1]]
+    assert "sample rate 22050 Hz, decode.json says 16000 Hz" in reasons[utts[2]]
+    assert "cannot" in reasons[utts[3]] and utts[3] in reasons[utts[3]]
+    assert "no output" in reasons[utts[5]]
+    assert "not an utterance of" in reasons["ghost_utt"]
+    assert summary["counts"]["scored"] == 1 and summary["metrics"]["sisdr"]["n"] == 1
+    assert "6 failed" in result.output
+
+
+def test_unreadable_decode_dir_is_reported_and_nothing_scored_exits_1(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["score", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "decode.json: missing" in result.output and "nothing could be scored" in result.output
+    summary = json.loads((tmp_path / "empty" / "scores" / "summary.json").read_text())
+    assert summary["counts"]["scored"] == 0 and summary["error"]
+
+
+def test_one_bad_dir_among_good_ones_still_exits_0(tiny_corpus, tmp_path):
+    link_decode_dir(tiny_corpus / "mini_se_test", tmp_path / "good", "se", "noisy.scp")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "decode.json").write_text(json.dumps({"task": "se", "data_dir": str(tiny_corpus / "mini_se_test")}))
+    result = runner.invoke(app, ["score", str(tmp_path / "good"), str(tmp_path / "bad"), "--metrics", "sisdr", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "wav.scp: missing" in result.output
+
+
+def test_unknown_metric_and_missing_model_dir(tmp_path, scored_gt):
+    result = runner.invoke(app, ["score", str(scored_gt), "--metrics", "bleu"])
+    assert result.exit_code == 1 and "unknown metric(s) bleu" in result.output
+    from metis_cli.errors import MetisError
+    from metis_cli.score.models import load_asr
+
+    with pytest.raises(MetisError, match="no-such-dir.*never downloaded"):
+        load_asr(str(tmp_path / "no-such-dir"))
+
+
+def test_results_md(scored_gt, tmp_path):
+    out = tmp_path / "RESULTS.md"
+    result = runner.invoke(app, ["results", str(scored_gt), "-o", str(out), "--title", "TTS baselines"])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.startswith("# TTS baselines") and "## tts: mini_test" in text
+    assert "| decode dir | scored | wer | cer | sim | dnsmos_sig" in text
+    assert "- decode `" in text
+    assert "score: `" in text and "## Environment" in text and "git revision:" in text and "torch:" in text
+
+
+def test_report_html(scored_gt):
+    page = scored_gt / "scores" / "report.html"
+    html = page.read_text()
+    assert html.count("<audio") == 3 * 3 and "report/distributions.png" in html
+    import re
+
+    for src in re.findall(r'src="([^"]+)"', html):
+        assert (page.parent / src).resolve().is_file(), src
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (bash tools/install.sh --test true)")
+def test_report_renders_in_headless_chromium(scored_gt, tmp_path):
+    shot = tmp_path / "report.png"
+    cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600", f"--screenshot={shot}",
+           (scored_gt / "scores" / "report.html").as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120)
+    from PIL import Image
+
+    image = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert image.shape == (1600, 1280)
+    assert image.std() > 20, "the page is blank"
+    assert (image < 100).mean() > 0.02, "spectrograms (dark images) are visible"
+
+
+def test_transformers_models_from_local_dirs(tiny_corpus, tmp_path):
+    """Whisper/CTC ASR and WavLM speaker models load from a local dir; tiny random ones here."""
+    import json as _json
+
+    import torch
+    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC,
+                              Wav2Vec2Processor, WavLMConfig, WavLMForXVector)
+
+    torch.manual_seed(0)
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32, 32),
+                 conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    features = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                        return_attention_mask=True)
+    ctc_dir, sv_dir = tmp_path / "ctc", tmp_path / "sv"
+    ctc_dir.mkdir()
+    vocab = {"<pad>": 0, "|": 1, "<unk>": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyz'")}}
+    (ctc_dir / "vocab.json").write_text(_json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(ctc_dir / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
+    Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=len(vocab), pad_token_id=0, **small)).save_pretrained(ctc_dir)
+    Wav2Vec2Processor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(ctc_dir)
+    WavLMForXVector(WavLMConfig(tdnn_dim=(32, 32, 64), tdnn_kernel=(5, 3, 1), tdnn_dilation=(1, 2, 1),
+                                xvector_output_dim=16, **small)).save_pretrained(sv_dir)
+    features.save_pretrained(sv_dir)
+
+    path = tmp_path / "dec"
+    link_decode_dir(tiny_corpus / "mini_test", path, "tts")
+    summary = score_decode_dir(path, Scorers(asr=str(ctc_dir), sim=str(sv_dir)), metrics=["wer", "sim"])
+    assert summary["counts"]["scored"] == 6 and summary["scorers"]["asr"] == str(ctc_dir)
+    assert -1.0 <= summary["metrics"]["sim"]["mean"] <= 1.0 and summary["metrics"]["wer"]["n"] == 6
