@@ -1,4 +1,5 @@
 """egs/tts/run.sh end to end on the tiny corpus (stage 0 today; later stages join as they land)."""
+import json
 import subprocess
 
 import pytest
@@ -14,7 +15,7 @@ def run(*args):
 
 def test_help_lists_stages():
     result = run("--help")
-    assert result.returncode == 0 and "0 data" in result.stdout and "--stop-stage" in result.stdout
+    assert result.returncode == 0 and "0 data" in result.stdout and "7 score" in result.stdout
 
 
 def test_unknown_option_fails():
@@ -41,6 +42,17 @@ def test_stage0_builds_validates_and_is_idempotent(tmp_path):
     again = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
     assert again.returncode == 0 and "already built and validated, skipping" in again.stderr
     assert "synthesising" not in again.stderr
+
+
+@pytest.mark.slow
+def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tmp_path):
+    mini_dir, exp_dir = tmp_path / "mini", tmp_path / "exp"
+    result = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--exp-dir", exp_dir, "--score-opts", "--report-utts 2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((exp_dir / "ground_truth" / "decode_mini_test" / "scores" / "summary.json").read_text())
+    assert summary["counts"]["scored"] == 6 and summary["metrics"]["sim"]["mean"] > 0.8
+    assert "## tts: mini_test" in (exp_dir / "RESULTS.md").read_text()
+    assert "scores: mean" in result.stdout
 
 
 @pytest.mark.slow
