@@ -28,8 +28,40 @@ def setup_logging(verbose: bool = False, log_file: Path | None = None) -> None:
     logging.basicConfig(level=level, handlers=handlers, force=True)
 
 
+class _LogProgress:
+    """Stands in for a rich progress bar when stderr is not a terminal (logs, CI): one line per 10%."""
+
+    def __init__(self):
+        self.tasks: dict[int, list] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, description: str, total: int) -> int:
+        import time
+
+        self.tasks[len(self.tasks)] = [description, total, 0, 0, time.time()]
+        return len(self.tasks) - 1
+
+    def advance(self, task: int, step: int = 1) -> None:
+        import time
+
+        entry = self.tasks[task]
+        description, total, done, last_decile, start = entry
+        entry[2] = done = done + step
+        decile = int(10 * done / max(total, 1))
+        if decile > last_decile or done == total:
+            entry[3] = decile
+            err_console.print(f"{description}: {done}/{total} ({time.time() - start:.0f} s)", highlight=False, soft_wrap=True)
+
+
 def progress(**kwargs):
-    """A rich progress bar on stderr that stays quiet when stderr is not a terminal."""
+    """A rich progress bar on stderr; a line per 10% when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return _LogProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
@@ -39,6 +71,5 @@ def progress(**kwargs):
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        disable=not sys.stderr.isatty(),
         **kwargs,
     )

@@ -90,6 +90,9 @@ def test_pocketsphinx_reads_the_corpus(tiny_corpus):
 
     dd = DataDir(tiny_corpus / "mini_test")
     asr = load_asr("pocketsphinx")
-    errors = [M.word_and_char_errors(dd.read("text")[u], asr.transcribe(dd.load_audio(u)[0])) for u in dd.utt_ids()]
+    hyps = {u: asr.transcribe(dd.load_audio(u)[0]) for u in dd.utt_ids()}
+    again = {u: asr.transcribe(dd.load_audio(u)[0]) for u in reversed(dd.utt_ids())}
+    assert hyps == again, "a transcript must not depend on what was decoded before it"
+    errors = [M.word_and_char_errors(dd.read("text")[u], hyps[u]) for u in dd.utt_ids()]
     wer = sum(e["word_errors"] for e in errors) / sum(e["ref_words"] for e in errors)
     assert wer < 0.35

@@ -66,6 +66,13 @@ def test_changed_output_is_rescored(tiny_corpus, tmp_path):
     assert [j.utt for j in jobs] == [decode.data.utt_ids()[0]]
 
 
+def test_a_narrower_rerun_keeps_earlier_metrics(scored_gt):
+    before = json.loads((scored_gt / "scores" / "summary.json").read_text())["metrics"]
+    summary = score_decode_dir(scored_gt, metrics=["sim"])
+    assert summary["metrics"] == before
+    assert read_per_utt(scored_gt / "scores" / "per_utt.tsv")[DecodeDir.load(scored_gt).data.utt_ids()[0]]["hyp_text"]
+
+
 def test_parallel_jobs_give_the_same_numbers(tiny_corpus, tmp_path):
     for nj in (1, 2):
         link_decode_dir(tiny_corpus / "mini_se_test", tmp_path / f"nj{nj}", "se", "noisy.scp")

@@ -20,6 +20,8 @@ import numpy as np
 from metis_cli.errors import MetisError
 
 SAMPLE_RATE = 16000
+# Threads per model; parallel scoring workers set 1 so that they do not compete for the cores.
+THREADS: int | None = None
 
 
 def _model_dir(spec: str, what: str) -> Path:
@@ -38,6 +40,9 @@ class PocketSphinxASR:
         self.decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
 
     def transcribe(self, wav: np.ndarray) -> str:
+        # Feature normalisation (CMN) otherwise carries over from the previous utterance, which would
+        # make a transcript depend on what the same process decoded before (and so on --nj).
+        self.decoder.reinit_feat()
         pcm = (np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
         self.decoder.start_utt()
         self.decoder.process_raw(pcm, full_utt=True)
@@ -150,5 +155,5 @@ def load_speaker_model(spec: str):
 
 
 @lru_cache(maxsize=None)
-def load_dnsmos(threads: int | None = None) -> DNSMOS:
-    return DNSMOS(threads)
+def load_dnsmos() -> DNSMOS:
+    return DNSMOS(THREADS)

@@ -211,7 +211,10 @@ def plan_jobs(decode: DecodeDir, metrics, previous: dict[str, dict], stamp: floa
 def _init_worker() -> None:
     import torch
 
+    from metis_cli.score import models
+
     torch.set_num_threads(1)
+    models.THREADS = 1
 
 
 def run_jobs(jobs: list[UttJob], scorers: Scorers, num_jobs: int, description: str):
@@ -313,9 +316,16 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
 
     rows = {u: r for u, r in previous.items() if u not in failures}
     for row in run_jobs(jobs, scorers, num_jobs, f"scoring {path}"):
-        rows[row["utt"]] = {**rows.get(row["utt"], {}), **row}
+        # A failure replaces the whole row: values from an earlier run no longer describe this output.
+        rows[row["utt"]] = row if row["failure"] else {**rows.get(row["utt"], {}), **row}
     rows.update(failures)
+    # Metrics an earlier run computed stay in the table (and the summary) even if not asked for now.
+    present = {c for r in previous.values() for c, v in r.items() if v}
+    chosen = [m for m in TASK_METRICS[decode.task] if m in chosen or present & set(METRIC_COLUMNS[m])]
     write_per_utt(scores / "per_utt.tsv", rows, chosen)
+    # Summaries come from the table as written (sorted, rounded), so a rerun or another --nj gives
+    # exactly the same numbers.
+    rows = read_per_utt(scores / "per_utt.tsv")
 
     failed = {u: r["failure"] for u, r in rows.items() if r.get("failure")}
     summary["metrics"] = summarize(rows, chosen)
