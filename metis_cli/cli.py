@@ -7,6 +7,8 @@ from metis_cli import __version__
 from metis_cli.cli_utils import MetisTyper
 from metis_cli.data.cli import app as data_app
 from metis_cli.score import cli as score_cli
+from metis_cli.ssl import cli as ssl_cli
+from metis_cli.tokenizer import cli as tokenizer_cli
 
 app = MetisTyper(
     name="metis",
@@ -20,6 +22,10 @@ app = MetisTyper(
     ),
 )
 app.add_typer(data_app, name="data")
+app.command("extract-ssl")(ssl_cli.extract_ssl)
+app.command("kmeans")(tokenizer_cli.kmeans)
+app.command("tokenize")(tokenizer_cli.tokenize)
+app.command("token-report")(tokenizer_cli.token_report)
 app.command("score")(score_cli.score)
 app.command("results")(score_cli.results)
 app.command("link-decode")(score_cli.link_decode)

@@ -1,0 +1,71 @@
+"""``metis kmeans``, ``metis tokenize``, ``metis token-report``: thin wrappers over metis_cli.tokenizer."""
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def kmeans(
+    feats_dir: Path = typer.Argument(..., help="Features from `metis extract-ssl`."),
+    out_dir: Path = typer.Argument(..., help="Where kmeans.safetensors and kmeans.json go."),
+    n_clusters: int = typer.Option(..., help="K (Metis: 8192)."),
+    portion: float = typer.Option(0.1, help="Share of the frames to learn from."),
+    iters: int = typer.Option(20, help="Lloyd iterations."),
+    seed: int = typer.Option(0),
+    backend: str = typer.Option("auto", help="auto (faiss on GPU, torch on CPU), torch, faiss, sklearn."),
+    max_frames: Optional[int] = typer.Option(None, help="Cap on the frames sampled."),
+) -> None:
+    """Learn k-means centroids on SSL features: the SSL tokenizer (stage 2).
+
+    Example: metis kmeans exp/ssl/mini_train exp/kmeans_100 --n-clusters 100 --portion 0.5
+    """
+    from metis_cli.log import console, setup_logging
+    from metis_cli.tokenizer.kmeans import train_kmeans
+
+    setup_logging()
+    config = train_kmeans(feats_dir, out_dir, n_clusters, portion, iters, seed, backend, max_frames)
+    console.print(f"{out_dir}: {n_clusters} centroids from {config['points']} frames, backend {config['backend']}, "
+                  f"objective {config['objective'][0]:.4g} -> {config['objective'][-1]:.4g} ({config['seconds']:.1f} s)")
+
+
+def tokenize(
+    out_dir: Path = typer.Argument(..., help="Token folder, e.g. data/mini/mini_train/ssl_tokens."),
+    kmeans_dir: Path = typer.Option(..., "--kmeans", help="Folder from `metis kmeans`."),
+    feats: Optional[Path] = typer.Option(None, help="Stored features to assign."),
+    data: Optional[Path] = typer.Option(None, help="Or a data dir: extract and assign in one pass, storing no features."),
+) -> None:
+    """Assign SSL tokens: per-utterance arrays behind an index, plus a readable text.km.
+
+    Example: metis tokenize data/mini/mini_dev/ssl_tokens --kmeans exp/kmeans_100 --data data/mini/mini_dev
+    """
+    from metis_cli.log import console, setup_logging
+    from metis_cli.tokenizer.tokenize import tokenize as run
+
+    setup_logging()
+    summary = run(out_dir, kmeans_dir, feats_dir=feats, data_dir=data)
+    console.print(f"{out_dir}: {summary['utterances']} utterances, {summary['frames']} tokens, {summary['failed']} failed")
+
+
+def token_report(
+    tokens_dir: Path = typer.Argument(..., help="Token folder from `metis tokenize`."),
+    phones: Optional[Path] = typer.Option(None, help="phones.ctm for purity and PNMI (the embedded corpus has one)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report here."),
+) -> None:
+    """Quality of SSL tokens: cluster usage, perplexity, phone purity, cluster purity, PNMI.
+
+    Example: metis token-report data/mini/mini_dev/ssl_tokens --phones data/mini/mini_dev/phones.ctm
+    """
+    import json
+
+    from rich.table import Table
+
+    from metis_cli.log import console
+    from metis_cli.tokenizer.quality import token_quality
+
+    report = token_quality(tokens_dir, phones_ctm=phones)
+    table = Table(title=f"token quality: {tokens_dir}", title_justify="left", show_header=False)
+    for key, value in report.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,81 @@
+"""Stage 2: SSL tokens for a data dir, from stored features or straight from audio.
+
+Output folder (by default ``<data_dir>/ssl_tokens``): an array store of per-utterance token arrays
+[frames] (see metis_cli.data.arrays), ``text.km`` (``<utt> <tok> <tok> ...``, readable), ``failed``,
+and ``tokens.json`` (the k-means model and how the features were made).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
+from metis_cli.data.datadir import DataDir
+from metis_cli.errors import MetisError
+from metis_cli.tokenizer.kmeans import FeatureDimensionError, KMeansModel
+
+
+def _write_text_km(out: Path) -> None:
+    store = ArrayStore(out)
+    lines = (f"{utt} {' '.join(map(str, store[utt].tolist()))}\n" for utt in store.keys())
+    tmp = out / ".text.km.tmp"
+    tmp.write_text("".join(lines))
+    tmp.replace(out / "text.km")
+
+
+def tokenize(out_dir, kmeans_dir, feats_dir=None, data_dir=None) -> dict:
+    """Assigns tokens to every utterance of a feature store (``feats_dir``), or of a data dir by
+    extracting features on the fly with the extractor and stats the k-means model was trained on."""
+    from metis_cli.log import progress
+
+    if (feats_dir is None) == (data_dir is None):
+        raise MetisError("give either stored features (--feats) or a data dir to extract from (--data)")
+    model = KMeansModel(kmeans_dir)
+    out = Path(out_dir)
+    started = time.time()
+    failed: dict[str, str] = {}
+    if feats_dir is not None:
+        store = ArrayStore(feats_dir)
+        utts = store.keys()
+
+        def frames(utt):
+            return store[utt]
+    else:
+        from metis_cli.ssl.extract import load_stats, normalize
+        from metis_cli.ssl.extractors import load_extractor
+
+        ssl = model.config.get("ssl") or {}
+        if "extractor" not in ssl:
+            raise MetisError(f"{kmeans_dir}/kmeans.json does not say which extractor made its features; tokenize --feats instead")
+        extractor = load_extractor(ssl["extractor"], ssl.get("layer"))
+        mean, var = load_stats(ssl["stats"])
+        data = DataDir(data_dir)
+        utts = data.utt_ids()
+
+        def frames(utt):
+            return normalize(extractor(data.load_audio(utt, 16000)[0]), mean, var)
+
+    with ArrayWriter(out, "part-1") as writer, progress() as bar:
+        task = bar.add_task(f"tokenize {out}", total=len(utts))
+        for utt in utts:
+            bar.advance(task)
+            if utt in writer:
+                continue
+            try:
+                writer.write(utt, model.assign(frames(utt), utt))
+            except FeatureDimensionError:
+                raise
+            except MetisError as exc:
+                failed[utt] = str(exc)
+    if failed:
+        (out / "failed").write_text("".join(f"{u}\t{r}\n" for u, r in sorted(failed.items())))
+    write_meta(out, kind="ssl_tokens", n_clusters=model.n_clusters, frame_rate=50)
+    (out / "tokens.json").write_text(json.dumps({"kmeans": str(Path(kmeans_dir).resolve()), "ssl": model.config.get("ssl"),
+                                                 "source": str(feats_dir or data_dir)}, indent=2) + "\n")
+    _write_text_km(out)
+    store = ArrayStore(out)
+    return {"utterances": len(store), "failed": len(failed), "frames": sum(e.shape[0] for e in store.entries.values()),
+            "seconds": time.time() - started}
