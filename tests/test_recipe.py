@@ -15,7 +15,7 @@ def run(*args):
 
 def test_help_lists_stages():
     result = run("--help")
-    assert result.returncode == 0 and "0 data" in result.stdout and "7 score" in result.stdout
+    assert result.returncode == 0 and "0 data" in result.stdout and "2 tokenize" in result.stdout and "7 score" in result.stdout
 
 
 def test_unknown_option_fails():
@@ -52,6 +52,11 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tmp_path):
     summary = json.loads((exp_dir / "ground_truth" / "decode_mini_test" / "scores" / "summary.json").read_text())
     assert summary["counts"]["scored"] == 6 and summary["metrics"]["sim"]["mean"] > 0.8
     assert "## tts: mini_test" in (exp_dir / "RESULTS.md").read_text()
+    for name in ("mini_train", "mini_dev", "mini_test"):
+        assert (mini_dir / "ssl" / "builtin" / name / ".done").is_file()
+        assert (mini_dir / name / "ssl_tokens" / "text.km").is_file()
+    quality = json.loads((mini_dir / "kmeans" / "builtin_k128" / "quality_mini_dev.json").read_text())
+    assert quality["n_clusters"] == 128 and quality["pnmi"] > 0.3
     assert "scores: mean" in result.stdout
 
 

@@ -7,9 +7,12 @@
 #
 # Stages (a stage runs when stage <= N <= stop_stage; each writes a .done marker after its outputs):
 #   0 data      synthesise the embedded corpus + SE/TSE/VC sets (shared by all recipes), validate
+#   1 ssl       SSL features of every set (train stats applied to all), shared under <mini-dir>/ssl/
+#   2 tokenize  k-means on the train features, SSL tokens of every set (<set>/ssl_tokens), quality report
 #   7 score     score every exp/*/decode_* and the ground truth (the ceiling); write RESULTS.md
 #
-# Stages 1-6 (ssl, tokenize, codec, pretrain, finetune, decode) are not in the toolkit yet.
+# Stages 3-6 (codec, pretrain, finetune, decode) are not in the toolkit yet.
+# Paper scale: --ssl-extractor /models/w2v-bert-2.0 --ssl-layer 17 --n-clusters 8192 --kmeans-portion 0.05
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
@@ -20,6 +23,11 @@ mini_dir=$root/data/mini   # shared by every recipe: built once, reused
 mini_size=default          # default (16 speakers, ~45 min) or tiny (CI: 6 speakers)
 seed=0
 exp_dir=$root/egs/tts/exp
+ssl_extractor=builtin      # or a local w2v-BERT 2.0 / HuBERT / WavLM model dir
+ssl_layer=17               # hidden_states index, for model dirs only
+n_clusters=128             # SSL token vocabulary
+kmeans_portion=0.5
+ssl_sets="mini_train mini_dev mini_test"
 test_set=mini_test
 score_opts=""              # extra options for metis score, e.g. "--asr /models/whisper-large-v3"
 help_message=$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//')
@@ -33,6 +41,46 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: data"
   bash "$root/local/mini/data.sh" --mini-dir "$mini_dir" --mini-size "$mini_size" --seed "$seed" --nj "$nj"
   log "Stage 0: data sets in $mini_dir: $(cd "$mini_dir" && echo mini_*)"
+fi
+
+if [ "$ssl_extractor" = builtin ]; then
+  ssl_name=builtin
+  layer_opt=""
+else
+  ssl_name=$(basename "$ssl_extractor")_l$ssl_layer
+  layer_opt="--layer $ssl_layer"
+fi
+ssl_dir=$mini_dir/ssl/$ssl_name
+kmeans_dir=$mini_dir/kmeans/${ssl_name}_k$n_clusters
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: ssl: $ssl_extractor features in $ssl_dir"
+  train_set=${ssl_sets%% *}
+  for set in $ssl_sets; do
+    [ -f "$ssl_dir/$set/.done" ] && continue
+    stats_opt=""
+    [ "$set" != "$train_set" ] && stats_opt="--stats $ssl_dir/$train_set/stats.safetensors"
+    # shellcheck disable=SC2086
+    metis extract-ssl "$mini_dir/$set" "$ssl_dir/$set" --extractor "$ssl_extractor" $layer_opt --nj "$nj" $stats_opt
+  done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "Stage 2: tokenize: k-means ($n_clusters clusters) in $kmeans_dir"
+  train_set=${ssl_sets%% *}
+  [ -f "$kmeans_dir/kmeans.safetensors" ] ||
+    metis kmeans "$ssl_dir/$train_set" "$kmeans_dir" --n-clusters "$n_clusters" --portion "$kmeans_portion"
+  for set in $ssl_sets; do
+    tokens=$mini_dir/$set/ssl_tokens
+    # Tokens made with another k-means model are redone; the marker names the model they came from.
+    if [ "$(cat "$tokens/.done" 2>/dev/null)" != "$kmeans_dir" ]; then
+      rm -rf "$tokens"
+      metis tokenize "$tokens" --kmeans "$kmeans_dir" --feats "$ssl_dir/$set"
+      echo "$kmeans_dir" > "$tokens/.done"
+    fi
+  done
+  dev_set=$(echo "$ssl_sets" | cut -d' ' -f2)
+  metis token-report "$mini_dir/$dev_set/ssl_tokens" --phones "$mini_dir/$dev_set/phones.ctm" --json "$kmeans_dir/quality_$dev_set.json"
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then

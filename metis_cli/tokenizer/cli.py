@@ -63,7 +63,8 @@ def token_report(
     from metis_cli.tokenizer.quality import token_quality
 
     report = token_quality(tokens_dir, phones_ctm=phones)
-    table = Table(title=f"token quality: {tokens_dir}", title_justify="left", show_header=False)
+    console.print(f"[bold]token quality[/] of {tokens_dir}", highlight=False)
+    table = Table(show_header=False)
     for key, value in report.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
