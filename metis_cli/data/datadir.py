@@ -151,6 +151,13 @@ def write_ctm(path: Path, timings: dict[str, list[TimedToken]]) -> Path:
     return Path(path)
 
 
+def format_ids(ids, limit: int = 5) -> str:
+    """A few ids for an error message: "'a', 'b' and 7 more"."""
+    ids = sorted(ids, key=sort_key)
+    shown = ", ".join(f"'{i}'" for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 def spk2utt_from_utt2spk(utt2spk: dict[str, str]) -> dict[str, str]:
     spk2utt: dict[str, list[str]] = {}
     for utt in sorted(utt2spk, key=sort_key):

@@ -4,7 +4,16 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from metis_cli.data.datadir import RECORDING_KEYED, SPEAKER_KEYED, DataDir, format_ctm, read_ctm, sort_key, atomic_write_text
+from metis_cli.data.datadir import (
+    RECORDING_KEYED,
+    SPEAKER_KEYED,
+    DataDir,
+    atomic_write_text,
+    format_ctm,
+    format_ids,
+    read_ctm,
+    sort_key,
+)
 from metis_cli.errors import DataDirError
 
 
@@ -17,10 +26,9 @@ def subset_datadir(src, dst, utt_ids, overwrite: bool = False) -> DataDir:
     src_dd, dst_dd = DataDir(src), DataDir(dst)
     utt2spk = src_dd.utt2spk
     wanted = set(utt_ids)
-    unknown = sorted(wanted - set(utt2spk), key=sort_key)
+    unknown = wanted - set(utt2spk)
     if unknown:
-        shown = ", ".join(f"'{u}'" for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise DataDirError(f"{src_dd.file('utt2spk')}: {len(unknown)} unknown utterance id(s): {shown}")
+        raise DataDirError(f"{src_dd.file('utt2spk')}: {len(unknown)} unknown utterance id(s): {format_ids(unknown)}")
     if not wanted:
         raise DataDirError(f"{src}: the subset is empty")
     if dst_dd.has("utt2spk") and not overwrite:

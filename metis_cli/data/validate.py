@@ -26,6 +26,7 @@ from metis_cli.data.datadir import (
     sort_key,
     spk2utt_from_utt2spk,
     atomic_write_text,
+    format_ids,
     format_ctm,
     format_table,
 )
@@ -76,12 +77,6 @@ class ValidationReport:
         }
 
 
-def _show_ids(ids, limit: int = 5) -> str:
-    ids = sorted(ids, key=sort_key)
-    shown = ", ".join(f"'{i}'" for i in ids[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
-
-
 def _read_checked(dd: DataDir, name: str, report: ValidationReport) -> dict[str, str] | None:
     """Reads one table, reporting encoding, duplicate, empty-value and order problems."""
     try:
@@ -112,10 +107,10 @@ def _check_ids(name: str, ids, expected: set[str], what: str, report: Validation
     ids = set(ids)
     unknown = ids - expected
     if unknown:
-        report.error(name, f"{len(unknown)} unknown {what} id(s) not in the reference file: {_show_ids(unknown)}")
+        report.error(name, f"{len(unknown)} unknown {what} id(s) not in the reference file: {format_ids(unknown)}")
     missing = expected - ids
     if exact and missing:
-        report.error(name, f"{len(missing)} {what} id(s) missing: {_show_ids(missing)}")
+        report.error(name, f"{len(missing)} {what} id(s) missing: {format_ids(missing)}")
 
 
 def _check_audio(dd: DataDir, utts: set[str], report: ValidationReport) -> None:
