@@ -1,0 +1,1 @@
+"""Stage 3: the acoustic codec (model, training, encoding, decoding)."""
