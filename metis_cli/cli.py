@@ -5,6 +5,7 @@ the commands, so ``metis --help`` stays fast.
 """
 from metis_cli import __version__
 from metis_cli.cli_utils import MetisTyper
+from metis_cli.codec.cli import app as codec_app
 from metis_cli.data.cli import app as data_app
 from metis_cli.score import cli as score_cli
 from metis_cli.ssl import cli as ssl_cli
@@ -26,6 +27,7 @@ app.command("extract-ssl")(ssl_cli.extract_ssl)
 app.command("kmeans")(tokenizer_cli.kmeans)
 app.command("tokenize")(tokenizer_cli.tokenize)
 app.command("token-report")(tokenizer_cli.token_report)
+app.add_typer(codec_app, name="codec")
 app.command("score")(score_cli.score)
 app.command("results")(score_cli.results)
 app.command("link-decode")(score_cli.link_decode)

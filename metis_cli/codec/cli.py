@@ -1,0 +1,71 @@
+"""``metis codec``: train, encode, decode (thin wrappers over metis_cli.codec)."""
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from metis_cli.cli_utils import MetisTyper
+
+app = MetisTyper(help="The acoustic codec (stage 3): train it, encode data dirs to acoustic_codes, decode codes to audio.\n\n"
+                      "Example: metis codec train conf/mini/codec.yaml exp/codec_mini --train-data data/mini/mini_train")
+
+
+@app.command("train")
+def train(
+    config: Path = typer.Argument(..., help="YAML config (conf/mini/codec.yaml, conf/full/codec.yaml)."),
+    exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
+    train_data: Path = typer.Option(..., help="Data dir to train on."),
+    val_data: Optional[Path] = typer.Option(None, help="Data dir for the validation pass (a few decoded examples)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the codec; rerunning the same command resumes from the newest checkpoint.
+
+    Multi-GPU: torchrun --nproc_per_node 8 -m metis_cli codec train ...
+
+    Example: metis codec train conf/mini/codec.yaml exp/codec_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
+    """
+    from metis_cli.codec.train import train_codec
+    from metis_cli.log import console, setup_logging
+    from metis_cli.train.config import load_config
+
+    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
+    result = train_codec(load_config(config, overrides or []), exp_dir, train_data, val_data)
+    console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min)")
+
+
+@app.command("encode")
+def encode(
+    exp_dir: Path = typer.Argument(..., help="Codec experiment dir."),
+    data_dir: Path = typer.Argument(..., help="Data dir to encode."),
+    out: Optional[Path] = typer.Option(None, help="Code store (default DATA_DIR/acoustic_codes)."),
+    nj: int = typer.Option(1, help="Parallel processes."),
+) -> None:
+    """Encode a data dir to acoustic codes ([frames, n_codebooks] per utterance; resumable).
+
+    Example: metis codec encode exp/codec_mini data/mini/mini_train --nj 2
+    """
+    from metis_cli.codec.inference import encode_datadir
+    from metis_cli.log import console, setup_logging
+
+    setup_logging()
+    summary = encode_datadir(exp_dir, data_dir, out, nj)
+    console.print(f"{summary['out']}: {summary['utterances']} utterances, {summary['frames']} frames, {summary['failed']} failed")
+
+
+@app.command("decode")
+def decode(
+    exp_dir: Path = typer.Argument(..., help="Codec experiment dir."),
+    codes_dir: Path = typer.Argument(..., help="Code store from `metis codec encode` (or a model)."),
+    out_dir: Path = typer.Argument(..., help="Where wav/ and wav.scp go."),
+) -> None:
+    """Decode acoustic codes to wav files and a wav.scp.
+
+    Example: metis codec decode exp/codec_mini data/mini/mini_test/acoustic_codes exp/codec_mini/resynth_mini_test
+    """
+    from metis_cli.codec.inference import decode_codes
+    from metis_cli.log import console, setup_logging
+
+    setup_logging()
+    summary = decode_codes(exp_dir, codes_dir, out_dir)
+    console.print(f"{summary['out']}: {summary['utterances']} utterances decoded")

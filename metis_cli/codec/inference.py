@@ -1,0 +1,149 @@
+"""Using a trained codec: load it from its experiment dir, encode data dirs to ``acoustic_codes``
+(per-utterance [frames, n_codebooks] int16 arrays, sharded and resumable), decode codes to wav files."""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from metis_cli.codec.model import Codec, CodecConfig
+from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
+from metis_cli.data.datadir import DataDir
+from metis_cli.errors import MetisError
+
+logger = logging.getLogger(__name__)
+
+
+def latest_checkpoint(exp_dir) -> Path:
+    checkpoints = sorted((Path(exp_dir) / "checkpoints").glob("step_*"))
+    if not checkpoints:
+        raise MetisError(f"{exp_dir}: no checkpoint; train one with `metis codec train`")
+    return checkpoints[-1]
+
+
+def load_codec(exp_dir, checkpoint=None, device: str = "cpu") -> Codec:
+    """The codec of an experiment dir: its config.yaml and the newest readable checkpoint (or ``checkpoint``)."""
+    from safetensors.torch import load_file
+
+    exp_dir = Path(exp_dir)
+    config_file = exp_dir / "config.yaml"
+    if not config_file.is_file():
+        raise MetisError(f"{config_file}: not found; is {exp_dir} a codec experiment dir?")
+    model = Codec(CodecConfig.from_dict(yaml.safe_load(config_file.read_text())["model"]))
+    candidates = [Path(checkpoint)] if checkpoint else sorted((exp_dir / "checkpoints").glob("step_*"), reverse=True)
+    if not candidates:
+        raise MetisError(f"{exp_dir}: no checkpoint; train one with `metis codec train`")
+    errors = []
+    for path in candidates:
+        try:
+            model.load_state_dict(load_file(str(path / "codec.safetensors"), device=device))
+            return model.to(device).eval()
+        except Exception as exc:
+            errors.append(f"{path}: {type(exc).__name__}: {exc}")
+            logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, exc)
+    raise MetisError("no readable codec checkpoint:\n  " + "\n  ".join(errors))
+
+
+_worker: dict = {}
+
+
+def _init_worker(exp_dir: str, threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    _worker["codec"] = load_codec(exp_dir)
+
+
+def _encode_one(job):
+    from metis_cli.audio import load_audio
+
+    utt, source, start, end = job
+    codec: Codec = _worker["codec"]
+    try:
+        wav, _ = load_audio(source, codec.cfg.sample_rate, start=start, end=end, utt_id=utt)
+    except MetisError as exc:
+        return utt, None, str(exc)
+    codes = codec.encode(torch.from_numpy(wav)[None])[0]
+    return utt, codes.numpy().astype(np.int16), ""
+
+
+def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
+    """Codes of every utterance of ``data_dir`` into ``out_dir`` (default ``<data_dir>/acoustic_codes``)."""
+    from metis_cli.audio import audio_info
+    from metis_cli.log import progress
+
+    data = DataDir(data_dir)
+    out = Path(out_dir) if out_dir else data.path / "acoustic_codes"
+    codec = load_codec(exp_dir)
+    sources = data.audio_sources()
+    utts = sorted(sources)
+    rate = audio_info(sources[utts[0]][0], utt_id=utts[0]).sample_rate if utts else codec.cfg.sample_rate
+    if rate != codec.cfg.sample_rate:
+        logger.info("%s: audio at %d Hz is resampled to the codec's %d Hz", data.path, rate, codec.cfg.sample_rate)
+    shards = max(1, num_jobs)
+    bounds = [round(j * len(utts) / shards) for j in range(shards + 1)]
+    shard_of = {utts[i]: j for j in range(shards) for i in range(bounds[j], bounds[j + 1])}
+    writers = {j: ArrayWriter(out, f"part-{j + 1}") for j in range(shards)}
+    failed = {}
+    todo = [u for u in utts if u not in writers[shard_of[u]]]
+    started = time.time()
+    if num_jobs > 1:
+        pool = ProcessPoolExecutor(num_jobs, initializer=_init_worker, initargs=(str(exp_dir), 1))
+        results = pool.map(_encode_one, [(u, *sources[u]) for u in todo], chunksize=4)
+    else:
+        pool = None
+        _worker["codec"] = codec
+        results = map(_encode_one, [(u, *sources[u]) for u in todo])
+    try:
+        with progress() as bar:
+            task = bar.add_task(f"codec encode {data.path.name}", total=len(todo))
+            for utt, codes, error in results:
+                if codes is None:
+                    failed[utt] = error
+                    logger.warning("skipped %s", error)
+                else:
+                    writers[shard_of[utt]].write(utt, codes)
+                bar.advance(task)
+    finally:
+        for w in writers.values():
+            w.close()
+        if pool is not None:
+            pool.shutdown()
+    if failed:
+        with open(out / "failed", "a") as f:
+            f.writelines(f"{u}\t{r}\n" for u, r in sorted(failed.items()))
+    cfg = codec.cfg
+    write_meta(out, kind="acoustic_codes", codec=str(Path(exp_dir).resolve()), sample_rate=cfg.sample_rate,
+               hop_length=cfg.hop_length, n_codebooks=cfg.quantizer.n_codebooks, codebook_size=cfg.quantizer.codebook_size)
+    store = ArrayStore(out)
+    return {"utterances": len(store), "failed": len(failed), "frames": sum(e.shape[0] for e in store.entries.values()),
+            "seconds": time.time() - started, "out": str(out)}
+
+
+def decode_codes(exp_dir, codes_dir, out_dir) -> dict:
+    """wav files (and a wav.scp) from a store of codes."""
+    from metis_cli.audio import save_audio
+    from metis_cli.log import progress
+
+    codec = load_codec(exp_dir)
+    store = ArrayStore(codes_dir)
+    out = Path(out_dir)
+    wav_scp = {}
+    with progress() as bar:
+        task = bar.add_task(f"codec decode {store.dir.name}", total=len(store))
+        for utt in store.keys():
+            codes = torch.from_numpy(np.asarray(store[utt], dtype=np.int64))
+            if codes.ndim != 2:
+                raise MetisError(f"{codes_dir}: utterance '{utt}': codes of shape {tuple(codes.shape)}, expected [frames, codebooks]")
+            try:
+                wav = codec.decode(codes[None])[0].numpy()
+            except MetisError as exc:
+                raise MetisError(f"{codes_dir}: utterance '{utt}': {exc}") from None
+            wav_scp[utt] = str(save_audio(out / "wav" / f"{utt}.wav", wav, codec.cfg.sample_rate).resolve())
+            bar.advance(task)
+    DataDir(out).write("wav.scp", wav_scp)
+    return {"utterances": len(wav_scp), "out": str(out)}

@@ -1,0 +1,173 @@
+"""``metis codec train``: the codec task for the shared Trainer.
+
+Config sections (conf/{mini,full}/codec.yaml): ``model`` (CodecConfig), ``data`` (segment length,
+batch size), ``optim`` (AdamW, warm-up then cosine decay), ``loss`` (weights), ``discriminator``
+(on/off and sizes), ``train`` (TrainConfig: steps, checkpoints, validation, time budget).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metis_cli.codec.losses import (
+    Discriminators,
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    discriminator_loss,
+    generator_losses,
+)
+from metis_cli.codec.model import Codec, CodecConfig
+from metis_cli.data.datadir import DataDir
+from metis_cli.errors import MetisError
+from metis_cli.train.trainer import TrainConfig, Trainer, step_seed
+
+logger = logging.getLogger(__name__)
+SECTIONS = ("model", "data", "optim", "loss", "discriminator", "train")
+
+
+class AudioSegments:
+    """Random fixed-length segments of a data dir's audio at the codec's rate (audio kept in memory
+    after its first use; files at another rate are resampled, and the log says so once)."""
+
+    def __init__(self, data_dir, sample_rate: int, segment_samples: int):
+        self.data = DataDir(data_dir)
+        self.sources = self.data.audio_sources()
+        self.utts = sorted(self.sources)
+        if not self.utts:
+            raise MetisError(f"{data_dir}: no utterances")
+        self.sample_rate, self.segment = sample_rate, segment_samples
+        self.cache: dict[str, np.ndarray] = {}
+        self._warned = False
+
+    def audio(self, utt: str) -> np.ndarray:
+        if utt not in self.cache:
+            from metis_cli.audio import audio_info, load_audio
+
+            source, start, end = self.sources[utt]
+            rate = audio_info(source, utt_id=utt).sample_rate
+            if rate != self.sample_rate and not self._warned:
+                logger.info("resampling %s audio from %d Hz to the codec's %d Hz", self.data.path, rate, self.sample_rate)
+                self._warned = True
+            self.cache[utt] = load_audio(source, self.sample_rate, start=start, end=end, utt_id=utt)[0]
+        return self.cache[utt]
+
+    def batch(self, rng: np.random.Generator, size: int) -> torch.Tensor:
+        out = np.zeros((size, self.segment), dtype=np.float32)
+        for i in range(size):
+            wav = self.audio(self.utts[rng.integers(len(self.utts))])
+            if len(wav) > self.segment:
+                start = rng.integers(0, len(wav) - self.segment)
+                out[i] = wav[start : start + self.segment]
+            else:
+                out[i, : len(wav)] = wav
+        return torch.from_numpy(out)
+
+
+def warmup_cosine(warmup: int, total: int, floor: float):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class CodecTask:
+    def __init__(self, trainer: Trainer, config: dict, train_dir, val_dir=None):
+        unknown = set(config) - set(SECTIONS)
+        if unknown:
+            raise MetisError(f"codec config: unknown section(s) {', '.join(sorted(unknown))}; expected {', '.join(SECTIONS)}")
+        self.cfg = CodecConfig.from_dict(config.get("model", {}))
+        data, optim, loss = config.get("data", {}), config.get("optim", {}), config.get("loss", {})
+        disc = config.get("discriminator", {})
+        self.batch_size = int(data.get("batch_size", 8))
+        self.loss_weights = {"mel": 15.0, "stft": 1.0, "commitment": self.cfg.quantizer.commitment_weight,
+                             "codebook": 1.0, "adversarial": 1.0, "feature_matching": 2.0, **loss.get("weights", {})}
+        segment = int(float(data.get("segment_seconds", 1.0)) * self.cfg.sample_rate) // self.cfg.hop_length * self.cfg.hop_length
+        self.train_data = AudioSegments(train_dir, self.cfg.sample_rate, segment)
+        self.val_dir = val_dir
+        self.num_val_examples = int(data.get("val_utterances", 4))
+
+        device = trainer.dist.device
+        self.codec = trainer.add_model("codec", Codec(self.cfg))
+        self.mel_loss = MultiScaleMelLoss(self.cfg.sample_rate, **loss.get("mel", {})).to(device)
+        self.stft_loss = MultiResolutionSTFTLoss().to(device)
+        total = trainer.train.max_steps
+        schedule = warmup_cosine(int(optim.get("warmup_steps", 100)), total, float(optim.get("final_lr_ratio", 0.1)))
+        betas = tuple(optim.get("betas", (0.8, 0.99)))
+        opt = torch.optim.AdamW(self.codec.parameters(), lr=float(optim.get("lr", 1e-3)), betas=betas,
+                                weight_decay=float(optim.get("weight_decay", 0.0)))
+        trainer.add_optimizer("generator", opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
+        self.use_disc = bool(disc.get("enabled", False))
+        self.disc_start = int(disc.get("start_step", 0))
+        if self.use_disc:
+            nets = Discriminators(tuple(disc.get("periods", (2, 3, 5, 7, 11))), tuple(disc.get("resolutions", (512, 1024, 2048))),
+                                  int(disc.get("channels", 32)))
+            self.disc = trainer.add_model("discriminator", nets)
+            d_opt = torch.optim.AdamW(self.disc.parameters(), lr=float(optim.get("lr", 1e-3)), betas=betas)
+            trainer.add_optimizer("discriminator", d_opt, torch.optim.lr_scheduler.LambdaLR(d_opt, schedule))
+
+    def train_step(self, trainer: Trainer, step: int) -> dict:
+        accum = trainer.train.grad_accum
+        device = trainer.dist.device
+        gan = self.use_disc and step >= self.disc_start
+        totals: dict[str, float] = {}
+        for micro in range(accum):
+            rng = np.random.default_rng(step_seed(trainer.train.seed, step, trainer.dist.rank, micro))
+            real = self.train_data.batch(rng, self.batch_size).to(device)
+            with trainer.autocast():
+                out = self.codec(real)
+            fake = out["wav"].float()
+            losses = {"mel": self.mel_loss(fake, real), "stft": self.stft_loss(fake, real),
+                      "commitment": out["commitment_loss"], "codebook": out["codebook_loss"]}
+            if gan:
+                d_loss = discriminator_loss(self.disc(real), self.disc(fake.detach()))
+                (d_loss / accum).backward()
+                totals["discriminator"] = totals.get("discriminator", 0.0) + float(d_loss) / accum
+                # The generator's losses must not leave gradients in the discriminator.
+                self.disc.requires_grad_(False)
+                losses["adversarial"], losses["feature_matching"] = generator_losses(self.disc(real), self.disc(fake))
+            total = sum(self.loss_weights[k] * v for k, v in losses.items())
+            (total / accum).backward()
+            if gan:
+                self.disc.requires_grad_(True)
+            for k, v in {**losses, "total": total}.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) / accum
+        totals["grad_norm"] = trainer.optimizer_step("generator", self.codec.parameters())
+        if gan:
+            trainer.optimizer_step("discriminator", self.disc.parameters())
+        return totals
+
+    @torch.no_grad()
+    def validate(self, trainer: Trainer, out_dir: Path) -> dict:
+        """Encodes and decodes a few held-out utterances: mel loss, STOI, and the decoded wavs."""
+        from pystoi import stoi
+
+        from metis_cli.audio import save_audio
+
+        if self.val_dir is None:
+            return {}
+        data = AudioSegments(self.val_dir, self.cfg.sample_rate, self.cfg.hop_length)
+        codec = trainer.unwrap(self.codec)
+        mel, stois = [], []
+        for utt in data.utts[: self.num_val_examples]:
+            wav = torch.from_numpy(data.audio(utt))[None].to(trainer.dist.device)
+            decoded = codec.decode(codec.encode(wav))[:, : wav.shape[-1]]
+            mel.append(float(self.mel_loss(decoded, wav)))
+            ref, est = wav[0].cpu().numpy(), decoded[0].cpu().numpy()
+            stois.append(float(stoi(ref, est, self.cfg.sample_rate)))
+            save_audio(out_dir / f"{utt}.wav", est, self.cfg.sample_rate)
+        return {"mel": float(np.mean(mel)), "stoi": float(np.mean(stois))}
+
+
+def train_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
+    task = CodecTask(trainer, config, train_dir, val_dir)
+    counts = trainer.unwrap(task.codec).parameter_counts()
+    logger.info("codec: %s parameters; %.0f bit/s", ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items()), task.cfg.bitrate)
+    return trainer.fit(task)

@@ -1,0 +1,44 @@
+"""YAML configs with ``key=value`` overrides (dotted keys reach into sections): one file per model,
+and the experiment dir keeps the resolved result so that later stages read it instead of repeating options."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from metis_cli.errors import MetisError
+
+
+def load_config(path, overrides: list[str] | None = None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise MetisError(f"{path}: config not found")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MetisError(f"{path}: not valid YAML ({exc})") from None
+    return apply_overrides(config, overrides or [])
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """``a.b=3`` sets config["a"]["b"] = 3 (the value parsed as YAML); the key must already exist."""
+    config = copy.deepcopy(config)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise MetisError(f"override '{item}' is not key=value")
+        node = config
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise MetisError(f"override '{item}': no section '{part}' in the config")
+            node = node[part]
+        if parts[-1] not in node:
+            raise MetisError(f"override '{item}': unknown key '{key}' (known here: {', '.join(sorted(node))})")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return config
+
+
+def save_config(config: dict, path) -> None:
+    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))

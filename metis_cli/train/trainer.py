@@ -1,0 +1,241 @@
+"""Training machinery shared by every model of the toolkit (codec, stage-1 model, S2A, fine-tuning).
+
+A *task* owns its models, optimizers and step logic; the ``Trainer`` runs the loop around it:
+
+- experiment dir: ``config.yaml`` (resolved), ``command.txt``, ``git_revision.txt``, ``log/train.log``,
+  ``metrics.jsonl``, ``checkpoints/step_<N>/`` and ``val/step_<N>/`` (a few decoded examples);
+- checkpoints: each model's weights as ``<name>.safetensors`` plus ``trainer_state.pt`` (optimizers,
+  schedulers, step; loaded with ``weights_only=True``), written to a temporary folder and renamed, so a
+  killed run never leaves half a checkpoint; an unreadable newest checkpoint falls back to the one before;
+- exact resume: every random choice of step N (data, masking, dropout) is seeded by (seed, N, rank), so a
+  resumed run repeats the steps it would have taken;
+- ``torchrun`` DDP (NCCL on GPUs, gloo on CPUs), bf16 autocast on GPUs, gradient accumulation and
+  clipping, rich progress, a validation pass every ``val_every`` steps.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from metis_cli.env import command_line, git_revision
+from metis_cli.errors import MetisError
+from metis_cli.train.config import save_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    log_every: int = 10
+    ckpt_every: int = 200
+    val_every: int = 200
+    keep_checkpoints: int = 3
+    seed: int = 0
+    bf16: bool = True  # used on GPUs only
+    max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise MetisError(f"train config: unknown key(s) {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+class Distributed:
+    """torchrun's environment, or a single process."""
+
+    def __init__(self):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+
+def step_seed(seed: int, step: int, rank: int = 0, micro: int = 0) -> int:
+    return (seed * 1_000_003 + step * 1009 + rank * 101 + micro) % (2**63)
+
+
+class Trainer:
+    def __init__(self, exp_dir, config: dict, train: TrainConfig):
+        self.exp_dir = Path(exp_dir)
+        self.config = config
+        self.train = train
+        self.dist = Distributed()
+        self.models: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+        self.step = 0
+        if self.dist.main:
+            (self.exp_dir / "log").mkdir(parents=True, exist_ok=True)
+            save_config(config, self.exp_dir / "config.yaml")
+            with open(self.exp_dir / "command.txt", "a") as f:
+                f.write(command_line() + "\n")
+            (self.exp_dir / "git_revision.txt").write_text(git_revision() + "\n")
+
+    # --- set-up by the task -------------------------------------------------------------------
+    def add_model(self, name: str, model: nn.Module) -> nn.Module:
+        model = model.to(self.dist.device)
+        if self.dist.world_size > 1 and any(p.requires_grad for p in model.parameters()):
+            ids = [self.dist.local_rank] if self.dist.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.models[name] = model
+        return model
+
+    def add_optimizer(self, name: str, optimizer, scheduler=None) -> None:
+        self.optimizers[name] = optimizer
+        if scheduler is not None:
+            self.schedulers[name] = scheduler
+
+    @staticmethod
+    def unwrap(model: nn.Module) -> nn.Module:
+        return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+    def autocast(self):
+        if self.dist.device.type == "cuda" and self.train.bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def optimizer_step(self, name: str, params) -> float:
+        """Clips the accumulated gradients, steps optimizer ``name`` and its scheduler, zeroes the
+        gradients; returns the gradient norm before clipping."""
+        params = [p for p in params if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.train.grad_clip) if params else torch.tensor(0.0)
+        self.optimizers[name].step()
+        if name in self.schedulers:
+            self.schedulers[name].step()
+        self.optimizers[name].zero_grad(set_to_none=True)
+        return float(norm)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.exp_dir / "checkpoints"
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.dist.main:
+            return None
+        from safetensors.torch import save_file
+
+        final = self.checkpoint_dir / f"step_{self.step:08d}"
+        tmp = self.checkpoint_dir / f".step_{self.step:08d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, model in self.models.items():
+            state = {k: v.detach().contiguous().cpu() for k, v in self.unwrap(model).state_dict().items()}
+            save_file(state, str(tmp / f"{name}.safetensors"))
+        torch.save(
+            {"step": self.step, "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()}},
+            tmp / "trainer_state.pt",
+        )
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        checkpoints = sorted(self.checkpoint_dir.glob("step_*"))
+        for old in checkpoints[: -self.train.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        for name, model in self.models.items():
+            state = load_file(str(path / f"{name}.safetensors"), device=str(self.dist.device))
+            self.unwrap(model).load_state_dict(state)
+        trainer_state = torch.load(path / "trainer_state.pt", map_location=self.dist.device, weights_only=True)
+        for name, state in trainer_state["optimizers"].items():
+            self.optimizers[name].load_state_dict(state)
+        for name, state in trainer_state["schedulers"].items():
+            self.schedulers[name].load_state_dict(state)
+        self.step = int(trainer_state["step"])
+
+    def resume(self) -> bool:
+        """Loads the newest readable checkpoint; returns whether there was one."""
+        for path in sorted(self.checkpoint_dir.glob("step_*"), reverse=True):
+            try:
+                self.load_checkpoint(path)
+            except Exception as exc:  # a truncated or corrupt file: fall back to the one before
+                logger.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
+                continue
+            logger.info("resumed from %s (step %d)", path, self.step)
+            return True
+        return False
+
+    # --- the loop ------------------------------------------------------------------------------
+    def fit(self, task) -> dict:
+        """Runs ``task.train_step(trainer, step)`` until ``max_steps`` (or ``max_minutes``)."""
+        from metis_cli.log import progress
+
+        self.resume()
+        started, last = time.time(), {}
+        metrics_file = self.exp_dir / "metrics.jsonl"
+        with progress() as bar:
+            task_id = bar.add_task(f"train {self.exp_dir.name}", total=self.train.max_steps - self.step)
+            while self.step < self.train.max_steps:
+                torch.manual_seed(step_seed(self.train.seed, self.step, self.dist.rank))
+                for model in self.models.values():
+                    model.train()
+                step_started = time.time()
+                values = task.train_step(self, self.step)
+                self.step += 1
+                bar.advance(task_id)
+                values = {k: float(v) for k, v in values.items()}
+                if not all(map(_finite, values.values())):
+                    raise MetisError(f"step {self.step}: a loss is not finite ({values}); lower the learning rate or check the data")
+                last = values
+                if self.dist.main and (self.step % self.train.log_every == 0 or self.step == 1):
+                    record = {"step": self.step, **values, "seconds_per_step": round(time.time() - step_started, 3),
+                              "lr": self._lr(), "elapsed": round(time.time() - started, 1)}
+                    with open(metrics_file, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    logger.info("step %d %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in values.items()))
+                out_of_time = self.train.max_minutes is not None and time.time() - started > 60 * self.train.max_minutes
+                if self.step % self.train.ckpt_every == 0 or self.step == self.train.max_steps or out_of_time:
+                    self.save_checkpoint()
+                if self.dist.main and (self.step % self.train.val_every == 0 or self.step == self.train.max_steps or out_of_time):
+                    for model in self.models.values():
+                        model.eval()
+                    val = task.validate(self, self.exp_dir / "val" / f"step_{self.step:08d}")
+                    with open(metrics_file, "a") as f:
+                        f.write(json.dumps({"step": self.step, **{f"val_{k}": v for k, v in val.items()}}) + "\n")
+                    logger.info("validation at step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in val.items()))
+                self.dist.barrier()
+                if out_of_time:
+                    logger.info("stopping after %.1f min (max_minutes)", (time.time() - started) / 60)
+                    break
+        return {"step": self.step, "last": last, "seconds": time.time() - started}
+
+    def _lr(self) -> float:
+        for optimizer in self.optimizers.values():
+            return float(optimizer.param_groups[0]["lr"])
+        return 0.0
+
+
+def _finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
