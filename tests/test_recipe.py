@@ -5,6 +5,7 @@ import subprocess
 import pytest
 
 from conftest import REPO
+from metis_cli.data.arrays import ArrayStore
 
 RUN = REPO / "egs" / "tts" / "run.sh"
 
@@ -47,7 +48,9 @@ def test_stage0_builds_validates_and_is_idempotent(tmp_path):
 @pytest.mark.slow
 def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tmp_path):
     mini_dir, exp_dir = tmp_path / "mini", tmp_path / "exp"
-    result = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--exp-dir", exp_dir, "--score-opts", "--report-utts 2")
+    codec = "train.max_steps=2 data.batch_size=2 train.val_every=100 train.ckpt_every=100"
+    result = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--exp-dir", exp_dir, "--score-opts", "--report-utts 2",
+                 "--codec-dir", tmp_path / "codec", "--codec-overrides", codec)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((exp_dir / "ground_truth" / "decode_mini_test" / "scores" / "summary.json").read_text())
     assert summary["counts"]["scored"] == 6 and summary["metrics"]["sim"]["mean"] > 0.8
@@ -55,6 +58,10 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tmp_path):
     for name in ("mini_train", "mini_dev", "mini_test"):
         assert (mini_dir / "ssl" / "builtin" / name / ".done").is_file()
         assert (mini_dir / name / "ssl_tokens" / "text.km").is_file()
+    resynth = json.loads((exp_dir / "codec_resynth" / "decode_mini_test" / "scores" / "summary.json").read_text())
+    # Two training steps make no codec: its output may fail as clipped, but every utterance is accounted for.
+    assert resynth["task"] == "resynth" and resynth["counts"]["scored"] + resynth["counts"]["failed"] == 6
+    assert ArrayStore(mini_dir / "mini_test" / "acoustic_codes")
     quality = json.loads((mini_dir / "kmeans" / "builtin_k128" / "quality_mini_dev.json").read_text())
     assert quality["n_clusters"] == 128 and quality["pnmi"] > 0.3
     assert "scores: mean" in result.stdout

@@ -9,9 +9,11 @@
 #   0 data      synthesise the embedded corpus + SE/TSE/VC sets (shared by all recipes), validate
 #   1 ssl       SSL features of every set (train stats applied to all), shared under <mini-dir>/ssl/
 #   2 tokenize  k-means on the train features, SSL tokens of every set (<set>/ssl_tokens), quality report
+#   3 codec     train the acoustic codec (shared: <root>/exp/codec_<conf>), encode every set to
+#               <set>/acoustic_codes, resynthesise the test set (scored in stage 7 as task resynth)
 #   7 score     score every exp/*/decode_* and the ground truth (the ceiling); write RESULTS.md
 #
-# Stages 3-6 (codec, pretrain, finetune, decode) are not in the toolkit yet.
+# Stages 4-6 (pretrain, finetune, decode) are not in the toolkit yet.
 # Paper scale: --ssl-extractor /models/w2v-bert-2.0 --ssl-layer 17 --n-clusters 8192 --kmeans-portion 0.05
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,6 +30,9 @@ ssl_layer=17               # hidden_states index, for model dirs only
 n_clusters=128             # SSL token vocabulary
 kmeans_portion=0.5
 ssl_sets="mini_train mini_dev mini_test"
+config_dir=$root/conf/mini  # conf/mini (CPU, embedded corpus) or conf/full (published sizes)
+codec_overrides=""          # key=value overrides of codec.yaml, e.g. "train.max_steps=100"
+codec_dir=""               # default: <root>/exp/codec_<name of config_dir>, shared by all recipes
 test_set=mini_test
 score_opts=""              # extra options for metis score, e.g. "--asr /models/whisper-large-v3"
 help_message=$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//')
@@ -81,6 +86,29 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   done
   dev_set=$(echo "$ssl_sets" | cut -d' ' -f2)
   metis token-report "$mini_dir/$dev_set/ssl_tokens" --phones "$mini_dir/$dev_set/phones.ctm" --json "$kmeans_dir/quality_$dev_set.json"
+fi
+
+[ -n "$codec_dir" ] || codec_dir=$root/exp/codec_$(basename "$config_dir")
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "Stage 3: codec: $config_dir/codec.yaml in $codec_dir"
+  if [ ! -f "$codec_dir/.done" ]; then
+    # shellcheck disable=SC2086
+    metis codec train "$config_dir/codec.yaml" "$codec_dir" $codec_overrides \
+      --train-data "$mini_dir/mini_train" --val-data "$mini_dir/mini_dev"
+    touch "$codec_dir/.done"
+  fi
+  for set in $ssl_sets; do
+    codes=$mini_dir/$set/acoustic_codes
+    if [ "$(cat "$codes/.done" 2>/dev/null)" != "$codec_dir" ]; then
+      rm -rf "$codes"
+      metis codec encode "$codec_dir" "$mini_dir/$set" --nj "$nj"
+      echo "$codec_dir" > "$codes/.done"
+    fi
+  done
+  resynth=$exp_dir/codec_resynth/decode_$test_set
+  [ -f "$resynth/decode.json" ] ||
+    metis codec decode "$codec_dir" "$mini_dir/$test_set/acoustic_codes" "$resynth" --data "$mini_dir/$test_set"
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then

@@ -58,14 +58,15 @@ def decode(
     exp_dir: Path = typer.Argument(..., help="Codec experiment dir."),
     codes_dir: Path = typer.Argument(..., help="Code store from `metis codec encode` (or a model)."),
     out_dir: Path = typer.Argument(..., help="Where wav/ and wav.scp go."),
+    data: Optional[Path] = typer.Option(None, help="The data dir the codes came from: makes OUT_DIR a scoreable resynthesis decode dir."),
 ) -> None:
     """Decode acoustic codes to wav files and a wav.scp.
 
-    Example: metis codec decode exp/codec_mini data/mini/mini_test/acoustic_codes exp/codec_mini/resynth_mini_test
+    Example: metis codec decode exp/codec_mini data/mini/mini_test/acoustic_codes exp/resynth/decode_mini_test --data data/mini/mini_test
     """
     from metis_cli.codec.inference import decode_codes
     from metis_cli.log import console, setup_logging
 
     setup_logging()
-    summary = decode_codes(exp_dir, codes_dir, out_dir)
+    summary = decode_codes(exp_dir, codes_dir, out_dir, data)
     console.print(f"{summary['out']}: {summary['utterances']} utterances decoded")

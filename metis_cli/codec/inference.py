@@ -89,7 +89,9 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     shard_of = {utts[i]: j for j in range(shards) for i in range(bounds[j], bounds[j + 1])}
     writers = {j: ArrayWriter(out, f"part-{j + 1}") for j in range(shards)}
     failed = {}
-    todo = [u for u in utts if u not in writers[shard_of[u]]]
+    # Whatever any shard already holds is done, even if an earlier run used another --nj.
+    done = set().union(*(w.entries for w in writers.values())) | (set(ArrayStore(out).keys()) if out.is_dir() else set())
+    todo = [u for u in utts if u not in done]
     started = time.time()
     if num_jobs > 1:
         pool = ProcessPoolExecutor(num_jobs, initializer=_init_worker, initargs=(str(exp_dir), 1))
@@ -124,8 +126,9 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
             "seconds": time.time() - started, "out": str(out)}
 
 
-def decode_codes(exp_dir, codes_dir, out_dir) -> dict:
-    """wav files (and a wav.scp) from a store of codes."""
+def decode_codes(exp_dir, codes_dir, out_dir, data_dir=None) -> dict:
+    """wav files (and a wav.scp) from a store of codes; with ``data_dir`` (the audio the codes came
+    from), a decode dir of task ``resynth`` that `metis score` can compare with the originals."""
     from metis_cli.audio import save_audio
     from metis_cli.log import progress
 
@@ -145,5 +148,10 @@ def decode_codes(exp_dir, codes_dir, out_dir) -> dict:
                 raise MetisError(f"{codes_dir}: utterance '{utt}': {exc}") from None
             wav_scp[utt] = str(save_audio(out / "wav" / f"{utt}.wav", wav, codec.cfg.sample_rate).resolve())
             bar.advance(task)
-    DataDir(out).write("wav.scp", wav_scp)
+    if data_dir is not None:
+        from metis_cli.data.decode_dir import write_decode_dir
+
+        write_decode_dir(out, "resynth", data_dir, wav_scp, sample_rate=codec.cfg.sample_rate, codec=str(Path(exp_dir).resolve()))
+    else:
+        DataDir(out).write("wav.scp", wav_scp)
     return {"utterances": len(wav_scp), "out": str(out)}

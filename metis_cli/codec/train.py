@@ -128,7 +128,7 @@ class CodecTask:
             if gan:
                 d_loss = discriminator_loss(self.disc(real), self.disc(fake.detach()))
                 (d_loss / accum).backward()
-                totals["discriminator"] = totals.get("discriminator", 0.0) + float(d_loss) / accum
+                totals["discriminator"] = totals.get("discriminator", 0.0) + float(d_loss.detach()) / accum
                 # The generator's losses must not leave gradients in the discriminator.
                 self.disc.requires_grad_(False)
                 losses["adversarial"], losses["feature_matching"] = generator_losses(self.disc(real), self.disc(fake))

@@ -152,7 +152,9 @@ def extract_ssl(
         logs = {j: open(out / "log" / f"extract.{j + 1}.log", "a") for j in range(shards)}
         failed_file = out / "failed"
         failed = dict(line.split("\t", 1) for line in failed_file.read_text().splitlines()) if failed_file.is_file() else {}
-        todo = [u for u in utts if u not in writers[shard_of[u]] and u not in failed]
+        # Whatever any shard already holds is done, even if an earlier run used another --nj.
+        done = set(ArrayStore(out).keys())
+        todo = [u for u in utts if u not in done and u not in failed]
         logger.info("%d of %d utterances to extract (%s)", len(todo), len(utts), extractor)
         try:
             with progress() as bar:

@@ -1,0 +1,132 @@
+"""Training the codec with the shared Trainer: a real step, exact resume, safe checkpoints, encode/decode."""
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import REPO, make_datadir
+from metis_cli.cli import app
+from metis_cli.codec.inference import decode_codes, encode_datadir, load_codec
+from metis_cli.codec.train import AudioSegments, train_codec
+from metis_cli.data.arrays import ArrayStore
+from metis_cli.data.datadir import DataDir
+from metis_cli.errors import MetisError
+from metis_cli.train.config import apply_overrides, load_config
+
+runner = CliRunner()
+FAST = ["data.batch_size=2", "data.segment_seconds=0.32", "train.log_every=1", "train.ckpt_every=1",
+        "train.val_every=1000", "optim.warmup_steps=2"]
+
+
+def mini_config(*overrides):
+    return load_config(REPO / "conf" / "mini" / "codec.yaml", FAST + list(overrides))
+
+
+def metrics(exp):
+    return [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "total" in line]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("codec") / "exp"
+    train_codec(mini_config("train.max_steps=3"), exp, tiny_corpus / "mini_train", tiny_corpus / "mini_dev")
+    return exp
+
+
+def test_training_steps_are_finite_and_recorded(trained):
+    rows = metrics(trained)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(r[k]) for r in rows for k in ("mel", "stft", "commitment", "codebook", "total", "grad_norm"))
+    assert (trained / "config.yaml").is_file() and (trained / "command.txt").is_file() and (trained / "git_revision.txt").is_file()
+    assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["step_00000001", "step_00000002", "step_00000003"]
+    assert len(list((trained / "val" / "step_00000003").glob("*.wav"))) == 4
+
+
+def test_resume_reproduces_the_next_loss(trained, tiny_corpus, tmp_path):
+    exp = tmp_path / "exp"
+    shutil.copytree(trained, exp)
+    shutil.rmtree(exp / "checkpoints" / "step_00000003")
+    (exp / "metrics.jsonl").write_text("")
+    train_codec(mini_config("train.max_steps=3"), exp, tiny_corpus / "mini_train")
+    assert metrics(exp)[0]["step"] == 3
+    assert metrics(exp)[0]["total"] == pytest.approx(metrics(trained)[-1]["total"], rel=1e-5)
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_one(trained, tiny_corpus, tmp_path, caplog):
+    exp = tmp_path / "exp"
+    shutil.copytree(trained, exp)
+    newest = exp / "checkpoints" / "step_00000003" / "codec.safetensors"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING):
+        model = load_codec(exp)
+    assert "step_00000003 is unreadable" in caplog.text
+    from safetensors.torch import load_file
+
+    expected = load_file(str(exp / "checkpoints" / "step_00000002" / "codec.safetensors"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+    (exp / "metrics.jsonl").write_text("")
+    train_codec(mini_config("train.max_steps=3"), exp, tiny_corpus / "mini_train")
+    assert metrics(exp)[0]["step"] == 3, "training resumed from step 2 and redid step 3"
+
+
+def test_checkpoints_load_without_unpickling(trained):
+    state = torch.load(trained / "checkpoints" / "step_00000003" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 3 and "generator" in state["optimizers"]
+
+
+def test_discriminators_train_too(tiny_corpus, tmp_path):
+    result = train_codec(mini_config("train.max_steps=1", "discriminator.enabled=true"), tmp_path / "gan", tiny_corpus / "mini_train")
+    row = metrics(tmp_path / "gan")[0]
+    assert result["step"] == 1 and all(np.isfinite(row[k]) for k in ("discriminator", "adversarial", "feature_matching"))
+
+
+def test_encode_decode_a_data_dir(trained, tiny_corpus, tmp_path):
+    result = runner.invoke(app, ["codec", "encode", str(trained), str(tiny_corpus / "mini_test"), "--out", str(tmp_path / "codes"), "--nj", "2"])
+    assert result.exit_code == 0, result.output
+    store = ArrayStore(tmp_path / "codes")
+    durations = DataDir(tiny_corpus / "mini_test").read("utt2dur")
+    for utt in store.keys():
+        assert store[utt].shape == (int(np.ceil(float(durations[utt]) * 50 - 1e-6)), 8) and store[utt].dtype == np.int16
+    assert store.meta["n_codebooks"] == 8 and store.meta["sample_rate"] == 16000
+    result = runner.invoke(app, ["codec", "decode", str(trained), str(tmp_path / "codes"), str(tmp_path / "resynth")])
+    assert result.exit_code == 0, result.output
+    wav_scp = DataDir(tmp_path / "resynth").read("wav.scp")
+    assert sorted(wav_scp) == store.keys()
+    again = encode_datadir(trained, tiny_corpus / "mini_test", tmp_path / "codes")
+    assert again["utterances"] == 6, "a finished store is reused"
+
+
+def test_bad_codes_name_the_utterance(trained, tmp_path):
+    from metis_cli.data.arrays import ArrayWriter
+
+    with ArrayWriter(tmp_path / "codes", "part-1") as w:
+        w.write("u1", np.full((5, 8), 2000, dtype=np.int16))
+    with pytest.raises(MetisError, match=r"utterance 'u1': code values must be in 0..1023"):
+        decode_codes(trained, tmp_path / "codes", tmp_path / "out")
+
+
+def test_other_sample_rates_are_resampled_and_said_once(tmp_path, caplog):
+    dd = make_datadir(tmp_path)
+    import soundfile as sf
+
+    for wav in (tmp_path / "wav").glob("*.wav"):
+        data, rate = sf.read(wav)
+        sf.write(wav, np.repeat(data, 3), rate * 3)
+    with caplog.at_level(logging.INFO):
+        segments = AudioSegments(dd, 16000, 3200)
+        batch = segments.batch(np.random.default_rng(0), 4)
+    assert batch.shape == (4, 3200)
+    assert caplog.text.count("resampling") == 1 and "48000 Hz to the codec's 16000 Hz" in caplog.text
+
+
+def test_config_overrides_are_checked():
+    config = mini_config()
+    assert apply_overrides(config, ["train.max_steps=7"])["train"]["max_steps"] == 7
+    with pytest.raises(MetisError, match="unknown key 'train.max_step'"):
+        apply_overrides(config, ["train.max_step=7"])
+    with pytest.raises(MetisError, match="is not key=value"):
+        apply_overrides(config, ["train.max_steps"])
