@@ -28,8 +28,10 @@ class MultiScaleMelLoss(nn.Module):
         loss = 0.0
         for i, w in enumerate(self.windows):
             fb = getattr(self, f"fb{i}")
-            mel_f = torch.log10((fb @ _magnitude(fake, w, w // 4) ** 2).clamp_min(1e-5))
-            mel_r = torch.log10((fb @ _magnitude(real, w, w // 4) ** 2).clamp_min(1e-5))
+            # Floor at 1e-10 in power (1e-5 in magnitude): a higher floor swallows quiet speech, and
+            # below it the loss has no gradient, so a model that goes quiet early would stay quiet.
+            mel_f = torch.log10((fb @ _magnitude(fake, w, w // 4) ** 2).clamp_min(1e-10))
+            mel_r = torch.log10((fb @ _magnitude(real, w, w // 4) ** 2).clamp_min(1e-10))
             loss = loss + F.l1_loss(mel_f, mel_r)
         return loss / len(self.windows)
 

@@ -154,23 +154,21 @@ class FactorizedVQ(nn.Module):
         self.out_proj = wn_conv(codebook_dim, input_dim, kernel_size=1)
         self.codebook = nn.Embedding(codebook_size, codebook_dim)
 
-    def codes_of(self, z: torch.Tensor) -> torch.Tensor:
-        e = F.normalize(self.in_proj(z).transpose(1, 2), dim=-1)  # [B, T, d]
-        c = F.normalize(self.codebook.weight, dim=-1)
-        return (e @ c.T).argmax(-1)  # max cosine = min L2 distance of unit vectors
-
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         return self.out_proj(self.codebook(codes).transpose(1, 2))
 
     def forward(self, z: torch.Tensor):
-        """Quantised z (straight-through), codes, commitment and codebook losses (per item)."""
+        """Quantised z (straight-through), codes, commitment and codebook losses (per item).
+
+        The lookup compares directions (cosine), but the losses compare the projected latent itself with
+        the code vector, as DAC does: that is what keeps the encoder's output scale from drifting.
+        """
         e = self.in_proj(z)  # [B, d, T]
-        e_n = F.normalize(e, dim=1)
-        codes = (e_n.transpose(1, 2) @ F.normalize(self.codebook.weight, dim=-1).T).argmax(-1)
-        q = F.normalize(self.codebook(codes).transpose(1, 2), dim=1)
-        commitment = F.mse_loss(e_n, q.detach(), reduction="none").mean([1, 2])
-        codebook = F.mse_loss(q, e_n.detach(), reduction="none").mean([1, 2])
-        q = e_n + (q - e_n).detach()
+        codes = (F.normalize(e, dim=1).transpose(1, 2) @ F.normalize(self.codebook.weight, dim=-1).T).argmax(-1)
+        q = self.codebook(codes).transpose(1, 2)
+        commitment = F.mse_loss(e, q.detach(), reduction="none").mean([1, 2])
+        codebook = F.mse_loss(q, e.detach(), reduction="none").mean([1, 2])
+        q = e + (q - e).detach()
         return self.out_proj(q), codes, commitment, codebook
 
 
@@ -198,7 +196,7 @@ class ResidualVQ(nn.Module):
             q, c, commit, cb = layer(residual)
             mask = (i < used).to(z.dtype)[:, None, None]
             out = out + q * mask
-            residual = residual - q.detach()
+            residual = residual - q
             commitment = commitment + commit * mask[:, 0, 0]
             codebook = codebook + cb * mask[:, 0, 0]
             codes.append(c)
