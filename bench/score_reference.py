@@ -71,11 +71,13 @@ def main() -> None:
     parser.add_argument("--mini-dir", type=Path, default=Path("data/mini"))
     parser.add_argument("--out", type=Path, default=Path("exp/score_reference"))
     parser.add_argument("--nj", type=int, default=2)
+    parser.add_argument("--only", default=None, help="Comma-separated names of the baselines to score (default: all).")
     args = parser.parse_args()
+    chosen = [b for b in BASELINES if args.only is None or b[0] in args.only.split(",")]
 
     start = time.time()
     summaries = {}
-    for name, data_set, task, scp in BASELINES:
+    for name, data_set, task, scp in chosen:
         path = args.out / name
         if not (path / "decode.json").is_file():
             link_decode_dir(args.mini_dir / data_set, path, task, scp)

@@ -5,7 +5,7 @@ Backends:
   there is one. The CPU default: measured here it is the fastest (23 s per iteration on 200k x 1024
   points, 8192 clusters, vs 140 s for faiss's default build).
 - ``faiss``: faiss.Kmeans, the default when a GPU is present (faiss-gpu).
-- ``sklearn``: MiniBatchKMeans, for comparison in bench/tokenize.py.
+- ``sklearn``: MiniBatchKMeans, for comparison in bench/tokenizer.py.
 All start from the same seeded random sample of points as centroids; an emptied cluster is re-seeded
 from a random point. Saved as ``kmeans.safetensors`` (``centroids`` [K, D]) + ``kmeans.json``.
 """

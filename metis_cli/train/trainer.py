@@ -216,16 +216,25 @@ class Trainer:
                         f.write(json.dumps(record) + "\n")
                     logger.info("step %d %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in values.items()))
                 out_of_time = self.train.max_minutes is not None and time.time() - started > 60 * self.train.max_minutes
-                if self.step % self.train.ckpt_every == 0 or self.step == self.train.max_steps or out_of_time:
+                if self.dist.world_size > 1:
+                    # Every rank must agree to stop, or the others would wait forever in their next step.
+                    flag = torch.tensor(float(out_of_time), device=self.dist.device)
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                    out_of_time = bool(flag.item())
+                last_step = self.step == self.train.max_steps or out_of_time
+                checkpoint = self.step % self.train.ckpt_every == 0 or last_step
+                validation = self.step % self.train.val_every == 0 or last_step
+                if checkpoint:
                     self.save_checkpoint()
-                if self.dist.main and (self.step % self.train.val_every == 0 or self.step == self.train.max_steps or out_of_time):
+                if validation and self.dist.main:
                     for model in self.models.values():
                         model.eval()
                     val = task.validate(self, self.exp_dir / "val" / f"step_{self.step:08d}")
                     with open(metrics_file, "a") as f:
                         f.write(json.dumps({"step": self.step, **{f"val_{k}": v for k, v in val.items()}}) + "\n")
                     logger.info("validation at step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in val.items()))
-                self.dist.barrier()
+                if checkpoint or validation:
+                    self.dist.barrier()
                 if out_of_time:
                     logger.info("stopping after %.1f min (max_minutes)", (time.time() - started) / 60)
                     break

@@ -1,6 +1,7 @@
-"""k-means and tokenization speed on this machine.
+"""k-means and tokenization speed on this machine. (Named tokenizer.py: a bench/tokenize.py would shadow
+Python's own tokenize module for every script in this folder.)
 
-    python3 bench/tokenize.py --feats data/mini/ssl/builtin/mini_train --audio data/mini/mini_test
+    python3 bench/tokenizer.py --feats data/mini/ssl/builtin/mini_train --audio data/mini/mini_test
 
 1. k-means, same points and same initial centroids for every backend (faiss, torch, scikit-learn
    MiniBatchKMeans): seconds per iteration and the final objective (mean squared distance of the
