@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from metis_cli.codec.model import Codec, CodecConfig
-from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
+from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 
@@ -84,14 +84,9 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     rate = audio_info(sources[utts[0]][0], utt_id=utts[0]).sample_rate if utts else codec.cfg.sample_rate
     if rate != codec.cfg.sample_rate:
         logger.info("%s: audio at %d Hz is resampled to the codec's %d Hz", data.path, rate, codec.cfg.sample_rate)
-    shards = max(1, num_jobs)
-    bounds = [round(j * len(utts) / shards) for j in range(shards + 1)]
-    shard_of = {utts[i]: j for j in range(shards) for i in range(bounds[j], bounds[j + 1])}
-    writers = {j: ArrayWriter(out, f"part-{j + 1}") for j in range(shards)}
+    writer = ShardedWriter(out, utts, num_jobs)
     failed = {}
-    # Whatever any shard already holds is done, even if an earlier run used another --nj.
-    done = set().union(*(w.entries for w in writers.values())) | (set(ArrayStore(out).keys()) if out.is_dir() else set())
-    todo = [u for u in utts if u not in done]
+    todo = [u for u in utts if u not in writer.done]
     started = time.time()
     if num_jobs > 1:
         pool = ProcessPoolExecutor(num_jobs, initializer=_init_worker, initargs=(str(exp_dir), 1))
@@ -108,11 +103,10 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
                     failed[utt] = error
                     logger.warning("skipped %s", error)
                 else:
-                    writers[shard_of[utt]].write(utt, codes)
+                    writer.write(utt, codes)
                 bar.advance(task)
     finally:
-        for w in writers.values():
-            w.close()
+        writer.close()
         if pool is not None:
             pool.shutdown()
     if failed:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metis_cli.data.datadir import contiguous_parts
 from metis_cli.errors import DataDirError
 
 
@@ -126,6 +127,31 @@ class ArrayStore:
     def items(self):
         for utt in self.keys():
             yield utt, self[utt]
+
+
+class ShardedWriter:
+    """One ArrayWriter per job: utterance ids cut into ``num_jobs`` contiguous runs, run j into
+    ``part-<j+1>``. ``done`` is what any shard already holds, even if an earlier run used another count."""
+
+    def __init__(self, store_dir, utts, num_jobs: int):
+        parts = contiguous_parts(list(utts), max(1, num_jobs))
+        self.writers = [ArrayWriter(store_dir, f"part-{j + 1}") for j in range(len(parts))]
+        self.shard_of = {utt: j for j, part in enumerate(parts) for utt in part}
+        self.done = set(ArrayStore(store_dir).keys())
+
+    def write(self, utt: str, array: np.ndarray) -> None:
+        self.writers[self.shard_of[utt]].write(utt, array)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def write_meta(store_dir, **meta) -> None:

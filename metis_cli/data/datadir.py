@@ -151,6 +151,12 @@ def write_ctm(path: Path, timings: dict[str, list[TimedToken]]) -> Path:
     return Path(path)
 
 
+def contiguous_parts(items: list, num_parts: int) -> list[list]:
+    """``items`` cut into ``num_parts`` contiguous runs of (nearly) equal length, in order."""
+    bounds = [round(j * len(items) / num_parts) for j in range(num_parts + 1)]
+    return [items[bounds[j] : bounds[j + 1]] for j in range(num_parts)]
+
+
 def format_ids(ids, limit: int = 5) -> str:
     """A few ids for an error message: "'a', 'b' and 7 more"."""
     ids = sorted(ids, key=sort_key)

@@ -9,6 +9,7 @@ from metis_cli.data.datadir import (
     SPEAKER_KEYED,
     DataDir,
     atomic_write_text,
+    contiguous_parts,
     format_ctm,
     format_ids,
     read_ctm,
@@ -114,8 +115,7 @@ def split_datadir(src, num_jobs: int, by: str = "utt") -> list[DataDir]:
         raise DataDirError(f"{src}: cannot split {len(units)} {kind} into {num_jobs} parts")
 
     if by == "utt":
-        bounds = [round(i * len(utts) / num_jobs) for i in range(num_jobs + 1)]
-        parts = [utts[bounds[i] : bounds[i + 1]] for i in range(num_jobs)]
+        parts = contiguous_parts(utts, num_jobs)
     else:
         counts: dict[str, int] = {}
         for spk in utt2spk.values():

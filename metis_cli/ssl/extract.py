@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
+from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 
@@ -145,22 +145,17 @@ def extract_ssl(
         dim = int(mean.shape[0])
         config_file.write_text(json.dumps({**config, "dim": dim, "stats": str(stats_file.resolve())}, indent=2) + "\n")
 
-        shards = max(1, num_jobs)
-        bounds = [round(j * len(utts) / shards) for j in range(shards + 1)]
-        shard_of = {utts[i]: j for j in range(shards) for i in range(bounds[j], bounds[j + 1])}
-        writers = {j: ArrayWriter(out, f"part-{j + 1}") for j in range(shards)}
-        logs = {j: open(out / "log" / f"extract.{j + 1}.log", "a") for j in range(shards)}
+        writer = ShardedWriter(out, utts, num_jobs)
+        logs = [open(out / "log" / f"extract.{j + 1}.log", "a") for j in range(len(writer.writers))]
         failed_file = out / "failed"
         failed = dict(line.split("\t", 1) for line in failed_file.read_text().splitlines()) if failed_file.is_file() else {}
-        # Whatever any shard already holds is done, even if an earlier run used another --nj.
-        done = set(ArrayStore(out).keys())
-        todo = [u for u in utts if u not in done and u not in failed]
+        todo = [u for u in utts if u not in writer.done and u not in failed]
         logger.info("%d of %d utterances to extract (%s)", len(todo), len(utts), extractor)
         try:
             with progress() as bar:
                 task = bar.add_task(f"extract-ssl {data.path.name}", total=len(todo))
                 for utt, feats, error in _map(pool, [(u, *sources[u]) for u in todo]):
-                    j = shard_of[utt]
+                    j = writer.shard_of[utt]
                     if feats is None:
                         failed[utt] = error
                         with open(failed_file, "a") as f:
@@ -170,14 +165,13 @@ def extract_ssl(
                     else:
                         if feats.shape[1] != dim:
                             raise MetisError(f"utterance '{utt}': features have {feats.shape[1]} dims, the stats {dim}")
-                        writers[j].write(utt, normalize(feats, mean, var).astype(np.float16))
+                        writer.write(utt, normalize(feats, mean, var).astype(np.float16))
                         logs[j].write(f"{utt}\t{len(feats)} frames\n")
                     logs[j].flush()
                     bar.advance(task)
         finally:
-            for w in writers.values():
-                w.close()
-            for f in logs.values():
+            writer.close()
+            for f in logs:
                 f.close()
     finally:
         if pool is not None:
