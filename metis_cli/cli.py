@@ -7,9 +7,11 @@ from metis_cli import __version__
 from metis_cli.cli_utils import MetisTyper
 from metis_cli.codec.cli import app as codec_app
 from metis_cli.data.cli import app as data_app
+from metis_cli.infer import cli as infer_cli
 from metis_cli.score import cli as score_cli
 from metis_cli.ssl import cli as ssl_cli
 from metis_cli.tokenizer import cli as tokenizer_cli
+from metis_cli.train import cli as train_cli
 
 app = MetisTyper(
     name="metis",
@@ -28,6 +30,9 @@ app.command("kmeans")(tokenizer_cli.kmeans)
 app.command("tokenize")(tokenizer_cli.tokenize)
 app.command("token-report")(tokenizer_cli.token_report)
 app.add_typer(codec_app, name="codec")
+app.command("pretrain")(train_cli.pretrain)
+app.command("train-s2a")(train_cli.train_s2a)
+app.command("resynth")(infer_cli.resynth)
 app.command("score")(score_cli.score)
 app.command("results")(score_cli.results)
 app.command("link-decode")(score_cli.link_decode)

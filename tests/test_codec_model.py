@@ -75,3 +75,22 @@ def test_bad_codes_and_configs():
         CodecConfig.from_dict({"sample_rate": 16000, "vocoder": {}})
     with pytest.raises(MetisError, match="codec config"):
         CodecConfig.from_dict({"encoder": {"chanels": 3}})
+
+
+def test_dead_codes_are_moved_onto_batch_frames():
+    from metis_cli.codec.model import FactorizedVQ
+
+    torch.manual_seed(0)
+    vq = FactorizedVQ(16, codebook_size=64, codebook_dim=4, dead_code_threshold=0.5, restart_every=100).train()
+    before = vq.codebook.weight.detach().clone()
+    z = torch.randn(2, 16, 50)
+    for _ in range(100):  # unused codes' running share falls to 0.99^100 = 0.37 of uniform
+        vq(z)
+    moved = (vq.codebook.weight != before).any(1)
+    assert 0 < int(moved.sum()) < 64  # the codes this batch never picks moved, the others stayed
+    e = vq.in_proj(z).detach().transpose(1, 2).reshape(-1, 4)
+    for row in vq.codebook.weight[moved]:
+        assert (e - row).abs().amax(1).min() < 1e-6  # each moved code now sits on a frame of the batch
+    assert vq.usage[moved].tolist() == pytest.approx([1 / 64] * int(moved.sum()))
+    state = {k: v for k, v in vq.state_dict().items() if k not in ("usage", "calls")}
+    FactorizedVQ(16, 64, 4).load_state_dict(state)  # checkpoints from before restarts still load

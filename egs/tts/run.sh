@@ -11,9 +11,13 @@
 #   2 tokenize  k-means on the train features, SSL tokens of every set (<set>/ssl_tokens), quality report
 #   3 codec     train the acoustic codec (shared: <root>/exp/codec_<conf>), encode every set to
 #               <set>/acoustic_codes, resynthesise the test set (scored in stage 7 as task resynth)
+#   4 pretrain  stage-1 pre-training on the train set's SSL tokens (shared: <root>/exp/pretrain_<conf>),
+#               S2A training (shared: <root>/exp/s2a_<conf>; conf/full: two, <...>_coarse + <...>_fine),
+#               then hear them: S2A resynthesis of the test set from its ground-truth SSL tokens with a
+#               same-speaker prompt (task resynth), and prompted stage-1 generation (task generate)
 #   7 score     score every exp/*/decode_* and the ground truth (the ceiling); write RESULTS.md
 #
-# Stages 4-6 (pretrain, finetune, decode) are not in the toolkit yet.
+# Stages 5-6 (finetune, decode) are not in the toolkit yet.
 # Paper scale: --ssl-extractor /models/w2v-bert-2.0 --ssl-layer 17 --n-clusters 8192 --kmeans-portion 0.05
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -33,6 +37,11 @@ ssl_sets="mini_train mini_dev mini_test"
 config_dir=$root/conf/mini  # conf/mini (CPU, embedded corpus) or conf/full (published sizes)
 codec_overrides=""          # key=value overrides of codec.yaml, e.g. "train.max_steps=100"
 codec_dir=""               # default: <root>/exp/codec_<name of config_dir>, shared by all recipes
+pretrain_overrides=""      # key=value overrides of pretrain.yaml
+pretrain_dir=""            # default: <root>/exp/pretrain_<name of config_dir>, shared by all recipes
+s2a_overrides=""           # key=value overrides of the S2A config(s)
+s2a_dir=""                 # default: <root>/exp/s2a_<name of config_dir>, shared by all recipes
+resynth_opts=""            # extra options for metis resynth, e.g. "--s2a-opt steps=[20,8,1]"
 test_set=mini_test
 score_opts=""              # extra options for metis score, e.g. "--asr /models/whisper-large-v3"
 help_message=$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//')
@@ -109,6 +118,58 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   resynth=$exp_dir/codec_resynth/decode_$test_set
   [ -f "$resynth/decode.json" ] ||
     metis codec decode "$codec_dir" "$mini_dir/$test_set/acoustic_codes" "$resynth" --data "$mini_dir/$test_set"
+fi
+
+conf_name=$(basename "$config_dir")
+[ -n "$pretrain_dir" ] || pretrain_dir=$root/exp/pretrain_$conf_name
+[ -n "$s2a_dir" ] || s2a_dir=$root/exp/s2a_$conf_name
+
+# train <kind> <config> <exp dir> <what its data came from> <overrides>: trains once; an experiment made
+# from other tokens or codes is not silently reused nor deleted.
+train() {
+  local kind=$1 config=$2 dir=$3 inputs=$4 overrides=$5
+  if [ -f "$dir/.done" ]; then
+    [ "$(cat "$dir/.done")" = "$inputs" ] ||
+      die "$dir was trained on $(cat "$dir/.done"), not $inputs; move it away or pass another --${kind}-dir"
+    return 0
+  fi
+  # shellcheck disable=SC2086
+  metis "$( [ "$kind" = pretrain ] && echo pretrain || echo train-s2a )" "$config" "$dir" $overrides \
+    --train-data "$mini_dir/mini_train" --val-data "$mini_dir/mini_dev"
+  echo "$inputs" > "$dir/.done"
+}
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  for set in mini_train mini_dev $test_set; do
+    [ -f "$mini_dir/$set/ssl_tokens/.done" ] || die "$mini_dir/$set/ssl_tokens is missing: run stage 2 first"
+    [ -f "$mini_dir/$set/acoustic_codes/.done" ] || die "$mini_dir/$set/acoustic_codes is missing: run stage 3 first"
+  done
+  log "Stage 4: pretrain: $config_dir/pretrain.yaml in $pretrain_dir"
+  train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$kmeans_dir" "$pretrain_overrides"
+  inputs="$kmeans_dir $codec_dir"
+  if [ -f "$config_dir/s2a.yaml" ]; then  # one S2A model for every codebook
+    s2a_dirs=$s2a_dir
+    log "Stage 4: S2A: $config_dir/s2a.yaml in $s2a_dir"
+    train s2a "$config_dir/s2a.yaml" "$s2a_dir" "$inputs" "$s2a_overrides"
+  else  # the reference's split: codebook 0, then codebooks 1..
+    s2a_dirs="${s2a_dir}_coarse ${s2a_dir}_fine"
+    for part in coarse fine; do
+      log "Stage 4: S2A: $config_dir/s2a_$part.yaml in ${s2a_dir}_$part"
+      train s2a "$config_dir/s2a_$part.yaml" "${s2a_dir}_$part" "$inputs" "$s2a_overrides"
+    done
+  fi
+  s2a_opts=""
+  for d in $s2a_dirs; do s2a_opts="$s2a_opts --s2a $d"; done
+  resynth=$exp_dir/s2a_resynth/decode_$test_set
+  if [ ! -f "$resynth/decode.json" ]; then
+    # shellcheck disable=SC2086
+    metis resynth "$mini_dir/$test_set" "$resynth" $s2a_opts --codec "$codec_dir" $resynth_opts
+  fi
+  generate=$exp_dir/pretrain_generate/decode_$test_set
+  if [ ! -f "$generate/decode.json" ]; then
+    # shellcheck disable=SC2086
+    metis resynth "$mini_dir/$test_set" "$generate" $s2a_opts --codec "$codec_dir" --stage1 "$pretrain_dir" $resynth_opts
+  fi
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then

@@ -15,38 +15,20 @@ from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
+from metis_cli.train.trainer import load_weights
 
 logger = logging.getLogger(__name__)
 
 
-def latest_checkpoint(exp_dir) -> Path:
-    checkpoints = sorted((Path(exp_dir) / "checkpoints").glob("step_*"))
-    if not checkpoints:
-        raise MetisError(f"{exp_dir}: no checkpoint; train one with `metis codec train`")
-    return checkpoints[-1]
-
-
 def load_codec(exp_dir, checkpoint=None, device: str = "cpu") -> Codec:
     """The codec of an experiment dir: its config.yaml and the newest readable checkpoint (or ``checkpoint``)."""
-    from safetensors.torch import load_file
-
     exp_dir = Path(exp_dir)
     config_file = exp_dir / "config.yaml"
     if not config_file.is_file():
         raise MetisError(f"{config_file}: not found; is {exp_dir} a codec experiment dir?")
     model = Codec(CodecConfig.from_dict(yaml.safe_load(config_file.read_text())["model"]))
-    candidates = [Path(checkpoint)] if checkpoint else sorted((exp_dir / "checkpoints").glob("step_*"), reverse=True)
-    if not candidates:
-        raise MetisError(f"{exp_dir}: no checkpoint; train one with `metis codec train`")
-    errors = []
-    for path in candidates:
-        try:
-            model.load_state_dict(load_file(str(path / "codec.safetensors"), device=device))
-            return model.to(device).eval()
-        except Exception as exc:
-            errors.append(f"{path}: {type(exc).__name__}: {exc}")
-            logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, exc)
-    raise MetisError("no readable codec checkpoint:\n  " + "\n  ".join(errors))
+    load_weights(exp_dir, "codec", model, checkpoint, device, what="codec (`metis codec train`)")
+    return model.to(device).eval()
 
 
 _worker: dict = {}

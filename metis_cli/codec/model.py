@@ -34,6 +34,11 @@ class QuantizerConfig:
     codebook_dim: int = 8
     dropout: float = 0.5  # share of training batches that use a random number of codebooks
     commitment_weight: float = 0.25
+    # Dead-code restarts: every ``restart_every`` training steps, a code whose running share of the
+    # frames is under ``dead_code_threshold`` / codebook_size is moved onto a random frame of the batch.
+    # Without them a small codec trained briefly uses a few dozen of its 1024 codes. 0 = off (DAC).
+    dead_code_threshold: float = 0.0
+    restart_every: int = 50
 
 
 @dataclass
@@ -148,11 +153,42 @@ class Encoder(nn.Module):
 class FactorizedVQ(nn.Module):
     """Project to a few dims, L2-normalise, look up the nearest code (cosine), project back."""
 
-    def __init__(self, input_dim: int, codebook_size: int, codebook_dim: int):
+    def __init__(self, input_dim: int, codebook_size: int, codebook_dim: int, dead_code_threshold: float = 0.0,
+                 restart_every: int = 50):
         super().__init__()
         self.in_proj = wn_conv(input_dim, codebook_dim, kernel_size=1)
         self.out_proj = wn_conv(codebook_dim, input_dim, kernel_size=1)
         self.codebook = nn.Embedding(codebook_size, codebook_dim)
+        self.dead_code_threshold, self.restart_every = dead_code_threshold, restart_every
+        self.register_buffer("usage", torch.full((codebook_size,), 1.0 / codebook_size))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("usage", "calls"):  # checkpoints from before dead-code restarts
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, e: torch.Tensor, codes: torch.Tensor) -> None:
+        """Tracks how often each code is used and moves unused ones onto random frames of ``e``. With
+        several ranks the counts are summed and rank 0's new codes are broadcast, so all ranks agree."""
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        size = self.codebook.num_embeddings
+        counts = torch.bincount(codes.flatten(), minlength=size).float()
+        if distributed:
+            torch.distributed.all_reduce(counts)
+        self.usage.mul_(0.99).add_(counts / counts.sum(), alpha=0.01)
+        self.calls += 1
+        if int(self.calls) % self.restart_every:
+            return
+        dead = self.usage < self.dead_code_threshold / size
+        if dead.any():
+            frames = e.detach().transpose(1, 2).reshape(-1, e.shape[1])
+            pick = torch.randint(0, len(frames), (int(dead.sum()),), device=e.device)
+            self.codebook.weight.data[dead] = frames[pick].to(self.codebook.weight.dtype)
+            self.usage[dead] = 1.0 / size
+        if distributed:
+            torch.distributed.broadcast(self.codebook.weight.data, 0)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         return self.out_proj(self.codebook(codes).transpose(1, 2))
@@ -166,6 +202,8 @@ class FactorizedVQ(nn.Module):
         e = self.in_proj(z)  # [B, d, T]
         codes = (F.normalize(e, dim=1).transpose(1, 2) @ F.normalize(self.codebook.weight, dim=-1).T).argmax(-1)
         q = self.codebook(codes).transpose(1, 2)
+        if self.training and self.dead_code_threshold > 0:
+            self.restart_dead_codes(e, codes)
         commitment = F.mse_loss(e, q.detach(), reduction="none").mean([1, 2])
         codebook = F.mse_loss(q, e.detach(), reduction="none").mean([1, 2])
         q = e + (q - e).detach()
@@ -176,7 +214,8 @@ class ResidualVQ(nn.Module):
     def __init__(self, input_dim: int, cfg: QuantizerConfig):
         super().__init__()
         self.cfg = cfg
-        self.layers = nn.ModuleList(FactorizedVQ(input_dim, cfg.codebook_size, cfg.codebook_dim) for _ in range(cfg.n_codebooks))
+        self.layers = nn.ModuleList(FactorizedVQ(input_dim, cfg.codebook_size, cfg.codebook_dim, cfg.dead_code_threshold, cfg.restart_every)
+                                    for _ in range(cfg.n_codebooks))
 
     def forward(self, z: torch.Tensor, n_codebooks: int | None = None):
         """Returns quantised z, codes [B, T, n], commitment loss, codebook loss, codebooks used per item.

@@ -7,7 +7,6 @@ batch size), ``optim`` (AdamW, warm-up then cosine decay), ``loss`` (weights), `
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from metis_cli.codec.losses import (
 from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
-from metis_cli.train.trainer import TrainConfig, Trainer, step_seed
+from metis_cli.train.trainer import TrainConfig, Trainer, step_seed, warmup_cosine
 
 logger = logging.getLogger(__name__)
 SECTIONS = ("model", "data", "optim", "loss", "discriminator", "train")
@@ -67,14 +66,14 @@ class AudioSegments:
         return torch.from_numpy(out)
 
 
-def warmup_cosine(warmup: int, total: int, floor: float):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
+def code_perplexity(codes: torch.Tensor, codebook_size: int) -> float:
+    """Mean over codebooks of 2^entropy of the batch's codes: how many codes are in effective use."""
+    values = []
+    for j in range(codes.shape[-1]):
+        p = torch.bincount(codes[..., j].flatten(), minlength=codebook_size).float()
+        p = p[p > 0] / p.sum()
+        values.append(float(torch.exp(-(p * p.log()).sum())))
+    return sum(values) / len(values)
 
 
 class CodecTask:
@@ -136,7 +135,7 @@ class CodecTask:
             (total / accum).backward()
             if gan:
                 self.disc.requires_grad_(True)
-            for k, v in {**losses, "total": total}.items():
+            for k, v in {**losses, "total": total, "code_perplexity": code_perplexity(out["codes"], self.cfg.quantizer.codebook_size)}.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) / accum
         totals["grad_norm"] = trainer.optimizer_step("generator", self.codec.parameters())
         if gan:

@@ -16,11 +16,13 @@ from metis_cli.data.datadir import DataDir
 from metis_cli.env import command_line
 from metis_cli.errors import DataDirError
 
-TASKS = ("tts", "vc", "se", "tse", "l2s", "resynth")
+TASKS = ("tts", "vc", "se", "tse", "l2s", "resynth", "generate")
 # The condition audio a person wants to hear next to the output, per task.
-INPUT_SCP = {"tts": "prompt.scp", "vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp", "l2s": None, "resynth": None}
+INPUT_SCP = {"tts": "prompt.scp", "vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp", "l2s": None, "resynth": None,
+             "generate": "prompt.scp"}
 # Speaker similarity is measured between the output and this audio.
-SPEAKER_REFERENCE_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "l2s": "ref.scp", "resynth": "wav.scp", "se": None}
+SPEAKER_REFERENCE_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "l2s": "ref.scp", "resynth": "wav.scp", "se": None,
+                         "generate": "prompt.scp"}
 # The metrics that make sense per task ("wer" covers WER and CER; "pesq", "stoi", "sisdr" and "mcd"
 # compare with the clean reference sample by sample).
 TASK_METRICS = {
@@ -30,6 +32,8 @@ TASK_METRICS = {
     "tse": ("wer", "sim", "dnsmos", "pesq", "stoi", "sisdr"),
     "l2s": ("wer", "sim", "dnsmos"),
     "resynth": ("wer", "sim", "dnsmos", "pesq", "stoi", "sisdr", "mcd"),
+    # Free continuation by the unconditional stage-1 model: the words are its own; voice and quality count.
+    "generate": ("sim", "dnsmos"),
 }
 
 

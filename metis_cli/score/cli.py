@@ -116,7 +116,7 @@ def results(
 def link_decode(
     data_dir: Path = typer.Argument(..., help="Data dir whose audio becomes the outputs."),
     out_dir: Path = typer.Argument(..., help="New decode dir."),
-    task: str = typer.Option(..., help="tts, vc, se, tse, l2s or resynth: decides the metrics."),
+    task: str = typer.Option(..., help="tts, vc, se, tse, l2s, resynth or generate: decides the metrics."),
     scp: str = typer.Option("wav.scp", help="wav.scp (ground truth: the ceiling) or an input such as noisy.scp (the floor)."),
 ) -> None:
     """Make a decode dir from audio a data dir already has, to score ground truth and raw inputs.

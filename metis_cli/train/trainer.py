@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -43,7 +44,8 @@ class TrainConfig:
     val_every: int = 200
     keep_checkpoints: int = 3
     seed: int = 0
-    bf16: bool = True  # used on GPUs only
+    bf16: bool = True  # bf16 autocast on GPUs
+    bf16_cpu: bool = False  # bf16 autocast on CPUs too (about 1.3x faster with AMX/AVX512-BF16)
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
 
     @classmethod
@@ -76,6 +78,17 @@ class Distributed:
     def barrier(self) -> None:
         if self.world_size > 1:
             torch.distributed.barrier()
+
+
+def warmup_cosine(warmup: int, total: int, floor: float):
+    """Learning-rate factor of step N: linear warm-up, then a cosine decay to ``floor`` at ``total``."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def step_seed(seed: int, step: int, rank: int = 0, micro: int = 0) -> int:
@@ -120,6 +133,8 @@ class Trainer:
     def autocast(self):
         if self.dist.device.type == "cuda" and self.train.bf16:
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.dist.device.type == "cpu" and self.train.bf16_cpu:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def optimizer_step(self, name: str, params) -> float:
@@ -137,6 +152,19 @@ class Trainer:
     @property
     def checkpoint_dir(self) -> Path:
         return self.exp_dir / "checkpoints"
+
+    def check_ranks_in_sync(self) -> None:
+        """With several ranks: the weights must be identical everywhere (DDP keeps them so; a rank that
+        drifted would make every later step wrong). Compares a checksum per model across ranks."""
+        if self.dist.world_size == 1:
+            return
+        sums = torch.tensor([sum(float(p.detach().double().sum()) for p in self.unwrap(m).parameters()) for m in self.models.values()],
+                            dtype=torch.float64, device=self.dist.device)
+        gathered = [torch.zeros_like(sums) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather(gathered, sums)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise MetisError(f"step {self.step}: the ranks' weights differ (checksums {[g.tolist() for g in gathered]})")
+        logger.info("step %d: weights identical on all %d ranks", self.step, self.dist.world_size)
 
     def save_checkpoint(self) -> Path | None:
         if not self.dist.main:
@@ -225,6 +253,7 @@ class Trainer:
                 checkpoint = self.step % self.train.ckpt_every == 0 or last_step
                 validation = self.step % self.train.val_every == 0 or last_step
                 if checkpoint:
+                    self.check_ranks_in_sync()
                     self.save_checkpoint()
                 if validation and self.dist.main:
                     for model in self.models.values():
@@ -248,3 +277,24 @@ class Trainer:
 
 def _finite(value: float) -> bool:
     return value == value and abs(value) != float("inf")
+
+
+def load_weights(exp_dir, name: str, model: nn.Module, checkpoint=None, device: str = "cpu", what: str = "model") -> Path:
+    """Loads ``<checkpoint>/<name>.safetensors`` into ``model``: the given checkpoint, or the newest
+    readable one of ``exp_dir`` (an unreadable one, e.g. truncated by a killed run, falls back to the
+    one before). Returns the checkpoint used."""
+    from safetensors.torch import load_file
+
+    exp_dir = Path(exp_dir)
+    candidates = [Path(checkpoint)] if checkpoint else sorted((exp_dir / "checkpoints").glob("step_*"), reverse=True)
+    if not candidates:
+        raise MetisError(f"{exp_dir}: no checkpoint of the {what}; train one first")
+    errors = []
+    for path in candidates:
+        try:
+            model.load_state_dict(load_file(str(path / f"{name}.safetensors"), device=device))
+            return path
+        except Exception as exc:
+            errors.append(f"{path}: {type(exc).__name__}: {exc}")
+            logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, exc)
+    raise MetisError(f"no readable {what} checkpoint:\n  " + "\n  ".join(errors))

@@ -1,0 +1,150 @@
+"""Decoding speed on this machine: stage 1 + S2A + codec, mini and full sizes, fp32 and bf16.
+
+    python3 bench/decode.py                       # mini and full, fp32 and bf16 (about 10 minutes)
+    python3 bench/decode.py --sizes mini --dtypes fp32
+
+The shapes of the reference's speed table (../shared/REFERENCE.md): a 3 s prompt and a 5 s target at
+50 Hz (150 + 250 frames), random weights, the published step counts: stage 1 25 steps with CFG, S2A
+codebook 0 40 steps without CFG, codebook 1 16 steps and every further codebook 1 step, both with CFG.
+
+Per configuration (each in a fresh process, so that its peak memory is its own):
+- seconds per forward: stage 1 with CFG as one batch of 2 rows and as two passes, S2A without and with CFG;
+- the codec decode of the target;
+- the whole decode: measured (mini: a real `generate_ssl_tokens` + `generate_codes` + codec decode) or,
+  at full size, the per-forward times multiplied by the step counts;
+- the real-time factor (seconds of compute per second of generated audio) and the peak resident memory.
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = {
+    "mini": {"stage1": {"vocab_size": 128, "transformer": {"dim": 256, "n_layers": 6, "n_heads": 4, "ffn_dim": 1024}},
+             "s2a": [{"ssl_vocab_size": 128, "n_codebooks": 8, "codebook_size": 1024, "predict_codebooks": [0, 8],
+                      "transformer": {"dim": 256, "n_layers": 6, "n_heads": 4, "ffn_dim": 1024}}],
+             "codec": "conf/mini/codec.yaml"},
+    "full": {"stage1": {"vocab_size": 8192, "transformer": {"dim": 1536, "n_layers": 16, "n_heads": 16, "ffn_dim": 6144}},
+             "s2a": [{"ssl_vocab_size": 8192, "n_codebooks": 12, "codebook_size": 1024, "predict_codebooks": p,
+                      "transformer": {"dim": 1024, "n_layers": 16, "n_heads": 16, "ffn_dim": 4096}} for p in ([0, 1], [1, 12])],
+             "codec": "conf/full/codec.yaml"},
+}
+REFERENCE = {"mini": (6.9, 1.4), "full": (200.0, 40.0)}  # reference implementation, same CPU: total s, RTF
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    start = time.time()
+    for _ in range(repeats):
+        fn()
+    return (time.time() - start) / repeats
+
+
+def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int) -> dict:
+    import yaml
+
+    from metis_cli.codec.model import Codec, CodecConfig
+    from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
+    from metis_cli.infer.mask_predict import MaskPredictSettings, guided_hidden
+    from metis_cli.models.s2a import S2AConfig, S2AModel
+    from metis_cli.models.stage1 import Stage1Config, Stage1Model
+
+    torch.manual_seed(0)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    spec = SIZES[size]
+    stage1 = Stage1Model(Stage1Config.from_dict(spec["stage1"])).to(dtype).eval()
+    s2a = [S2AModel(S2AConfig.from_dict(c)).to(dtype).eval() for c in spec["s2a"]]
+    codec = Codec(CodecConfig.from_dict(yaml.safe_load((REPO / spec["codec"]).read_text())["model"])).eval()
+    n_codebooks, vocab = s2a[0].cfg.n_codebooks, stage1.cfg.vocab_size
+    length = prompt + target
+    tokens = torch.randint(0, vocab, (1, length))
+    valid = torch.ones(1, length, dtype=torch.bool)
+    is_target = torch.arange(length)[None] >= prompt
+    t = torch.tensor([0.5])
+    cfg = MaskPredictSettings(cfg_scale=2.5)
+
+    def stage1_hidden(tok, masked, val, tt, rows, unconditional):
+        return stage1.hidden(tok, masked, val, tt)
+
+    codes = torch.randint(0, 1024, (1, length, n_codebooks))
+    prompt_mask = ~is_target
+
+    def s2a_hidden(layer):
+        model = next(m for m in s2a if layer in m.cfg.codebooks)
+
+        def fn(tok, masked, val, tt, rows, unconditional):
+            return model.hidden(codes[rows], layer, masked, val, tt, tokens[rows], prompt_mask[rows] & ~unconditional[:, None])
+        return fn
+
+    out = {"size": size, "dtype": dtype_name}
+    with torch.no_grad():
+        out["stage1_cfg_batched"] = timed(lambda: guided_hidden(stage1_hidden, tokens, is_target, valid, is_target, t, cfg, True), repeats)
+        out["stage1_cfg_two_pass"] = timed(lambda: guided_hidden(stage1_hidden, tokens, is_target, valid, is_target, t, cfg, False), repeats)
+        plain = MaskPredictSettings(cfg_scale=0.0)
+        out["s2a_no_cfg"] = timed(lambda: guided_hidden(s2a_hidden(0), tokens, is_target, valid, is_target, t, plain, True), repeats)
+        out["s2a_cfg"] = timed(lambda: guided_hidden(s2a_hidden(1), tokens, is_target, valid, is_target, t, cfg, True), repeats)
+        out["codec_decode"] = timed(lambda: codec.decode(codes[:, prompt:]), 1)
+        steps = per_codebook_settings(n_codebooks)
+        cfg_forwards = sum(s.steps for s in steps if s.cfg_scale)
+        out["estimated_total"] = (25 * out["stage1_cfg_batched"] + sum(s.steps for s in steps if not s.cfg_scale) * out["s2a_no_cfg"]
+                                  + cfg_forwards * out["s2a_cfg"] + out["codec_decode"])
+        if size == "mini":
+            start = time.time()
+            ssl = generate_ssl_tokens(stage1, [tokens[0, :prompt]], [target], MaskPredictSettings(steps=25, cfg_scale=2.5),
+                                      torch.Generator().manual_seed(0))
+            generated = generate_codes(s2a, ssl, [tokens[0, :prompt]], [codes[0, :prompt]], steps, torch.Generator().manual_seed(0))
+            codec.decode(generated[0][None])
+            out["measured_total"] = time.time() - start
+    out["total"] = out.get("measured_total", out["estimated_total"])
+    out["rtf"] = out["total"] / (target / 50)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["mini", "full"], choices=sorted(SIZES))
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--prompt-seconds", type=float, default=3.0)
+    parser.add_argument("--target-seconds", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=2, help="Timed forwards per measurement (after one warm-up).")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--one", nargs=2, metavar=("SIZE", "DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    prompt, target = int(args.prompt_seconds * 50), int(args.target_seconds * 50)
+    if args.one:
+        print(json.dumps(measure(*args.one, prompt, target, args.repeats)))
+        return
+    rows = []
+    for size in args.sizes:
+        for dtype in args.dtypes:
+            cmd = [sys.executable, __file__, "--one", size, dtype, "--prompt-seconds", str(args.prompt_seconds),
+                   "--target-seconds", str(args.target_seconds), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode:
+                sys.exit(f"{size} {dtype} failed:\n{result.stderr[-3000:]}")
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            print(f"done: {size} {dtype}", file=sys.stderr)
+    print(f"\nDecode of a {args.target_seconds:g} s target with a {args.prompt_seconds:g} s prompt, {args.threads} threads, "
+          f"torch {torch.__version__}; seconds per forward, then the whole decode")
+    header = ("size", "dtype", "st1 CFG 1 batch", "st1 CFG 2 pass", "S2A fwd", "S2A CFG fwd", "codec", "total s", "RTF",
+              "ref. total s", "speed-up", "peak MB")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        ref_total, _ = REFERENCE[r["size"]]
+        total = f"{r['total']:.1f}" + ("" if "measured_total" in r else " (est.)")
+        print(f"| {r['size']} | {r['dtype']} | {r['stage1_cfg_batched']:.3f} | {r['stage1_cfg_two_pass']:.3f} | {r['s2a_no_cfg']:.3f} | "
+              f"{r['s2a_cfg']:.3f} | {r['codec_decode']:.3f} | {total} | {r['rtf']:.2f} | {ref_total:g} | "
+              f"{ref_total / r['total']:.1f}x | {r['peak_rss_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

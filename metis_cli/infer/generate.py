@@ -1,0 +1,141 @@
+"""Generation with the masked generative models: SSL tokens with stage 1, codec codes with S2A.
+
+Both take lists of utterances of different lengths and decode them as one padded batch: each row is
+``[prompt ; target ; padding]``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import yaml
+
+from metis_cli.errors import MetisError
+from metis_cli.infer.mask_predict import MaskPredictSettings, mask_predict
+from metis_cli.models.s2a import S2AConfig, S2AModel
+from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.train.trainer import load_weights
+
+logger = logging.getLogger(__name__)
+
+# Reference defaults (Metis/MaskGCT). S2A: per codebook; the lists are cut or extended (with their last
+# value) to the number of codebooks.
+STAGE1_DEFAULTS = {"steps": 25, "cfg_scale": 2.5, "temperature": 0.9}
+S2A_DEFAULTS = {"steps": [40, 16, 1], "cfg_scale": [0.0, 2.5], "temperature": [1.5]}
+
+
+def read_config(exp_dir) -> dict:
+    path = Path(exp_dir) / "config.yaml"
+    if not path.is_file():
+        raise MetisError(f"{path}: not found; is {exp_dir} an experiment dir?")
+    return yaml.safe_load(path.read_text())
+
+
+def _weights_name(config: dict, name: str) -> str:
+    return "ema" if float(config.get("ema", {}).get("decay", 0.0)) else name
+
+
+def load_stage1(exp_dir, device: str = "cpu", checkpoint=None) -> tuple[Stage1Model, dict]:
+    """The stage-1 model of an experiment dir (its EMA weights when it kept an EMA) and its config."""
+    config = read_config(exp_dir)
+    model = Stage1Model(Stage1Config.from_dict(config["model"]))
+    load_weights(exp_dir, _weights_name(config, "stage1"), model, checkpoint, device, what="stage-1 model (`metis pretrain`)")
+    return model.to(device).eval(), config
+
+
+def load_s2a(exp_dirs, device: str = "cpu") -> tuple[list[S2AModel], list[dict]]:
+    """The S2A models of one or more experiment dirs, ordered by codebook; together they must predict
+    every codebook exactly once (one model for all, or the reference's codebook 0 + codebooks 1..)."""
+    loaded = []
+    for exp_dir in exp_dirs:
+        config = read_config(exp_dir)
+        model = S2AModel(S2AConfig.from_dict(config["model"]))
+        load_weights(exp_dir, _weights_name(config, "s2a"), model, None, device, what="S2A model (`metis train-s2a`)")
+        loaded.append((model.to(device).eval(), config))
+    loaded.sort(key=lambda mc: mc[0].cfg.predict_codebooks[0])
+    n_codebooks = loaded[0][0].cfg.n_codebooks
+    covered = [j for model, _ in loaded for j in model.cfg.codebooks]
+    if covered != list(range(n_codebooks)):
+        raise MetisError(f"the S2A models {', '.join(map(str, exp_dirs))} predict codebooks {covered}; "
+                         f"together they must cover 0..{n_codebooks - 1} once")
+    return [m for m, _ in loaded], [c for _, c in loaded]
+
+
+def per_codebook_settings(n_codebooks: int, overrides: dict | None = None) -> list[MaskPredictSettings]:
+    values = {**S2A_DEFAULTS, **(overrides or {})}
+
+    def pick(key, j):
+        v = values.get(key)
+        if not isinstance(v, (list, tuple)):
+            return v
+        return v[min(j, len(v) - 1)]
+
+    keys = set(asdict(MaskPredictSettings()))
+    unknown = set(values) - keys
+    if unknown:
+        raise MetisError(f"S2A decode settings: unknown key(s) {', '.join(sorted(unknown))}")
+    return [MaskPredictSettings(**{k: pick(k, j) for k in values}) for j in range(n_codebooks)]
+
+
+def _layout(prompt_lengths: list[int], target_lengths: list[int], device):
+    lengths = torch.tensor([p + t for p, t in zip(prompt_lengths, target_lengths)], device=device)
+    positions = torch.arange(int(lengths.max()), device=device)[None]
+    prompts = torch.tensor(prompt_lengths, device=device)[:, None]
+    valid = positions < lengths[:, None]
+    prompt = positions < prompts
+    return valid, prompt, valid & ~prompt
+
+
+def generate_ssl_tokens(model: Stage1Model, prompts: list[torch.Tensor], target_lengths: list[int],
+                        settings: MaskPredictSettings, generator: torch.Generator | None = None,
+                        batched_cfg: bool = True) -> list[torch.Tensor]:
+    """Stage 1: a continuation of ``target_lengths[i]`` tokens after prompt i (empty = unconditional)."""
+    device = model.head.weight.device
+    valid, _, target = _layout([len(p) for p in prompts], target_lengths, device)
+    tokens = torch.zeros(valid.shape, dtype=torch.long, device=device)
+    for i, p in enumerate(prompts):
+        tokens[i, : len(p)] = p.to(device)
+
+    def hidden_fn(tok, masked, val, t, rows, unconditional):
+        return model.hidden(tok, masked, val, t)
+
+    out = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, generator, batched_cfg)
+    return [out[i, len(p) : len(p) + n].cpu() for i, (p, n) in enumerate(zip(prompts, target_lengths))]
+
+
+def generate_codes(models: list[S2AModel], ssl_tokens: list[torch.Tensor], prompt_ssl: list[torch.Tensor],
+                   prompt_codes: list[torch.Tensor], settings: list[MaskPredictSettings],
+                   generator: torch.Generator | None = None, batched_cfg: bool = True) -> list[torch.Tensor]:
+    """S2A: codes [T_i, n_codebooks] for the SSL tokens [T_i] of each utterance, in the voice and
+    conditions of its acoustic prompt (prompt_ssl [P_i], prompt_codes [P_i, n_codebooks]; P_i may be 0)."""
+    device = models[0].mask_emb.device
+    n_codebooks = models[0].cfg.n_codebooks
+    prompt_lengths = [len(p) for p in prompt_ssl]
+    for i, (ps, pc) in enumerate(zip(prompt_ssl, prompt_codes)):
+        if len(ps) != len(pc) or (len(pc) and pc.shape[-1] != n_codebooks):
+            raise MetisError(f"utterance {i}: prompt of {len(ps)} SSL tokens and codes of shape {tuple(pc.shape)}; "
+                             f"expected [{len(ps)}, {n_codebooks}]")
+    valid, prompt, target = _layout(prompt_lengths, [len(s) for s in ssl_tokens], device)
+    ssl = torch.zeros(valid.shape, dtype=torch.long, device=device)
+    codes = torch.zeros((*valid.shape, n_codebooks), dtype=torch.long, device=device)
+    for i, (ps, pc, s) in enumerate(zip(prompt_ssl, prompt_codes, ssl_tokens)):
+        ssl[i, : len(ps) + len(s)] = torch.cat([ps, s]).to(device)
+        if len(pc):
+            codes[i, : len(pc)] = pc.to(device)
+    by_layer = {j: model for model in models for j in model.cfg.codebooks}
+    for layer in range(n_codebooks):
+        model = by_layer[layer]
+
+        def hidden_fn(tok, masked, val, t, rows, unconditional, layer=layer, model=model):
+            current = codes[rows].clone()
+            current[..., layer] = tok
+            return model.hidden(current, layer, masked, val, t, ssl[rows], prompt[rows] & ~unconditional[:, None])
+
+        def logits_fn(h, layer=layer, model=model):
+            return model.logits(h, layer)
+
+        codes[..., layer] = mask_predict(hidden_fn, logits_fn, codes[..., layer], target, valid, settings[layer],
+                                         generator, batched_cfg)
+    return [codes[i, p : p + len(s)].cpu() for i, (p, s) in enumerate(zip(prompt_lengths, ssl_tokens))]

@@ -1,0 +1,132 @@
+"""Hearing the stages before any task exists: a data dir through S2A and the codec.
+
+- resynthesis (task ``resynth``): each utterance's ground-truth SSL tokens -> S2A, with an acoustic
+  prompt from *another* utterance of the same speaker -> codec decode. Scored against the original, it
+  measures S2A + codec: how much of the speech the SSL tokens carry.
+- generation (task ``generate``, with a stage-1 model): stage 1 first continues the prompt's SSL tokens
+  (or, without a prompt, generates from nothing) for as many frames as the original has; the words are
+  the model's own, so only voice similarity to the prompt and quality are scored.
+
+Outputs go to ``<out_dir>/wav/<utt>.wav``; a rerun skips utterances already written, and an utterance
+that fails is logged and skipped. ``decode.json`` records the models, the settings and the real-time factor.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from metis_cli.data.datadir import DataDir
+from metis_cli.errors import MetisError
+from metis_cli.infer.generate import (
+    STAGE1_DEFAULTS,
+    generate_codes,
+    generate_ssl_tokens,
+    load_s2a,
+    load_stage1,
+    per_codebook_settings,
+)
+from metis_cli.infer.mask_predict import MaskPredictSettings
+from metis_cli.train.batching import Piece, UtteranceArrays
+
+logger = logging.getLogger(__name__)
+
+
+def same_speaker_prompts(utts: list[str], utt2spk: dict[str, str]) -> dict[str, str | None]:
+    """For each utterance, the next other utterance of its speaker (in sorted order, wrapping round);
+    None for a speaker with one utterance."""
+    by_speaker: dict[str, list[str]] = {}
+    for utt in sorted(utts):
+        by_speaker.setdefault(utt2spk.get(utt, utt), []).append(utt)
+    prompts = {}
+    for group in by_speaker.values():
+        for i, utt in enumerate(group):
+            prompts[utt] = group[(i + 1) % len(group)] if len(group) > 1 else None
+    return prompts
+
+
+def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt_seconds: float = 3.0,
+                 use_prompt: bool = True, batch_size: int = 8, seed: int = 0, s2a_settings: dict | None = None,
+                 stage1_settings: dict | None = None, batched_cfg: bool = True, device: str = "cpu") -> dict:
+    from metis_cli.audio import save_audio
+    from metis_cli.codec.inference import load_codec
+    from metis_cli.data.decode_dir import write_decode_dir
+    from metis_cli.log import progress
+
+    data_dir, out = Path(data_dir), Path(out_dir)
+    arrays = UtteranceArrays([data_dir], ("ssl_tokens", "acoustic_codes"), min_frames=1)
+    s2a_models, _ = load_s2a(s2a_dirs, device)
+    codec = load_codec(codec_dir, device=device)
+    n_codebooks = s2a_models[0].cfg.n_codebooks
+    if codec.cfg.quantizer.n_codebooks != n_codebooks:
+        raise MetisError(f"the codec {codec_dir} has {codec.cfg.quantizer.n_codebooks} codebooks, the S2A model {n_codebooks}")
+    s2a_cfg = per_codebook_settings(n_codebooks, s2a_settings)
+    stage1 = None
+    if stage1_dir is not None:
+        stage1, stage1_config = load_stage1(stage1_dir, device)
+        stage1_cfg = MaskPredictSettings(**{**STAGE1_DEFAULTS, **stage1_config.get("decode", {}), **(stage1_settings or {})})
+    frame_rate = float(arrays.meta("ssl_tokens").get("frame_rate", 50))
+    prompt_frames = int(round(prompt_seconds * frame_rate))
+    data = DataDir(data_dir)
+    utt2spk = data.read("utt2spk") if data.has("utt2spk") else {}
+    wav_scp = data.read("wav.scp") if data.has("wav.scp") else {}
+    utts = sorted(arrays.lengths)
+    prompts = same_speaker_prompts(utts, utt2spk) if use_prompt else {u: None for u in utts}
+    if use_prompt and any(p is None for p in prompts.values()):
+        logger.warning("%s: %d utterance(s) have no other utterance of their speaker: decoded without a prompt",
+                       data_dir, sum(p is None for p in prompts.values()))
+
+    def wav_path(utt):
+        return out / "wav" / f"{utt}.wav"
+
+    todo = sorted((u for u in utts if not wav_path(u).is_file()), key=lambda u: arrays.lengths[u])
+    generator = torch.Generator(device=device).manual_seed(seed)
+    failed, seconds_audio, started = {}, 0.0, time.time()
+    with progress() as bar:
+        task = bar.add_task(f"{'generate' if stage1 else 'resynth'} {data_dir.name}", total=len(todo))
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            try:
+                targets = [arrays.get(Piece(u, 0, arrays.lengths[u])) for u in batch]
+                prompt_arrays = []
+                for u in batch:
+                    p = prompts[u]
+                    n = min(prompt_frames, arrays.lengths[p]) if p else 0
+                    prompt_arrays.append(arrays.get(Piece(p, 0, n)) if p else None)
+                prompt_ssl = [torch.from_numpy(p["ssl_tokens"]) if p else torch.zeros(0, dtype=torch.long) for p in prompt_arrays]
+                prompt_codes = [torch.from_numpy(p["acoustic_codes"]) if p else torch.zeros(0, n_codebooks, dtype=torch.long)
+                                for p in prompt_arrays]
+                ssl = [torch.from_numpy(t["ssl_tokens"]) for t in targets]
+                if stage1 is not None:
+                    ssl = generate_ssl_tokens(stage1, prompt_ssl, [len(s) for s in ssl], stage1_cfg, generator, batched_cfg)
+                codes = generate_codes(s2a_models, ssl, prompt_ssl, prompt_codes, s2a_cfg, generator, batched_cfg)
+                for u, c in zip(batch, codes):
+                    with torch.no_grad():
+                        wav = codec.decode(c[None].to(device))[0].float().cpu().numpy()
+                    save_audio(wav_path(u), wav, codec.cfg.sample_rate)
+                    seconds_audio += len(wav) / codec.cfg.sample_rate
+            except MetisError as exc:
+                for u in batch:
+                    failed[u] = str(exc)
+                logger.warning("batch starting with %s failed: %s", batch[0], exc)
+            bar.advance(task, len(batch))
+    elapsed = time.time() - started
+    done = {u: str(wav_path(u).resolve()) for u in utts if wav_path(u).is_file()}
+    if not done:
+        raise MetisError(f"{out}: no utterance was decoded ({len(failed)} failed); see the log")
+    if failed:
+        with open(out / "failed", "a") as f:
+            f.writelines(f"{u}\t{r}\n" for u, r in sorted(failed.items()))
+    prompt_scp = {u: wav_scp[p] for u, p in prompts.items() if p and p in wav_scp and u in done}
+    if prompt_scp:
+        DataDir(out).write("prompt.scp", prompt_scp)
+    rtf = elapsed / seconds_audio if seconds_audio else None
+    info = {"s2a": [str(Path(d).resolve()) for d in s2a_dirs], "codec": str(Path(codec_dir).resolve()),
+            "stage1": str(Path(stage1_dir).resolve()) if stage1_dir else None, "prompt_seconds": prompt_seconds if use_prompt else 0,
+            "s2a_settings": [vars(s) for s in s2a_cfg], "stage1_settings": vars(stage1_cfg) if stage1 else None,
+            "seed": seed, "seconds": round(elapsed, 2), "real_time_factor": rtf, "failed": len(failed)}
+    write_decode_dir(out, "generate" if stage1 else "resynth", data_dir, done, sample_rate=codec.cfg.sample_rate, **info)
+    return {"utterances": len(done), "decoded": len(todo) - len(failed), "failed": len(failed), "seconds": elapsed,
+            "real_time_factor": rtf, "out": str(out)}

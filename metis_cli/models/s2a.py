@@ -1,0 +1,86 @@
+"""S2A, the masked acoustic decoder: codec codes given SSL tokens (and an acoustic prompt).
+
+The input of frame f when codebook ``layer`` is being predicted is the sum of the code embeddings that
+are known there: codebooks below ``layer`` (ground truth in training, already generated at inference),
+codebook ``layer`` itself where it is not masked (one mask embedding where it is), and on prompt frames
+every codebook. The SSL-token embedding plus an embedding of ``layer`` goes through an MLP and is added
+frame by frame. One output head per predicted codebook.
+
+``predict_codebooks: [first, end)`` lets one model predict every codebook (the mini recipes: one model,
+half the training) or only some (the reference splits codebook 0 from codebooks 1..11).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from metis_cli.errors import MetisError
+from metis_cli.models.transformer import MaskedTransformer, TransformerConfig, mlp
+
+
+@dataclass
+class S2AConfig:
+    ssl_vocab_size: int = 128
+    n_codebooks: int = 8
+    codebook_size: int = 1024
+    predict_codebooks: tuple[int, int] = (0, 8)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "S2AConfig":
+        known = {"ssl_vocab_size", "n_codebooks", "codebook_size", "predict_codebooks", "transformer"}
+        unknown = set(d) - known
+        if unknown:
+            raise MetisError(f"S2A model config: unknown key(s) {', '.join(sorted(unknown))}")
+        d = dict(d)
+        d["transformer"] = TransformerConfig.from_dict(d.get("transformer", {}))
+        cfg = cls(**d)
+        first, end = cfg.predict_codebooks = tuple(int(v) for v in cfg.predict_codebooks)
+        if not 0 <= first < end <= cfg.n_codebooks:
+            raise MetisError(f"S2A model config: predict_codebooks {list(cfg.predict_codebooks)} is not a range within 0..{cfg.n_codebooks}")
+        return cfg
+
+    @property
+    def codebooks(self) -> range:
+        return range(*self.predict_codebooks)
+
+
+class S2AModel(nn.Module):
+    def __init__(self, cfg: S2AConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.transformer.dim
+        self.code_emb = nn.ModuleList(nn.Embedding(cfg.codebook_size, d) for _ in range(cfg.n_codebooks))
+        self.mask_emb = nn.Parameter(torch.randn(1, d) * 0.02)
+        self.ssl_emb = nn.Embedding(cfg.ssl_vocab_size, d)
+        self.layer_emb = nn.Embedding(cfg.n_codebooks, d)
+        self.cond_mlp = mlp(d, 4 * d)
+        self.transformer = MaskedTransformer(cfg.transformer)
+        self.heads = nn.ModuleList(nn.Linear(d, cfg.codebook_size) for _ in cfg.codebooks)
+
+    def check_layer(self, layer: int) -> None:
+        if layer not in self.cfg.codebooks:
+            raise MetisError(f"this S2A model predicts codebooks {self.cfg.predict_codebooks[0]}.."
+                             f"{self.cfg.predict_codebooks[1] - 1}, not codebook {layer}")
+
+    def hidden(self, codes, layer: int, masked, valid, t, ssl_tokens, prompt) -> torch.Tensor:
+        """codes [B, T, n_codebooks] (values above ``layer`` are read on prompt frames only, masked values
+        never); masked, valid, prompt: [B, T] bool; t: [B]; ssl_tokens: [B, T] -> hidden [B, T, d]."""
+        self.check_layer(layer)
+        x = 0
+        for j in range(layer):
+            x = x + self.code_emb[j](codes[..., j])
+        x = x + torch.where(masked[..., None], self.mask_emb, self.code_emb[layer](codes[..., layer].masked_fill(masked, 0)))
+        for j in range(layer + 1, self.cfg.n_codebooks):
+            x = x + self.code_emb[j](codes[..., j]) * prompt[..., None]
+        layer_ids = torch.full_like(ssl_tokens, layer)
+        x = x + self.cond_mlp(self.ssl_emb(ssl_tokens) + self.layer_emb(layer_ids))
+        return self.transformer(x, valid, t)
+
+    def logits(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
+        return self.heads[layer - self.cfg.predict_codebooks[0]](hidden)
+
+    def forward(self, codes, layer: int, masked, valid, t, ssl_tokens, prompt) -> torch.Tensor:
+        return self.logits(self.hidden(codes, layer, masked, valid, t, ssl_tokens, prompt), layer)

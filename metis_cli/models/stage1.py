@@ -1,0 +1,97 @@
+"""The stage-1 model: masked generative modelling of SSL tokens.
+
+Pre-training uses no condition at all: the input is ``[prompt tokens ; target tokens]`` where masked
+positions hold one learned mask embedding. Fine-tuning adds a condition through one of two hooks, both
+off (absent) in a pre-trained model:
+
+- a text prefix (``n_phones > 0``): phone embeddings through an MLP, placed before the tokens;
+- a frame adapter (``frame_condition_dim > 0``): per-frame condition features (SSL features of the
+  source / noisy / mixture audio, visual features) through ``Linear -> SiLU -> Linear`` times a scalar
+  gate that starts at 0, added to the token embeddings frame by frame, so fine-tuning starts from
+  exactly the pre-trained model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from metis_cli.errors import MetisError
+from metis_cli.models.transformer import MaskedTransformer, TransformerConfig, mlp
+
+
+@dataclass
+class Stage1Config:
+    vocab_size: int = 128
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    n_phones: int = 0
+    frame_condition_dim: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Stage1Config":
+        unknown = set(d) - {"vocab_size", "transformer", "n_phones", "frame_condition_dim"}
+        if unknown:
+            raise MetisError(f"stage-1 model config: unknown key(s) {', '.join(sorted(unknown))}")
+        d = dict(d)
+        d["transformer"] = TransformerConfig.from_dict(d.get("transformer", {}))
+        return cls(**d)
+
+
+class FrameAdapter(nn.Module):
+    """Zero-gated adapter: ``gate * Linear(SiLU(Linear(x)))`` with the gate initialised to 0."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.in_linear = nn.Linear(in_dim, 4 * dim)
+        self.out_linear = nn.Linear(4 * dim, dim)
+        self.gate_scale = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate_scale * self.out_linear(nn.functional.silu(self.in_linear(x)))
+
+
+class Stage1Model(nn.Module):
+    def __init__(self, cfg: Stage1Config):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.transformer.dim
+        self.token_emb = nn.Embedding(cfg.vocab_size, d)
+        self.mask_emb = nn.Parameter(torch.randn(1, d) * 0.02)
+        self.transformer = MaskedTransformer(cfg.transformer)
+        self.head = nn.Linear(d, cfg.vocab_size)
+        if cfg.n_phones:
+            self.phone_emb = nn.Embedding(cfg.n_phones, d)
+            self.prefix_mlp = mlp(d, 4 * d)
+        if cfg.frame_condition_dim:
+            self.frame_adapter = FrameAdapter(cfg.frame_condition_dim, d)
+
+    def embed(self, tokens, masked, frame_condition=None):
+        x = torch.where(masked[..., None], self.mask_emb.to(self.token_emb.weight.dtype), self.token_emb(tokens.masked_fill(masked, 0)))
+        if frame_condition is not None:
+            if not self.cfg.frame_condition_dim:
+                raise MetisError("this stage-1 model has no frame adapter (frame_condition_dim is 0)")
+            x = x + self.frame_adapter(frame_condition.to(x.dtype))
+        return x
+
+    def hidden(self, tokens, masked, valid, t, phones=None, phone_valid=None, frame_condition=None) -> torch.Tensor:
+        """Hidden states [B, T, d] of the token positions.
+
+        tokens, masked, valid: [B, T] (masked positions' token values are ignored); t: [B];
+        phones, phone_valid: [B, P] text prefix; frame_condition: [B, T, frame_condition_dim].
+        """
+        x = self.embed(tokens, masked, frame_condition)
+        if phones is not None:
+            if not self.cfg.n_phones:
+                raise MetisError("this stage-1 model has no text prefix (n_phones is 0)")
+            prefix = self.prefix_mlp(self.phone_emb(phones))
+            x = torch.cat([prefix, x], dim=1)
+            valid = torch.cat([phone_valid, valid], dim=1)
+        h = self.transformer(x, valid, t)
+        return h[:, h.shape[1] - tokens.shape[1]:]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden)
+
+    def forward(self, tokens, masked, valid, t, **conditions) -> torch.Tensor:
+        return self.logits(self.hidden(tokens, masked, valid, t, **conditions))

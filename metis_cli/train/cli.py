@@ -1,0 +1,56 @@
+"""``metis pretrain`` and ``metis train-s2a``: thin wrappers over metis_cli.train."""
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+TRAIN_DATA_HELP = "Data dir with ssl_tokens/ to train on (repeat for several)."
+
+
+def _run(kind: str, config: Path, exp_dir: Path, overrides, train_data, val_data, verbose: bool) -> None:
+    from metis_cli.log import console, setup_logging
+    from metis_cli.train.config import load_config
+
+    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
+    if kind == "pretrain":
+        from metis_cli.train.pretrain import pretrain as run
+    else:
+        from metis_cli.train.s2a import train_s2a as run
+    result = run(load_config(config, overrides or []), exp_dir, train_data, val_data or [])
+    console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
+                  + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items()))
+
+
+def pretrain(
+    config: Path = typer.Argument(..., help="YAML config (conf/mini/pretrain.yaml, conf/full/pretrain.yaml)."),
+    exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
+    train_data: list[Path] = typer.Option(..., help=TRAIN_DATA_HELP),
+    val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) with ssl_tokens/ for validation (masked-token CE and accuracy)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Stage-1 pre-training: masked generative modelling of SSL tokens, no condition (stage 4).
+
+    Rerunning the same command resumes from the newest checkpoint. Multi-GPU:
+    torchrun --nproc_per_node 8 -m metis_cli pretrain conf/full/pretrain.yaml exp/pretrain_full --train-data data/train
+
+    Example: metis pretrain conf/mini/pretrain.yaml exp/pretrain_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
+    """
+    _run("pretrain", config, exp_dir, overrides, train_data, val_data, verbose)
+
+
+def train_s2a(
+    config: Path = typer.Argument(..., help="YAML config (conf/mini/s2a.yaml; conf/full/s2a_coarse.yaml + s2a_fine.yaml)."),
+    exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
+    train_data: list[Path] = typer.Option(..., help="Data dir with ssl_tokens/ and acoustic_codes/ (repeat for several)."),
+    val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) for validation (per-codebook CE and accuracy)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train S2A, the masked acoustic decoder: codec codes given SSL tokens (stage 4).
+
+    Rerunning the same command resumes from the newest checkpoint.
+
+    Example: metis train-s2a conf/mini/s2a.yaml exp/s2a_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
+    """
+    _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose)

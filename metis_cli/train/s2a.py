@@ -1,0 +1,71 @@
+"""``metis train-s2a``: the masked acoustic decoder, codec codes given SSL tokens.
+
+Each batch trains one codebook, drawn with ``codebook_weights`` (one weight per codebook; 0 for the
+codebooks this model does not predict); lower codebooks are given as ground truth, the prompt prefix
+has every codebook. Config: conf/{mini,full}/s2a*.yaml; ``ssl_vocab_size``, ``n_codebooks`` and
+``codebook_size`` may be left empty and are then read from the data's meta.json files.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from metis_cli.errors import MetisError
+from metis_cli.models.masking import sample_masks
+from metis_cli.models.s2a import S2AConfig, S2AModel
+from metis_cli.train.pretrain import resolve_vocab
+from metis_cli.train.token_task import TokenTask, masked_cross_entropy
+from metis_cli.train.trainer import TrainConfig, Trainer
+
+logger = logging.getLogger(__name__)
+
+
+class S2ATask(TokenTask):
+    kinds = ("ssl_tokens", "acoustic_codes")
+    extra_sections = ("codebook_weights",)
+    name = "s2a"
+
+    def build_model(self):
+        model_cfg = self.config.setdefault("model", {})
+        codes_meta = self.train_data.meta("acoustic_codes")
+        resolve_vocab(model_cfg, self.train_data.meta("ssl_tokens"), "ssl_vocab_size", "n_clusters", "ssl_tokens")
+        resolve_vocab(model_cfg, codes_meta, "n_codebooks", "n_codebooks", "acoustic_codes")
+        resolve_vocab(model_cfg, codes_meta, "codebook_size", "codebook_size", "acoustic_codes")
+        if model_cfg.get("predict_codebooks") is None:
+            model_cfg["predict_codebooks"] = [0, model_cfg["n_codebooks"]]
+        cfg = S2AConfig.from_dict(model_cfg)
+        weights = self.config.get("codebook_weights")
+        if weights is None:  # the reference's shape: lower codebooks more often
+            weights = [cfg.n_codebooks - j if j in cfg.codebooks else 0 for j in range(cfg.n_codebooks)]
+            self.config["codebook_weights"] = weights
+        if len(weights) != cfg.n_codebooks or any(w < 0 for w in weights):
+            raise MetisError(f"codebook_weights must have {cfg.n_codebooks} non-negative entries, got {weights}")
+        for j, w in enumerate(weights):
+            if w and j not in cfg.codebooks:
+                raise MetisError(f"codebook_weights gives codebook {j} weight {w} but the model predicts only "
+                                 f"codebooks {cfg.predict_codebooks[0]}..{cfg.predict_codebooks[1] - 1}")
+        if not any(weights):
+            raise MetisError("codebook_weights are all 0")
+        self.weights = torch.tensor(weights, dtype=torch.float)
+        self.cfg = cfg
+        return S2AModel(cfg)
+
+    def validation_layers(self) -> list:
+        return list(self.cfg.codebooks)
+
+    def loss(self, batch, generator, model, layer=None):
+        codes, ssl_tokens, valid = batch["acoustic_codes"], batch["ssl_tokens"], batch["valid"]
+        if layer is None:
+            layer = int(torch.multinomial(self.weights, 1, generator=generator))
+        t, prompts, masked = sample_masks(batch["lengths"].cpu(), self.masking, generator)
+        t, masked = t.to(codes.device), masked.to(codes.device)
+        prompt = torch.arange(codes.shape[1], device=codes.device)[None] < prompts.to(codes.device)[:, None]
+        logits = model(codes, layer, masked, valid, t, ssl_tokens, prompt)
+        loss, correct, count = masked_cross_entropy(logits, codes[..., layer], masked)
+        return {"loss": loss, "correct": correct, "count": count}
+
+
+def train_s2a(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
+    return trainer.fit(S2ATask(trainer, config, train_dirs, val_dirs))

@@ -1,0 +1,142 @@
+"""What stage-1 pre-training and S2A training share: token data in dynamic batches, AdamW with warm-up
+and cosine decay, an optional EMA of the weights, masked cross-entropy and masked-token accuracy.
+
+Config sections: ``model``, ``masking`` (MaskingConfig), ``data`` (max_frames, max_utterance_frames,
+pool_size, val_utterances), ``optim`` (lr, betas, weight_decay, warmup_steps, final_lr_ratio), ``ema``
+(decay; 0 = off), ``train`` (TrainConfig). Task-specific sections are added by the subclasses.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metis_cli.errors import MetisError
+from metis_cli.models.masking import MaskingConfig
+from metis_cli.train.config import save_config
+from metis_cli.train.batching import DynamicBatches, UtteranceArrays
+from metis_cli.train.trainer import Trainer, step_seed, warmup_cosine
+
+logger = logging.getLogger(__name__)
+COMMON_SECTIONS = ("model", "masking", "data", "optim", "ema", "train")
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(mean cross-entropy in nats, number of correct argmax predictions, number of positions) over ``masked``."""
+    selected = logits[masked].float()
+    labels = targets[masked]
+    loss = F.cross_entropy(selected, labels)
+    return loss, (selected.argmax(-1) == labels).sum(), int(masked.sum())
+
+
+class TokenTask:
+    """Base of PretrainTask and S2ATask: subclasses set ``kinds``, build ``self.model`` in ``build_model``
+    and compute one micro-batch in ``loss``."""
+
+    kinds: tuple[str, ...] = ("ssl_tokens",)
+    extra_sections: tuple[str, ...] = ()
+    name = "model"
+
+    def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
+        allowed = COMMON_SECTIONS + self.extra_sections
+        unknown = set(config) - set(allowed)
+        if unknown:
+            raise MetisError(f"config: unknown section(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
+        self.config = config
+        data = config.get("data", {})
+        self.masking = MaskingConfig.from_dict(config.get("masking", {}))
+        self.train_data = UtteranceArrays(train_dirs, self.kinds)
+        self.val_data = UtteranceArrays(val_dirs, self.kinds) if val_dirs else None
+        self.val_utterances = int(data.get("val_utterances", 64))
+        self.batches = DynamicBatches(self.train_data.lengths, int(data.get("max_frames", 4000)),
+                                      int(data.get("max_utterance_frames", 1500)), seed=trainer.train.seed,
+                                      pool_size=int(data.get("pool_size", 2000)), world_size=trainer.dist.world_size,
+                                      rank=trainer.dist.rank)
+        model = self.build_model()
+        if trainer.dist.main:  # with the sizes that build_model read from the data
+            save_config(config, trainer.exp_dir / "config.yaml")
+        self.model = trainer.add_model(self.name, model)
+        optim = config.get("optim", {})
+        opt = torch.optim.AdamW(self.model.parameters(), lr=float(optim.get("lr", 5e-4)), betas=tuple(optim.get("betas", (0.9, 0.98))),
+                                weight_decay=float(optim.get("weight_decay", 0.01)))
+        schedule = warmup_cosine(int(optim.get("warmup_steps", 100)), trainer.train.max_steps, float(optim.get("final_lr_ratio", 0.1)))
+        trainer.add_optimizer(self.name, opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
+        self.ema_decay = float(config.get("ema", {}).get("decay", 0.0))
+        if self.ema_decay:
+            ema = copy.deepcopy(model).requires_grad_(False)
+            self.ema = trainer.add_model("ema", ema)
+        logger.info("%s: %.2fM parameters; %d training utterances (%d batches per epoch)", self.name,
+                    sum(p.numel() for p in model.parameters()) / 1e6, len(self.train_data.lengths), self.batches.batches_per_epoch)
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, batch: dict, generator: torch.Generator, model: nn.Module, layer: int | None = None) -> dict:
+        """{"loss": tensor, "correct": tensor, "count": int, ...} for one micro-batch (S2A: of codebook
+        ``layer``, or one drawn with the codebook weights when None)."""
+        raise NotImplementedError
+
+    def validation_layers(self) -> list:
+        return [None]
+
+    def train_step(self, trainer: Trainer, step: int) -> dict:
+        accum = trainer.train.grad_accum
+        totals = {"loss": 0.0}
+        correct, count = 0, 0
+        for micro in range(accum):
+            generator = torch.Generator().manual_seed(step_seed(trainer.train.seed, step, trainer.dist.rank, micro))
+            batch = {k: v.to(trainer.dist.device) for k, v in self.train_data.collate(self.batches(step, micro, accum)).items()}
+            with trainer.autocast():
+                out = self.loss(batch, generator, self.model)
+            (out["loss"] / accum).backward()
+            totals["loss"] += float(out["loss"].detach()) / accum
+            correct += int(out["correct"])
+            count += out["count"]
+            for k, v in out.items():
+                if k not in ("loss", "correct", "count"):
+                    totals[k] = float(v)
+        totals["acc"] = correct / max(1, count)
+        totals["grad_norm"] = trainer.optimizer_step(self.name, self.model.parameters())
+        if self.ema_decay:
+            with torch.no_grad():
+                for e, p in zip(self.ema.parameters(), trainer.unwrap(self.model).parameters()):
+                    e.lerp_(p.detach(), 1 - self.ema_decay)
+        return totals
+
+    def eval_model(self, trainer: Trainer) -> nn.Module:
+        return self.ema if self.ema_decay else trainer.unwrap(self.model)
+
+    @torch.no_grad()
+    def validate(self, trainer: Trainer, out_dir) -> dict:
+        """Masked cross-entropy (bits) and accuracy on the first ``val_utterances`` of the validation data
+        (S2A: for every codebook it predicts), with the same masks every time (seed 0), so that the
+        numbers are comparable across steps."""
+        import json
+
+        if self.val_data is None:
+            return {}
+        utts = sorted(self.val_data.lengths)[: self.val_utterances]
+        batches = DynamicBatches({u: self.val_data.lengths[u] for u in utts}, self.batches.max_frames,
+                                 self.batches.max_utt, seed=0)
+        model = self.eval_model(trainer)
+        result = {}
+        for layer in self.validation_layers():
+            generator = torch.Generator().manual_seed(0)
+            nats, correct, count = 0.0, 0, 0
+            for index in range(batches.batches_per_epoch):
+                batch = {k: v.to(trainer.dist.device) for k, v in self.val_data.collate(batches(index)).items()}
+                with trainer.autocast():
+                    out = self.loss(batch, generator, model, layer)
+                nats += float(out["loss"]) * out["count"]
+                correct += int(out["correct"])
+                count += out["count"]
+            suffix = "" if layer is None else f"_cb{layer}"
+            result[f"ce_bits{suffix}"] = nats / max(1, count) / math.log(2)
+            result[f"acc{suffix}"] = correct / max(1, count)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result

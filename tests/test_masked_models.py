@@ -1,0 +1,207 @@
+"""The masked generative core: transformer, stage-1 and S2A models, the masking objective, mask-predict."""
+import math
+
+import pytest
+import torch
+
+from conftest import REPO
+from metis_cli.errors import MetisError
+from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
+from metis_cli.infer.mask_predict import MaskPredictSettings, guided_hidden, mask_predict
+from metis_cli.models.masking import MaskingConfig, mask_ratio, sample_masks
+from metis_cli.models.s2a import S2AConfig, S2AModel
+from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.models.transformer import count_parameters
+from metis_cli.train.config import load_config
+
+TINY = {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}
+
+
+def stage1(**kw):
+    torch.manual_seed(0)
+    return Stage1Model(Stage1Config.from_dict({"vocab_size": 20, "transformer": TINY, **kw})).eval()
+
+
+def s2a(**kw):
+    torch.manual_seed(0)
+    return S2AModel(S2AConfig.from_dict({"ssl_vocab_size": 20, "n_codebooks": 3, "codebook_size": 16,
+                                         "predict_codebooks": [0, 3], "transformer": TINY, **kw})).eval()
+
+
+def test_full_size_parameter_counts_match_the_reference():
+    with torch.device("meta"):
+        pre = load_config(REPO / "conf" / "full" / "pretrain.yaml")["model"]
+        n_stage1 = count_parameters(Stage1Model(Stage1Config.from_dict(pre)))
+        n_coarse = count_parameters(S2AModel(S2AConfig.from_dict(load_config(REPO / "conf" / "full" / "s2a_coarse.yaml")["model"])))
+        n_fine = count_parameters(S2AModel(S2AConfig.from_dict(load_config(REPO / "conf" / "full" / "s2a_fine.yaml")["model"])))
+        n_all = count_parameters(S2AModel(S2AConfig.from_dict({**load_config(REPO / "conf" / "full" / "s2a_fine.yaml")["model"],
+                                                                "predict_codebooks": [0, 12]})))
+    print(f"stage 1 {n_stage1 / 1e6:.2f}M, S2A coarse {n_coarse / 1e6:.2f}M, fine {n_fine / 1e6:.2f}M, all codebooks {n_all / 1e6:.2f}M")
+    assert abs(n_stage1 - 725.9e6) / 725.9e6 < 0.01
+    assert abs(n_all - 353.4e6) / 353.4e6 < 0.01
+    assert abs(n_fine - 353.4e6) / 353.4e6 < 0.01
+    assert n_coarse == n_all - 11 * (1024 * 1024 + 1024)  # the same network with one head
+
+
+def test_mask_schedule_is_sine_with_a_floor():
+    t = torch.tensor([0.0, 0.5, 1.0])
+    assert mask_ratio(t).tolist() == pytest.approx([0.0, math.sin(math.pi / 4), 1.0])
+    assert mask_ratio(t, floor=0.2).tolist() == pytest.approx([0.2, math.sin(math.pi / 4), 1.0])
+
+
+def test_prompt_and_mask_statistics():
+    lengths = torch.full((4000,), 100)
+    t, prompts, masked = sample_masks(lengths, MaskingConfig(0.85, 0.4, 0.2), torch.Generator().manual_seed(0))
+    with_prompt = prompts > 0
+    assert with_prompt.float().mean().item() == pytest.approx(0.85, abs=0.02)
+    assert prompts[with_prompt].min() >= 5 and prompts.max() <= 40
+    assert prompts[with_prompt].float().mean().item() == pytest.approx(22.5, abs=0.7)  # uniform on [5, 40]
+    positions = torch.arange(100)[None]
+    assert not (masked & (positions < prompts[:, None])).any()  # the prompt is never masked
+    assert masked.any(1).all()  # at least one masked token each
+    ratio = masked.sum(1) / (100 - prompts)
+    expected = mask_ratio(t, 0.2)
+    assert (ratio - expected).mean().abs() < 0.01
+    assert t.min() >= 1e-5 and t.max() <= 1
+
+
+def test_masks_respect_padding():
+    lengths = torch.tensor([3, 10, 1])
+    _, prompts, masked = sample_masks(lengths, MaskingConfig(), torch.Generator().manual_seed(1))
+    assert masked.shape == (3, 10)
+    assert not masked[0, 3:].any() and not masked[2, 1:].any()
+    assert masked[2, 0]  # a one-frame utterance: its frame is the target
+
+
+def test_padding_is_irrelevant_at_the_end_and_between_prefix_and_tokens():
+    model = stage1(n_phones=10)
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 20, (1, 7), generator=g)
+    masked = torch.tensor([[False, True, True, False, True, False, True]])
+    phones = torch.tensor([[1, 2, 3]])
+    t = torch.tensor([0.6])
+    with torch.no_grad():
+        ref = model(tokens, masked, torch.ones(1, 7, dtype=torch.bool), t, phones=phones, phone_valid=torch.ones(1, 3, dtype=torch.bool))
+        padded_tokens = torch.cat([tokens, torch.zeros(1, 5, dtype=torch.long)], 1)
+        padded_masked = torch.cat([masked, torch.ones(1, 5, dtype=torch.bool)], 1)
+        valid = torch.arange(12)[None] < 7
+        padded_phones = torch.tensor([[1, 2, 3, 0, 0]])
+        phone_valid = torch.tensor([[True, True, True, False, False]])
+        out = model(padded_tokens, padded_masked, valid, t, phones=padded_phones, phone_valid=phone_valid)
+    assert torch.allclose(out[:, :7], ref, atol=1e-5)
+
+
+def test_frame_adapter_starts_at_zero_and_conditions_are_checked():
+    plain, adapted = stage1(), stage1(frame_condition_dim=5)
+    adapted.load_state_dict(plain.state_dict(), strict=False)
+    tokens = torch.randint(0, 20, (2, 6))
+    masked = torch.rand(2, 6) < 0.5
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    t = torch.tensor([0.3, 0.9])
+    with torch.no_grad():
+        assert torch.equal(plain(tokens, masked, valid, t), adapted(tokens, masked, valid, t, frame_condition=torch.randn(2, 6, 5)))
+    with pytest.raises(MetisError, match="no frame adapter"):
+        plain(tokens, masked, valid, t, frame_condition=torch.randn(2, 6, 5))
+    with pytest.raises(MetisError, match="no text prefix"):
+        plain(tokens, masked, valid, t, phones=tokens, phone_valid=valid)
+
+
+def test_s2a_hides_upper_codebooks_outside_the_prompt():
+    model = s2a()
+    codes = torch.randint(0, 16, (1, 8, 3))
+    ssl = torch.randint(0, 20, (1, 8))
+    masked = torch.zeros(1, 8, dtype=torch.bool)
+    masked[0, 4:] = True
+    prompt = torch.arange(8)[None] < 3
+    valid = torch.ones(1, 8, dtype=torch.bool)
+    t = torch.tensor([0.5])
+    changed = codes.clone()
+    changed[0, 3:, 2] = (changed[0, 3:, 2] + 1) % 16  # codebook 2 after the prompt: invisible when predicting codebook 1
+    changed[0, 4:, 1] = (changed[0, 4:, 1] + 1) % 16  # masked values of codebook 1: invisible
+    with torch.no_grad():
+        assert torch.allclose(model(codes, 1, masked, valid, t, ssl, prompt), model(changed, 1, masked, valid, t, ssl, prompt))
+        changed[0, 0, 2] = (changed[0, 0, 2] + 1) % 16  # codebook 2 inside the prompt: visible
+        assert not torch.allclose(model(codes, 1, masked, valid, t, ssl, prompt), model(changed, 1, masked, valid, t, ssl, prompt))
+    with pytest.raises(MetisError, match="not codebook 0"):
+        s2a(predict_codebooks=[1, 3])(codes, 0, masked, valid, t, ssl, prompt)
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(MetisError, match="unknown key"):
+        Stage1Config.from_dict({"vocab": 3})
+    with pytest.raises(MetisError, match="heads"):
+        Stage1Config.from_dict({"transformer": {"dim": 30, "n_heads": 4}})
+    with pytest.raises(MetisError, match="predict_codebooks"):
+        S2AConfig.from_dict({"n_codebooks": 3, "predict_codebooks": [2, 5]})
+
+
+def _stage1_batch(model):
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, 20, (3, 9), generator=g)
+    valid = torch.arange(9)[None] < torch.tensor([[9], [6], [4]])
+    target = valid & (torch.arange(9)[None] >= torch.tensor([[3], [2], [0]]))
+
+    def hidden_fn(tok, masked, val, t, rows, unconditional):
+        return model.hidden(tok, masked, val, t)
+
+    return tokens, valid, target, hidden_fn
+
+
+def test_batched_cfg_equals_two_passes():
+    model = stage1()
+    tokens, valid, target, hidden_fn = _stage1_batch(model)
+    settings = MaskPredictSettings(steps=4, cfg_scale=2.5)
+    t = torch.full((3,), 0.7)
+    with torch.no_grad():
+        one = guided_hidden(hidden_fn, tokens, target, valid, target, t, settings, batched_cfg=True)
+        two = guided_hidden(hidden_fn, tokens, target, valid, target, t, settings, batched_cfg=False)
+    assert torch.allclose(one[valid], two[valid], atol=1e-5)
+    a = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), batched_cfg=True)
+    b = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), batched_cfg=False)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("steps", [1, 6])
+def test_mask_predict_fills_only_targets_and_is_deterministic(steps):
+    model = stage1()
+    tokens, valid, target, hidden_fn = _stage1_batch(model)
+    sentinel = tokens.clone()
+    sentinel[target] = -1
+    settings = MaskPredictSettings(steps=steps, cfg_scale=1.0, temperature=1.0, top_k_ratio=0.5)
+    out = mask_predict(hidden_fn, model.logits, sentinel, target, valid, settings, torch.Generator().manual_seed(0))
+    assert torch.equal(out[~target], sentinel[~target])  # prompts and padding untouched
+    assert ((out[target] >= 0) & (out[target] < 20)).all()
+    again = mask_predict(hidden_fn, model.logits, sentinel, target, valid, settings, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    with pytest.raises(MetisError, match="at least 1 step"):
+        MaskPredictSettings(steps=0)
+
+
+def test_batch_decoding_equals_one_by_one():
+    model = stage1()
+    prompts = [torch.tensor([1, 2, 3]), torch.tensor([], dtype=torch.long), torch.tensor([4])]
+    lengths = [5, 7, 2]
+    settings = MaskPredictSettings(steps=1, cfg_scale=2.0)  # one step: argmax, no noise
+    together = generate_ssl_tokens(model, prompts, lengths, settings)
+    alone = [generate_ssl_tokens(model, [p], [n], settings)[0] for p, n in zip(prompts, lengths)]
+    assert [len(x) for x in together] == lengths
+    for a, b in zip(together, alone):
+        assert torch.equal(a, b)
+
+
+def test_s2a_generation_shapes_and_codebook_settings():
+    model = s2a()
+    settings = per_codebook_settings(3, {"steps": [3, 2]})
+    assert [s.steps for s in settings] == [3, 2, 2]
+    assert [s.cfg_scale for s in settings] == [0.0, 2.5, 2.5]
+    codes = generate_codes([model], [torch.randint(0, 20, (6,)), torch.randint(0, 20, (3,))],
+                           [torch.randint(0, 20, (4,)), torch.zeros(0, dtype=torch.long)],
+                           [torch.randint(0, 16, (4, 3)), torch.zeros(0, 3, dtype=torch.long)], settings,
+                           torch.Generator().manual_seed(0))
+    assert [tuple(c.shape) for c in codes] == [(6, 3), (3, 3)]
+    assert all(((c >= 0) & (c < 16)).all() for c in codes)
+    with pytest.raises(MetisError, match="prompt of 4 SSL tokens"):
+        generate_codes([model], [torch.zeros(2, dtype=torch.long)], [torch.zeros(4, dtype=torch.long)],
+                       [torch.zeros(3, 3, dtype=torch.long)], settings)
+    with pytest.raises(MetisError, match="unknown key"):
+        per_codebook_settings(3, {"step": 3})

@@ -1,0 +1,199 @@
+"""Training the stage-1 model and S2A: batches, steps, resume, overfitting, DDP, resynthesis, bad input."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import REPO, write_token_datadir
+from metis_cli.cli import app
+from metis_cli.errors import DataDirError, MetisError
+from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.train.batching import DynamicBatches, UtteranceArrays, unigram_entropy_bits
+from metis_cli.train.config import load_config
+from metis_cli.train.pretrain import pretrain
+from metis_cli.train.s2a import train_s2a
+
+runner = CliRunner()
+SMALL = ["model.transformer.dim=32", "model.transformer.n_layers=2", "model.transformer.n_heads=2",
+         "model.transformer.ffn_dim=64", "data.max_frames=400", "data.max_utterance_frames=200", "train.log_every=1",
+         "train.ckpt_every=1", "train.val_every=2", "optim.warmup_steps=2", "train.max_minutes=null"]
+
+
+def config(name, *overrides):
+    return load_config(REPO / "conf" / "mini" / f"{name}.yaml", SMALL + list(overrides))
+
+
+def losses(exp):
+    return [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+
+
+@pytest.fixture(scope="module")
+def token_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokens")
+    return write_token_datadir(root / "train", n_utts=24), write_token_datadir(root / "dev", n_utts=6, seed=1)
+
+
+@pytest.fixture(scope="module")
+def pretrained(token_data, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("pre") / "exp"
+    result = pretrain(config("pretrain", "train.max_steps=3"), exp, [token_data[0]], [token_data[1]])
+    return exp, result
+
+
+def test_dynamic_batches_fit_the_budget_and_are_reproducible():
+    lengths = {f"u{i:02d}": 20 + 7 * i for i in range(30)}
+    batches = DynamicBatches(lengths, max_frames=400, max_utterance_frames=150, seed=3)
+    seen = []
+    for step in range(batches.batches_per_epoch):
+        pieces = batches(step)
+        assert len(pieces) * max(p.frames for p in pieces) <= 400
+        assert all(p.frames <= 150 and 0 <= p.start <= lengths[p.utt] - p.frames for p in pieces)
+        seen += [p.utt for p in pieces]
+    assert sorted(seen) == sorted(lengths)  # one epoch = every utterance once
+    again = DynamicBatches(lengths, max_frames=400, max_utterance_frames=150, seed=3)
+    assert again(batches.batches_per_epoch + 2) == batches(batches.batches_per_epoch + 2)
+    ranks = [DynamicBatches(lengths, 400, 150, seed=3, world_size=2, rank=r) for r in (0, 1)]
+    assert ranks[0](1) == batches(2) and ranks[1](1) == batches(3)  # 2 ranks see 1 rank's batches, shared out
+    with pytest.raises(MetisError, match="max_frames"):
+        DynamicBatches(lengths, max_frames=100, max_utterance_frames=150)
+
+
+def test_token_arrays_collate_and_entropy(token_data):
+    arrays = UtteranceArrays([token_data[0]], ("ssl_tokens", "acoustic_codes"))
+    utts = sorted(arrays.lengths)[:3]
+    from metis_cli.train.batching import Piece
+
+    batch = arrays.collate([Piece(u, 0, arrays.lengths[u]) for u in utts])
+    t_max = max(arrays.lengths[u] for u in utts)
+    assert batch["ssl_tokens"].shape == (3, t_max) and batch["acoustic_codes"].shape == (3, t_max, 3)
+    assert batch["valid"].sum().item() == sum(arrays.lengths[u] for u in utts)
+    assert 0 < unigram_entropy_bits(arrays, vocab_size=16) <= 4.0  # 16 tokens: at most 4 bits
+
+
+def test_pretraining_records_steps_checkpoints_and_validation(pretrained):
+    exp, result = pretrained
+    rows = losses(exp)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(r["loss"]) and 0 <= r["acc"] <= 1 for r in rows)
+    resolved = load_config(exp / "config.yaml")
+    assert resolved["model"]["vocab_size"] == 16  # read from ssl_tokens/meta.json
+    val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_ce_bits" in line]
+    assert [v["step"] for v in val] == [2, 3] and all(v["val_ce_bits"] > 0 for v in val)
+    assert result["unigram_bits"] == pytest.approx(4.0, abs=0.1)
+    assert (exp / "checkpoints" / "step_00000003" / "stage1.safetensors").is_file()
+
+
+def test_resume_reproduces_the_next_loss(pretrained, token_data, tmp_path):
+    exp = tmp_path / "exp"
+    shutil.copytree(pretrained[0], exp)
+    shutil.rmtree(exp / "checkpoints" / "step_00000003")
+    (exp / "metrics.jsonl").write_text("")
+    pretrain(config("pretrain", "train.max_steps=3"), exp, [token_data[0]])
+    assert losses(exp)[0]["step"] == 3
+    assert losses(exp)[0]["loss"] == pytest.approx(losses(pretrained[0])[-1]["loss"], rel=1e-5)
+
+
+def test_a_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = Stage1Model(Stage1Config.from_dict({"vocab_size": 16, "transformer": {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}}))
+    tokens = torch.randint(0, 16, (2, 24), generator=torch.Generator().manual_seed(1))
+    masked = torch.rand(2, 24, generator=torch.Generator().manual_seed(2)) < 0.5
+    valid, t = torch.ones(2, 24, dtype=torch.bool), torch.tensor([0.5, 0.5])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = torch.nn.functional.cross_entropy(model(tokens, masked, valid, t)[masked], tokens[masked])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+
+
+def test_s2a_trains_on_the_weighted_codebooks(token_data, tmp_path):
+    exp = tmp_path / "s2a"
+    train_s2a(config("s2a", "train.max_steps=2", "model.predict_codebooks=[1,3]"), exp, [token_data[0]], [token_data[1]])
+    resolved = load_config(exp / "config.yaml")
+    assert resolved["model"]["n_codebooks"] == 3 and resolved["model"]["codebook_size"] == 32
+    assert resolved["codebook_weights"] == [0, 2, 1]
+    val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_acc_cb1" in line]
+    assert set(val[-1]) == {"step", "val_ce_bits_cb1", "val_acc_cb1", "val_ce_bits_cb2", "val_acc_cb2"}
+    with pytest.raises(MetisError, match="codebook 0 weight 1"):
+        train_s2a(config("s2a", "model.predict_codebooks=[1,3]", "codebook_weights=[1,1,1]"), tmp_path / "bad", [token_data[0]])
+
+
+def test_bad_training_data_is_reported(token_data, tmp_path):
+    with pytest.raises(MetisError, match="vocab_size is 99 but the data has n_clusters 16"):
+        pretrain(config("pretrain", "model.vocab_size=99"), tmp_path / "a", [token_data[0]])
+    no_codes = tmp_path / "no_codes"
+    shutil.copytree(token_data[0], no_codes)
+    shutil.rmtree(no_codes / "acoustic_codes")
+    with pytest.raises(DataDirError, match=r"acoustic_codes: not found; write it with `metis codec encode` \(recipe stage 3\)"):
+        train_s2a(config("s2a"), tmp_path / "b", [no_codes])
+    odd = write_token_datadir(tmp_path / "odd", n_utts=2)
+    from metis_cli.data.arrays import ArrayWriter
+
+    with ArrayWriter(odd / "acoustic_codes", "part-2") as w:
+        w.write("spk0_zzz", np.zeros((50, 3), dtype=np.int16))
+    with ArrayWriter(odd / "ssl_tokens", "part-2") as w:
+        w.write("spk0_zzz", np.zeros(40, dtype=np.int16))
+    with pytest.raises(DataDirError, match="'spk0_zzz': ssl_tokens 40 frames, acoustic_codes 50 frames"):
+        UtteranceArrays([odd], ("ssl_tokens", "acoustic_codes"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_stay_in_sync(token_data, tmp_path):
+    exp = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "metis_cli", "pretrain", str(REPO / "conf" / "mini" / "pretrain.yaml"), str(exp),
+           *SMALL, "train.max_steps=2", "--train-data", str(token_data[0])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (exp / "log" / "train.log").read_text()
+    assert "step 2: weights identical on all 2 ranks" in log
+    assert [r["step"] for r in losses(exp)] == [1, 2]
+
+
+def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_corpus, tmp_path):
+    from metis_cli.codec.train import train_codec
+
+    codec = tmp_path / "codec"
+    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", ["train.max_steps=1", "model.quantizer.n_codebooks=3",
+                                                                    "model.quantizer.codebook_size=32", "data.batch_size=1",
+                                                                    "data.segment_seconds=0.32"]), codec, tiny_corpus / "mini_train")
+    s2a = tmp_path / "s2a"
+    train_s2a(config("s2a", "train.max_steps=1"), s2a, [token_data[0]])
+    data = token_data[1]
+    out = tmp_path / "decode_dev"
+    opts = ["--s2a", str(s2a), "--codec", str(codec), "--s2a-opt", "steps=[2,1]", "--batch-size", "4"]
+    result = runner.invoke(app, ["resynth", str(data), str(out), *opts])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "decode.json").read_text())
+    assert info["task"] == "resynth" and [s["steps"] for s in info["s2a_settings"]] == [2, 1, 1]
+    wavs = sorted((out / "wav").glob("*.wav"))
+    assert len(wavs) == 6
+    import soundfile as sf
+
+    arrays = UtteranceArrays([data], ("ssl_tokens",))
+    first = wavs[0].stem
+    assert sf.info(wavs[0]).frames == arrays.lengths[first] * 320  # one 20 ms frame of audio per token
+    stamp = wavs[0].stat().st_mtime_ns
+    result = runner.invoke(app, ["resynth", str(data), str(out), *opts])  # a rerun decodes nothing again
+    assert result.exit_code == 0 and "0 decoded now" in result.output and wavs[0].stat().st_mtime_ns == stamp
+    gen = tmp_path / "generate_dev"
+    result = runner.invoke(app, ["resynth", str(data), str(gen), *opts, "--stage1", str(pretrained[0]), "--stage1-opt", "steps=2", "--no-prompt"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((gen / "decode.json").read_text())["task"] == "generate"
+    result = runner.invoke(app, ["resynth", str(data), str(tmp_path / "x"), "--s2a", str(tmp_path / "missing"), "--codec", str(codec)])
+    assert result.exit_code == 1 and "config.yaml: not found" in result.output
