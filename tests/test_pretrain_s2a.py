@@ -152,10 +152,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_stay_in_sync(token_data, tmp_path):
+@pytest.mark.parametrize("command,config_name", [("pretrain", "pretrain"), ("train-s2a", "s2a")])
+def test_two_gloo_processes_stay_in_sync(token_data, tmp_path, command, config_name):
     exp = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "metis_cli", "pretrain", str(REPO / "conf" / "mini" / "pretrain.yaml"), str(exp),
+           "-m", "metis_cli", command, str(REPO / "conf" / "mini" / f"{config_name}.yaml"), str(exp),
            *SMALL, "train.max_steps=2", "--train-data", str(token_data[0])]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -197,3 +198,17 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     assert json.loads((gen / "decode.json").read_text())["task"] == "generate"
     result = runner.invoke(app, ["resynth", str(data), str(tmp_path / "x"), "--s2a", str(tmp_path / "missing"), "--codec", str(codec)])
     assert result.exit_code == 1 and "config.yaml: not found" in result.output
+
+
+def test_an_ema_is_kept_and_used_for_inference(token_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from metis_cli.infer.generate import load_stage1
+
+    exp = tmp_path / "ema"
+    pretrain(config("pretrain", "train.max_steps=2", "ema.decay=0.5"), exp, [token_data[0]])
+    checkpoint = exp / "checkpoints" / "step_00000002"
+    ema, raw = load_file(str(checkpoint / "ema.safetensors")), load_file(str(checkpoint / "stage1.safetensors"))
+    assert not torch.equal(ema["head.weight"], raw["head.weight"])
+    model, _ = load_stage1(exp)
+    assert torch.equal(model.head.weight, ema["head.weight"])

@@ -1,4 +1,4 @@
-"""egs/tts/run.sh end to end on the tiny corpus (stage 0 today; later stages join as they land)."""
+"""egs/tts/run.sh end to end on the tiny corpus (stages 0-4 and 7; later stages join as they land)."""
 import json
 import subprocess
 
@@ -49,8 +49,13 @@ def test_stage0_builds_validates_and_is_idempotent(tmp_path):
 def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tmp_path):
     mini_dir, exp_dir = tmp_path / "mini", tmp_path / "exp"
     codec = "train.max_steps=2 data.batch_size=2 train.val_every=100 train.ckpt_every=100"
+    small = ("train.max_steps=2 train.val_every=100 train.ckpt_every=100 model.transformer.dim=32 model.transformer.n_layers=1 "
+             "model.transformer.n_heads=2 model.transformer.ffn_dim=64")
     result = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--exp-dir", exp_dir, "--score-opts", "--report-utts 2",
-                 "--codec-dir", tmp_path / "codec", "--codec-overrides", codec)
+                 "--codec-dir", tmp_path / "codec", "--codec-overrides", codec,
+                 "--pretrain-dir", tmp_path / "pretrain", "--pretrain-overrides", small,
+                 "--s2a-dir", tmp_path / "s2a", "--s2a-overrides", small,
+                 "--resynth-opts", "--s2a-opt steps=[2,1] --stage1-opt steps=2")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((exp_dir / "ground_truth" / "decode_mini_test" / "scores" / "summary.json").read_text())
     assert summary["counts"]["scored"] == 6 and summary["metrics"]["sim"]["mean"] > 0.8
@@ -62,6 +67,10 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tmp_path):
     # Two training steps make no codec: its output may fail as clipped, but every utterance is accounted for.
     assert resynth["task"] == "resynth" and resynth["counts"]["scored"] + resynth["counts"]["failed"] == 6
     assert ArrayStore(mini_dir / "mini_test" / "acoustic_codes")
+    for name, task in (("s2a_resynth", "resynth"), ("pretrain_generate", "generate")):
+        summary = json.loads((exp_dir / name / "decode_mini_test" / "scores" / "summary.json").read_text())
+        assert summary["task"] == task and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
+    assert (tmp_path / "pretrain" / ".done").read_text().strip() == str(mini_dir / "kmeans" / "builtin_k128")
     quality = json.loads((mini_dir / "kmeans" / "builtin_k128" / "quality_mini_dev.json").read_text())
     assert quality["n_clusters"] == 128 and quality["pnmi"] > 0.3
     assert "scores: mean" in result.stdout

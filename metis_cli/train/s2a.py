@@ -25,6 +25,7 @@ class S2ATask(TokenTask):
     kinds = ("ssl_tokens", "acoustic_codes")
     extra_sections = ("codebook_weights",)
     name = "s2a"
+    find_unused_parameters = True  # the heads of the codebooks not drawn in a step
 
     def build_model(self):
         model_cfg = self.config.setdefault("model", {})

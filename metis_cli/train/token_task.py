@@ -40,6 +40,7 @@ class TokenTask:
     kinds: tuple[str, ...] = ("ssl_tokens",)
     extra_sections: tuple[str, ...] = ()
     name = "model"
+    find_unused_parameters = False  # DDP: True when some parameters sit out some steps
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
         allowed = COMMON_SECTIONS + self.extra_sections
@@ -59,7 +60,7 @@ class TokenTask:
         model = self.build_model()
         if trainer.dist.main:  # with the sizes that build_model read from the data
             save_config(config, trainer.exp_dir / "config.yaml")
-        self.model = trainer.add_model(self.name, model)
+        self.model = trainer.add_model(self.name, model, self.find_unused_parameters)
         optim = config.get("optim", {})
         opt = torch.optim.AdamW(self.model.parameters(), lr=float(optim.get("lr", 5e-4)), betas=tuple(optim.get("betas", (0.9, 0.98))),
                                 weight_decay=float(optim.get("weight_decay", 0.01)))

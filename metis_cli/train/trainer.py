@@ -113,11 +113,13 @@ class Trainer:
             (self.exp_dir / "git_revision.txt").write_text(git_revision() + "\n")
 
     # --- set-up by the task -------------------------------------------------------------------
-    def add_model(self, name: str, model: nn.Module) -> nn.Module:
+    def add_model(self, name: str, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        """Moves ``model`` to the device (wrapped in DDP when there are several ranks and it trains).
+        ``find_unused_parameters``: some parameters sit out some steps (S2A's heads of other codebooks)."""
         model = model.to(self.dist.device)
         if self.dist.world_size > 1 and any(p.requires_grad for p in model.parameters()):
             ids = [self.dist.local_rank] if self.dist.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
         self.models[name] = model
         return model
 
