@@ -193,9 +193,10 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     result = runner.invoke(app, ["resynth", str(data), str(out), *opts])  # a rerun decodes nothing again
     assert result.exit_code == 0 and "0 decoded now" in result.output and wavs[0].stat().st_mtime_ns == stamp
     gen = tmp_path / "generate_dev"
-    result = runner.invoke(app, ["resynth", str(data), str(gen), *opts, "--stage1", str(pretrained[0]), "--stage1-opt", "steps=2", "--no-prompt"])
+    result = runner.invoke(app, ["resynth", str(data), str(gen), *opts, "--stage1", str(pretrained[0]), "--stage1-opt", "steps=2", "--no-prompt", "--bf16"])
     assert result.exit_code == 0, result.output
     assert json.loads((gen / "decode.json").read_text())["task"] == "generate"
+    assert json.loads((gen / "decode.json").read_text())["dtype"] == "bfloat16"
     result = runner.invoke(app, ["resynth", str(data), str(tmp_path / "x"), "--s2a", str(tmp_path / "missing"), "--codec", str(codec)])
     assert result.exit_code == 1 and "config.yaml: not found" in result.output
 

@@ -33,6 +33,7 @@ def resynth(
     stage1_opt: Optional[list[str]] = typer.Option(None, help="Stage-1 decoding setting: steps=25 cfg_scale=2.5 temperature=0.9."),
     two_pass_cfg: bool = typer.Option(False, "--two-pass-cfg", help="Run the guidance branches as two passes instead of one batch."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    bf16: bool = typer.Option(False, "--bf16", help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16: 1.5-3.5x faster here)."),
 ) -> None:
     """Hear the stages: ground-truth (or stage-1 generated) SSL tokens -> S2A with a same-speaker prompt -> codec.
 
@@ -49,7 +50,7 @@ def resynth(
 
     setup_logging(log_file=out_dir / "log" / "decode.log")
     result = resynthesize(data_dir, out_dir, s2a, codec, stage1, prompt_seconds, not no_prompt, batch_size, seed,
-                          _settings(s2a_opt), _settings(stage1_opt), not two_pass_cfg, device)
+                          _settings(s2a_opt), _settings(stage1_opt), not two_pass_cfg, device, bf16)
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
     if result["failed"]:

@@ -49,7 +49,9 @@ def same_speaker_prompts(utts: list[str], utt2spk: dict[str, str]) -> dict[str, 
 
 def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt_seconds: float = 3.0,
                  use_prompt: bool = True, batch_size: int = 8, seed: int = 0, s2a_settings: dict | None = None,
-                 stage1_settings: dict | None = None, batched_cfg: bool = True, device: str = "cpu") -> dict:
+                 stage1_settings: dict | None = None, batched_cfg: bool = True, device: str = "cpu", bf16: bool = False) -> dict:
+    """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (see the module doc);
+    ``bf16`` runs the transformers in bfloat16 (the codec stays in float32)."""
     from metis_cli.audio import save_audio
     from metis_cli.codec.inference import load_codec
     from metis_cli.data.decode_dir import write_decode_dir
@@ -58,6 +60,8 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     data_dir, out = Path(data_dir), Path(out_dir)
     arrays = UtteranceArrays([data_dir], ("ssl_tokens", "acoustic_codes"), min_frames=1)
     s2a_models, _ = load_s2a(s2a_dirs, device)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    s2a_models = [m.to(dtype) for m in s2a_models]
     codec = load_codec(codec_dir, device=device)
     n_codebooks = s2a_models[0].cfg.n_codebooks
     if codec.cfg.quantizer.n_codebooks != n_codebooks:
@@ -66,6 +70,7 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     stage1 = None
     if stage1_dir is not None:
         stage1, stage1_config = load_stage1(stage1_dir, device)
+        stage1 = stage1.to(dtype)
         stage1_cfg = MaskPredictSettings(**{**STAGE1_DEFAULTS, **stage1_config.get("decode", {}), **(stage1_settings or {})})
     frame_rate = float(arrays.meta("ssl_tokens").get("frame_rate", 50))
     prompt_frames = int(round(prompt_seconds * frame_rate))
@@ -126,7 +131,7 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     info = {"s2a": [str(Path(d).resolve()) for d in s2a_dirs], "codec": str(Path(codec_dir).resolve()),
             "stage1": str(Path(stage1_dir).resolve()) if stage1_dir else None, "prompt_seconds": prompt_seconds if use_prompt else 0,
             "s2a_settings": [vars(s) for s in s2a_cfg], "stage1_settings": vars(stage1_cfg) if stage1 else None,
-            "seed": seed, "seconds": round(elapsed, 2), "real_time_factor": rtf, "failed": len(failed)}
+            "seed": seed, "dtype": str(dtype).removeprefix("torch."), "seconds": round(elapsed, 2), "real_time_factor": rtf, "failed": len(failed)}
     write_decode_dir(out, "generate" if stage1 else "resynth", data_dir, done, sample_rate=codec.cfg.sample_rate, **info)
     return {"utterances": len(done), "decoded": len(todo) - len(failed), "failed": len(failed), "seconds": elapsed,
             "real_time_factor": rtf, "out": str(out)}
