@@ -12,7 +12,7 @@ from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 from metis_cli.ssl.extract import extract_ssl, load_stats, save_stats
 from metis_cli.ssl.extractors import MFCCExtractor, TooShortError, load_extractor
-from metis_cli.tokenizer.kmeans import KMeansModel, learn_kmeans, train_kmeans
+from metis_cli.tokenizer.kmeans import learn_kmeans, train_kmeans
 from metis_cli.tokenizer.quality import token_quality
 from metis_cli.tokenizer.tokenize import tokenize
 

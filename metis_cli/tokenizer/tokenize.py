@@ -10,8 +10,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from metis_cli.errors import MetisError
 from metis_cli.models.masking import sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model

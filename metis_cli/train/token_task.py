@@ -17,8 +17,8 @@ from torch import nn
 
 from metis_cli.errors import MetisError
 from metis_cli.models.masking import MaskingConfig
-from metis_cli.train.config import save_config
 from metis_cli.train.batching import DynamicBatches, UtteranceArrays
+from metis_cli.train.config import save_config
 from metis_cli.train.trainer import Trainer, step_seed, warmup_cosine
 
 logger = logging.getLogger(__name__)
