@@ -205,3 +205,44 @@ def test_s2a_generation_shapes_and_codebook_settings():
                        [torch.zeros(3, 3, dtype=torch.long)], settings)
     with pytest.raises(MetisError, match="unknown key"):
         per_codebook_settings(3, {"step": 3})
+
+
+def test_lora_and_adapter_trainable_counts_match_the_published_ones():
+    from metis_cli.models.lora import add_lora, lora_parameters
+
+    pre = load_config(REPO / "conf" / "full" / "pretrain.yaml")["model"]
+    with torch.device("meta"):
+        model = Stage1Model(Stage1Config.from_dict(pre))
+        assert add_lora(model, rank=32) == 16 * 7
+        counts = {32: sum(p.numel() for p in lora_parameters(model))}
+        for rank in (4, 16):
+            m = Stage1Model(Stage1Config.from_dict(pre))
+            add_lora(m, rank=rank)
+            counts[rank] = sum(p.numel() for p in lora_parameters(m))
+        adapted = Stage1Model(Stage1Config.from_dict({**pre, "frame_condition_dim": 1024}))
+        adapter = count_parameters(adapted.frame_adapter)
+    print(f"LoRA trainable: {counts}; adapter {adapter}")
+    assert counts == {32: 18_087_936, 4: 2_260_992, 16: 9_043_968}
+    assert adapter == 15_736_321
+
+
+def test_lora_starts_as_the_base_model_and_merges_exactly():
+    from metis_cli.models.lora import LoRALinear, add_lora, merge_lora
+
+    model = stage1()
+    tokens = torch.randint(0, 20, (2, 6))
+    masked = torch.rand(2, 6) < 0.5
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    t = torch.tensor([0.4, 0.8])
+    with torch.no_grad():
+        before = model(tokens, masked, valid, t)
+        add_lora(model, rank=4, dropout=0.0)
+        assert torch.equal(model(tokens, masked, valid, t), before)  # B = 0: nothing changed yet
+        for module in model.modules():
+            if isinstance(module, LoRALinear):
+                module.lora_B.normal_()
+        changed = model(tokens, masked, valid, t)
+        assert not torch.allclose(changed, before)
+        assert merge_lora(model) == 2 * 7
+        assert not any(isinstance(m, LoRALinear) for m in model.modules())
+        assert torch.allclose(model(tokens, masked, valid, t), changed, atol=1e-4)
