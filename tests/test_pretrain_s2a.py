@@ -211,5 +211,5 @@ def test_an_ema_is_kept_and_used_for_inference(token_data, tmp_path):
     checkpoint = exp / "checkpoints" / "step_00000002"
     ema, raw = load_file(str(checkpoint / "ema.safetensors")), load_file(str(checkpoint / "stage1.safetensors"))
     assert not torch.equal(ema["head.weight"], raw["head.weight"])
-    model, _ = load_stage1(exp)
+    model = load_stage1(exp)
     assert torch.equal(model.head.weight, ema["head.weight"])

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
+from metis_cli.train.config import read_exp_config
 from metis_cli.train.trainer import load_weights
 
 logger = logging.getLogger(__name__)
@@ -22,11 +22,7 @@ logger = logging.getLogger(__name__)
 
 def load_codec(exp_dir, checkpoint=None, device: str = "cpu") -> Codec:
     """The codec of an experiment dir: its config.yaml and the newest readable checkpoint (or ``checkpoint``)."""
-    exp_dir = Path(exp_dir)
-    config_file = exp_dir / "config.yaml"
-    if not config_file.is_file():
-        raise MetisError(f"{config_file}: not found; is {exp_dir} a codec experiment dir?")
-    model = Codec(CodecConfig.from_dict(yaml.safe_load(config_file.read_text())["model"]))
+    model = Codec(CodecConfig.from_dict(read_exp_config(exp_dir)["model"]))
     load_weights(exp_dir, "codec", model, checkpoint, device, what="codec (`metis codec train`)")
     return model.to(device).eval()
 

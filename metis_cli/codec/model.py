@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from metis_cli.errors import MetisError
+from metis_cli.train.config import check_keys
 
 
 @dataclass
@@ -71,10 +72,7 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
-        known = {"sample_rate", "encoder", "quantizer", "decoder"}
-        unknown = set(d) - known
-        if unknown:
-            raise MetisError(f"codec config: unknown key(s) {', '.join(sorted(unknown))}")
+        check_keys(d, cls, "codec config")
         try:
             return cls(
                 sample_rate=int(d.get("sample_rate", 24000)),

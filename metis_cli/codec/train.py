@@ -22,6 +22,7 @@ from metis_cli.codec.losses import (
 from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
+from metis_cli.train.config import check_keys
 from metis_cli.train.trainer import TrainConfig, Trainer, step_seed, warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -78,9 +79,7 @@ def code_perplexity(codes: torch.Tensor, codebook_size: int) -> float:
 
 class CodecTask:
     def __init__(self, trainer: Trainer, config: dict, train_dir, val_dir=None):
-        unknown = set(config) - set(SECTIONS)
-        if unknown:
-            raise MetisError(f"codec config: unknown section(s) {', '.join(sorted(unknown))}; expected {', '.join(SECTIONS)}")
+        check_keys(config, SECTIONS, "codec config sections")
         self.cfg = CodecConfig.from_dict(config.get("model", {}))
         data, optim, loss = config.get("data", {}), config.get("optim", {}), config.get("loss", {})
         disc = config.get("discriminator", {})

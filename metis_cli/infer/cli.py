@@ -6,17 +6,9 @@ import typer
 
 
 def _settings(items: Optional[list[str]]) -> dict:
-    import yaml
+    from metis_cli.train.config import parse_override
 
-    from metis_cli.errors import MetisError
-
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise MetisError(f"'{item}' is not key=value (e.g. steps=[40,16,1] or cfg_scale=2.5)")
-        out[key] = yaml.safe_load(value)
-    return out
+    return dict(parse_override(item) for item in items or [])
 
 
 def resynth(

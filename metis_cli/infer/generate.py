@@ -6,16 +6,13 @@ Both take lists of utterances of different lengths and decode them as one padded
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from pathlib import Path
-
 import torch
-import yaml
 
 from metis_cli.errors import MetisError
 from metis_cli.infer.mask_predict import MaskPredictSettings, mask_predict
 from metis_cli.models.s2a import S2AConfig, S2AModel
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.train.config import check_keys, read_exp_config
 from metis_cli.train.trainer import load_weights
 
 logger = logging.getLogger(__name__)
@@ -26,41 +23,34 @@ STAGE1_DEFAULTS = {"steps": 25, "cfg_scale": 2.5, "temperature": 0.9}
 S2A_DEFAULTS = {"steps": [40, 16, 1], "cfg_scale": [0.0, 2.5], "temperature": [1.5]}
 
 
-def read_config(exp_dir) -> dict:
-    path = Path(exp_dir) / "config.yaml"
-    if not path.is_file():
-        raise MetisError(f"{path}: not found; is {exp_dir} an experiment dir?")
-    return yaml.safe_load(path.read_text())
-
-
 def _weights_name(config: dict, name: str) -> str:
     return "ema" if float(config.get("ema", {}).get("decay", 0.0)) else name
 
 
-def load_stage1(exp_dir, device: str = "cpu", checkpoint=None) -> tuple[Stage1Model, dict]:
-    """The stage-1 model of an experiment dir (its EMA weights when it kept an EMA) and its config."""
-    config = read_config(exp_dir)
+def load_stage1(exp_dir, device: str = "cpu", checkpoint=None) -> Stage1Model:
+    """The stage-1 model of an experiment dir (its EMA weights when it kept an EMA)."""
+    config = read_exp_config(exp_dir)
     model = Stage1Model(Stage1Config.from_dict(config["model"]))
     load_weights(exp_dir, _weights_name(config, "stage1"), model, checkpoint, device, what="stage-1 model (`metis pretrain`)")
-    return model.to(device).eval(), config
+    return model.to(device).eval()
 
 
-def load_s2a(exp_dirs, device: str = "cpu") -> tuple[list[S2AModel], list[dict]]:
+def load_s2a(exp_dirs, device: str = "cpu") -> list[S2AModel]:
     """The S2A models of one or more experiment dirs, ordered by codebook; together they must predict
     every codebook exactly once (one model for all, or the reference's codebook 0 + codebooks 1..)."""
-    loaded = []
+    models = []
     for exp_dir in exp_dirs:
-        config = read_config(exp_dir)
+        config = read_exp_config(exp_dir)
         model = S2AModel(S2AConfig.from_dict(config["model"]))
         load_weights(exp_dir, _weights_name(config, "s2a"), model, None, device, what="S2A model (`metis train-s2a`)")
-        loaded.append((model.to(device).eval(), config))
-    loaded.sort(key=lambda mc: mc[0].cfg.predict_codebooks[0])
-    n_codebooks = loaded[0][0].cfg.n_codebooks
-    covered = [j for model, _ in loaded for j in model.cfg.codebooks]
+        models.append(model.to(device).eval())
+    models.sort(key=lambda m: m.cfg.predict_codebooks[0])
+    n_codebooks = models[0].cfg.n_codebooks
+    covered = [j for model in models for j in model.cfg.codebooks]
     if covered != list(range(n_codebooks)):
         raise MetisError(f"the S2A models {', '.join(map(str, exp_dirs))} predict codebooks {covered}; "
                          f"together they must cover 0..{n_codebooks - 1} once")
-    return [m for m, _ in loaded], [c for _, c in loaded]
+    return models
 
 
 def per_codebook_settings(n_codebooks: int, overrides: dict | None = None) -> list[MaskPredictSettings]:
@@ -72,10 +62,7 @@ def per_codebook_settings(n_codebooks: int, overrides: dict | None = None) -> li
             return v
         return v[min(j, len(v) - 1)]
 
-    keys = set(asdict(MaskPredictSettings()))
-    unknown = set(values) - keys
-    if unknown:
-        raise MetisError(f"S2A decode settings: unknown key(s) {', '.join(sorted(unknown))}")
+    check_keys(values, MaskPredictSettings, "S2A decode settings")
     return [MaskPredictSettings(**{k: pick(k, j) for k in values}) for j in range(n_codebooks)]
 
 

@@ -29,6 +29,7 @@ from metis_cli.infer.generate import (
     per_codebook_settings,
 )
 from metis_cli.infer.mask_predict import MaskPredictSettings
+from metis_cli.train.config import check_keys
 from metis_cli.train.batching import Piece, UtteranceArrays
 
 logger = logging.getLogger(__name__)
@@ -59,9 +60,8 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
 
     data_dir, out = Path(data_dir), Path(out_dir)
     arrays = UtteranceArrays([data_dir], ("ssl_tokens", "acoustic_codes"), min_frames=1)
-    s2a_models, _ = load_s2a(s2a_dirs, device)
     dtype = torch.bfloat16 if bf16 else torch.float32
-    s2a_models = [m.to(dtype) for m in s2a_models]
+    s2a_models = [m.to(dtype) for m in load_s2a(s2a_dirs, device)]
     codec = load_codec(codec_dir, device=device)
     n_codebooks = s2a_models[0].cfg.n_codebooks
     if codec.cfg.quantizer.n_codebooks != n_codebooks:
@@ -69,9 +69,9 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     s2a_cfg = per_codebook_settings(n_codebooks, s2a_settings)
     stage1 = None
     if stage1_dir is not None:
-        stage1, stage1_config = load_stage1(stage1_dir, device)
-        stage1 = stage1.to(dtype)
-        stage1_cfg = MaskPredictSettings(**{**STAGE1_DEFAULTS, **stage1_config.get("decode", {}), **(stage1_settings or {})})
+        stage1 = load_stage1(stage1_dir, device).to(dtype)
+        check_keys(stage1_settings or {}, MaskPredictSettings, "stage-1 decode settings")
+        stage1_cfg = MaskPredictSettings(**{**STAGE1_DEFAULTS, **(stage1_settings or {})})
     frame_rate = float(arrays.meta("ssl_tokens").get("frame_rate", 50))
     prompt_frames = int(round(prompt_seconds * frame_rate))
     data = DataDir(data_dir)
@@ -86,6 +86,12 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     def wav_path(utt):
         return out / "wav" / f"{utt}.wav"
 
+    def prompt_piece(utt) -> Piece:
+        source = prompts[utt]
+        if source is None:  # no prompt: 0 frames (of the utterance itself: only the array shapes matter)
+            return Piece(utt, 0, 0)
+        return Piece(source, 0, min(prompt_frames, arrays.lengths[source]))
+
     todo = sorted((u for u in utts if not wav_path(u).is_file()), key=lambda u: arrays.lengths[u])
     generator = torch.Generator(device=device).manual_seed(seed)
     failed, seconds_audio, started = {}, 0.0, time.time()
@@ -95,14 +101,9 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
             batch = todo[start : start + batch_size]
             try:
                 targets = [arrays.get(Piece(u, 0, arrays.lengths[u])) for u in batch]
-                prompt_arrays = []
-                for u in batch:
-                    p = prompts[u]
-                    n = min(prompt_frames, arrays.lengths[p]) if p else 0
-                    prompt_arrays.append(arrays.get(Piece(p, 0, n)) if p else None)
-                prompt_ssl = [torch.from_numpy(p["ssl_tokens"]) if p else torch.zeros(0, dtype=torch.long) for p in prompt_arrays]
-                prompt_codes = [torch.from_numpy(p["acoustic_codes"]) if p else torch.zeros(0, n_codebooks, dtype=torch.long)
-                                for p in prompt_arrays]
+                prompt_arrays = [arrays.get(prompt_piece(u)) for u in batch]
+                prompt_ssl = [torch.from_numpy(p["ssl_tokens"]) for p in prompt_arrays]
+                prompt_codes = [torch.from_numpy(p["acoustic_codes"]) for p in prompt_arrays]
                 ssl = [torch.from_numpy(t["ssl_tokens"]) for t in targets]
                 if stage1 is not None:
                     ssl = generate_ssl_tokens(stage1, prompt_ssl, [len(s) for s in ssl], stage1_cfg, generator, batched_cfg)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metis_cli.errors import MetisError
+from metis_cli.train.config import check_keys
 
 
 def mask_ratio(t: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
@@ -28,9 +28,7 @@ class MaskingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MaskingConfig":
-        unknown = set(d) - {"prompt_prob", "max_prompt_ratio", "mask_ratio_floor"}
-        if unknown:
-            raise MetisError(f"masking config: unknown key(s) {', '.join(sorted(unknown))}")
+        check_keys(d, cls, "masking config")
         return cls(**d)
 
 

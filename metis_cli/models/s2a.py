@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from metis_cli.errors import MetisError
+from metis_cli.train.config import check_keys
 from metis_cli.models.transformer import MaskedTransformer, TransformerConfig, mlp
 
 
@@ -30,10 +31,7 @@ class S2AConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "S2AConfig":
-        known = {"ssl_vocab_size", "n_codebooks", "codebook_size", "predict_codebooks", "transformer"}
-        unknown = set(d) - known
-        if unknown:
-            raise MetisError(f"S2A model config: unknown key(s) {', '.join(sorted(unknown))}")
+        check_keys(d, cls, "S2A model config")
         d = dict(d)
         d["transformer"] = TransformerConfig.from_dict(d.get("transformer", {}))
         cfg = cls(**d)

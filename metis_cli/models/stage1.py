@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from metis_cli.errors import MetisError
+from metis_cli.train.config import check_keys
 from metis_cli.models.transformer import MaskedTransformer, TransformerConfig, mlp
 
 
@@ -30,9 +31,7 @@ class Stage1Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Stage1Config":
-        unknown = set(d) - {"vocab_size", "transformer", "n_phones", "frame_condition_dim"}
-        if unknown:
-            raise MetisError(f"stage-1 model config: unknown key(s) {', '.join(sorted(unknown))}")
+        check_keys(d, cls, "stage-1 model config")
         d = dict(d)
         d["transformer"] = TransformerConfig.from_dict(d.get("transformer", {}))
         return cls(**d)

@@ -11,13 +11,14 @@ the audio tokens): padding is invisible to attention and to the rotary positions
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from metis_cli.errors import MetisError
+from metis_cli.train.config import check_keys
 
 
 @dataclass
@@ -31,10 +32,7 @@ class TransformerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TransformerConfig":
-        known = set(asdict(cls()))
-        unknown = set(d) - known
-        if unknown:
-            raise MetisError(f"transformer config: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        check_keys(d, cls, "transformer config")
         cfg = cls(**d)
         if cfg.dim % cfg.n_heads or (cfg.dim // cfg.n_heads) % 2:
             raise MetisError(f"transformer config: dim {cfg.dim} must split into {cfg.n_heads} heads of even size")

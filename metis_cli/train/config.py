@@ -3,6 +3,7 @@ and the experiment dir keeps the resolved result so that later stages read it in
 from __future__ import annotations
 
 import copy
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import yaml
@@ -21,13 +22,35 @@ def load_config(path, overrides: list[str] | None = None) -> dict:
     return apply_overrides(config, overrides or [])
 
 
+def parse_override(item: str) -> tuple[str, object]:
+    """``key=value`` -> (key, value parsed as YAML: ``steps=[40,16,1]`` gives a list)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise MetisError(f"override '{item}' is not key=value")
+    return key, yaml.safe_load(raw)
+
+
+def check_keys(d: dict, known, what: str) -> None:
+    """Refuses keys of ``d`` outside ``known`` (names, or a dataclass whose fields are the names)."""
+    names = {f.name for f in fields(known)} if is_dataclass(known) else set(known)
+    unknown = set(d) - names
+    if unknown:
+        raise MetisError(f"{what}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+
+
+def read_exp_config(exp_dir) -> dict:
+    """The resolved config.yaml of an experiment dir."""
+    path = Path(exp_dir) / "config.yaml"
+    if not path.is_file():
+        raise MetisError(f"{path}: not found; is {exp_dir} an experiment dir?")
+    return yaml.safe_load(path.read_text())
+
+
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
     """``a.b=3`` sets config["a"]["b"] = 3 (the value parsed as YAML); the key must already exist."""
     config = copy.deepcopy(config)
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise MetisError(f"override '{item}' is not key=value")
+        key, value = parse_override(item)
         node = config
         parts = key.split(".")
         for part in parts[:-1]:
@@ -36,7 +59,7 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
             node = node[part]
         if parts[-1] not in node:
             raise MetisError(f"override '{item}': unknown key '{key}' (known here: {', '.join(sorted(node))})")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = value
     return config
 
 

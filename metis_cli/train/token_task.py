@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metis_cli.errors import MetisError
 from metis_cli.models.masking import MaskingConfig
 from metis_cli.train.batching import DynamicBatches, UtteranceArrays
-from metis_cli.train.config import save_config
+from metis_cli.train.config import check_keys, save_config
 from metis_cli.train.trainer import Trainer, step_seed, warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -43,10 +42,7 @@ class TokenTask:
     find_unused_parameters = False  # DDP: True when some parameters sit out some steps
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
-        allowed = COMMON_SECTIONS + self.extra_sections
-        unknown = set(config) - set(allowed)
-        if unknown:
-            raise MetisError(f"config: unknown section(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
+        check_keys(config, COMMON_SECTIONS + self.extra_sections, f"{self.name} config sections")
         self.config = config
         data = config.get("data", {})
         self.masking = MaskingConfig.from_dict(config.get("masking", {}))
@@ -77,7 +73,7 @@ class TokenTask:
         raise NotImplementedError
 
     def loss(self, batch: dict, generator: torch.Generator, model: nn.Module, layer: int | None = None) -> dict:
-        """{"loss": tensor, "correct": tensor, "count": int, ...} for one micro-batch (S2A: of codebook
+        """{"loss": tensor, "correct": tensor, "count": int} for one micro-batch (S2A: of codebook
         ``layer``, or one drawn with the codebook weights when None)."""
         raise NotImplementedError
 
@@ -97,9 +93,6 @@ class TokenTask:
             totals["loss"] += float(out["loss"].detach()) / accum
             correct += int(out["correct"])
             count += out["count"]
-            for k, v in out.items():
-                if k not in ("loss", "correct", "count"):
-                    totals[k] = float(v)
         totals["acc"] = correct / max(1, count)
         totals["grad_norm"] = trainer.optimizer_step(self.name, self.model.parameters())
         if self.ema_decay:

@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +29,7 @@ from torch import nn
 
 from metis_cli.env import command_line, git_revision
 from metis_cli.errors import MetisError
-from metis_cli.train.config import save_config
+from metis_cli.train.config import check_keys, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise MetisError(f"train config: unknown key(s) {', '.join(sorted(unknown))}")
+        check_keys(d, cls, "train config")
         return cls(**d)
 
 
