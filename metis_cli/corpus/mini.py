@@ -10,7 +10,7 @@ Layout under ``out_dir``::
     wav/<speaker>/<utt>.wav, <utt>.json   16 kHz renderings and their phone/word timings
     wav/<set>/<utt>.wav                   derived inputs (noisy speech, mixtures)
     mini_{train,dev,test}/                wav.scp text utt2spk spk2utt utt2dur phones.ctm words.ctm
-                                          (+ prompt.scp utt2prompt in dev and test)
+                                          (+ prompt.scp utt2prompt prompt_text in dev and test)
     mini_se_{dev,test}/                   + noisy.scp utt2snr utt2noise utt2rt60
     mini_tse_{dev,test}/                  + mix.scp enroll.scp utt2sir utt2interferer utt2enroll
     mini_vc_{dev,test}/                   + src.scp ref.scp utt2source_spk
@@ -280,15 +280,17 @@ def write_split(out: Path, utts: list[Utterance], metas: dict[str, dict]) -> Dat
     return dd
 
 
-def write_prompts(dd: DataDir, pool: dict[str, list[str]], wavs: dict[str, str], seed: int) -> None:
-    """prompt.scp and utt2prompt: for each utterance another utterance of its speaker (zero-shot TTS
-    prompts, and the same-speaker reference that speaker similarity is measured against)."""
+def write_prompts(dd: DataDir, pool: dict[str, list[str]], wavs: dict[str, str], texts: dict[str, str], seed: int) -> None:
+    """prompt.scp, utt2prompt and prompt_text: for each utterance another utterance of its speaker and
+    its transcript (zero-shot TTS prompts, and the same-speaker reference that speaker similarity is
+    measured against)."""
     prompts = {}
     for utt, spk in dd.utt2spk.items():
         choices = [u for u in pool[spk] if u != utt]
         prompts[utt] = choices[rng_for(seed, dd.path.name, "prompt", utt).integers(len(choices))]
     dd.write("utt2prompt", prompts)
     dd.write("prompt.scp", {utt: wavs[p] for utt, p in prompts.items()})
+    dd.write("prompt_text", {utt: texts[p] for utt, p in prompts.items()})
 
 
 def _base_tables(dd: DataDir, utt_ids: list[str], src: DataDir) -> None:
@@ -465,7 +467,7 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
     def build_split(name: str) -> None:
         dd = write_split(out / name, splits[name], metas)
         if name != "mini_train":
-            write_prompts(dd, pool, wavs, seed)
+            write_prompts(dd, pool, wavs, {uid: u.text for uid, u in jobs.items()}, seed)
 
     dirs = {name: _once(out / name, lambda n=name: build_split(n)) for name in splits}
     for part in ("dev", "test"):

@@ -1,4 +1,4 @@
-"""``metis resynth``: thin wrapper over metis_cli.infer.resynth."""
+"""``metis resynth``, ``metis decode`` and ``metis synth``: thin wrappers over metis_cli.infer."""
 from pathlib import Path
 from typing import Optional
 
@@ -47,3 +47,108 @@ def resynth(
     console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
     if result["failed"]:
         raise typer.Exit(1)
+
+
+MODEL_HELP = "Experiment dir of the fine-tuned task model (`metis finetune`)."
+S2A_HELP = "S2A experiment dir (repeat for a split model: coarse, then fine)."
+STAGE1_OPT_HELP = "Stage-1 decoding setting, e.g. steps=25 cfg_scale=2.5 temperature=0.9 (defaults per task: the reference's)."
+S2A_OPT_HELP = "S2A decoding setting, per codebook as a list: steps=[40,16,1] cfg_scale=[0,2.5] temperature=1.5."
+
+
+def decode(
+    data_dir: Path = typer.Argument(..., help="Data dir with the task's inputs: text+prompt.scp (tts), src.scp+ref.scp (vc), noisy.scp (se), mix.scp+enroll.scp (tse)."),
+    task: str = typer.Option(..., help="tts, vc, se or tse (must be the task the model was fine-tuned for)."),
+    model: Path = typer.Option(..., help=MODEL_HELP),
+    s2a: list[Path] = typer.Option(..., help=S2A_HELP),
+    codec: Path = typer.Option(..., help="Codec experiment dir."),
+    out: Optional[Path] = typer.Option(None, help="Decode dir to write (default: <model>/decode_<set>)."),
+    batch_size: int = typer.Option(8, help="Utterances decoded together."),
+    seed: int = typer.Option(0),
+    stage1_opt: Optional[list[str]] = typer.Option(None, help=STAGE1_OPT_HELP),
+    s2a_opt: Optional[list[str]] = typer.Option(None, help=S2A_OPT_HELP),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    bf16: bool = typer.Option(False, "--bf16", help="Run the transformers in bfloat16."),
+) -> None:
+    """Decode a data dir with a fine-tuned task model (stage 6): wav/*.wav, wav.scp, decode.json.
+
+    Batched and resumable (a rerun skips written outputs); an utterance with bad inputs is logged in
+    <out>/failed and skipped. The decode dir is what `metis score` reads.
+
+    Example: metis decode data/mini/mini_se_test --task se --model exp/se_mini --s2a exp/s2a_mini --codec exp/codec_mini
+    """
+    from metis_cli.infer.task_decode import decode_task
+    from metis_cli.log import console, setup_logging
+
+    out = out or model / f"decode_{data_dir.name}"
+    setup_logging(log_file=out / "log" / "decode.log")
+    result = decode_task(model, data_dir, out, s2a, codec, task, batch_size, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16)
+    rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
+    console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
+    if result["failed"]:
+        raise typer.Exit(1)
+
+
+def synth(
+    task: str = typer.Option(..., help="tts, vc, se or tse."),
+    model: Path = typer.Option(..., help=MODEL_HELP),
+    s2a: list[Path] = typer.Option(..., help=S2A_HELP),
+    codec: Path = typer.Option(..., help="Codec experiment dir."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output .wav (written only when everything succeeded)."),
+    text: Optional[str] = typer.Option(None, help="tts: the words to say."),
+    ref: Optional[Path] = typer.Option(None, help="tts: the voice prompt; vc: the reference voice; tse: the target speaker's enrollment."),
+    ref_text: Optional[str] = typer.Option(None, help="tts: transcript of --ref (default: recognised with the scoring ASR)."),
+    src: Optional[Path] = typer.Option(None, help="vc: the speech to convert (16 kHz mono)."),
+    noisy: Optional[Path] = typer.Option(None, help="se: the noisy speech (16 kHz mono)."),
+    mix: Optional[Path] = typer.Option(None, help="tse: the mixture (16 kHz mono)."),
+    duration: Optional[float] = typer.Option(None, help="tts: output length in seconds (default: the prompt's speaking rate)."),
+    seed: int = typer.Option(0),
+    stage1_opt: Optional[list[str]] = typer.Option(None, help=STAGE1_OPT_HELP),
+    s2a_opt: Optional[list[str]] = typer.Option(None, help=S2A_OPT_HELP),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    bf16: bool = typer.Option(False, "--bf16", help="Run the transformers in bfloat16."),
+) -> None:
+    """Run a fine-tuned task model on single files.
+
+    Examples (M="--s2a exp/s2a_mini --codec exp/codec_mini"):
+
+      metis synth --task tts --model exp/tts_mini $M --text "Hello there." --ref prompt.wav --ref-text "What the prompt says." -o out.wav
+
+      metis synth --task vc --model exp/vc_mini $M --src a.wav --ref b.wav -o out.wav
+
+      metis synth --task se --model exp/se_mini $M --noisy x.wav -o out.wav
+
+      metis synth --task tse --model exp/tse_mini $M --mix m.wav --ref e.wav -o out.wav
+    """
+    from metis_cli.errors import MetisError
+    from metis_cli.infer.task_decode import TaskInput, load_input, synthesize
+    from metis_cli.log import console, setup_logging
+    from metis_cli.tasks.conditions import check_task
+
+    setup_logging()
+    check_task(task)
+    given = {"text": text, "ref": ref, "ref_text": ref_text, "src": src, "noisy": noisy, "mix": mix, "duration": duration}
+    allowed = {"tts": {"text", "ref", "ref_text", "duration"}, "vc": {"src", "ref"}, "se": {"noisy"}, "tse": {"mix", "ref"}}[task]
+    extra = sorted(k for k, v in given.items() if v is not None and k not in allowed)
+    if extra:
+        raise MetisError(f"--task {task} takes {', '.join('--' + a.replace('_', '-') for a in sorted(allowed))}, not "
+                         f"{', '.join('--' + e.replace('_', '-') for e in extra)}")
+    condition = {"vc": src, "se": noisy, "tse": mix}.get(task)
+    if task != "tts" and condition is None:
+        raise MetisError(f"--task {task} needs --{ {'vc': 'src', 'se': 'noisy', 'tse': 'mix'}[task] }")
+    item = TaskInput(output.stem, text=text, duration=duration)
+    if condition is not None:
+        item.condition = load_input(condition, {"vc": "source", "se": "noisy speech", "tse": "mixture"}[task], strict=True)
+    if ref is not None:
+        item.prompt = load_input(ref, "reference", strict=False)
+    if task == "tts":
+        if ref is None:
+            raise MetisError("--task tts needs --ref (a recording of the voice to speak with)")
+        if ref_text is None:
+            from metis_cli.score.models import load_asr
+
+            ref_text = load_asr("pocketsphinx").transcribe(item.prompt)
+            console.print(f"transcript of {ref} (give --ref-text to set it): {ref_text!r}")
+        item.prompt_text = ref_text
+    result = synthesize(model, s2a, codec, output, item, task, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16)
+    console.print(f"{result['out']}: {result['seconds_audio']:.2f} s of audio in {result['seconds']:.1f} s "
+                  f"(real-time factor {result['real_time_factor']:.2f})")

@@ -77,16 +77,36 @@ def _layout(prompt_lengths: list[int], target_lengths: list[int], device):
 
 def generate_ssl_tokens(model: Stage1Model, prompts: list[torch.Tensor], target_lengths: list[int],
                         settings: MaskPredictSettings, generator: torch.Generator | None = None,
-                        batched_cfg: bool = True) -> list[torch.Tensor]:
-    """Stage 1: a continuation of ``target_lengths[i]`` tokens after prompt i (empty = unconditional)."""
+                        batched_cfg: bool = True, phones: list[torch.Tensor] | None = None,
+                        frame_conditions: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Stage 1: ``target_lengths[i]`` tokens after prompt i (empty = unconditional), optionally
+    conditioned on a phone sequence (text prefix; dropped in the unconditional CFG branch) and on frame
+    features [prompt + target frames, dim] (kept in both branches)."""
     device = model.head.weight.device
     valid, _, target = _layout([len(p) for p in prompts], target_lengths, device)
     tokens = torch.zeros(valid.shape, dtype=torch.long, device=device)
     for i, p in enumerate(prompts):
         tokens[i, : len(p)] = p.to(device)
+    phone_ids = phone_valid = frames = None
+    if phones is not None:
+        phone_ids = torch.zeros(len(phones), max(len(p) for p in phones), dtype=torch.long, device=device)
+        phone_valid = torch.zeros(phone_ids.shape, dtype=torch.bool, device=device)
+        for i, p in enumerate(phones):
+            phone_ids[i, : len(p)], phone_valid[i, : len(p)] = p.to(device), True
+    if frame_conditions is not None:
+        frames = torch.zeros(*valid.shape, frame_conditions[0].shape[-1], device=device)
+        for i, f in enumerate(frame_conditions):
+            if len(f) != int(valid[i].sum()):
+                raise MetisError(f"utterance {i}: {len(f)} condition frames for {int(valid[i].sum())} prompt + target frames")
+            frames[i, : len(f)] = f.to(device)
 
     def hidden_fn(tok, masked, val, t, rows, unconditional):
-        return model.hidden(tok, masked, val, t)
+        conditions = {}
+        if phone_ids is not None:
+            conditions["phones"], conditions["phone_valid"] = phone_ids[rows], phone_valid[rows] & ~unconditional[:, None]
+        if frames is not None:
+            conditions["frame_condition"] = frames[rows]
+        return model.hidden(tok, masked, val, t, **conditions)
 
     out = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, generator, batched_cfg)
     return [out[i, len(p) : len(p) + n].cpu() for i, (p, n) in enumerate(zip(prompts, target_lengths))]

@@ -11,6 +11,8 @@ Word boundaries are the symbol ``|``; punctuation that espeak-ng keeps becomes i
 """
 from __future__ import annotations
 
+import logging
+
 import contextlib
 import io
 import re
@@ -34,7 +36,10 @@ class EspeakPhonemizer:
         EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
         if language not in LANGUAGES:
             raise MetisError(f"language '{language}' is not one of {', '.join(sorted(LANGUAGES))}")
-        self.backend = EspeakBackend(LANGUAGES[language], preserve_punctuation=True, with_stress=True)
+        # phonemizer warns on every line whose word count changed (punctuation kept apart): not a problem here
+        quiet = logging.getLogger("metis.phonemizer")
+        quiet.setLevel(logging.ERROR)
+        self.backend = EspeakBackend(LANGUAGES[language], preserve_punctuation=True, with_stress=True, logger=quiet)
 
     def __call__(self, text: str) -> list[str]:
         from phonemizer.separator import Separator

@@ -41,6 +41,7 @@ class UtteranceArrays:
 
     def __init__(self, data_dirs, kinds=("ssl_tokens",), min_frames: int = 4):
         self.kinds = tuple(kinds)
+        self.data_dirs = [Path(d) for d in data_dirs]
         self.stores: dict[str, list[ArrayStore]] = {kind: [] for kind in self.kinds}
         self.where: dict[str, int] = {}
         self.lengths: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""``metis pretrain`` and ``metis train-s2a``: thin wrappers over metis_cli.train."""
+"""``metis pretrain``, ``metis train-s2a`` and ``metis finetune``: thin wrappers over metis_cli.train."""
 from pathlib import Path
 from typing import Optional
 
@@ -7,16 +7,25 @@ import typer
 TRAIN_DATA_HELP = "Data dir with ssl_tokens/ to train on (repeat for several)."
 
 
-def _run(kind: str, config: Path, exp_dir: Path, overrides, train_data, val_data, verbose: bool) -> None:
+def _run(kind: str, config: Path, exp_dir: Path, overrides, train_data, val_data, verbose: bool, **settings) -> None:
     from metis_cli.log import console, setup_logging
     from metis_cli.train.config import load_config
 
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
     if kind == "pretrain":
         from metis_cli.train.pretrain import pretrain as run
+    elif kind == "finetune":
+        from metis_cli.train.finetune import finetune as run
     else:
         from metis_cli.train.s2a import train_s2a as run
-    result = run(load_config(config, overrides or []), exp_dir, train_data, val_data or [])
+    loaded = load_config(config, overrides or [])
+    for key, value in settings.items():
+        if key == "task" and loaded.get("task") not in (None, value):
+            from metis_cli.errors import MetisError
+
+            raise MetisError(f"{config} is a config for task '{loaded['task']}', not '{value}'")
+        loaded[key] = {**(loaded.get(key) or {}), **value} if isinstance(value, dict) else value
+    result = run(loaded, exp_dir, train_data, val_data or [])
     console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
                   + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items()))
 
@@ -54,3 +63,24 @@ def train_s2a(
     Example: metis train-s2a conf/mini/s2a.yaml exp/s2a_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
     """
     _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose)
+
+
+def finetune(
+    config: Path = typer.Argument(..., help="YAML config (conf/mini/finetune_<task>.yaml, conf/full/finetune_<task>.yaml)."),
+    exp_dir: Path = typer.Argument(..., help="Experiment dir of the task model: config, checkpoints, logs, phones.txt."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. adaptation.rank=32 train.max_steps=100."),
+    task: str = typer.Option(..., help="tts, vc, se or tse."),
+    init: Path = typer.Option(..., help="Experiment dir of the pre-trained stage-1 model (`metis pretrain`)."),
+    train_data: list[Path] = typer.Option(..., help="Clean data dir with wav.scp, ssl_tokens/ (and text for TTS); repeat for several."),
+    val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) for validation (inputs made the same way, with seed 0)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Fine-tune the pre-trained stage-1 model for a task (stage 5): LoRA, full or adapter-only.
+
+    The training inputs are made on the fly from clean speech: noisy + reverberant (se), mixed with
+    another speaker (tse), timbre-perturbed (vc); TTS reads the transcripts. Rerunning resumes.
+
+    Example: metis finetune conf/mini/finetune_se.yaml exp/se_mini --task se --init exp/pretrain_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
+    """
+    _run("finetune", config, exp_dir, overrides, train_data, val_data, verbose, task=task,
+         init={"exp_dir": str(init.resolve())})

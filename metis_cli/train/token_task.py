@@ -46,8 +46,8 @@ class TokenTask:
         self.config = config
         data = config.get("data", {})
         self.masking = MaskingConfig.from_dict(config.get("masking", {}))
-        self.train_data = UtteranceArrays(train_dirs, self.kinds)
-        self.val_data = UtteranceArrays(val_dirs, self.kinds) if val_dirs else None
+        self.train_data = self.select(UtteranceArrays(train_dirs, self.kinds))
+        self.val_data = self.select(UtteranceArrays(val_dirs, self.kinds)) if val_dirs else None
         self.val_utterances = int(data.get("val_utterances", 64))
         self.batches = DynamicBatches(self.train_data.lengths, int(data.get("max_frames", 4000)),
                                       int(data.get("max_utterance_frames", 1500)), seed=trainer.train.seed,
@@ -58,7 +58,8 @@ class TokenTask:
             save_config(config, trainer.exp_dir / "config.yaml")
         self.model = trainer.add_model(self.name, model, self.find_unused_parameters)
         optim = config.get("optim", {})
-        opt = torch.optim.AdamW(self.model.parameters(), lr=float(optim.get("lr", 5e-4)), betas=tuple(optim.get("betas", (0.9, 0.98))),
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trainable, lr=float(optim.get("lr", 5e-4)), betas=tuple(optim.get("betas", (0.9, 0.98))),
                                 weight_decay=float(optim.get("weight_decay", 0.01)))
         schedule = warmup_cosine(int(optim.get("warmup_steps", 100)), trainer.train.max_steps, float(optim.get("final_lr_ratio", 0.1)))
         trainer.add_optimizer(self.name, opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
@@ -69,6 +70,10 @@ class TokenTask:
         logger.info("%s: %.2fM parameters; %d training utterances (%d batches per epoch)", self.name,
                     sum(p.numel() for p in model.parameters()) / 1e6, len(self.train_data.lengths), self.batches.batches_per_epoch)
 
+    def select(self, data: UtteranceArrays) -> UtteranceArrays:
+        """Leaves out utterances the task cannot use (by deleting them from ``data.lengths``)."""
+        return data
+
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
@@ -76,6 +81,10 @@ class TokenTask:
         """{"loss": tensor, "correct": tensor, "count": int} for one micro-batch (S2A: of codebook
         ``layer``, or one drawn with the codebook weights when None)."""
         raise NotImplementedError
+
+    def make_batch(self, data: UtteranceArrays, pieces, generator: torch.Generator) -> dict:
+        """The tensors of one micro-batch (fine-tuning adds its conditions here, drawn with ``generator``)."""
+        return data.collate(pieces)
 
     def validation_layers(self) -> list:
         return [None]
@@ -86,7 +95,8 @@ class TokenTask:
         correct, count = 0, 0
         for micro in range(accum):
             generator = torch.Generator().manual_seed(step_seed(trainer.train.seed, step, trainer.dist.rank, micro))
-            batch = {k: v.to(trainer.dist.device) for k, v in self.train_data.collate(self.batches(step, micro, accum)).items()}
+            pieces = self.batches(step, micro, accum)
+            batch = {k: v.to(trainer.dist.device) for k, v in self.make_batch(self.train_data, pieces, generator).items()}
             with trainer.autocast():
                 out = self.loss(batch, generator, self.model)
             (out["loss"] / accum).backward()
@@ -94,7 +104,7 @@ class TokenTask:
             correct += int(out["correct"])
             count += out["count"]
         totals["acc"] = correct / max(1, count)
-        totals["grad_norm"] = trainer.optimizer_step(self.name, self.model.parameters())
+        totals["grad_norm"] = trainer.optimizer_step(self.name, (p for p in self.model.parameters() if p.requires_grad))
         if self.ema_decay:
             with torch.no_grad():
                 for e, p in zip(self.ema.parameters(), trainer.unwrap(self.model).parameters()):
@@ -122,7 +132,7 @@ class TokenTask:
             generator = torch.Generator().manual_seed(0)
             nats, correct, count = 0.0, 0, 0
             for index in range(batches.batches_per_epoch):
-                batch = {k: v.to(trainer.dist.device) for k, v in self.val_data.collate(batches(index)).items()}
+                batch = {k: v.to(trainer.dist.device) for k, v in self.make_batch(self.val_data, batches(index), generator).items()}
                 with trainer.autocast():
                     out = self.loss(batch, generator, model, layer)
                 nats += float(out["loss"]) * out["count"]

@@ -1,0 +1,331 @@
+"""Decoding with a fine-tuned task model: ``metis decode --task T`` over a data dir (stage 6) and
+``metis synth`` for single files.
+
+One utterance goes: inputs (16 kHz) -> SSL tokens of the prompt, SSL features of the condition audio,
+phones of the text -> stage 1 (mask-predict with the task's condition) -> S2A (with the prompt's
+codec codes as the acoustic prompt) -> codec decoder -> waveform.
+
+| task | condition (frame-aligned with the output) | prompt (the voice) | output length |
+|------|------------------------------------------|--------------------|---------------|
+| tts  | phones of prompt text + text (prefix)    | prompt.scp         | prompt frames x target phones / prompt phones (or --duration) |
+| vc   | the source (src.scp)                     | reference (ref.scp)| the source's |
+| se   | the noisy speech (noisy.scp)             | none               | the input's |
+| tse  | enrollment then mixture (mix.scp)        | enrollment (enroll.scp) | the mixture's |
+
+Condition audio must already be 16 kHz mono (it is what the model listens to; a wrong rate is refused,
+not silently resampled); prompts are voice samples and are converted from any rate or channel count.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metis_cli.data.datadir import DataDir
+from metis_cli.errors import MetisError
+from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, load_s2a, per_codebook_settings
+from metis_cli.infer.mask_predict import MaskPredictSettings
+from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.tasks.adaptation import AdaptationConfig, for_inference, merged
+from metis_cli.tasks.conditions import CONDITION_SCP, PROMPT_SCP, TEXT_TASKS, FrameConditioner, check_task
+from metis_cli.train.config import check_keys, read_exp_config
+from metis_cli.train.trainer import load_weights
+
+logger = logging.getLogger(__name__)
+
+# Reference decoding defaults per task (stage 1); S2A uses metis_cli.infer.generate.S2A_DEFAULTS.
+TASK_DEFAULTS = {
+    "tts": {"steps": 25, "cfg_scale": 2.5, "temperature": 0.9},
+    "vc": {"steps": 20, "cfg_scale": 1.0, "temperature": 0.9},
+    "se": {"steps": 10, "cfg_scale": 0.0, "temperature": 0.9},
+    "tse": {"steps": 10, "cfg_scale": 0.0, "temperature": 0.9},
+}
+CONDITION_NAME = {"vc": "source", "se": "noisy speech", "tse": "mixture"}
+PROMPT_NAME = {"tts": "prompt", "vc": "reference", "tse": "enrollment"}
+MIN_PROMPT_SECONDS = 1.0
+SILENCE_DBFS = -55.0
+SCRIPTS = {"en": ("LATIN",), "en-us": ("LATIN",), "en-gb": ("LATIN",), "fr": ("LATIN",), "de": ("LATIN",), "ko": ("HANGUL",),
+           "zh": ("CJK",), "ja": ("CJK", "HIRAGANA", "KATAKANA")}
+
+
+@dataclass
+class TaskInput:
+    """What one output is made from; audio is 16 kHz mono float32."""
+    name: str
+    condition: np.ndarray | None = None  # VC source, SE noisy speech, TSE mixture
+    prompt: np.ndarray | None = None     # TTS prompt, VC reference, TSE enrollment
+    text: str | None = None              # TTS
+    prompt_text: str | None = None       # TTS: the prompt's transcript
+    duration: float | None = None        # TTS: output seconds (default: the prompt's speaking rate)
+
+
+def check_script(text: str, language: str, where: str = "") -> None:
+    """Refuses letters of a script the phonemizer's language does not read (e.g. Cyrillic for English)."""
+    scripts = SCRIPTS.get(language)
+    if not scripts:
+        return
+    foreign = sorted({c for c in text if c.isalpha() and not unicodedata.name(c, "").startswith(scripts)})
+    if foreign:
+        raise MetisError(f"{where}text has characters of a script that language '{language}' does not read: "
+                         f"{''.join(foreign[:10])!r}")
+
+
+def check_audio(wav: np.ndarray, what: str, min_seconds: float = 0.0) -> None:
+    seconds = len(wav) / FrameConditioner.sample_rate
+    if seconds < min_seconds:
+        raise MetisError(f"{what} is {seconds:.2f} s long; at least {min_seconds:.0f} s is needed")
+    level = 10 * np.log10(float(np.mean(np.square(wav, dtype=np.float64))) + 1e-12)
+    if level < SILENCE_DBFS:
+        raise MetisError(f"{what} is silent ({level:.0f} dBFS); there is no speech to work with")
+
+
+def load_input(source, what: str, strict: bool, utt: str | None = None) -> np.ndarray:
+    """16 kHz mono audio of a file or pipe. ``strict`` (condition audio): another rate or several
+    channels is an error; otherwise (prompts) the audio is converted."""
+    from metis_cli.audio import audio_info, load_audio
+
+    sr = FrameConditioner.sample_rate
+    if strict:
+        info = audio_info(source, utt)
+        if info.sample_rate != sr:
+            raise MetisError(f"{what} {source}: {info.sample_rate} Hz; this model takes {sr} Hz audio "
+                             f"(resample it first, e.g. `sox in.wav -r {sr} out.wav`)")
+        if info.channels != 1:
+            raise MetisError(f"{what} {source}: {info.channels} channels; give one channel (e.g. `sox in.wav -c 1 out.wav`)")
+    return load_audio(source, sr, utt_id=utt)[0]
+
+
+def load_task_stage1(exp_dir, config: dict, device: str = "cpu", checkpoint=None) -> Stage1Model:
+    """A fine-tuned stage-1 model, LoRA merged into its weights."""
+    from metis_cli.train.finetune import stage1_weights_name
+
+    model = Stage1Model(Stage1Config.from_dict(config["model"]))
+    for_inference(model, AdaptationConfig.from_dict(config.get("adaptation", {})))
+    load_weights(exp_dir, stage1_weights_name(config), model, checkpoint, device, what=f"{config['task']} model (`metis finetune`)")
+    return merged(model).to(device).eval()
+
+
+class TaskModel:
+    """A fine-tuned stage-1 model with the S2A models and codec that turn its tokens into audio."""
+
+    def __init__(self, exp_dir, s2a_dirs, codec_dir, task: str | None = None, device: str = "cpu", bf16: bool = False,
+                 stage1_settings: dict | None = None, s2a_settings: dict | None = None, checkpoint=None):
+        from metis_cli.codec.inference import load_codec
+
+        config = read_exp_config(exp_dir)
+        found = config.get("task")
+        if not found:
+            raise MetisError(f"{exp_dir}: not a fine-tuned task model (its config.yaml names no task); make one with `metis finetune`")
+        if task is not None and check_task(task) != found:
+            raise MetisError(f"{exp_dir} holds a {found} model, not {task}; give the experiment dir of a {task} model")
+        self.task, self.exp_dir, self.device = found, Path(exp_dir), device
+        self.dtype = torch.bfloat16 if bf16 else torch.float32
+        self.stage1 = load_task_stage1(exp_dir, config, device, checkpoint).to(self.dtype)
+        self.conditioner = FrameConditioner(config["ssl"])
+        self.frame_rate = float(config["ssl"].get("frame_rate") or 50)
+        self.max_frames = int(config.get("data", {}).get("max_utterance_frames", 1500))
+        if self.task in TEXT_TASKS:
+            from metis_cli.text.phonemize import PhoneVocab, make_phonemizer
+
+            self.language = config["text"].get("language", "en")
+            self.phonemizer = make_phonemizer(config["text"].get("kind", "espeak"), self.language)
+            self.vocab = PhoneVocab.load(self.exp_dir / "phones.txt")
+        self.s2a = [m.to(self.dtype) for m in load_s2a(s2a_dirs, device)]
+        self.codec = load_codec(codec_dir, device=device)
+        n_codebooks = self.s2a[0].cfg.n_codebooks
+        if self.codec.cfg.quantizer.n_codebooks != n_codebooks:
+            raise MetisError(f"the codec {codec_dir} has {self.codec.cfg.quantizer.n_codebooks} codebooks, the S2A model {n_codebooks}")
+        settings = {**TASK_DEFAULTS[self.task], **(stage1_settings or {})}
+        check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
+        self.stage1_settings = MaskPredictSettings(**settings)
+        self.s2a_settings = per_codebook_settings(n_codebooks, s2a_settings)
+        self.info = {"model": str(self.exp_dir.resolve()), "s2a": [str(Path(d).resolve()) for d in s2a_dirs],
+                     "codec": str(Path(codec_dir).resolve()), "stage1_settings": vars(self.stage1_settings),
+                     "s2a_settings": [vars(s) for s in self.s2a_settings], "dtype": str(self.dtype).removeprefix("torch.")}
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.cfg.sample_rate
+
+    def _phones(self, text: str | None, what: str, name: str) -> list[int]:
+        from metis_cli.text.phonemize import text_to_phones
+
+        if text is None or not text.strip():
+            raise MetisError(f"'{name}': {what} is empty; TTS needs words")
+        check_script(text, self.language, f"'{name}': {what}: ")
+        return self.vocab.encode(text_to_phones(text, self.phonemizer, name), name)
+
+    def prepare(self, item: TaskInput) -> dict:
+        """Checks one input and computes what the models need from it; errors name the input."""
+        where = f"'{item.name}': "
+        task = self.task
+        prompt_tokens = torch.zeros(0, dtype=torch.long)
+        prompt_codes = torch.zeros(0, self.s2a[0].cfg.n_codebooks, dtype=torch.long)
+        prompt_feats = np.zeros((0, self.conditioner.dim), dtype=np.float32)
+        if task in PROMPT_NAME:
+            if item.prompt is None:
+                raise MetisError(f"{where}the {task} task needs a {PROMPT_NAME[task]} recording of the target voice")
+            check_audio(item.prompt, f"{where}the {PROMPT_NAME[task]}", MIN_PROMPT_SECONDS)
+            prompt_feats = self.conditioner(item.prompt)
+            prompt_tokens = torch.from_numpy(self.conditioner.tokens(prompt_feats, item.name).astype(np.int64))
+            with torch.no_grad():
+                wav = torch.from_numpy(_resample(item.prompt, self.sample_rate))[None].to(self.device)
+                prompt_codes = self.codec.encode(wav)[0].long().cpu()
+            n = min(len(prompt_tokens), len(prompt_codes))
+            prompt_tokens, prompt_codes, prompt_feats = prompt_tokens[:n], prompt_codes[:n], prompt_feats[:n]
+        prepared = {"name": item.name, "prompt_tokens": prompt_tokens, "prompt_codes": prompt_codes}
+        if task in TEXT_TASKS:
+            prompt_phones = self._phones(item.prompt_text, "the prompt's transcript", item.name)
+            phones = self._phones(item.text, "the text", item.name)
+            if item.duration is not None:
+                if item.duration <= 0:
+                    raise MetisError(f"{where}duration must be positive, got {item.duration}")
+                frames = int(round(item.duration * self.frame_rate))
+            else:  # the prompt's speaking rate (the published duration predictor was never released)
+                frames = int(round(len(prompt_tokens) * len(phones) / len(prompt_phones)))
+            prepared.update(phones=torch.tensor(prompt_phones + phones), frames=max(1, frames))
+        else:
+            if item.condition is None:
+                raise MetisError(f"{where}the {task} task needs the {CONDITION_NAME[task]}")
+            check_audio(item.condition, f"{where}the {CONDITION_NAME[task]}")
+            feats = self.conditioner(item.condition)
+            prepared.update(frames=len(feats), condition=torch.from_numpy(np.concatenate([prompt_feats, feats])))
+        total = len(prompt_tokens) + prepared["frames"]
+        if total > self.max_frames:
+            raise MetisError(f"{where}{len(prompt_tokens) / self.frame_rate:.1f} s of prompt + {prepared['frames'] / self.frame_rate:.1f} s "
+                             f"of output is longer than the model's limit of {self.max_frames / self.frame_rate:.1f} s "
+                             f"(data.max_utterance_frames); use a shorter {PROMPT_NAME.get(task, 'input')} or split the input")
+        return prepared
+
+    @torch.no_grad()
+    def generate(self, prepared: list[dict], generator: torch.Generator | None = None) -> list[np.ndarray]:
+        """Waveforms at ``sample_rate`` for a batch of prepared inputs."""
+        prompts = [p["prompt_tokens"] for p in prepared]
+        ssl = generate_ssl_tokens(
+            self.stage1, prompts, [p["frames"] for p in prepared], self.stage1_settings, generator,
+            phones=[p["phones"] for p in prepared] if self.task in TEXT_TASKS else None,
+            frame_conditions=[p["condition"] for p in prepared] if self.task not in TEXT_TASKS else None)
+        codes = generate_codes(self.s2a, ssl, prompts, [p["prompt_codes"] for p in prepared], self.s2a_settings, generator)
+        return [self.codec.decode(c[None].to(self.device))[0].float().cpu().numpy() for c in codes]
+
+
+def _resample(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    from metis_cli.audio import resample
+
+    sr = FrameConditioner.sample_rate
+    return wav if sample_rate == sr else resample(wav, sr, sample_rate).astype(np.float32)
+
+
+def datadir_inputs(data_dir, task: str) -> tuple[list[str], callable]:
+    """The utterance ids of a data dir that has the task's inputs, and a loader of one TaskInput."""
+    data = DataDir(data_dir)
+    needed = [s for s in (CONDITION_SCP.get(task), PROMPT_SCP.get(task)) if s] + (["text"] if task in TEXT_TASKS else [])
+    for name in needed:
+        if not data.has(name):
+            raise MetisError(f"{data.file(name)}: not found; decoding {task} needs {', '.join(needed)}")
+    utts = data.utt_ids() if data.has("utt2spk") else sorted(data.read(needed[0]))
+    tables = {name: data.read(name) for name in needed}
+    prompt_text = data.read("prompt_text") if data.has("prompt_text") else {}
+    if task in TEXT_TASKS and not prompt_text and data.has("utt2prompt"):
+        texts, utt2prompt = tables["text"], data.read("utt2prompt")
+        prompt_text = {u: texts[p] for u, p in utt2prompt.items() if p in texts}
+
+    def load(utt: str) -> TaskInput:
+        item = TaskInput(utt)
+        if task in CONDITION_SCP:
+            scp = CONDITION_SCP[task]
+            if utt not in tables[scp]:
+                raise MetisError(f"{data.file(scp)}: no entry for '{utt}'")
+            item.condition = load_input(tables[scp][utt], f"'{utt}': {CONDITION_NAME[task]}", strict=True, utt=utt)
+        if PROMPT_SCP.get(task):
+            scp = PROMPT_SCP[task]
+            if utt not in tables[scp]:
+                raise MetisError(f"{data.file(scp)}: no entry for '{utt}'")
+            item.prompt = load_input(tables[scp][utt], f"'{utt}': {PROMPT_NAME[task]}", strict=False, utt=utt)
+        if task in TEXT_TASKS:
+            item.text = tables["text"].get(utt)
+            item.prompt_text = prompt_text.get(utt)
+            if item.prompt_text is None:
+                raise MetisError(f"'{utt}': no transcript of its prompt (a prompt_text table, or utt2prompt + text)")
+        return item
+
+    return utts, load
+
+
+def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | None = None, batch_size: int = 8, seed: int = 0,
+                stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False) -> dict:
+    """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (wav/<utt>.wav, wav.scp,
+    decode.json with the settings and the real-time factor). A rerun skips what is written; an
+    utterance whose inputs are bad is logged (``failed``) and skipped."""
+    from metis_cli.audio import save_audio
+    from metis_cli.data.decode_dir import write_decode_dir
+    from metis_cli.log import progress
+
+    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings)
+    task = model.task
+    data_dir, out = Path(data_dir), Path(out_dir)
+    utts, load = datadir_inputs(data_dir, task)
+
+    def wav_path(utt):
+        return out / "wav" / f"{utt}.wav"
+
+    data = DataDir(data_dir)
+    durations = data.read("utt2dur") if data.has("utt2dur") else {}
+    todo = sorted((u for u in utts if not wav_path(u).is_file()), key=lambda u: float(durations.get(u, 0)))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    failed: dict[str, str] = {}
+    seconds_audio, started = 0.0, time.time()
+    with progress() as bar:
+        bar_task = bar.add_task(f"decode {task} {data_dir.name}", total=len(todo))
+        for start in range(0, len(todo), batch_size):
+            batch = []
+            for utt in todo[start : start + batch_size]:
+                try:
+                    batch.append(model.prepare(load(utt)))
+                except MetisError as exc:
+                    failed[utt] = str(exc)
+                    logger.warning("%s", exc)
+            try:
+                wavs = model.generate(batch, generator) if batch else []
+            except MetisError as exc:
+                wavs = []
+                for p in batch:
+                    failed[p["name"]] = str(exc)
+                logger.warning("batch starting with %s failed: %s", batch[0]["name"], exc)
+            for p, wav in zip(batch, wavs):
+                save_audio(wav_path(p["name"]), wav, model.sample_rate)
+                seconds_audio += len(wav) / model.sample_rate
+            bar.advance(bar_task, len(todo[start : start + batch_size]))
+    elapsed = time.time() - started
+    done = {u: str(wav_path(u).resolve()) for u in utts if wav_path(u).is_file()}
+    if failed:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "failed", "a") as f:
+            f.writelines(f"{u}\t{r}\n" for u, r in sorted(failed.items()))
+    if not done:
+        raise MetisError(f"{out}: no utterance was decoded ({len(failed)} failed, e.g. {next(iter(failed.values()), '')})")
+    rtf = elapsed / seconds_audio if seconds_audio else None
+    write_decode_dir(out, task, data_dir, done, sample_rate=model.sample_rate, **model.info, seed=seed,
+                     seconds=round(elapsed, 2), real_time_factor=rtf, failed=len(failed))
+    return {"utterances": len(done), "decoded": len(todo) - len(failed), "failed": len(failed), "seconds": elapsed,
+            "real_time_factor": rtf, "out": str(out)}
+
+
+def synthesize(exp_dir, s2a_dirs, codec_dir, out_path, item: TaskInput, task: str | None = None, seed: int = 0,
+               stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False) -> dict:
+    """One output file from one TaskInput (``metis synth``); nothing is written if anything fails."""
+    from metis_cli.audio import save_audio
+
+    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings)
+    started = time.time()
+    prepared = model.prepare(item)
+    wav = model.generate([prepared], torch.Generator(device=device).manual_seed(seed))[0]
+    elapsed = time.time() - started
+    save_audio(out_path, wav, model.sample_rate)
+    seconds = len(wav) / model.sample_rate
+    return {"out": str(out_path), "seconds_audio": seconds, "seconds": elapsed, "real_time_factor": elapsed / seconds, "task": model.task}

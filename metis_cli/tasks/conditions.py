@@ -1,0 +1,105 @@
+"""The conditions of the fine-tuned stage-1 models.
+
+- TTS: phones (``metis_cli.text``) of the prompt text and the target text, as a prefix.
+- VC, SE, TSE: normalised SSL features of the condition audio (the source, the noisy speech, the
+  enrollment followed by the mixture), one vector per token frame, through the zero-gated frame adapter.
+
+The features come from the same SSL front end (extractor, layer, normalisation stats, k-means model) as
+the tokens the model was pre-trained on. A fine-tuned model's experiment dir keeps a copy of the stats
+and of the k-means model (config section ``ssl``), so that it can tokenize prompts and compute
+conditions for any audio at decoding time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from metis_cli.errors import MetisError
+
+TASKS = ("tts", "vc", "se", "tse")
+TEXT_TASKS = ("tts",)
+FRAME_TASKS = ("vc", "se", "tse")
+# Which audio of a data dir is the condition, per task (the clean target is always wav.scp).
+CONDITION_SCP = {"vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp"}
+# Whether the task's decoding uses a prompt from the target speaker, and from which scp.
+PROMPT_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "se": None}
+STATS_FILE = "ssl_stats.safetensors"
+KMEANS_DIR = "kmeans"
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise MetisError(f"unknown task '{task}'; choose from {', '.join(TASKS)}")
+    return task
+
+
+def ssl_front_end(data_dir) -> dict:
+    """The SSL front end (extractor, layer, stats, k-means model, frame_rate) that made ``data_dir``'s tokens."""
+    path = Path(data_dir) / "ssl_tokens" / "tokens.json"
+    if not path.is_file():
+        raise MetisError(f"{path}: not found; tokenize {data_dir} first (recipe stage 2)")
+    info = json.loads(path.read_text())
+    ssl = info.get("ssl") or {}
+    if "extractor" not in ssl or "stats" not in ssl or "kmeans" not in info:
+        raise MetisError(f"{path}: the tokens do not say which SSL extractor, stats and k-means model made them")
+    return {**{k: ssl.get(k) for k in ("extractor", "layer", "stats", "frame_rate", "dim")}, "kmeans": info["kmeans"]}
+
+
+def _copy_once(src: Path, dst: Path) -> None:
+    if not dst.is_file():
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+
+
+class FrameConditioner:
+    """Audio (16 kHz mono) -> normalised SSL features [frames, dim] at the token frame rate."""
+
+    sample_rate = 16000
+
+    def __init__(self, front_end: dict):
+        from metis_cli.ssl.extract import load_stats
+        from metis_cli.ssl.extractors import HOP, load_extractor
+
+        self.front_end = front_end
+        self.extractor = load_extractor(front_end["extractor"], front_end.get("layer"))
+        self.mean, self.var = load_stats(front_end["stats"])
+        self.dim = int(self.mean.shape[-1])
+        self.hop = HOP
+
+    @classmethod
+    def for_experiment(cls, front_end: dict, exp_dir) -> "FrameConditioner":
+        """Copies the stats and the k-means model into ``exp_dir`` (once) and points the front end at them."""
+        exp_dir = Path(exp_dir)
+        kmeans = exp_dir / KMEANS_DIR
+        kmeans.mkdir(parents=True, exist_ok=True)
+        _copy_once(Path(front_end["stats"]), exp_dir / STATS_FILE)
+        for name in ("kmeans.safetensors", "kmeans.json"):
+            _copy_once(Path(front_end["kmeans"]) / name, kmeans / name)
+        return cls({**front_end, "stats": str((exp_dir / STATS_FILE).resolve()), "kmeans": str(kmeans.resolve())})
+
+    def tokens(self, features: np.ndarray, utt: str | None = None) -> np.ndarray:
+        """SSL tokens [frames] of features from this front end (the k-means model, loaded on first use)."""
+        if getattr(self, "_kmeans", None) is None:
+            from metis_cli.tokenizer.kmeans import KMeansModel
+
+            self._kmeans = KMeansModel(self.front_end["kmeans"])
+        return self._kmeans.assign(features, utt)
+
+    def frames_of(self, n_samples: int) -> int:
+        return n_samples // self.hop
+
+    def __call__(self, wav: np.ndarray, frames: int | None = None) -> np.ndarray:
+        """Features of ``wav``; with ``frames``, cut or edge-padded to exactly that many."""
+        from metis_cli.ssl.extract import normalize
+
+        feats = normalize(self.extractor(wav), self.mean, self.var).astype(np.float32)
+        if frames is not None and len(feats) != frames:
+            if abs(len(feats) - frames) > 2:
+                raise MetisError(f"condition features: {len(feats)} frames for {frames} token frames")
+            feats = np.pad(feats, ((0, max(0, frames - len(feats))), (0, 0)), mode="edge")[:frames]
+        return feats

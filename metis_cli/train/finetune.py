@@ -1,0 +1,241 @@
+"""``metis finetune --task {tts,vc,se,tse}``: a pre-trained stage-1 model learns to follow a condition.
+
+Config: conf/{mini,full}/finetune_<task>.yaml. Sections of metis_cli.train.token_task plus ``task``,
+``init`` (``exp_dir`` of the pre-trained model, optional ``checkpoint``), ``adaptation``
+(metis_cli.tasks.adaptation), ``augment`` (metis_cli.tasks.augment), ``text`` (TTS front end: ``kind``
+espeak|arpabet, ``language``) and ``ssl`` (the SSL front end and k-means model, read from the tokens'
+tokens.json and copied into the experiment dir, see metis_cli.tasks.conditions).
+The model section is the pre-trained model's, with the task's condition hook added.
+
+Training pairs per task, drawn for every batch (see metis_cli.tasks.augment):
+- TTS: the utterance's SSL tokens, its phones as the prefix. Without a prompt (the CFG dropout) the
+  text is dropped too, so that the model also learns the unconditional case.
+- SE: condition = features of the noisy, reverberant version of the utterance; no prompt.
+- TSE, VC: condition = features of the mixture / the timbre-perturbed utterance; over the prompt
+  prefix the condition is the clean speech (as enrollment or reference audio is at inference).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from metis_cli.data.datadir import DataDir
+from metis_cli.errors import MetisError
+from metis_cli.models.masking import sample_masks
+from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.tasks.adaptation import AdaptationConfig, adapt
+from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre
+from metis_cli.tasks.conditions import TEXT_TASKS, FrameConditioner, check_task, ssl_front_end
+from metis_cli.train.batching import UtteranceArrays
+from metis_cli.train.config import read_exp_config
+from metis_cli.train.pretrain import resolve_vocab
+from metis_cli.train.token_task import TokenTask, masked_cross_entropy
+from metis_cli.train.trainer import TrainConfig, Trainer, load_weights
+
+logger = logging.getLogger(__name__)
+PHONES_FILE = "phones.txt"
+BABBLE_TALKERS = 3
+
+
+def stage1_weights_name(config: dict) -> str:
+    """The stage-1 weights an experiment decodes with: its EMA when it kept one."""
+    return "ema" if float(config.get("ema", {}).get("decay", 0.0)) else "stage1"
+
+
+class FinetuneTask(TokenTask):
+    kinds = ("ssl_tokens",)
+    extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl")
+    name = "stage1"
+
+    def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
+        self.task = check_task(config.get("task"))
+        self.exp_dir = trainer.exp_dir
+        self.augment = AugmentConfig.from_dict(config.get("augment", {}))
+        self.utt2spk: dict[str, str] = {}
+        self.audio: dict[str, np.ndarray] = {}
+        self.cache_audio = bool(config.get("data", {}).get("cache_audio", True))
+        if self.task in TEXT_TASKS:
+            from metis_cli.text.phonemize import make_phonemizer
+
+            text = config.setdefault("text", {})
+            self.phonemizer = make_phonemizer(text.setdefault("kind", "espeak"), text.setdefault("language", "en"))
+            self.phones: dict[str, list[str]] = {}
+            self.phone_ids: dict[str, list[int]] = {}
+        front_end = config.get("ssl") or ssl_front_end(train_dirs[0])
+        self.conditioner = FrameConditioner.for_experiment(front_end, trainer.exp_dir)
+        config["ssl"] = self.conditioner.front_end
+        data = config.setdefault("data", {})
+        if self.task in TEXT_TASKS:  # text and tokens must stay whole: no random crops
+            self.max_frames_whole = int(data.get("max_utterance_frames", 1500))
+        super().__init__(trainer, config, train_dirs, val_dirs)
+
+    # --- data -----------------------------------------------------------------------------------
+    def select(self, data: UtteranceArrays) -> UtteranceArrays:
+        from metis_cli.text.phonemize import text_to_phones
+
+        for d in data.data_dirs:
+            self.utt2spk.update(DataDir(d).utt2spk)
+        if self.task not in TEXT_TASKS:
+            missing = [d for d in data.data_dirs if not DataDir(d).has("wav.scp")]
+            if missing:
+                raise MetisError(f"{missing[0]}: no wav.scp; fine-tuning for {self.task} makes its inputs from the audio")
+            return data
+        texts = {}
+        for d in data.data_dirs:
+            dd = DataDir(d)
+            if not dd.has("text"):
+                raise MetisError(f"{d}: no text file; TTS fine-tuning needs transcripts")
+            texts.update(dd.read("text"))
+        dropped: dict[str, str] = {}
+        for utt in list(data.lengths):
+            if data.lengths[utt] > self.max_frames_whole:
+                dropped[utt] = f"{data.lengths[utt]} frames > data.max_utterance_frames"
+            elif utt not in texts:
+                dropped[utt] = "no text"
+            else:
+                try:
+                    self.phones[utt] = text_to_phones(texts[utt], self.phonemizer, utt)
+                except MetisError as exc:
+                    dropped[utt] = str(exc)
+            if utt in dropped:
+                del data.lengths[utt]
+        if dropped:
+            logger.warning("%d utterance(s) left out of TTS fine-tuning, e.g. %s", len(dropped),
+                           "; ".join(f"{u}: {r}" for u, r in list(dropped.items())[:3]))
+        if not data.lengths:
+            raise MetisError(f"no usable utterances for TTS in {', '.join(map(str, data.data_dirs))}")
+        return data
+
+    def _phone_vocab(self, train_utts):
+        from metis_cli.text.phonemize import PhoneVocab
+
+        path = self.exp_dir / PHONES_FILE
+        if path.is_file():  # resuming: the ids must not move
+            return PhoneVocab.load(path)
+        vocab = PhoneVocab.build(self.phones[u] for u in train_utts)
+        tmp = path.with_name(f".{PHONES_FILE}.{id(self)}.tmp")
+        vocab.save(tmp)
+        tmp.replace(path)
+        return vocab
+
+    def _load(self, data: UtteranceArrays, utt: str) -> np.ndarray:
+        wav = self.audio.get(utt)
+        if wav is None:
+            wav, _ = DataDir(data.data_dirs[data.where[utt]]).load_audio(utt, FrameConditioner.sample_rate)
+            if self.cache_audio:
+                self.audio[utt] = wav
+        return wav
+
+    def _others(self, data: UtteranceArrays, utt: str, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+        speaker = self.utt2spk.get(utt)
+        pool = [u for u in data.lengths if self.utt2spk.get(u) != speaker] or [u for u in data.lengths if u != utt]
+        picks = rng.choice(len(pool), min(count, len(pool)), replace=False) if pool else []
+        return [self._load(data, pool[i]) for i in picks]
+
+    def degrade(self, data: UtteranceArrays, utt: str, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The task's input made from the clean audio of ``utt`` (see metis_cli.tasks.augment)."""
+        sr = FrameConditioner.sample_rate
+        if self.task == "se":
+            return add_noise_and_reverb(clean, rng, self.augment, sr, self._others(data, utt, rng, BABBLE_TALKERS))
+        if self.task == "tse":
+            others = self._others(data, utt, rng, 1)
+            if not others:
+                raise MetisError("TSE fine-tuning needs at least two utterances to mix")
+            return mix_interferer(clean, others[0], rng, self.augment)
+        return perturb_timbre(clean, rng, self.augment, sr)
+
+    def make_batch(self, data: UtteranceArrays, pieces, generator: torch.Generator) -> dict:
+        batch = data.collate(pieces)
+        if self.task in TEXT_TASKS:
+            ids = [self.phone_ids[p.utt] for p in pieces]
+            phones = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
+            for i, row in enumerate(ids):
+                phones[i, : len(row)] = torch.tensor(row)
+            batch["phones"], batch["phone_valid"] = phones, phones > 0
+            return batch
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        hop = self.conditioner.hop
+        t_max = batch["ssl_tokens"].shape[1]
+        condition = torch.zeros(len(pieces), t_max, self.conditioner.dim)
+        clean_condition = torch.zeros_like(condition)
+        for i, p in enumerate(pieces):
+            wav = self._load(data, p.utt)[p.start * hop : (p.start + p.frames) * hop]
+            wav = np.pad(wav, (0, p.frames * hop - len(wav)))
+            condition[i, : p.frames] = torch.from_numpy(self.conditioner(self.degrade(data, p.utt, wav, rng), p.frames))
+            if self.masking.prompt_prob > 0:
+                clean_condition[i, : p.frames] = torch.from_numpy(self.conditioner(wav, p.frames))
+        batch["condition"], batch["clean_condition"] = condition, clean_condition
+        return batch
+
+    # --- model ----------------------------------------------------------------------------------
+    def build_model(self):
+        init = self.config.setdefault("init", {})
+        if not init.get("exp_dir"):
+            raise MetisError("fine-tuning starts from a pre-trained stage-1 model: give --init exp/pretrain_<conf>")
+        pre_config = read_exp_config(init["exp_dir"])
+        if pre_config.get("task"):
+            raise MetisError(f"{init['exp_dir']} is a fine-tuned {pre_config['task']} model; start from a pre-trained one (`metis pretrain`)")
+        base_cfg = dict(pre_config["model"])
+        resolve_vocab(base_cfg, self.train_data.meta("ssl_tokens"), "vocab_size", "n_clusters", "ssl_tokens")
+        base = Stage1Model(Stage1Config.from_dict(base_cfg))
+        used = load_weights(init["exp_dir"], stage1_weights_name(pre_config), base, init.get("checkpoint"),
+                            what="pre-trained stage-1 model (`metis pretrain`)")
+        init["checkpoint"] = str(used.resolve())
+        model_cfg = {**base_cfg, **{k: v for k, v in self.config.get("model", {}).items() if v is not None}}
+        if self.task in TEXT_TASKS:
+            vocab = self._phone_vocab(sorted(self.train_data.lengths))
+            model_cfg["n_phones"] = model_cfg.get("n_phones") or len(vocab)
+            if len(vocab) > model_cfg["n_phones"]:
+                raise MetisError(f"the phone vocabulary has {len(vocab)} symbols, more than model.n_phones {model_cfg['n_phones']}")
+            for data in (self.train_data, self.val_data):
+                for utt in list(data.lengths if data else []):
+                    try:
+                        self.phone_ids[utt] = vocab.encode(self.phones[utt], utt)
+                    except MetisError as exc:
+                        if data is self.train_data:
+                            raise
+                        logger.warning("validation: %s; left out", exc)
+                        del data.lengths[utt]
+        else:
+            model_cfg["frame_condition_dim"] = model_cfg.get("frame_condition_dim") or self.conditioner.dim
+            if model_cfg["frame_condition_dim"] != self.conditioner.dim:
+                raise MetisError(f"model.frame_condition_dim is {model_cfg['frame_condition_dim']} but the SSL features have "
+                                 f"{self.conditioner.dim} dims")
+        self.config["model"] = model_cfg
+        model = Stage1Model(Stage1Config.from_dict(model_cfg))
+        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+        assert not unexpected and all(k.split(".")[0] in ("phone_emb", "prefix_mlp", "frame_adapter") for k in missing)
+        adaptation = AdaptationConfig.from_dict(self.config.setdefault("adaptation", {}))
+        counts = adapt(model, adaptation)
+        logger.info("%s fine-tuning (%s) from %s: %s trainable parameters of %s (LoRA %s, condition modules %s)",
+                    self.task, adaptation.mode, used, f"{counts['trainable']:,}", f"{counts['total']:,}",
+                    f"{counts['lora']:,}", f"{counts['condition']:,}")
+        self.counts = counts
+        return model
+
+    def loss(self, batch, generator, model, layer=None):
+        tokens, valid = batch["ssl_tokens"], batch["valid"]
+        t, prompts, masked = sample_masks(batch["lengths"].cpu(), self.masking, generator)
+        t, prompts, masked = t.to(tokens.device), prompts.to(tokens.device), masked.to(tokens.device)
+        if self.task in TEXT_TASKS:
+            conditions = {"phones": batch["phones"], "phone_valid": batch["phone_valid"] & (prompts > 0)[:, None]}
+        else:
+            in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
+            conditions = {"frame_condition": torch.where(in_prompt[..., None], batch["clean_condition"], batch["condition"])}
+        logits = model(tokens, masked, valid, t, **conditions)
+        loss, correct, count = masked_cross_entropy(logits, tokens, masked)
+        return {"loss": loss, "correct": correct, "count": count}
+
+
+def finetune(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
+    task = FinetuneTask(trainer, config, train_dirs, val_dirs)
+    if trainer.dist.main:
+        import json
+
+        (trainer.exp_dir / "parameters.json").write_text(json.dumps(task.counts, indent=2) + "\n")
+    result = trainer.fit(task)
+    result["parameters"] = task.counts
+    return result
