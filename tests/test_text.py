@@ -18,7 +18,7 @@ def test_normalisation(text, expected):
 
 def test_espeak_ipa_with_word_boundaries_and_punctuation():
     phones = text_to_phones("Hello world, 2 cats!", make_phonemizer("espeak"))
-    assert phones[:4] == ["h", "ə", "l", "ˈoʊ"]
+    assert phones[:5] == ["h", "ə", "l", "ˈ", "oʊ"]  # stress marks are symbols of their own
     assert phones.count(WORD) == 3 and phones[-1] == "!" and "," in phones
     assert "t" in phones and "uː" in "".join(phones)  # the number was read as "two"
 

@@ -339,7 +339,8 @@ def write_tse_set(
     out: Path, src: DataDir, wav_dir: Path, seed: int, pool: dict[str, list[str]], wavs: dict[str, str]
 ) -> DataDir:
     """Target speaker extraction: mix.scp (target + another speaker at SIR -5..5 dB), enroll.scp (another
-    utterance of the target speaker), wav.scp the clean target."""
+    utterance of the target speaker), wav.scp the clean target, interferer.scp the whole utterance the
+    interference was cut from (the wrong voice, for scoring)."""
     dd = DataDir(out)
     utt2spk = src.utt2spk
     wav_scp = src.read("wav.scp")
@@ -368,6 +369,7 @@ def write_tse_set(
     dd.write("enroll.scp", enroll)
     dd.write("utt2sir", sirs)
     dd.write("utt2interferer", interferers)
+    dd.write("interferer.scp", {u: wav_scp[i] for u, i in interferers.items()})
     dd.write("utt2enroll", enroll_ids)
     _base_tables(dd, kept, src)
     return dd

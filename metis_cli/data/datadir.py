@@ -18,7 +18,7 @@ from metis_cli.errors import DataDirError
 SPEAKER_KEYED = ("spk2utt", "spk2gender")
 RECORDING_KEYED = ("reco2dur", "reco2file_and_channel")
 # Task inputs that hold audio sources like wav.scp does (validated by decoding them too).
-AUDIO_SCPS = ("wav.scp", "noisy.scp", "mix.scp", "enroll.scp", "src.scp", "ref.scp", "prompt.scp")
+AUDIO_SCPS = ("wav.scp", "noisy.scp", "mix.scp", "enroll.scp", "interferer.scp", "src.scp", "ref.scp", "prompt.scp")
 # Files that must cover exactly the utterances of utt2spk (Kaldi's rule); other *.scp files may cover
 # a subset, e.g. a transcript-free pre-training set.
 REQUIRED = ("wav.scp", "utt2spk")

@@ -23,17 +23,21 @@ INPUT_SCP = {"tts": "prompt.scp", "vc": "src.scp", "se": "noisy.scp", "tse": "mi
 # Speaker similarity is measured between the output and this audio.
 SPEAKER_REFERENCE_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "l2s": "ref.scp", "resynth": "wav.scp", "se": None,
                          "generate": "prompt.scp"}
+# Speaker similarity to the *wrong* voice (sim_other): the source speaker (VC), the interfering speaker
+# (TSE); for the other tasks the speaker reference of another speaker's utterance. A model that follows
+# its prompt scores sim clearly above sim_other.
+OTHER_SPEAKER_SCP = {"vc": "src.scp", "tse": "interferer.scp"}
 # The metrics that make sense per task ("wer" covers WER and CER; "pesq", "stoi", "sisdr" and "mcd"
 # compare with the clean reference sample by sample).
 TASK_METRICS = {
-    "tts": ("wer", "sim", "dnsmos"),
-    "vc": ("wer", "sim", "dnsmos"),
+    "tts": ("wer", "sim", "sim_other", "dnsmos"),
+    "vc": ("wer", "sim", "sim_other", "dnsmos"),
     "se": ("wer", "dnsmos", "pesq", "stoi", "sisdr"),
-    "tse": ("wer", "sim", "dnsmos", "pesq", "stoi", "sisdr"),
-    "l2s": ("wer", "sim", "dnsmos"),
-    "resynth": ("wer", "sim", "dnsmos", "pesq", "stoi", "sisdr", "mcd"),
+    "tse": ("wer", "sim", "sim_other", "dnsmos", "pesq", "stoi", "sisdr"),
+    "l2s": ("wer", "sim", "sim_other", "dnsmos"),
+    "resynth": ("wer", "sim", "sim_other", "dnsmos", "pesq", "stoi", "sisdr", "mcd"),
     # Free continuation by the unconditional stage-1 model: the words are its own; voice and quality count.
-    "generate": ("sim", "dnsmos"),
+    "generate": ("sim", "sim_other", "dnsmos"),
 }
 
 
@@ -86,6 +90,23 @@ class DecodeDir:
         if name != "wav.scp" and own.has(name):
             return own.read(name)
         return self.data.read(name) if self.data.has(name) else {}
+
+
+def other_speaker_references(decode: "DecodeDir") -> dict[str, str]:
+    """utterance -> audio of another speaker than the one the output should sound like (see OTHER_SPEAKER_SCP)."""
+    if decode.task in OTHER_SPEAKER_SCP:
+        return decode.reference(OTHER_SPEAKER_SCP[decode.task])
+    scp = SPEAKER_REFERENCE_SCP.get(decode.task)
+    refs = decode.reference(scp) if scp else {}
+    utt2spk = decode.data.utt2spk if decode.data.has("utt2spk") else {}
+    utts = sorted(u for u in refs if u in utt2spk)
+    others = {}
+    for i, utt in enumerate(utts):  # the next utterance (cyclically) of another speaker
+        for other in utts[i + 1 :] + utts[:i]:
+            if utt2spk[other] != utt2spk[utt]:
+                others[utt] = refs[other]
+                break
+    return others
 
 
 def write_decode_dir(path, task: str, data_dir, outputs: dict[str, str], **info) -> DecodeDir:

