@@ -51,8 +51,11 @@ def resynth(
 
 MODEL_HELP = "Experiment dir of the fine-tuned task model (`metis finetune`)."
 S2A_HELP = "S2A experiment dir (repeat for a split model: coarse, then fine)."
-STAGE1_OPT_HELP = "Stage-1 decoding setting, e.g. steps=25 cfg_scale=2.5 temperature=0.9 (defaults per task: the reference's)."
-S2A_OPT_HELP = "S2A decoding setting, per codebook as a list: steps=[40,16,1] cfg_scale=[0,2.5] temperature=1.5."
+# Options that decode and synth share (Typer reads them as defaults; one declaration serves both).
+STAGE1_OPT = typer.Option(None, help="Stage-1 decoding setting, e.g. steps=25 cfg_scale=2.5 temperature=0.9 (defaults per task: the reference's).")
+S2A_OPT = typer.Option(None, help="S2A decoding setting, per codebook as a list: steps=[40,16,1] cfg_scale=[0,2.5] temperature=1.5.")
+DEVICE = typer.Option("cpu", help="cpu or cuda.")
+BF16 = typer.Option(False, "--bf16", help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16).")
 
 
 def decode(
@@ -64,10 +67,10 @@ def decode(
     out: Optional[Path] = typer.Option(None, help="Decode dir to write (default: <model>/decode_<set>)."),
     batch_size: int = typer.Option(8, help="Utterances decoded together."),
     seed: int = typer.Option(0),
-    stage1_opt: Optional[list[str]] = typer.Option(None, help=STAGE1_OPT_HELP),
-    s2a_opt: Optional[list[str]] = typer.Option(None, help=S2A_OPT_HELP),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    bf16: bool = typer.Option(False, "--bf16", help="Run the transformers in bfloat16."),
+    stage1_opt: Optional[list[str]] = STAGE1_OPT,
+    s2a_opt: Optional[list[str]] = S2A_OPT,
+    device: str = DEVICE,
+    bf16: bool = BF16,
 ) -> None:
     """Decode a data dir with a fine-tuned task model (stage 6): wav/*.wav, wav.scp, decode.json.
 
@@ -102,10 +105,10 @@ def synth(
     mix: Optional[Path] = typer.Option(None, help="tse: the mixture (16 kHz mono)."),
     duration: Optional[float] = typer.Option(None, help="tts: output length in seconds (default: the prompt's speaking rate)."),
     seed: int = typer.Option(0),
-    stage1_opt: Optional[list[str]] = typer.Option(None, help=STAGE1_OPT_HELP),
-    s2a_opt: Optional[list[str]] = typer.Option(None, help=S2A_OPT_HELP),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    bf16: bool = typer.Option(False, "--bf16", help="Run the transformers in bfloat16."),
+    stage1_opt: Optional[list[str]] = STAGE1_OPT,
+    s2a_opt: Optional[list[str]] = S2A_OPT,
+    device: str = DEVICE,
+    bf16: bool = BF16,
 ) -> None:
     """Run a fine-tuned task model on single files.
 
