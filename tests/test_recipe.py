@@ -94,10 +94,10 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tmp_path):
     assert "scores: mean" in result.stdout
     # The SE recipe reuses the corpus, tokens, codec, pre-trained model and S2A: only stages 5-7 run.
     se_exp = tmp_path / "se_exp"
-    se = subprocess.run(["bash", str(REPO / "egs" / "se" / "run.sh"), "--mini-dir", mini_dir, "--mini-size", "tiny",
-                         "--exp-dir", se_exp, "--score-opts", "--report-utts 2 --metrics pesq,stoi,sisdr",
-                         "--codec-dir", tmp_path / "codec", "--pretrain-dir", tmp_path / "pretrain", "--s2a-dir", tmp_path / "s2a",
-                         "--stage", 5, "--finetune-overrides", FINETUNE, "--decode-opts", DECODE],
+    se = subprocess.run(["bash", str(REPO / "egs" / "se" / "run.sh"), "--mini-dir", str(mini_dir), "--mini-size", "tiny",
+                         "--exp-dir", str(se_exp), "--score-opts", "--report-utts 2 --metrics pesq,stoi,sisdr",
+                         "--codec-dir", str(tmp_path / "codec"), "--pretrain-dir", str(tmp_path / "pretrain"),
+                         "--s2a-dir", str(tmp_path / "s2a"), "--stage", "5", "--finetune-overrides", FINETUNE, "--decode-opts", DECODE],
                         capture_output=True, text=True, cwd=REPO)
     assert se.returncode == 0, se.stderr[-3000:]
     for name in ("se_mini", "input", "ground_truth"):

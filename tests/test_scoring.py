@@ -32,8 +32,10 @@ def test_ground_truth_scores(scored_gt):
     summary = json.loads((scored_gt / "scores" / "summary.json").read_text())
     assert summary["task"] == "tts" and summary["counts"] == {"references": 6, "outputs": 6, "scored": 6, "failed": 0}
     m = summary["metrics"]
-    assert set(m) == {"wer", "cer", "sim", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"}
+    assert set(m) == {"wer", "cer", "sim", "sim_other", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"}
     assert m["wer"]["mean"] < 35 and m["sim"]["mean"] > 0.8 and m["dnsmos_ovrl"]["mean"] > 2.5
+    # Each utterance's own speaker's prompt is far closer than another speaker's.
+    assert m["sim"]["mean"] > m["sim_other"]["mean"] + 0.05
     assert m["wer"]["n"] == 6 and m["sim"]["ci95"] > 0
     rows = read_per_utt(scored_gt / "scores" / "per_utt.tsv")
     assert len(rows) == 6 and all(r["hyp_text"] for r in rows.values())
@@ -150,7 +152,7 @@ def test_results_md(scored_gt, tmp_path):
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert text.startswith("# TTS baselines") and "## tts: mini_test" in text
-    assert "| decode dir | scored | wer | cer | sim | dnsmos_sig" in text
+    assert "| decode dir | scored | wer | cer | sim | sim_other | dnsmos_sig" in text
     assert "- decode `" in text
     assert "score: `" in text and "## Environment" in text and "git revision:" in text and "torch:" in text
 
