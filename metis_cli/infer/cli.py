@@ -123,7 +123,7 @@ def synth(
       metis synth --task tse --model exp/tse_mini $M --mix m.wav --ref e.wav -o out.wav
     """
     from metis_cli.errors import MetisError
-    from metis_cli.infer.task_decode import TaskInput, load_input, synthesize
+    from metis_cli.infer.task_decode import CONDITION_NAME, TaskInput, load_input, synthesize
     from metis_cli.log import console, setup_logging
     from metis_cli.tasks.conditions import check_task
 
@@ -140,7 +140,7 @@ def synth(
         raise MetisError(f"--task {task} needs --{ {'vc': 'src', 'se': 'noisy', 'tse': 'mix'}[task] }")
     item = TaskInput(output.stem, text=text, duration=duration)
     if condition is not None:
-        item.condition = load_input(condition, {"vc": "source", "se": "noisy speech", "tse": "mixture"}[task], strict=True)
+        item.condition = load_input(condition, CONDITION_NAME[task], strict=True)
     if ref is not None:
         item.prompt = load_input(ref, "reference", strict=False)
     if task == "tts":

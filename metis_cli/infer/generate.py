@@ -13,7 +13,7 @@ from metis_cli.infer.mask_predict import MaskPredictSettings, mask_predict
 from metis_cli.models.s2a import S2AConfig, S2AModel
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.train.config import check_keys, read_exp_config
-from metis_cli.train.trainer import load_weights
+from metis_cli.train.trainer import load_weights, weights_name
 
 logger = logging.getLogger(__name__)
 
@@ -23,15 +23,11 @@ STAGE1_DEFAULTS = {"steps": 25, "cfg_scale": 2.5, "temperature": 0.9}
 S2A_DEFAULTS = {"steps": [40, 16, 1], "cfg_scale": [0.0, 2.5], "temperature": [1.5]}
 
 
-def _weights_name(config: dict, name: str) -> str:
-    return "ema" if float(config.get("ema", {}).get("decay", 0.0)) else name
-
-
 def load_stage1(exp_dir, device: str = "cpu", checkpoint=None) -> Stage1Model:
     """The stage-1 model of an experiment dir (its EMA weights when it kept an EMA)."""
     config = read_exp_config(exp_dir)
     model = Stage1Model(Stage1Config.from_dict(config["model"]))
-    load_weights(exp_dir, _weights_name(config, "stage1"), model, checkpoint, device, what="stage-1 model (`metis pretrain`)")
+    load_weights(exp_dir, weights_name(config, "stage1"), model, checkpoint, device, what="stage-1 model (`metis pretrain`)")
     return model.to(device).eval()
 
 
@@ -42,7 +38,7 @@ def load_s2a(exp_dirs, device: str = "cpu") -> list[S2AModel]:
     for exp_dir in exp_dirs:
         config = read_exp_config(exp_dir)
         model = S2AModel(S2AConfig.from_dict(config["model"]))
-        load_weights(exp_dir, _weights_name(config, "s2a"), model, None, device, what="S2A model (`metis train-s2a`)")
+        load_weights(exp_dir, weights_name(config, "s2a"), model, None, device, what="S2A model (`metis train-s2a`)")
         models.append(model.to(device).eval())
     models.sort(key=lambda m: m.cfg.predict_codebooks[0])
     n_codebooks = models[0].cfg.n_codebooks

@@ -34,7 +34,7 @@ from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, for_inference, merged
 from metis_cli.tasks.conditions import CONDITION_SCP, PROMPT_SCP, TEXT_TASKS, FrameConditioner, check_task
 from metis_cli.train.config import check_keys, read_exp_config
-from metis_cli.train.trainer import load_weights
+from metis_cli.train.trainer import load_weights, weights_name
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +102,9 @@ def load_input(source, what: str, strict: bool, utt: str | None = None) -> np.nd
 
 def load_task_stage1(exp_dir, config: dict, device: str = "cpu", checkpoint=None) -> Stage1Model:
     """A fine-tuned stage-1 model, LoRA merged into its weights."""
-    from metis_cli.train.finetune import stage1_weights_name
-
     model = Stage1Model(Stage1Config.from_dict(config["model"]))
     for_inference(model, AdaptationConfig.from_dict(config.get("adaptation", {})))
-    load_weights(exp_dir, stage1_weights_name(config), model, checkpoint, device, what=f"{config['task']} model (`metis finetune`)")
+    load_weights(exp_dir, weights_name(config, "stage1"), model, checkpoint, device, what=f"{config['task']} model (`metis finetune`)")
     return merged(model).to(device).eval()
 
 

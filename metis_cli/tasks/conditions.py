@@ -14,15 +14,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from metis_cli.errors import MetisError
+from metis_cli.train.batching import MAX_FRAME_MISMATCH
 
 TASKS = ("tts", "vc", "se", "tse")
 TEXT_TASKS = ("tts",)
-FRAME_TASKS = ("vc", "se", "tse")
 # Which audio of a data dir is the condition, per task (the clean target is always wav.scp).
 CONDITION_SCP = {"vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp"}
 # Whether the task's decoding uses a prompt from the target speaker, and from which scp.
@@ -63,13 +64,25 @@ class FrameConditioner:
 
     def __init__(self, front_end: dict):
         from metis_cli.ssl.extract import load_stats
-        from metis_cli.ssl.extractors import HOP, load_extractor
+        from metis_cli.ssl.extractors import HOP
 
         self.front_end = front_end
-        self.extractor = load_extractor(front_end["extractor"], front_end.get("layer"))
         self.mean, self.var = load_stats(front_end["stats"])
         self.dim = int(self.mean.shape[-1])
         self.hop = HOP
+
+    @cached_property
+    def extractor(self):
+        """Loaded on first use: a TTS trainer only copies the front end and never extracts."""
+        from metis_cli.ssl.extractors import load_extractor
+
+        return load_extractor(self.front_end["extractor"], self.front_end.get("layer"))
+
+    @cached_property
+    def kmeans(self):
+        from metis_cli.tokenizer.kmeans import KMeansModel
+
+        return KMeansModel(self.front_end["kmeans"])
 
     @classmethod
     def for_experiment(cls, front_end: dict, exp_dir) -> "FrameConditioner":
@@ -83,15 +96,8 @@ class FrameConditioner:
         return cls({**front_end, "stats": str((exp_dir / STATS_FILE).resolve()), "kmeans": str(kmeans.resolve())})
 
     def tokens(self, features: np.ndarray, utt: str | None = None) -> np.ndarray:
-        """SSL tokens [frames] of features from this front end (the k-means model, loaded on first use)."""
-        if getattr(self, "_kmeans", None) is None:
-            from metis_cli.tokenizer.kmeans import KMeansModel
-
-            self._kmeans = KMeansModel(self.front_end["kmeans"])
-        return self._kmeans.assign(features, utt)
-
-    def frames_of(self, n_samples: int) -> int:
-        return n_samples // self.hop
+        """SSL tokens [frames] of features from this front end."""
+        return self.kmeans.assign(features, utt)
 
     def __call__(self, wav: np.ndarray, frames: int | None = None) -> np.ndarray:
         """Features of ``wav``; with ``frames``, cut or edge-padded to exactly that many."""
@@ -99,7 +105,7 @@ class FrameConditioner:
 
         feats = normalize(self.extractor(wav), self.mean, self.var).astype(np.float32)
         if frames is not None and len(feats) != frames:
-            if abs(len(feats) - frames) > 2:
+            if abs(len(feats) - frames) > MAX_FRAME_MISMATCH:
                 raise MetisError(f"condition features: {len(feats)} frames for {frames} token frames")
             feats = np.pad(feats, ((0, max(0, frames - len(feats))), (0, 0)), mode="edge")[:frames]
         return feats

@@ -32,16 +32,11 @@ from metis_cli.train.batching import UtteranceArrays
 from metis_cli.train.config import read_exp_config
 from metis_cli.train.pretrain import resolve_vocab
 from metis_cli.train.token_task import TokenTask, masked_cross_entropy
-from metis_cli.train.trainer import TrainConfig, Trainer, load_weights
+from metis_cli.train.trainer import TrainConfig, Trainer, load_weights, weights_name
 
 logger = logging.getLogger(__name__)
 PHONES_FILE = "phones.txt"
 BABBLE_TALKERS = 3
-
-
-def stage1_weights_name(config: dict) -> str:
-    """The stage-1 weights an experiment decodes with: its EMA when it kept one."""
-    return "ema" if float(config.get("ema", {}).get("decay", 0.0)) else "stage1"
 
 
 class FinetuneTask(TokenTask):
@@ -66,9 +61,8 @@ class FinetuneTask(TokenTask):
         front_end = config.get("ssl") or ssl_front_end(train_dirs[0])
         self.conditioner = FrameConditioner.for_experiment(front_end, trainer.exp_dir)
         config["ssl"] = self.conditioner.front_end
-        data = config.setdefault("data", {})
-        if self.task in TEXT_TASKS:  # text and tokens must stay whole: no random crops
-            self.max_frames_whole = int(data.get("max_utterance_frames", 1500))
+        self.sources: dict[str, tuple] = {}  # utterance -> (audio source, start, end), read once per data dir
+        self.utt_lists: dict[int, list[str]] = {}  # id(data) -> its utterances, to draw other speakers from
         super().__init__(trainer, config, train_dirs, val_dirs)
 
     # --- data -----------------------------------------------------------------------------------
@@ -78,10 +72,13 @@ class FinetuneTask(TokenTask):
         for d in data.data_dirs:
             self.utt2spk.update(DataDir(d).utt2spk)
         if self.task not in TEXT_TASKS:
-            missing = [d for d in data.data_dirs if not DataDir(d).has("wav.scp")]
-            if missing:
-                raise MetisError(f"{missing[0]}: no wav.scp; fine-tuning for {self.task} makes its inputs from the audio")
+            for d in data.data_dirs:
+                if not DataDir(d).has("wav.scp"):
+                    raise MetisError(f"{d}: no wav.scp; fine-tuning for {self.task} makes its inputs from the audio")
+                self.sources.update(DataDir(d).audio_sources())
             return data
+        # text and tokens must stay whole: no random crops
+        max_frames = int(self.config.get("data", {}).get("max_utterance_frames", 1500))
         texts = {}
         for d in data.data_dirs:
             dd = DataDir(d)
@@ -90,7 +87,7 @@ class FinetuneTask(TokenTask):
             texts.update(dd.read("text"))
         dropped: dict[str, str] = {}
         for utt in list(data.lengths):
-            if data.lengths[utt] > self.max_frames_whole:
+            if data.lengths[utt] > max_frames:
                 dropped[utt] = f"{data.lengths[utt]} frames > data.max_utterance_frames"
             elif utt not in texts:
                 dropped[utt] = "no text"
@@ -120,19 +117,33 @@ class FinetuneTask(TokenTask):
         tmp.replace(path)
         return vocab
 
-    def _load(self, data: UtteranceArrays, utt: str) -> np.ndarray:
+    def _load(self, utt: str) -> np.ndarray:
+        from metis_cli.audio import load_audio
+
         wav = self.audio.get(utt)
         if wav is None:
-            wav, _ = DataDir(data.data_dirs[data.where[utt]]).load_audio(utt, FrameConditioner.sample_rate)
+            source, start, end = self.sources[utt]
+            wav, _ = load_audio(source, FrameConditioner.sample_rate, start=start, end=end, utt_id=utt)
             if self.cache_audio:
                 self.audio[utt] = wav
         return wav
 
     def _others(self, data: UtteranceArrays, utt: str, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+        """Audio of up to ``count`` other utterances of other speakers (of any other utterance when the
+        data has one speaker), drawn by rejection so that the cost does not grow with the data."""
+        utts = self.utt_lists.setdefault(id(data), sorted(data.lengths))
         speaker = self.utt2spk.get(utt)
-        pool = [u for u in data.lengths if self.utt2spk.get(u) != speaker] or [u for u in data.lengths if u != utt]
-        picks = rng.choice(len(pool), min(count, len(pool)), replace=False) if pool else []
-        return [self._load(data, pool[i]) for i in picks]
+        picks: list[str] = []
+        for _ in range(50 * count):
+            other = utts[rng.integers(len(utts))]
+            if other != utt and other not in picks and self.utt2spk.get(other) != speaker:
+                picks.append(other)
+                if len(picks) == count:
+                    break
+        if not picks:  # one speaker only
+            rest = [u for u in utts if u != utt]
+            picks = [rest[i] for i in rng.choice(len(rest), min(count, len(rest)), replace=False)]
+        return [self._load(u) for u in picks]
 
     def degrade(self, data: UtteranceArrays, utt: str, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The task's input made from the clean audio of ``utt`` (see metis_cli.tasks.augment)."""
@@ -161,7 +172,7 @@ class FinetuneTask(TokenTask):
         condition = torch.zeros(len(pieces), t_max, self.conditioner.dim)
         clean_condition = torch.zeros_like(condition)
         for i, p in enumerate(pieces):
-            wav = self._load(data, p.utt)[p.start * hop : (p.start + p.frames) * hop]
+            wav = self._load(p.utt)[p.start * hop : (p.start + p.frames) * hop]
             wav = np.pad(wav, (0, p.frames * hop - len(wav)))
             condition[i, : p.frames] = torch.from_numpy(self.conditioner(self.degrade(data, p.utt, wav, rng), p.frames))
             if self.masking.prompt_prob > 0:
@@ -180,7 +191,7 @@ class FinetuneTask(TokenTask):
         base_cfg = dict(pre_config["model"])
         resolve_vocab(base_cfg, self.train_data.meta("ssl_tokens"), "vocab_size", "n_clusters", "ssl_tokens")
         base = Stage1Model(Stage1Config.from_dict(base_cfg))
-        used = load_weights(init["exp_dir"], stage1_weights_name(pre_config), base, init.get("checkpoint"),
+        used = load_weights(init["exp_dir"], weights_name(pre_config, "stage1"), base, init.get("checkpoint"),
                             what="pre-trained stage-1 model (`metis pretrain`)")
         init["checkpoint"] = str(used.resolve())
         model_cfg = {**base_cfg, **{k: v for k, v in self.config.get("model", {}).items() if v is not None}}

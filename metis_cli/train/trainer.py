@@ -279,6 +279,11 @@ def _finite(value: float) -> bool:
     return value == value and abs(value) != float("inf")
 
 
+def weights_name(config: dict, name: str) -> str:
+    """The weights an experiment decodes with: its EMA (``ema``) when it kept one, else model ``name``."""
+    return "ema" if float(config.get("ema", {}).get("decay", 0.0)) else name
+
+
 def load_weights(exp_dir, name: str, model: nn.Module, checkpoint=None, device: str = "cpu", what: str = "model") -> Path:
     """Loads ``<checkpoint>/<name>.safetensors`` into ``model``: the given checkpoint, or the newest
     readable one of ``exp_dir`` (an unreadable one, e.g. truncated by a killed run, falls back to the
