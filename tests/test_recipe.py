@@ -1,6 +1,7 @@
-"""The recipes end to end on the tiny corpus: egs/tts/run.sh through every stage, then egs/se/run.sh
-reusing the shared stages."""
+"""The recipes end to end on the tiny corpus: egs/tts/run.sh through every stage, then egs/{se,vc,tse}/run.sh
+reusing the shared stages; option handling and stage-order errors; shellcheck on every shell script."""
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -21,16 +22,46 @@ def test_help_lists_stages():
     result = run("--help")
     assert result.returncode == 0 and "0 data" in result.stdout and "2 tokenize" in result.stdout and "7 score" in result.stdout
     assert "5 finetune" in result.stdout and "6 decode" in result.stdout
+    assert "  --stop-stage 100" in result.stdout and "  --ngpu 0" in result.stdout and "  --data-dir $root/data/mini" in result.stdout
+
+
+def recipe(task, *args):
+    return subprocess.run(["bash", str(REPO / "egs" / task / "run.sh"), *map(str, args)], capture_output=True, text=True, cwd=REPO)
 
 
 def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
-    vc = REPO / "egs" / "vc" / "run.sh"
-    result = subprocess.run(["bash", str(vc), "--stage", "6", "--exp-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    data = tmp_path / "data"
+    result = recipe("vc", "--stage", 6, "--data-dir", data, "--exp-dir", tmp_path)
+    assert result.returncode == 1 and f"{data}/mini_train does not exist: run stage 0 first" in result.stderr
+    for name in ("mini_train", "mini_dev", "mini_vc_test"):
+        (data / name).mkdir(parents=True)
+    result = recipe("vc", "--stage", 6, "--data-dir", data, "--exp-dir", tmp_path)
     assert result.returncode == 1 and "vc_mini is not fine-tuned: run stage 5 first" in result.stderr
-    result = subprocess.run(["bash", str(vc), "--stage", "5", "--pretrain-dir", str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO)
+    result = recipe("vc", "--stage", 5, "--data-dir", data, "--pretrain-dir", tmp_path / "none")
     assert result.returncode == 1 and "none is not trained: run stage 4 first" in result.stderr
-    result = subprocess.run(["bash", str(vc), "--task", "l2x"], capture_output=True, text=True, cwd=REPO)
+    result = recipe("vc", "--stage", 2, "--stop_stage", 2, "--data-dir", data)
+    assert result.returncode == 1 and "ssl/builtin/mini_train is missing: run stage 1 first" in result.stderr
+    result = recipe("vc", "--task", "l2x")
     assert result.returncode == 1 and "unknown --task l2x" in result.stderr
+    result = recipe("vc", "--ngpu", "two")
+    assert result.returncode == 1 and "--ngpu must be a number of GPUs" in result.stderr
+
+
+def test_corpus_file_names_the_data_and_a_missing_corpus_dir_fails(tmp_path):
+    for task, test_set in (("tts", "mini_test"), ("vc", "mini_vc_test"), ("se", "mini_se_test"), ("tse", "mini_tse_test")):
+        conf = (REPO / "egs" / task / "corpus.conf").read_text()
+        assert "corpus=mini\n" in conf and f"test_set={test_set}\n" in conf
+    result = recipe("tts", "--corpus", "libritts", "--data-dir", tmp_path / "libritts", "--stop-stage", 0)
+    assert result.returncode == 1 and "--corpus libritts needs --corpus-dir" in result.stderr
+
+
+def test_shellcheck_passes_on_every_shell_script():
+    scripts = subprocess.run(["git", "ls-files", "*.sh", "*/run", "**/run.sh"], capture_output=True, text=True, cwd=REPO).stdout.split()
+    assert "utils/recipe.sh" in scripts and "egs/tse/run.sh" in scripts and ".ci/run" in scripts
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: bash tools/install.sh --test true installs it"
+    result = subprocess.run([shellcheck, "-x", *sorted(set(scripts))], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout
 
 
 def test_unknown_option_fails():
@@ -46,7 +77,7 @@ def test_trailing_option_without_value_fails():
 @pytest.mark.slow
 def test_stage0_builds_validates_and_is_idempotent(tmp_path):
     mini_dir = tmp_path / "mini"
-    result = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
+    result = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (mini_dir / ".done").is_file() and (mini_dir / "validate.json").is_file()
     assert "Stage 0: data" in result.stderr
@@ -54,27 +85,33 @@ def test_stage0_builds_validates_and_is_idempotent(tmp_path):
         "mini_dev", "mini_se_dev", "mini_se_test", "mini_test", "mini_train",
         "mini_tse_dev", "mini_tse_test", "mini_vc_dev", "mini_vc_test",
     ]
-    again = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
+    again = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
     assert again.returncode == 0 and "already built and validated, skipping" in again.stderr
     assert "synthesising" not in again.stderr
 
 
-@pytest.mark.slow
-def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tmp_path):
+@pytest.fixture(scope="module")
+def tts_run(tmp_path_factory):
+    """The tts recipe, stages 0-7, on the tiny corpus with tiny models and a few steps per trainer."""
+    tmp_path = tmp_path_factory.mktemp("recipe")
     mini_dir, exp_dir = tmp_path / "mini", tmp_path / "exp"
     codec = "train.max_steps=2 data.batch_size=2 train.val_every=100 train.ckpt_every=100"
     small = ("train.max_steps=2 train.val_every=100 train.ckpt_every=100 model.transformer.dim=32 model.transformer.n_layers=1 "
              "model.transformer.n_heads=2 model.transformer.ffn_dim=64")
-    result = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--exp-dir", exp_dir, "--score-opts", "--report-utts 2",
-                 "--codec-dir", tmp_path / "codec", "--codec-overrides", codec,
-                 "--pretrain-dir", tmp_path / "pretrain", "--pretrain-overrides", small,
-                 "--s2a-dir", tmp_path / "s2a", "--s2a-overrides", small,
-                 "--resynth-opts", "--s2a-opt steps=[2,1] --stage1-opt steps=2",
-                 "--finetune-overrides", FINETUNE, "--decode-opts", DECODE)
+    shared = ["--data-dir", mini_dir, "--mini-size", "tiny", "--codec-dir", tmp_path / "codec", "--pretrain-dir", tmp_path / "pretrain",
+              "--s2a-dir", tmp_path / "s2a", "--finetune-overrides", FINETUNE, "--decode-opts", DECODE]
+    result = run(*shared, "--exp-dir", exp_dir, "--score-opts", "--report-utts 2", "--codec-overrides", codec,
+                 "--pretrain-overrides", small, "--s2a-overrides", small, "--resynth-opts", "--s2a-opt steps=[2,1] --stage1-opt steps=2")
+    return tmp_path, shared, result
+
+
+@pytest.mark.slow
+def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
+    tmp_path, shared, result = tts_run
+    mini_dir, exp_dir = tmp_path / "mini", tmp_path / "exp"
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((exp_dir / "ground_truth" / "decode_mini_test" / "scores" / "summary.json").read_text())
     assert summary["counts"]["scored"] == 6 and summary["metrics"]["sim"]["mean"] > 0.8
-    assert "## tts: mini_test" in (exp_dir / "RESULTS.md").read_text()
     tts = json.loads((exp_dir / "tts_mini" / "decode_mini_test" / "scores" / "summary.json").read_text())
     assert tts["task"] == "tts" and tts["counts"]["scored"] + tts["counts"]["failed"] == 6
     assert (exp_dir / "tts_mini" / ".done").read_text().strip() == str(tmp_path / "pretrain")
@@ -89,30 +126,66 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tmp_path):
         summary = json.loads((exp_dir / name / "decode_mini_test" / "scores" / "summary.json").read_text())
         assert summary["task"] == task and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
     assert (tmp_path / "pretrain" / ".done").read_text().strip() == str(mini_dir / "kmeans" / "builtin_k128")
+    assert (tmp_path / "codec" / ".done").read_text().strip() == str(mini_dir / "mini_train")
     quality = json.loads((mini_dir / "kmeans" / "builtin_k128" / "quality_mini_dev.json").read_text())
     assert quality["n_clusters"] == 128 and quality["pnmi"] > 0.3
     assert "scores: mean" in result.stdout
-    # The SE recipe reuses the corpus, tokens, codec, pre-trained model and S2A: only stages 5-7 run.
-    se_exp = tmp_path / "se_exp"
-    se = subprocess.run(["bash", str(REPO / "egs" / "se" / "run.sh"), "--mini-dir", str(mini_dir), "--mini-size", "tiny",
-                         "--exp-dir", str(se_exp), "--score-opts", "--report-utts 2 --metrics pesq,stoi,sisdr",
-                         "--codec-dir", str(tmp_path / "codec"), "--pretrain-dir", str(tmp_path / "pretrain"),
-                         "--s2a-dir", str(tmp_path / "s2a"), "--stage", "5", "--finetune-overrides", FINETUNE, "--decode-opts", DECODE],
-                        capture_output=True, text=True, cwd=REPO)
-    assert se.returncode == 0, se.stderr[-3000:]
-    for name in ("se_mini", "input", "ground_truth"):
-        summary = json.loads((se_exp / name / "decode_mini_se_test" / "scores" / "summary.json").read_text())
-        assert summary["task"] == "se" and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
-    assert "## se: mini_se_test" in (se_exp / "RESULTS.md").read_text()
+    # Every stage is timed under the command that ran it, and RESULTS.md shows both.
+    times = [line.split("\t") for line in (exp_dir / "stage_times.tsv").read_text().splitlines()]
+    assert [(t[0], t[1]) for t in times] == [("0", "data"), ("1", "ssl"), ("2", "tokenize"), ("3", "codec"), ("4", "pretrain"),
+                                             ("5", "finetune"), ("6", "decode"), ("7", "score")]
+    assert all(t[4].startswith("bash egs/tts/run.sh --data-dir ") and int(t[2]) >= 0 for t in times)
+    results = (exp_dir / "RESULTS.md").read_text()
+    assert "## tts: mini_test" in results and "## Recipe stages" in results and "| 4 | pretrain |" in results
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_finished_stages_and_redoes_a_half_written_one(tts_run):
+    tmp_path, shared, _ = tts_run
+    mini_dir, exp_dir = tmp_path / "mini", tmp_path / "exp"
+    codec_ckpts = sorted((tmp_path / "codec" / "checkpoints").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in codec_ckpts]
+    # A tokenize stage killed halfway: its marker never written, one file cut short.
+    tokens = mini_dir / "mini_dev" / "ssl_tokens"
+    (tokens / ".done").unlink()
+    victim = next(p for p in sorted(tokens.iterdir()) if p.is_file() and p.stat().st_size > 0)
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    result = run(*shared, "--exp-dir", exp_dir, "--stage", 2, "--stop-stage", 5)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tokens / ".done").read_text().strip() == str(mini_dir / "kmeans" / "builtin_k128")
+    assert len(ArrayStore(tokens)) == len((mini_dir / "mini_dev" / "utt2spk").read_text().splitlines())
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "codec" / "checkpoints").iterdir())] == stamps
+    assert "Stage 5: finetune" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,test_set", [("se", "mini_se_test"), ("vc", "mini_vc_test"), ("tse", "mini_tse_test")])
+def test_task_recipe_reuses_the_shared_stages(tts_run, task, test_set):
+    """Each task recipe after the tts one: only stages 5-7 do work (0-4 find their outputs)."""
+    tmp_path, shared, _ = tts_run
+    exp_dir = tmp_path / f"{task}_exp"
+    shared_files = sorted(p for name in ("codec", "pretrain", "s2a") for p in (tmp_path / name).rglob("*") if p.is_file())
+    stamps = [p.stat().st_mtime_ns for p in shared_files]
+    result = recipe(task, *shared, "--exp-dir", exp_dir, "--score-opts", "--report-utts 2 --metrics wer,sim,pesq")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in (f"{task}_mini", "input", "ground_truth"):
+        summary = json.loads((exp_dir / name / f"decode_{test_set}" / "scores" / "summary.json").read_text())
+        assert summary["task"] == task and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
+    assert "## Recipe stages" in (exp_dir / "RESULTS.md").read_text()
+    assert f"## {task}: {test_set}" in (exp_dir / "RESULTS.md").read_text()
+    assert "already built and validated, skipping" in result.stderr
+    assert [p.stat().st_mtime_ns for p in shared_files] == stamps
+    times = {line.split("\t")[1]: int(line.split("\t")[2]) for line in (exp_dir / "stage_times.tsv").read_text().splitlines()}
+    assert list(times) == ["data", "ssl", "tokenize", "codec", "pretrain", "finetune", "decode", "score"]
 
 
 @pytest.mark.slow
 def test_stage0_fails_loudly_on_a_corrupted_corpus(tmp_path):
     mini_dir = tmp_path / "mini"
-    assert run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0).returncode == 0
+    assert run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0).returncode == 0
     (mini_dir / ".done").unlink()
     (mini_dir / "mini_dev" / "text").write_text("spk01_s9999 ghost\n")
     (mini_dir / "mini_dev" / ".done").touch()
-    result = run("--mini-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
+    result = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
     assert result.returncode != 0
     assert "mini_dev" in result.stdout + result.stderr and not (mini_dir / ".done").exists()

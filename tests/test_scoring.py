@@ -155,6 +155,24 @@ def test_results_md(scored_gt, tmp_path):
     assert "| decode dir | scored | wer | cer | sim | sim_other | dnsmos_sig" in text
     assert "- decode `" in text
     assert "score: `" in text and "## Environment" in text and "git revision:" in text and "torch:" in text
+    assert "## Recipe stages" not in text
+
+
+def test_results_md_with_recipe_stage_times(scored_gt, tmp_path):
+    times = tmp_path / "stage_times.tsv"
+    times.write_text("5\tfinetune\t300\t2026-11-26 10:00:00\tbash egs/tts/run.sh --stage 5\n"
+                     "5\tfinetune\t301\t2026-11-26 10:09:00\tbash egs/tts/run.sh --stage 5\n"
+                     "7\tscore\t90\t2026-11-26 10:12:00\tbash egs/tts/run.sh --stage 7\n")
+    out = tmp_path / "RESULTS.md"
+    result = runner.invoke(app, ["results", str(scored_gt), "-o", str(out), "--stage-times", str(times)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "| 5 | finetune | 10.0 | 2 | 2026-11-26 10:09:00 |" in text and "| 7 | score | 1.5 | 1 |" in text
+    assert "| | total | 11.5 | | |" in text
+    assert text.count("- `bash egs/tts/run.sh --stage 5`") == 1 and "- `bash egs/tts/run.sh --stage 7`" in text
+    times.write_text("5 finetune 300\n")
+    result = runner.invoke(app, ["results", str(scored_gt), "-o", str(out), "--stage-times", str(times)])
+    assert result.exit_code == 1 and "stage_times.tsv: line 1: expected" in result.output
 
 
 def test_report_html(scored_gt):

@@ -44,6 +44,7 @@ while [ "$__po_i" -le $# ]; do
     [ -f "$__po_cfg" ] || __po_fail "config file '$__po_cfg' not found"
     # A bare name would make `.` search $PATH first; force a path.
     case $__po_cfg in */*) ;; *) __po_cfg=./$__po_cfg ;; esac
+    # shellcheck disable=SC1090  # the config file is the caller's choice
     . "$__po_cfg"
   fi
   __po_i=$((__po_i + 1))

@@ -146,3 +146,48 @@ def make_mini(
     for name, info in result.items():
         table.add_row(str(out_dir / name), str(info["utterances"]), str(info["speakers"]), f"{info['minutes']:.1f}")
     console.print(table)
+
+
+@app.command("prepare")
+def prepare(
+    corpus: str = typer.Argument(..., help="librispeech, libritts, vctk, dns, libri2mix or lrs3."),
+    corpus_dir: Path = typer.Argument(..., help="Your copy of the corpus, in its published layout."),
+    out_dir: Path = typer.Argument(..., help="Where the data dirs train, dev and test go."),
+    train_parts: Optional[str] = typer.Option(None, help="Space-separated training parts (default: every part named train*; lrs3: trainval)."),
+    dev_part: Optional[str] = typer.Option(None, help="Dev part (librispeech/libritts: dev-clean; libri2mix: dev)."),
+    test_part: Optional[str] = typer.Option(None, help="Test part (librispeech/libritts: test-clean; libri2mix, lrs3: test)."),
+    test_speakers: int = typer.Option(8, help="vctk: hold out the last N speakers for the VC test set."),
+    dev_fraction: float = typer.Option(0.02, help="vctk, dns, lrs3 (no dev part): this share of each speaker's training utterances."),
+    mixture: str = typer.Option("mix_clean", help="libri2mix: mix_clean or mix_both (mixtures with noise)."),
+    transcripts: Optional[Path] = typer.Option(None, help="libri2mix: a LibriSpeech copy to take the texts from."),
+    seed: int = typer.Option(0, help="Seed of the prompt, enrollment and reference choices."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Kaldi data dirs from a corpus you bring: OUT/train, OUT/dev (clean speech) and OUT/test (held-out
+    speakers with the task's inputs: prompt.scp, src.scp + ref.scp, noisy.scp, mix.scp + enroll.scp, video.scp).
+
+    Layouts read (see metis_cli/corpus/prepare.py): LibriSpeech/LibriTTS <part>/<spk>/<chapter>/;
+    VCTK wav48_silence_trimmed/ + txt/; DNS datasets/clean/ + test_set/synthetic/no_reverb/;
+    Libri2Mix wav16k/min/<part>/{mix_clean,s1,s2}/; LRS3 <part>/<spk>/<clip>.{mp4,txt}.
+    Run metis data validate on the result (a recipe's stage 0 does both).
+
+    Example: metis data prepare libritts /corpora/LibriTTS data/libritts --train-parts "train-clean-100 train-clean-360"
+    """
+    from rich.table import Table
+
+    from metis_cli.corpus.prepare import PrepareOptions, prepare_corpus
+    from metis_cli.log import console, setup_logging
+
+    setup_logging(verbose, log_file=out_dir / "log" / "prepare.log")
+    options = PrepareOptions(
+        train_parts=train_parts.split() if train_parts else None, dev_part=dev_part, test_part=test_part,
+        test_speakers=test_speakers, dev_fraction=dev_fraction, mixture=mixture, transcripts=transcripts, seed=seed,
+    )
+    sets = prepare_corpus(corpus, corpus_dir, out_dir, options)
+    table = Table(title=f"{corpus} from {corpus_dir}", title_justify="left")
+    for column in ("data dir", "utterances", "speakers", "task inputs"):
+        table.add_column(column, justify="right" if column in ("utterances", "speakers") else "left")
+    for dd in sets.values():
+        inputs = [n for n in dd.table_names() if n.endswith(".scp") and n != "wav.scp"]
+        table.add_row(str(dd.path), str(len(dd.utt_ids())), str(len(dd.speakers())), " ".join(inputs) or "-")
+    console.print(table)

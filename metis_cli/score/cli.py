@@ -101,6 +101,7 @@ def results(
     decode_dirs: list[Path] = typer.Argument(..., help="Scored decode dirs (scores/summary.json)."),
     output: Path = typer.Option(Path("RESULTS.md"), "--output", "-o", help="Markdown file to write."),
     title: str = typer.Option("Results", help="Heading of the file."),
+    stage_times: Optional[Path] = typer.Option(None, help="A recipe's stage_times.tsv: adds the time of each stage and the recipe commands."),
 ) -> None:
     """Write RESULTS.md: one table per task and test set, the exact commands, and the environment.
 
@@ -109,7 +110,7 @@ def results(
     from metis_cli.log import console
     from metis_cli.score.results import write_results
 
-    path = write_results(decode_dirs, output, title=title)
+    path = write_results(decode_dirs, output, title=title, stage_times=stage_times)
     console.print(f"wrote {path}")
 
 

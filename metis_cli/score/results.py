@@ -14,6 +14,15 @@ ORDER = ("wer", "cer", "sim", "sim_other", "dnsmos_sig", "dnsmos_bak", "dnsmos_o
          "stoi", "estoi", "sisdr", "mcd")
 
 
+def _short(path) -> str:
+    """A path relative to the working directory when it lies below it (tables stay readable)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _cell(metric: dict | None) -> str:
     if metric is None:
         return "-"
@@ -35,7 +44,38 @@ def load_summaries(decode_dirs) -> list[dict]:
     return summaries
 
 
-def render_results(summaries: list[dict], title: str = "Results") -> str:
+def read_stage_times(path) -> list[dict]:
+    """Rows of a recipe's stage_times.tsv (``<stage> <name> <seconds> <finished at> <command>``, one per
+    stage run) summed per stage: a killed and resumed stage counts both runs, a skipped rerun a second."""
+    stages: dict[int, dict] = {}
+    path = Path(path)
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split("\t")
+        try:
+            stage, name, seconds, finished, command = int(fields[0]), fields[1], int(fields[2]), fields[3], fields[4]
+        except (IndexError, ValueError):
+            raise MetisError(f"{path}: line {number}: expected '<stage> <name> <seconds> <finished at> <command>' (tab-separated)") from None
+        row = stages.setdefault(stage, {"stage": stage, "name": name, "seconds": 0, "runs": 0, "commands": []})
+        row["seconds"] += seconds
+        row["runs"] += 1
+        row["finished"] = finished
+        if command not in row["commands"]:
+            row["commands"].append(command)
+    return [stages[k] for k in sorted(stages)]
+
+
+def render_stage_times(rows: list[dict]) -> list[str]:
+    lines = ["## Recipe stages", "", "| stage | name | minutes | runs | last finished |", "|---:|---|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['stage']} | {r['name']} | {r['seconds'] / 60:.1f} | {r['runs']} | {r['finished']} |")
+    total = sum(r["seconds"] for r in rows)
+    lines += [f"| | total | {total / 60:.1f} | | |", "", "Commands (each stage's time is summed over the runs of these):", ""]
+    commands = [c for r in rows for c in r["commands"]]
+    lines += [f"- `{c}`" for c in dict.fromkeys(commands)] + [""]
+    return lines
+
+
+def render_results(summaries: list[dict], title: str = "Results", stage_times: list[dict] | None = None) -> str:
     groups: dict[tuple[str, str], list[dict]] = {}
     for s in summaries:
         if s.get("error"):
@@ -43,6 +83,8 @@ def render_results(summaries: list[dict], title: str = "Results") -> str:
         groups.setdefault((s["task"], s.get("set") or Path(s["data_dir"]).name), []).append(s)
     lines = [f"# {title}", "", f"Written by `{command_line()}` on {time.strftime('%Y-%m-%d %H:%M')}.",
              "Each cell: mean ± half width of the 95% confidence interval (WER and CER: corpus-level %, bootstrap).", ""]
+    if stage_times:
+        lines += render_stage_times(stage_times)
     for (task, data_set), rows in sorted(groups.items()):
         names = [n for n in ORDER if any(n in r["metrics"] for r in rows)]
         names += sorted({n for r in rows for n in r["metrics"]} - set(names))
@@ -51,11 +93,11 @@ def render_results(summaries: list[dict], title: str = "Results") -> str:
         for r in rows:
             counts = r["counts"]
             cells = " | ".join(_cell(r["metrics"].get(n)) for n in names)
-            lines.append(f"| `{r['decode_dir']}` | {counts['scored']}/{counts['references']} | {cells} |")
+            lines.append(f"| `{_short(r['decode_dir'])}` | {counts['scored']}/{counts['references']} | {cells} |")
         lines += ["", "Commands:", ""]
         for r in rows:
             if r.get("decode_command"):
-                lines.append(f"- decode `{r['decode_dir']}`: `{r['decode_command']}`")
+                lines.append(f"- decode `{_short(r['decode_dir'])}`: `{r['decode_command']}`")
             if r.get("command"):
                 lines.append(f"- score: `{r['command']}`")
         lines.append("")
@@ -66,8 +108,10 @@ def render_results(summaries: list[dict], title: str = "Results") -> str:
     return "\n".join(lines)
 
 
-def write_results(decode_dirs, output, title: str = "Results") -> Path:
+def write_results(decode_dirs, output, title: str = "Results", stage_times=None) -> Path:
+    """RESULTS.md from scored decode dirs, with the recipe's stage times when a stage_times.tsv is given."""
     output = Path(output)
+    times = read_stage_times(stage_times) if stage_times is not None and Path(stage_times).is_file() else None
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_results(load_summaries(decode_dirs), title=title), encoding="utf-8")
+    output.write_text(render_results(load_summaries(decode_dirs), title=title, stage_times=times), encoding="utf-8")
     return output
