@@ -21,6 +21,7 @@ app = MetisTyper(
         "  metis data make-mini data/mini          # build the embedded corpus\n\n"
         "  metis data validate data/mini/mini_train\n\n"
         "  metis score exp/*/decode_* --nj 2\n\n"
+        "  metis detect out.wav                   # was it generated (watermarked) by metis?\n\n"
         "  bash egs/tts/run.sh --stage 0 --stop-stage 0"
     ),
 )
@@ -39,6 +40,7 @@ app.command("synth")(infer_cli.synth)
 app.command("score")(score_cli.score)
 app.command("results")(score_cli.results)
 app.command("link-decode")(score_cli.link_decode)
+app.command("detect")(score_cli.detect)
 
 
 @app.command("version")

@@ -188,6 +188,9 @@ def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_s
     assert result.exit_code == 0, result.output
     info = json.loads((out / "decode.json").read_text())
     assert info["task"] == task and info["stage1_settings"]["steps"] == 2 and info["real_time_factor"] > 0
+    from metis_cli.watermark import payload_for
+
+    assert info["watermark"] == {"method": "keyed spectral ripple", "key": "default", "payload": f"{payload_for(exp.name):04x}", "strength_db": 1.5}
     wavs = sorted((out / "wav").glob("*.wav"))
     assert len(wavs) == 6 and len((out / "wav.scp").read_text().splitlines()) == 6
     if task != "tts":  # the output is as long as the condition audio (one 20 ms frame per token)
@@ -248,6 +251,15 @@ def test_synth_runs_each_task_on_files(models, tuned, tmp_path):
     result = runner.invoke(app, ["synth", "--task", "se", "--model", str(tuned["se"]), *common, "--noisy", noisy, "-o", str(tmp_path / "se.wav")])
     assert result.exit_code == 0, result.output
     assert sf.info(tmp_path / "se.wav").frames == sf.info(noisy).frames // 320 * 320
+    # Every output is watermarked unless asked not to be (with a warning).
+    from metis_cli.watermark import detect, payload_for
+
+    found = detect(*sf.read(tmp_path / "se.wav", dtype="float32"))
+    assert found.detected and found.payload == payload_for(tuned["se"].name)
+    result = runner.invoke(app, ["synth", "--task", "se", "--model", str(tuned["se"]), *common, "--noisy", noisy, "--no-watermark",
+                                 "-o", str(tmp_path / "plain.wav")])
+    assert result.exit_code == 0 and "watermarking is off" in result.output
+    assert not detect(*sf.read(tmp_path / "plain.wav", dtype="float32")).detected
 
 
 def test_synth_bad_input_fails_clearly_and_writes_nothing(models, tuned, tmp_path):

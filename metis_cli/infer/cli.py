@@ -56,6 +56,8 @@ STAGE1_OPT = typer.Option(None, help="Stage-1 decoding setting, e.g. steps=25 cf
 S2A_OPT = typer.Option(None, help="S2A decoding setting, per codebook as a list: steps=[40,16,1] cfg_scale=[0,2.5] temperature=1.5.")
 DEVICE = typer.Option("cpu", help="cpu or cuda.")
 BF16 = typer.Option(False, "--bf16", help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16).")
+NO_WATERMARK = typer.Option(False, "--no-watermark", help="Do not watermark the outputs (warns: they could no longer be identified as generated).")
+WATERMARK_KEY = typer.Option(None, help="Watermark key (default: $METIS_WATERMARK_KEY, else the public default; see metis detect).")
 
 
 def decode(
@@ -71,6 +73,8 @@ def decode(
     s2a_opt: Optional[list[str]] = S2A_OPT,
     device: str = DEVICE,
     bf16: bool = BF16,
+    no_watermark: bool = NO_WATERMARK,
+    watermark_key: Optional[str] = WATERMARK_KEY,
 ) -> None:
     """Decode a data dir with a fine-tuned task model (stage 6): wav/*.wav, wav.scp, decode.json.
 
@@ -84,7 +88,8 @@ def decode(
 
     out = out or model / f"decode_{data_dir.name}"
     setup_logging(log_file=out / "log" / "decode.log")
-    result = decode_task(model, data_dir, out, s2a, codec, task, batch_size, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16)
+    result = decode_task(model, data_dir, out, s2a, codec, task, batch_size, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16,
+                         watermark=not no_watermark, watermark_key=watermark_key)
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
     if result["failed"]:
@@ -109,8 +114,10 @@ def synth(
     s2a_opt: Optional[list[str]] = S2A_OPT,
     device: str = DEVICE,
     bf16: bool = BF16,
+    no_watermark: bool = NO_WATERMARK,
+    watermark_key: Optional[str] = WATERMARK_KEY,
 ) -> None:
-    """Run a fine-tuned task model on single files.
+    """Run a fine-tuned task model on single files (watermarked: check with metis detect).
 
     Examples (M="--s2a exp/s2a_mini --codec exp/codec_mini"):
 
@@ -152,6 +159,7 @@ def synth(
             ref_text = load_asr("pocketsphinx").transcribe(item.prompt)
             console.print(f"transcript of {ref} (give --ref-text to set it): {ref_text!r}")
         item.prompt_text = ref_text
-    result = synthesize(model, s2a, codec, output, item, task, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16)
+    result = synthesize(model, s2a, codec, output, item, task, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16,
+                        watermark=not no_watermark, watermark_key=watermark_key)
     console.print(f"{result['out']}: {result['seconds_audio']:.2f} s of audio in {result['seconds']:.1f} s "
                   f"(real-time factor {result['real_time_factor']:.2f})")

@@ -256,15 +256,19 @@ def datadir_inputs(data_dir, task: str) -> tuple[list[str], callable]:
 
 
 def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | None = None, batch_size: int = 8, seed: int = 0,
-                stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False) -> dict:
+                stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False,
+                watermark: bool = True, watermark_key: str | None = None) -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (wav/<utt>.wav, wav.scp,
     decode.json with the settings and the real-time factor). A rerun skips what is written; an
-    utterance whose inputs are bad is logged (``failed``) and skipped."""
+    utterance whose inputs are bad is logged (``failed``) and skipped. Every output carries the
+    watermark (metis_cli/watermark.py) unless ``watermark`` is False."""
     from metis_cli.audio import save_audio
     from metis_cli.data.decode_dir import write_decode_dir
     from metis_cli.log import progress
+    from metis_cli.watermark import marker_for
 
     model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings)
+    marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     task = model.task
     data_dir, out = Path(data_dir), Path(out_dir)
     utts, load = datadir_inputs(data_dir, task)
@@ -296,7 +300,7 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
                     failed[p["name"]] = str(exc)
                 logger.warning("batch starting with %s failed: %s", batch[0]["name"], exc)
             for p, wav in zip(batch, wavs):
-                save_audio(wav_path(p["name"]), wav, model.sample_rate)
+                save_audio(wav_path(p["name"]), marker(wav, model.sample_rate) if marker else wav, model.sample_rate)
                 seconds_audio += len(wav) / model.sample_rate
             bar.advance(bar_task, len(todo[start : start + batch_size]))
     elapsed = time.time() - started
@@ -309,21 +313,28 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
         raise MetisError(f"{out}: no utterance was decoded ({len(failed)} failed, e.g. {next(iter(failed.values()), '')})")
     rtf = elapsed / seconds_audio if seconds_audio else None
     write_decode_dir(out, task, data_dir, done, sample_rate=model.sample_rate, **model.info, seed=seed,
-                     seconds=round(elapsed, 2), real_time_factor=rtf, failed=len(failed))
+                     seconds=round(elapsed, 2), real_time_factor=rtf, failed=len(failed), watermark=marker.info if marker else None)
     return {"utterances": len(done), "decoded": len(todo) - len(failed), "failed": len(failed), "seconds": elapsed,
             "real_time_factor": rtf, "out": str(out)}
 
 
 def synthesize(exp_dir, s2a_dirs, codec_dir, out_path, item: TaskInput, task: str | None = None, seed: int = 0,
-               stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False) -> dict:
-    """One output file from one TaskInput (``metis synth``); nothing is written if anything fails."""
+               stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False,
+               watermark: bool = True, watermark_key: str | None = None) -> dict:
+    """One output file from one TaskInput (``metis synth``), watermarked unless ``watermark`` is False;
+    nothing is written if anything fails."""
     from metis_cli.audio import save_audio
+    from metis_cli.watermark import marker_for
 
     model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings)
+    marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     started = time.time()
     prepared = model.prepare(item)
     wav = model.generate([prepared], torch.Generator(device=device).manual_seed(seed))[0]
+    if marker:
+        wav = marker(wav, model.sample_rate)
     elapsed = time.time() - started
     save_audio(out_path, wav, model.sample_rate)
     seconds = len(wav) / model.sample_rate
-    return {"out": str(out_path), "seconds_audio": seconds, "seconds": elapsed, "real_time_factor": elapsed / seconds, "task": model.task}
+    return {"out": str(out_path), "seconds_audio": seconds, "seconds": elapsed, "real_time_factor": elapsed / seconds, "task": model.task,
+            "watermark": marker.info if marker else None}
