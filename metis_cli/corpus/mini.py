@@ -9,8 +9,10 @@ Layout under ``out_dir``::
 
     wav/<speaker>/<utt>.wav, <utt>.json   16 kHz renderings and their phone/word timings
     wav/<set>/<utt>.wav                   derived inputs (noisy speech, mixtures)
+    video/<speaker>/<utt>.mp4             25 fps 88x88 grayscale mouth videos (train, dev, test)
     mini_{train,dev,test}/                wav.scp text utt2spk spk2utt utt2dur phones.ctm words.ctm
                                           (+ prompt.scp utt2prompt prompt_text in dev and test)
+                                          (+ video.scp: rendered mouth videos, metis_cli/corpus/lips.py)
     mini_se_{dev,test}/                   + noisy.scp utt2snr utt2noise utt2rt60
     mini_tse_{dev,test}/                  + mix.scp enroll.scp utt2sir utt2interferer utt2enroll
     mini_vc_{dev,test}/                   + src.scp ref.scp utt2source_spk
@@ -481,6 +483,10 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
         ):
             name = f"mini_{task}_{part}"
             dirs[name] = _once(out / name, lambda n=name, b=build: b(n))
+    # Lip-to-speech: a rendered mouth video for every utterance of train, dev and test (video.scp).
+    from metis_cli.corpus.lips import write_corpus_videos
+
+    write_corpus_videos(out / "video", [dirs[n].path for n in ("mini_train", "mini_dev", "mini_test")], seed, num_jobs)
     logger.info("corpus ready in %s (%.1f s)", out, time.time() - start)
     return {name: _summary(dd) for name, dd in dirs.items()}
 

@@ -203,6 +203,11 @@ def validate_datadir(path, check_audio: bool = True) -> ValidationReport:
             if utt in durations and items and items[-1].end > float(durations[utt]) + 0.05:
                 report.error(name, f"utterance '{utt}': timings end at {items[-1].end:.2f} s, after its duration {durations[utt]} s")
 
+    for name in ("video.scp", "feats.scp"):  # lip-to-speech inputs: the files must exist (decoded when used)
+        missing = [u for u, p in (tables.get(name) or {}).items() if not Path(p).is_file()]
+        if missing:
+            report.error(name, f"{len(missing)} file(s) not found, e.g. utterance '{missing[0]}': {tables[name][missing[0]]}")
+
     if check_audio:
         _check_audio(dd, utts, report)
     return report
