@@ -1,4 +1,4 @@
-"""Task fine-tuning (TTS, VC, SE, TSE): on-the-fly inputs, adaptation modes, `metis finetune`,
+"""Task fine-tuning (TTS, VC, SE, TSE, L2S): on-the-fly inputs, adaptation modes, `metis finetune`,
 `metis decode --task`, `metis synth`, and their bad input."""
 import json
 
@@ -157,7 +157,7 @@ def tts_set(corpus, path):
 @pytest.fixture(scope="module")
 def tuned(models):
     exps = {}
-    for task in ("tts", "vc", "se", "tse"):
+    for task in ("tts", "vc", "se", "tse", "l2s"):
         exp = models["root"] / f"{task}_exp"
         result = finetune(models, task, exp)
         assert result.exit_code == 0, result.output
@@ -165,7 +165,8 @@ def tuned(models):
     return exps
 
 
-@pytest.mark.parametrize("task,test_set", [("tts", "mini_test"), ("vc", "mini_vc_test"), ("se", "mini_se_test"), ("tse", "mini_tse_test")])
+@pytest.mark.parametrize("task,test_set", [("tts", "mini_test"), ("vc", "mini_vc_test"), ("se", "mini_se_test"), ("tse", "mini_tse_test"),
+                                           ("l2s", "mini_test")])
 def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_set, tmp_path):
     exp = tuned[task]
     config = load_config(exp / "config.yaml")
@@ -176,6 +177,9 @@ def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_s
     assert (exp / "kmeans" / "kmeans.safetensors").is_file() and (exp / "ssl_stats.safetensors").is_file()
     if task == "tts":
         assert (exp / "phones.txt").read_text().startswith("<pad>\n") and config["model"]["n_phones"] > 10
+    elif task == "l2s":
+        assert config["model"]["frame_condition_dim"] == config["model"]["visual"]["out_dim"] == 64
+        assert counts["trainable"] == counts["total"]  # full fine-tuning, the visual front end included
     else:
         assert config["model"]["frame_condition_dim"] == 39
     val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_ce_bits" in line]
@@ -193,11 +197,16 @@ def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_s
     assert info["watermark"] == {"method": "keyed spectral ripple", "key": "default", "payload": f"{payload_for(exp.name):04x}", "strength_db": 1.5}
     wavs = sorted((out / "wav").glob("*.wav"))
     assert len(wavs) == 6 and len((out / "wav.scp").read_text().splitlines()) == 6
-    if task != "tts":  # the output is as long as the condition audio (one 20 ms frame per token)
-        import soundfile as sf
+    import soundfile as sf
 
-        from metis_cli.data.datadir import DataDir
+    from metis_cli.data.datadir import DataDir
 
+    if task == "l2s":  # two 20 ms token frames per 40 ms video frame
+        from metis_cli.video import read_video
+
+        video = read_video(DataDir(models["corpus"] / test_set).read("video.scp")[wavs[0].stem])
+        assert sf.info(wavs[0]).frames == 2 * len(video) * 320
+    elif task != "tts":  # the output is as long as the condition audio (one 20 ms frame per token)
         scp = {"vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp"}[task]
         source = DataDir(models["corpus"] / test_set).read(scp)[wavs[0].stem]
         assert sf.info(wavs[0]).frames == sf.info(source).frames // 320 * 320
@@ -260,6 +269,50 @@ def test_synth_runs_each_task_on_files(models, tuned, tmp_path):
                                  "-o", str(tmp_path / "plain.wav")])
     assert result.exit_code == 0 and "watermarking is off" in result.output
     assert not detect(*sf.read(tmp_path / "plain.wav", dtype="float32")).detected
+    l2s = DataDir(corpus / "mini_test")
+    utt = l2s.utt_ids()[0]
+    result = runner.invoke(app, ["synth", "--task", "l2s", "--model", str(tuned["l2s"]), *common, "--video", l2s.read("video.scp")[utt],
+                                 "--ref", l2s.read("prompt.scp")[utt], "-o", str(tmp_path / "l2s.wav")])
+    assert result.exit_code == 0, result.output
+    np.save(tmp_path / "feats.npy", np.zeros((50, 64), np.float32))
+    result = runner.invoke(app, ["synth", "--task", "l2s", "--model", str(tuned["l2s"]), *common, "--video", str(tmp_path / "feats.npy"),
+                                 "--ref", l2s.read("prompt.scp")[utt], "-o", str(tmp_path / "npy.wav")])
+    assert result.exit_code == 1 and "this l2s model takes mouth video" in result.output
+
+
+def test_l2s_reads_the_lips_and_takes_precomputed_features(models, tuned, tmp_path):
+    """Shuffling the frames in time changes what an L2S model hears; a model can also learn from feats.scp."""
+    from metis_cli.data.datadir import DataDir
+    from metis_cli.infer.task_decode import TaskInput, TaskModel, load_visual
+
+    test = DataDir(models["corpus"] / "mini_test")
+    utt = test.utt_ids()[0]
+    item = TaskInput(utt, visual=load_visual(test.read("video.scp")[utt], False), prompt=test.load_audio(utt, 16000, scp="prompt.scp")[0])
+    plain = TaskModel(tuned["l2s"], [models["s2a"]], models["codec"]).prepare(item)
+    shuffled = TaskModel(tuned["l2s"], [models["s2a"]], models["codec"], shuffle_video=True).prepare(item)
+    n_prompt = len(plain["prompt_tokens"])
+    assert plain["frames"] == shuffled["frames"] == 2 * len(item.visual)
+    assert torch.count_nonzero(plain["condition"][:n_prompt]) == 0  # zero over the prompt
+    assert not torch.allclose(plain["condition"][n_prompt:], shuffled["condition"][n_prompt:])
+    # Pre-computed features: any dimension, 25 fps, one .npy per utterance.
+    corpus = tmp_path / "corpus"
+    import shutil
+
+    for name in ("mini_train", "mini_dev"):
+        shutil.copytree(models["corpus"] / name, corpus / name)
+        dd = DataDir(corpus / name)
+        feats = {}
+        for u, seconds in dd.read("utt2dur").items():
+            path = tmp_path / "feats" / f"{u}.npy"
+            path.parent.mkdir(exist_ok=True)
+            np.save(path, np.random.default_rng(0).standard_normal((int(float(seconds) * 25), 12)).astype(np.float32))
+            feats[u] = str(path)
+        dd.write("feats.scp", feats)
+    result = runner.invoke(app, ["finetune", str(REPO / "conf" / "mini" / "finetune_l2s.yaml"), str(tmp_path / "exp"), *TUNE,
+                                 "train.max_steps=2", "data.val_utterances=2", "model.visual=null", "--task", "l2s",
+                                 "--init", str(models["pretrain"]), "--train-data", str(corpus / "mini_train"), "--val-data", str(corpus / "mini_dev")])
+    assert result.exit_code == 0, result.output
+    assert load_config(tmp_path / "exp" / "config.yaml")["model"]["frame_condition_dim"] == 12
 
 
 def test_synth_bad_input_fails_clearly_and_writes_nothing(models, tuned, tmp_path):

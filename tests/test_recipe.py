@@ -48,10 +48,10 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
 
 
 def test_corpus_file_names_the_data_and_a_missing_corpus_dir_fails(tmp_path):
-    for task, test_set in (("tts", "mini_test"), ("vc", "mini_vc_test"), ("se", "mini_se_test"), ("tse", "mini_tse_test")):
+    for task, test_set in (("tts", "mini_test"), ("vc", "mini_vc_test"), ("se", "mini_se_test"), ("tse", "mini_tse_test"), ("l2s", "mini_test")):
         conf = (REPO / "egs" / task / "corpus.conf").read_text()
         assert "corpus=mini\n" in conf and f"test_set={test_set}\n" in conf
-    result = recipe("tts", "--corpus", "libritts", "--data-dir", tmp_path / "libritts", "--stop-stage", 0)
+    result = recipe("tts", "--corpus", "libritts", "--data-dir", tmp_path / "libritts", "--stop-stage", 0, "--exp-dir", tmp_path / "exp")
     assert result.returncode == 1 and "--corpus libritts needs --corpus-dir" in result.stderr
 
 
@@ -77,7 +77,7 @@ def test_trailing_option_without_value_fails():
 @pytest.mark.slow
 def test_stage0_builds_validates_and_is_idempotent(tmp_path):
     mini_dir = tmp_path / "mini"
-    result = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
+    result = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (mini_dir / ".done").is_file() and (mini_dir / "validate.json").is_file()
     assert "Stage 0: data" in result.stderr
@@ -85,7 +85,7 @@ def test_stage0_builds_validates_and_is_idempotent(tmp_path):
         "mini_dev", "mini_se_dev", "mini_se_test", "mini_test", "mini_train",
         "mini_tse_dev", "mini_tse_test", "mini_vc_dev", "mini_vc_test",
     ]
-    again = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
+    again = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp")
     assert again.returncode == 0 and "already built and validated, skipping" in again.stderr
     assert "synthesising" not in again.stderr
 
@@ -159,7 +159,7 @@ def test_a_rerun_skips_finished_stages_and_redoes_a_half_written_one(tts_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task,test_set", [("se", "mini_se_test"), ("vc", "mini_vc_test"), ("tse", "mini_tse_test")])
+@pytest.mark.parametrize("task,test_set", [("se", "mini_se_test"), ("vc", "mini_vc_test"), ("tse", "mini_tse_test"), ("l2s", "mini_test")])
 def test_task_recipe_reuses_the_shared_stages(tts_run, task, test_set):
     """Each task recipe after the tts one: only stages 5-7 do work (0-4 find their outputs)."""
     tmp_path, shared, _ = tts_run
@@ -168,9 +168,13 @@ def test_task_recipe_reuses_the_shared_stages(tts_run, task, test_set):
     stamps = [p.stat().st_mtime_ns for p in shared_files]
     result = recipe(task, *shared, "--exp-dir", exp_dir, "--score-opts", "--report-utts 2 --metrics wer,sim,pesq")
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in (f"{task}_mini", "input", "ground_truth"):
+    # The floor: the unprocessed input, or for l2s the same model with the video shuffled in time.
+    floor = "l2s_mini_shuffled_video" if task == "l2s" else "input"
+    for name in (f"{task}_mini", floor, "ground_truth"):
         summary = json.loads((exp_dir / name / f"decode_{test_set}" / "scores" / "summary.json").read_text())
         assert summary["task"] == task and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
+    if task == "l2s":  # and the ceiling: the codec's resynthesis of the test set
+        assert (exp_dir / "codec_resynth" / f"decode_{test_set}" / "scores" / "summary.json").is_file()
     assert "## Recipe stages" in (exp_dir / "RESULTS.md").read_text()
     assert f"## {task}: {test_set}" in (exp_dir / "RESULTS.md").read_text()
     assert "already built and validated, skipping" in result.stderr
@@ -182,10 +186,10 @@ def test_task_recipe_reuses_the_shared_stages(tts_run, task, test_set):
 @pytest.mark.slow
 def test_stage0_fails_loudly_on_a_corrupted_corpus(tmp_path):
     mini_dir = tmp_path / "mini"
-    assert run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0).returncode == 0
+    assert run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp").returncode == 0
     (mini_dir / ".done").unlink()
     (mini_dir / "mini_dev" / "text").write_text("spk01_s9999 ghost\n")
     (mini_dir / "mini_dev" / ".done").touch()
-    result = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0)
+    result = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp")
     assert result.returncode != 0
     assert "mini_dev" in result.stdout + result.stderr and not (mini_dir / ".done").exists()

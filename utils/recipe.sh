@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Metis recipe, shared by egs/{tts,vc,se,tse}/run.sh, which set --task, --exp-dir and --config
+# The Metis recipe, shared by egs/{tts,vc,se,tse,l2s}/run.sh, which set --task, --exp-dir and --config
 # egs/<task>/corpus.conf (where the data comes from: the embedded corpus by default, or your own).
 #
 #   bash egs/tts/run.sh                               # every stage, embedded corpus
@@ -13,17 +13,18 @@
 # Stages (a stage runs when stage <= N <= stop_stage; each writes a .done marker after its outputs, so a
 # rerun skips finished work and a killed stage resumes; times go to <exp-dir>/stage_times.tsv):
 #   0 data      build the corpus once (local/data.sh: embedded, or metis data prepare), validate every set
-#   1 ssl       SSL features of train, dev (and the tts test set), train stats applied to all: <data-dir>/ssl/
+#   1 ssl       SSL features of train, dev (and the tts/l2s test set), train stats applied to all: <data-dir>/ssl/
 #   2 tokenize  k-means on the train features, SSL tokens of every set (<set>/ssl_tokens), quality report
 #   3 codec     train the acoustic codec (shared: <root>/exp/codec_<conf>), encode every set to
-#               <set>/acoustic_codes, resynthesise the test set (tts recipe; scored in stage 7 as task resynth)
+#               <set>/acoustic_codes, resynthesise the test set (tts, l2s: the ceiling; scored as task resynth)
 #   4 pretrain  stage-1 pre-training on the train set's SSL tokens (shared: <root>/exp/pretrain_<conf>),
 #               S2A training (shared: <root>/exp/s2a_<conf>; conf/full: two, <...>_coarse + <...>_fine);
 #               the tts recipe then hears them: S2A resynthesis of the test set from its ground-truth SSL
 #               tokens with a same-speaker prompt (task resynth), and prompted stage-1 generation (generate)
 #   5 finetune  fine-tune the pre-trained model for the task: <exp-dir>/<task>_<conf>
 #               (conf/<conf>/finetune_<task>.yaml; inputs made on the fly from the train set)
-#   6 decode    decode the task's test set with it: <exp-dir>/<task>_<conf>/decode_<test set>
+#   6 decode    decode the task's test set with it: <exp-dir>/<task>_<conf>/decode_<test set>; l2s also
+#               with the video frames shuffled in time (<task>_<conf>_shuffled_video: must be far worse)
 #   7 score     score every <exp-dir>/*/decode_*, the ground truth (the ceiling) and, for vc/se/tse, the
 #               unprocessed input (the floor); write <exp-dir>/RESULTS.md with the commands and stage times
 #
@@ -31,7 +32,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-task=tts                   # tts, vc, se or tse (set by egs/<task>/run.sh)
+task=tts                   # tts, vc, se, tse or l2s (set by egs/<task>/run.sh)
 stage=0
 stop_stage=100
 nj=2                       # parallel jobs of the data, feature, encoding and scoring stages
@@ -76,7 +77,8 @@ case $task in
   vc) input_scp=src.scp ;;
   se) input_scp=noisy.scp ;;
   tse) input_scp=mix.scp ;;
-  *) die "unknown --task $task: choose tts, vc, se or tse" ;;
+  l2s) input_scp="" ;;  # its floor is the same model with the video shuffled (stage 6)
+  *) die "unknown --task $task: choose tts, vc, se, tse or l2s" ;;
 esac
 [ -n "$exp_dir" ] || exp_dir=$root/egs/$task/exp
 case $ngpu in
@@ -101,9 +103,9 @@ end_stage() {
     "${invocation:-bash utils/recipe.sh}" >> "$exp_dir/stage_times.tsv"
 }
 
-# Sets computed by stages 1-3: the train and dev sets, and the tts test set (resynthesised in stages 3-4).
+# Sets computed by stages 1-3: the train and dev sets, and the tts/l2s test set (resynthesised in stages 3-4).
 ssl_sets="$train_set $dev_set"
-[ "$task" = tts ] && ssl_sets="$ssl_sets $test_set"
+case $task in tts|l2s) ssl_sets="$ssl_sets $test_set" ;; esac
 
 if in_stage 0 data; then
   bash "$root/local/data.sh" --corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" \
@@ -192,7 +194,7 @@ if in_stage 3 codec; then
     fi
   done
   resynth=$exp_dir/codec_resynth/decode_$test_set
-  if [ "$task" = tts ] && [ ! -f "$resynth/decode.json" ]; then
+  if [[ $task =~ ^(tts|l2s)$ ]] && [ ! -f "$resynth/decode.json" ]; then
     metis codec decode "$codec_dir" "$data_dir/$test_set/acoustic_codes" "$resynth" --data "$data_dir/$test_set"
   fi
   end_stage
@@ -262,6 +264,12 @@ if in_stage 6 decode; then
     # Utterances with bad inputs are skipped (and scored as missing); nothing decoded at all is fatal.
     [ -f "$decode/decode.json" ] || die "decoding $test_set failed; see $decode/log/decode.log"
     log "WARNING: $(wc -l < "$decode/failed") utterance(s) of $test_set could not be decoded: see $decode/failed"
+  fi
+  shuffled=$exp_dir/$(basename "$finetune_dir")_shuffled_video/decode_$test_set
+  # shellcheck disable=SC2086
+  if [ "$task" = l2s ] && [ ! -f "$shuffled/decode.json" ]; then
+    metis decode "$data_dir/$test_set" --task "$task" --model "$finetune_dir" $s2a_opts --codec "$codec_dir" \
+      --out "$shuffled" --shuffle-video $decode_opts || [ -f "$shuffled/decode.json" ] || die "decoding with shuffled video failed"
   fi
   end_stage
 fi

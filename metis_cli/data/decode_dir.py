@@ -21,7 +21,7 @@ TASKS = ("tts", "vc", "se", "tse", "l2s", "resynth", "generate")
 INPUT_SCP = {"tts": "prompt.scp", "vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp", "l2s": None, "resynth": None,
              "generate": "prompt.scp"}
 # Speaker similarity is measured between the output and this audio.
-SPEAKER_REFERENCE_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "l2s": "ref.scp", "resynth": "wav.scp", "se": None,
+SPEAKER_REFERENCE_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "l2s": "prompt.scp", "resynth": "wav.scp", "se": None,
                          "generate": "prompt.scp"}
 # Speaker similarity to the *wrong* voice (sim_other): the source speaker (VC), the interfering speaker
 # (TSE); for the other tasks the speaker reference of another speaker's utterance. A model that follows
@@ -34,7 +34,7 @@ TASK_METRICS = {
     "vc": ("wer", "sim", "sim_other", "dnsmos"),
     "se": ("wer", "dnsmos", "pesq", "stoi", "sisdr"),
     "tse": ("wer", "sim", "sim_other", "dnsmos", "pesq", "stoi", "sisdr"),
-    "l2s": ("wer", "sim", "sim_other", "dnsmos"),
+    "l2s": ("wer", "sim", "sim_other", "dnsmos", "stoi"),
     "resynth": ("wer", "sim", "sim_other", "dnsmos", "pesq", "stoi", "sisdr", "mcd"),
     # Free continuation by the unconditional stage-1 model: the words are its own; voice and quality count.
     "generate": ("sim", "sim_other", "dnsmos"),

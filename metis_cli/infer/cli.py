@@ -61,8 +61,8 @@ WATERMARK_KEY = typer.Option(None, help="Watermark key (default: $METIS_WATERMAR
 
 
 def decode(
-    data_dir: Path = typer.Argument(..., help="Data dir with the task's inputs: text+prompt.scp (tts), src.scp+ref.scp (vc), noisy.scp (se), mix.scp+enroll.scp (tse)."),
-    task: str = typer.Option(..., help="tts, vc, se or tse (must be the task the model was fine-tuned for)."),
+    data_dir: Path = typer.Argument(..., help="Data dir with the task's inputs: text+prompt.scp (tts), src.scp+ref.scp (vc), noisy.scp (se), mix.scp+enroll.scp (tse), video.scp (or feats.scp)+prompt.scp (l2s)."),
+    task: str = typer.Option(..., help="tts, vc, se, tse or l2s (must be the task the model was fine-tuned for)."),
     model: Path = typer.Option(..., help=MODEL_HELP),
     s2a: list[Path] = typer.Option(..., help=S2A_HELP),
     codec: Path = typer.Option(..., help="Codec experiment dir."),
@@ -75,6 +75,7 @@ def decode(
     bf16: bool = BF16,
     no_watermark: bool = NO_WATERMARK,
     watermark_key: Optional[str] = WATERMARK_KEY,
+    shuffle_video: bool = typer.Option(False, "--shuffle-video", help="l2s: scramble the video frames in time (the baseline that shows the model reads the lips)."),
 ) -> None:
     """Decode a data dir with a fine-tuned task model (stage 6): wav/*.wav, wav.scp, decode.json.
 
@@ -89,7 +90,7 @@ def decode(
     out = out or model / f"decode_{data_dir.name}"
     setup_logging(log_file=out / "log" / "decode.log")
     result = decode_task(model, data_dir, out, s2a, codec, task, batch_size, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16,
-                         watermark=not no_watermark, watermark_key=watermark_key)
+                         watermark=not no_watermark, watermark_key=watermark_key, shuffle_video=shuffle_video)
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
     if result["failed"]:
@@ -97,17 +98,18 @@ def decode(
 
 
 def synth(
-    task: str = typer.Option(..., help="tts, vc, se or tse."),
+    task: str = typer.Option(..., help="tts, vc, se, tse or l2s."),
     model: Path = typer.Option(..., help=MODEL_HELP),
     s2a: list[Path] = typer.Option(..., help=S2A_HELP),
     codec: Path = typer.Option(..., help="Codec experiment dir."),
     output: Path = typer.Option(..., "--output", "-o", help="Output .wav (written only when everything succeeded)."),
     text: Optional[str] = typer.Option(None, help="tts: the words to say."),
-    ref: Optional[Path] = typer.Option(None, help="tts: the voice prompt; vc: the reference voice; tse: the target speaker's enrollment."),
+    ref: Optional[Path] = typer.Option(None, help="tts: the voice prompt; vc, l2s: the reference voice; tse: the target speaker's enrollment."),
     ref_text: Optional[str] = typer.Option(None, help="tts: transcript of --ref (default: recognised with the scoring ASR)."),
     src: Optional[Path] = typer.Option(None, help="vc: the speech to convert (16 kHz mono)."),
     noisy: Optional[Path] = typer.Option(None, help="se: the noisy speech (16 kHz mono)."),
     mix: Optional[Path] = typer.Option(None, help="tse: the mixture (16 kHz mono)."),
+    video: Optional[Path] = typer.Option(None, help="l2s: the mouth video (25 fps crop, e.g. 88x88), or visual features as .npy."),
     duration: Optional[float] = typer.Option(None, help="tts: output length in seconds (default: the prompt's speaking rate)."),
     seed: int = typer.Option(0),
     stage1_opt: Optional[list[str]] = STAGE1_OPT,
@@ -128,25 +130,30 @@ def synth(
       metis synth --task se --model exp/se_mini $M --noisy x.wav -o out.wav
 
       metis synth --task tse --model exp/tse_mini $M --mix m.wav --ref e.wav -o out.wav
+
+      metis synth --task l2s --model exp/l2s_mini $M --video v.mp4 --ref speaker.wav -o out.wav
     """
     from metis_cli.errors import MetisError
-    from metis_cli.infer.task_decode import CONDITION_NAME, TaskInput, load_input, synthesize
+    from metis_cli.infer.task_decode import CONDITION_NAME, TaskInput, load_input, load_visual, synthesize
     from metis_cli.log import console, setup_logging
     from metis_cli.tasks.conditions import check_task
 
     setup_logging()
     check_task(task)
-    given = {"text": text, "ref": ref, "ref_text": ref_text, "src": src, "noisy": noisy, "mix": mix, "duration": duration}
-    allowed = {"tts": {"text", "ref", "ref_text", "duration"}, "vc": {"src", "ref"}, "se": {"noisy"}, "tse": {"mix", "ref"}}[task]
+    given = {"text": text, "ref": ref, "ref_text": ref_text, "src": src, "noisy": noisy, "mix": mix, "duration": duration, "video": video}
+    allowed = {"tts": {"text", "ref", "ref_text", "duration"}, "vc": {"src", "ref"}, "se": {"noisy"}, "tse": {"mix", "ref"},
+               "l2s": {"video", "ref"}}[task]
     extra = sorted(k for k, v in given.items() if v is not None and k not in allowed)
     if extra:
         raise MetisError(f"--task {task} takes {', '.join('--' + a.replace('_', '-') for a in sorted(allowed))}, not "
                          f"{', '.join('--' + e.replace('_', '-') for e in extra)}")
-    condition = {"vc": src, "se": noisy, "tse": mix}.get(task)
+    condition = {"vc": src, "se": noisy, "tse": mix, "l2s": video}.get(task)
     if task != "tts" and condition is None:
-        raise MetisError(f"--task {task} needs --{ {'vc': 'src', 'se': 'noisy', 'tse': 'mix'}[task] }")
+        raise MetisError(f"--task {task} needs --{ {'vc': 'src', 'se': 'noisy', 'tse': 'mix', 'l2s': 'video'}[task] }")
     item = TaskInput(output.stem, text=text, duration=duration)
-    if condition is not None:
+    if task == "l2s":
+        item.visual = load_visual(video, features=video.suffix == ".npy")
+    elif condition is not None:
         item.condition = load_input(condition, CONDITION_NAME[task], strict=True)
     if ref is not None:
         item.prompt = load_input(ref, "reference", strict=False)

@@ -11,6 +11,7 @@ codec codes as the acoustic prompt) -> codec decoder -> waveform.
 | vc   | the source (src.scp)                     | reference (ref.scp)| the source's |
 | se   | the noisy speech (noisy.scp)             | none               | the input's |
 | tse  | enrollment then mixture (mix.scp)        | enrollment (enroll.scp) | the mixture's |
+| l2s  | mouth video (video.scp) or visual features (feats.scp), zero over the prompt | prompt.scp | the video's |
 
 Condition audio must already be 16 kHz mono (it is what the model listens to; a wrong rate is refused,
 not silently resampled); prompts are voice samples and are converted from any rate or channel count.
@@ -32,7 +33,7 @@ from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, load_s
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, for_inference, merged
-from metis_cli.tasks.conditions import CONDITION_SCP, PROMPT_SCP, TEXT_TASKS, FrameConditioner, check_task
+from metis_cli.tasks.conditions import CONDITION_SCP, PROMPT_SCP, TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_task
 from metis_cli.train.config import check_keys, read_exp_config
 from metis_cli.train.trainer import load_weights, weights_name
 
@@ -44,9 +45,10 @@ TASK_DEFAULTS = {
     "vc": {"steps": 20, "cfg_scale": 1.0, "temperature": 0.9},
     "se": {"steps": 10, "cfg_scale": 0.0, "temperature": 0.9},
     "tse": {"steps": 10, "cfg_scale": 0.0, "temperature": 0.9},
+    "l2s": {"steps": 20, "cfg_scale": 0.0, "temperature": 0.9},
 }
-CONDITION_NAME = {"vc": "source", "se": "noisy speech", "tse": "mixture"}
-PROMPT_NAME = {"tts": "prompt", "vc": "reference", "tse": "enrollment"}
+CONDITION_NAME = {"vc": "source", "se": "noisy speech", "tse": "mixture", "l2s": "video"}
+PROMPT_NAME = {"tts": "prompt", "vc": "reference", "tse": "enrollment", "l2s": "reference"}
 MIN_PROMPT_SECONDS = 1.0
 SILENCE_DBFS = -55.0
 SCRIPTS = {"en": ("LATIN",), "en-us": ("LATIN",), "en-gb": ("LATIN",), "fr": ("LATIN",), "de": ("LATIN",), "ko": ("HANGUL",),
@@ -62,6 +64,7 @@ class TaskInput:
     text: str | None = None              # TTS
     prompt_text: str | None = None       # TTS: the prompt's transcript
     duration: float | None = None        # TTS: output seconds (default: the prompt's speaking rate)
+    visual: np.ndarray | None = None     # L2S: mouth video [frames, H, W] uint8, or features [frames, D], 25 fps
 
 
 def check_script(text: str, language: str, where: str = "") -> None:
@@ -112,7 +115,7 @@ class TaskModel:
     """A fine-tuned stage-1 model with the S2A models and codec that turn its tokens into audio."""
 
     def __init__(self, exp_dir, s2a_dirs, codec_dir, task: str | None = None, device: str = "cpu", bf16: bool = False,
-                 stage1_settings: dict | None = None, s2a_settings: dict | None = None, checkpoint=None):
+                 stage1_settings: dict | None = None, s2a_settings: dict | None = None, checkpoint=None, shuffle_video: bool = False):
         from metis_cli.codec.inference import load_codec
 
         config = read_exp_config(exp_dir)
@@ -127,6 +130,12 @@ class TaskModel:
         self.conditioner = FrameConditioner(config["ssl"])
         self.frame_rate = float(config["ssl"].get("frame_rate") or 50)
         self.max_frames = int(config.get("data", {}).get("max_utterance_frames", 1500))
+        # L2S: whether the model reads pre-computed features (feats.scp) instead of video; shuffle_video
+        # scrambles the frames in time (the baseline that shows the model reads the lips).
+        self.video_features = self.task in VIDEO_TASKS and not config["model"].get("visual")
+        if shuffle_video and self.task not in VIDEO_TASKS:
+            raise MetisError(f"shuffling the video applies to lip-to-speech, not {self.task}")
+        self.shuffle_video = shuffle_video
         if self.task in TEXT_TASKS:
             from metis_cli.text.phonemize import PhoneVocab, make_phonemizer
 
@@ -142,7 +151,7 @@ class TaskModel:
         check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
         self.stage1_settings = MaskPredictSettings(**settings)
         self.s2a_settings = per_codebook_settings(n_codebooks, s2a_settings)
-        self.info = {"model": str(self.exp_dir.resolve()), "s2a": [str(Path(d).resolve()) for d in s2a_dirs],
+        self.info = {"model": str(self.exp_dir.resolve()), "s2a": [str(Path(d).resolve()) for d in s2a_dirs], "shuffle_video": shuffle_video,
                      "codec": str(Path(codec_dir).resolve()), "stage1_settings": vars(self.stage1_settings),
                      "s2a_settings": [vars(s) for s in self.s2a_settings], "dtype": str(self.dtype).removeprefix("torch.")}
 
@@ -187,6 +196,8 @@ class TaskModel:
             else:  # the prompt's speaking rate (the published duration predictor was never released)
                 frames = int(round(len(prompt_tokens) * len(phones) / len(prompt_phones)))
             prepared.update(phones=torch.tensor(prompt_phones + phones), frames=max(1, frames))
+        elif task in VIDEO_TASKS:
+            prepared.update(self._visual_condition(item, len(prompt_tokens)))
         else:
             if item.condition is None:
                 raise MetisError(f"{where}the {task} task needs the {CONDITION_NAME[task]}")
@@ -199,6 +210,23 @@ class TaskModel:
                              f"of output is longer than the model's limit of {self.max_frames / self.frame_rate:.1f} s "
                              f"(data.max_utterance_frames); use a shorter {PROMPT_NAME.get(task, 'input')} or split the input")
         return prepared
+
+    @torch.no_grad()
+    def _visual_condition(self, item: TaskInput, prompt_frames: int) -> dict:
+        """L2S: frames = 2 per video frame; condition = zeros over the prompt, then the visual features."""
+        video = item.visual
+        if video is None or len(video) < 2:
+            raise MetisError(f"'{item.name}': the l2s task needs a video of at least 2 frames")
+        if self.video_features != (video.ndim == 2):
+            wanted = "pre-computed visual features [frames, dim] (.npy)" if self.video_features else "mouth video (mp4, avi, mkv)"
+            raise MetisError(f"'{item.name}': this l2s model takes {wanted}")
+        if self.shuffle_video:
+            video = video[np.random.default_rng(0).permutation(len(video))]
+        frames = 2 * len(video)
+        batch = torch.from_numpy(np.ascontiguousarray(video))[None].to(self.device)
+        valid = torch.ones(1, len(video), dtype=torch.bool, device=self.device)
+        feats = self.stage1.visual_condition(batch, valid, torch.zeros(1, dtype=torch.long), frames)[0].float().cpu()
+        return {"frames": frames, "condition": torch.cat([torch.zeros(prompt_frames, feats.shape[1]), feats])}
 
     @torch.no_grad()
     def generate(self, prepared: list[dict], generator: torch.Generator | None = None) -> list[np.ndarray]:
@@ -219,10 +247,19 @@ def _resample(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     return wav if sample_rate == sr else resample(wav, sr, sample_rate).astype(np.float32)
 
 
-def datadir_inputs(data_dir, task: str) -> tuple[list[str], callable]:
-    """The utterance ids of a data dir that has the task's inputs, and a loader of one TaskInput."""
+def load_visual(source, features: bool, utt: str | None = None) -> np.ndarray:
+    """L2S input: mouth video frames (read_video) or pre-computed features (a .npy file)."""
+    from metis_cli.video import read_video, read_visual_features
+
+    return read_visual_features(source, utt) if features else read_video(source, utt)
+
+
+def datadir_inputs(data_dir, task: str, video_features: bool = False) -> tuple[list[str], callable]:
+    """The utterance ids of a data dir that has the task's inputs, and a loader of one TaskInput
+    (``video_features``: an L2S model that reads feats.scp instead of video.scp)."""
     data = DataDir(data_dir)
-    needed = [s for s in (CONDITION_SCP.get(task), PROMPT_SCP.get(task)) if s] + (["text"] if task in TEXT_TASKS else [])
+    condition_scp = "feats.scp" if task in VIDEO_TASKS and video_features else CONDITION_SCP.get(task)
+    needed = [s for s in (condition_scp, PROMPT_SCP.get(task)) if s] + (["text"] if task in TEXT_TASKS else [])
     for name in needed:
         if not data.has(name):
             raise MetisError(f"{data.file(name)}: not found; decoding {task} needs {', '.join(needed)}")
@@ -235,11 +272,13 @@ def datadir_inputs(data_dir, task: str) -> tuple[list[str], callable]:
 
     def load(utt: str) -> TaskInput:
         item = TaskInput(utt)
-        if task in CONDITION_SCP:
-            scp = CONDITION_SCP[task]
-            if utt not in tables[scp]:
-                raise MetisError(f"{data.file(scp)}: no entry for '{utt}'")
-            item.condition = load_input(tables[scp][utt], f"'{utt}': {CONDITION_NAME[task]}", strict=True, utt=utt)
+        if condition_scp:
+            if utt not in tables[condition_scp]:
+                raise MetisError(f"{data.file(condition_scp)}: no entry for '{utt}'")
+            if task in VIDEO_TASKS:
+                item.visual = load_visual(tables[condition_scp][utt], video_features, utt)
+            else:
+                item.condition = load_input(tables[condition_scp][utt], f"'{utt}': {CONDITION_NAME[task]}", strict=True, utt=utt)
         if PROMPT_SCP.get(task):
             scp = PROMPT_SCP[task]
             if utt not in tables[scp]:
@@ -257,7 +296,7 @@ def datadir_inputs(data_dir, task: str) -> tuple[list[str], callable]:
 
 def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | None = None, batch_size: int = 8, seed: int = 0,
                 stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False,
-                watermark: bool = True, watermark_key: str | None = None) -> dict:
+                watermark: bool = True, watermark_key: str | None = None, shuffle_video: bool = False) -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (wav/<utt>.wav, wav.scp,
     decode.json with the settings and the real-time factor). A rerun skips what is written; an
     utterance whose inputs are bad is logged (``failed``) and skipped. Every output carries the
@@ -267,11 +306,11 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
     from metis_cli.log import progress
     from metis_cli.watermark import marker_for
 
-    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings)
+    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings, shuffle_video=shuffle_video)
     marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     task = model.task
     data_dir, out = Path(data_dir), Path(out_dir)
-    utts, load = datadir_inputs(data_dir, task)
+    utts, load = datadir_inputs(data_dir, task, model.video_features)
 
     def wav_path(utt):
         return out / "wav" / f"{utt}.wav"

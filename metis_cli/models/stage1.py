@@ -8,7 +8,9 @@ off (absent) in a pre-trained model:
 - a frame adapter (``frame_condition_dim > 0``): per-frame condition features (SSL features of the
   source / noisy / mixture audio, visual features) through ``Linear -> SiLU -> Linear`` times a scalar
   gate that starts at 0, added to the token embeddings frame by frame, so fine-tuning starts from
-  exactly the pre-trained model.
+  exactly the pre-trained model;
+- for lip-to-speech, a visual front end (``visual``, metis_cli.models.visual) that turns mouth video into
+  the frame adapter's input, trained with it.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from torch import nn
 from metis_cli.errors import MetisError
 from metis_cli.train.config import check_keys
 from metis_cli.models.transformer import MaskedTransformer, TransformerConfig, mlp
+from metis_cli.models.visual import VisualConfig, VisualFrontEnd
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Stage1Config:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     n_phones: int = 0
     frame_condition_dim: int = 0
+    visual: dict | None = None  # VisualConfig of the lip-to-speech front end (its out_dim feeds the frame adapter)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Stage1Config":
@@ -64,6 +68,10 @@ class Stage1Model(nn.Module):
             self.prefix_mlp = mlp(d, 4 * d)
         if cfg.frame_condition_dim:
             self.frame_adapter = FrameAdapter(cfg.frame_condition_dim, d)
+        if cfg.visual:
+            self.visual = VisualFrontEnd(VisualConfig.from_dict(cfg.visual))
+            if self.visual.cfg.out_dim != cfg.frame_condition_dim:
+                raise MetisError(f"visual.out_dim {self.visual.cfg.out_dim} must equal frame_condition_dim {cfg.frame_condition_dim}")
 
     def embed(self, tokens, masked, frame_condition=None):
         x = torch.where(masked[..., None], self.mask_emb.to(self.token_emb.weight.dtype), self.token_emb(tokens.masked_fill(masked, 0)))
@@ -73,12 +81,29 @@ class Stage1Model(nn.Module):
             x = x + self.frame_adapter(frame_condition.to(x.dtype))
         return x
 
-    def hidden(self, tokens, masked, valid, t, phones=None, phone_valid=None, frame_condition=None) -> torch.Tensor:
+    def visual_condition(self, video, video_valid, video_offset, frames: int) -> torch.Tensor:
+        """Frame conditions [B, frames, D] at the token rate from video [B, T_v, H, W] (through the visual
+        front end) or pre-computed features [B, T_v, D] (a model without one); ``video_offset`` [B]: token
+        frames between each clip's first video frame and its first token frame."""
+        from metis_cli.models.visual import to_token_rate
+
+        feats = self.visual(video, video_valid) if self.cfg.visual else video.to(self.token_emb.weight.dtype)
+        lengths = video_valid.sum(dim=1).tolist()
+        return torch.stack([to_token_rate(feats[i, : lengths[i]], int(video_offset[i]), frames) for i in range(len(feats))])
+
+    def hidden(self, tokens, masked, valid, t, phones=None, phone_valid=None, frame_condition=None,
+               video=None, video_valid=None, video_offset=None, visual_zero=None) -> torch.Tensor:
         """Hidden states [B, T, d] of the token positions.
 
         tokens, masked, valid: [B, T] (masked positions' token values are ignored); t: [B];
-        phones, phone_valid: [B, P] text prefix; frame_condition: [B, T, frame_condition_dim].
+        phones, phone_valid: [B, P] text prefix; frame_condition: [B, T, frame_condition_dim];
+        video, video_valid, video_offset: lip-to-speech input (see visual_condition) turned into the frame
+        condition, zero where ``visual_zero`` [B, T] is true (the prompt).
         """
+        if video is not None:
+            frame_condition = self.visual_condition(video, video_valid, video_offset, tokens.shape[1])
+            if visual_zero is not None:
+                frame_condition = frame_condition.masked_fill(visual_zero[..., None], 0.0)
         x = self.embed(tokens, masked, frame_condition)
         if phones is not None:
             if not self.cfg.n_phones:

@@ -19,7 +19,7 @@ from metis_cli.models.lora import add_lora, lora_parameters, merge_lora
 from metis_cli.train.config import check_keys
 
 MODES = ("lora", "full", "adapter")
-CONDITION_MODULES = ("phone_emb", "prefix_mlp", "frame_adapter")
+CONDITION_MODULES = ("phone_emb", "prefix_mlp", "frame_adapter", "visual")
 
 
 @dataclass

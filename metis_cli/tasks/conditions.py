@@ -3,6 +3,8 @@
 - TTS: phones (``metis_cli.text``) of the prompt text and the target text, as a prefix.
 - VC, SE, TSE: normalised SSL features of the condition audio (the source, the noisy speech, the
   enrollment followed by the mixture), one vector per token frame, through the zero-gated frame adapter.
+- L2S: visual features of the mouth video (25 fps, interpolated to the token rate, zero over the
+  prompt) from the model's visual front end, or pre-computed ones (feats.scp), through the frame adapter.
 
 The features come from the same SSL front end (extractor, layer, normalisation stats, k-means model) as
 the tokens the model was pre-trained on. A fine-tuned model's experiment dir keeps a copy of the stats
@@ -22,12 +24,14 @@ import numpy as np
 from metis_cli.errors import MetisError
 from metis_cli.train.batching import MAX_FRAME_MISMATCH
 
-TASKS = ("tts", "vc", "se", "tse")
+TASKS = ("tts", "vc", "se", "tse", "l2s")
 TEXT_TASKS = ("tts",)
-# Which audio of a data dir is the condition, per task (the clean target is always wav.scp).
-CONDITION_SCP = {"vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp"}
+VIDEO_TASKS = ("l2s",)
+# Which input of a data dir is the condition, per task (the clean target is always wav.scp); L2S reads
+# feats.scp instead of video.scp when its model takes pre-computed visual features.
+CONDITION_SCP = {"vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp", "l2s": "video.scp"}
 # Whether the task's decoding uses a prompt from the target speaker, and from which scp.
-PROMPT_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "se": None}
+PROMPT_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "se": None, "l2s": "prompt.scp"}
 STATS_FILE = "ssl_stats.safetensors"
 KMEANS_DIR = "kmeans"
 

@@ -13,6 +13,9 @@ Training pairs per task, drawn for every batch (see metis_cli.tasks.augment):
 - SE: condition = features of the noisy, reverberant version of the utterance; no prompt.
 - TSE, VC: condition = features of the mixture / the timbre-perturbed utterance; over the prompt
   prefix the condition is the clean speech (as enrollment or reference audio is at inference).
+- L2S: condition = the utterance's mouth video (video.scp) through the visual front end, trained with
+  the adapter (or pre-computed visual features, feats.scp, when ``model.visual`` is null); zero over the
+  prompt, as the reference does.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from metis_cli.models.masking import sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, adapt
 from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre
-from metis_cli.tasks.conditions import TEXT_TASKS, FrameConditioner, check_task, ssl_front_end
+from metis_cli.tasks.conditions import TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_task, ssl_front_end
 from metis_cli.train.batching import UtteranceArrays
 from metis_cli.train.config import read_exp_config
 from metis_cli.train.pretrain import resolve_vocab
@@ -63,6 +66,9 @@ class FinetuneTask(TokenTask):
         config["ssl"] = self.conditioner.front_end
         self.sources: dict[str, tuple] = {}  # utterance -> (audio source, start, end), read once per data dir
         self.utt_lists: dict[int, list[str]] = {}  # id(data) -> its utterances, to draw other speakers from
+        self.videos: dict[str, str] = {}  # L2S: utterance -> video (or feature) file
+        self.video_cache: dict[str, np.ndarray] = {}
+        self.use_features = self.task in VIDEO_TASKS and not (config.get("model") or {}).get("visual")
         super().__init__(trainer, config, train_dirs, val_dirs)
 
     # --- data -----------------------------------------------------------------------------------
@@ -71,6 +77,8 @@ class FinetuneTask(TokenTask):
 
         for d in data.data_dirs:
             self.utt2spk.update(DataDir(d).utt2spk)
+        if self.task in VIDEO_TASKS:
+            return self._select_videos(data)
         if self.task not in TEXT_TASKS:
             for d in data.data_dirs:
                 if not DataDir(d).has("wav.scp"):
@@ -104,6 +112,59 @@ class FinetuneTask(TokenTask):
         if not data.lengths:
             raise MetisError(f"no usable utterances for TTS in {', '.join(map(str, data.data_dirs))}")
         return data
+
+    def _select_videos(self, data: UtteranceArrays) -> UtteranceArrays:
+        scp = "feats.scp" if self.use_features else "video.scp"
+        for d in data.data_dirs:
+            dd = DataDir(d)
+            if not dd.has(scp):
+                raise MetisError(f"{d}: no {scp}; lip-to-speech fine-tuning needs "
+                                 f"{'pre-computed visual features (model.visual is null)' if self.use_features else 'mouth videos'}")
+            self.videos.update(dd.read(scp))
+        missing = [u for u in data.lengths if u not in self.videos]
+        for utt in missing:
+            del data.lengths[utt]
+        if missing:
+            logger.warning("%d utterance(s) without an entry in %s left out, e.g. %s", len(missing), scp, missing[0])
+        if not data.lengths:
+            raise MetisError(f"no utterance of {', '.join(map(str, data.data_dirs))} has an entry in {scp}")
+        return data
+
+    def _video(self, utt: str) -> np.ndarray:
+        """The utterance's video frames [T_v, S, S] uint8 (resized once to the front end's input size)
+        or its pre-computed features [T_v, D]; cached."""
+        from metis_cli.video import read_video, read_visual_features
+
+        video = self.video_cache.get(utt)
+        if video is None:
+            if self.use_features:
+                video = read_visual_features(self.videos[utt], utt)
+            else:
+                size = int(self.config["model"]["visual"].get("input_size", 88))
+                frames = torch.from_numpy(read_video(self.videos[utt], utt)).float()[:, None]
+                if frames.shape[-1] != size or frames.shape[-2] != size:
+                    frames = torch.nn.functional.interpolate(frames, size=(size, size), mode="area")
+                video = frames[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+            if self.cache_audio:
+                self.video_cache[utt] = video
+        return video
+
+    def _video_batch(self, batch: dict, pieces) -> dict:
+        """The video frames under each piece (25 fps: token frame f is video frame f // 2), padded."""
+        clips, offsets = [], []
+        for p in pieces:
+            video = self._video(p.utt)
+            first = min(p.start // 2, len(video) - 1)
+            clips.append(video[first : (p.start + p.frames + 1) // 2 + 1])
+            offsets.append(p.start - 2 * first)
+        longest = max(len(c) for c in clips)
+        padded = np.zeros((len(clips), longest, *clips[0].shape[1:]), dtype=clips[0].dtype)
+        valid = torch.zeros(len(clips), longest, dtype=torch.bool)
+        for i, clip in enumerate(clips):
+            padded[i, : len(clip)] = clip
+            valid[i, : len(clip)] = True
+        batch.update(video=torch.from_numpy(padded), video_valid=valid, video_offset=torch.tensor(offsets))
+        return batch
 
     def _phone_vocab(self, train_utts):
         from metis_cli.text.phonemize import PhoneVocab
@@ -166,6 +227,8 @@ class FinetuneTask(TokenTask):
                 phones[i, : len(row)] = torch.tensor(row)
             batch["phones"], batch["phone_valid"] = phones, phones > 0
             return batch
+        if self.task in VIDEO_TASKS:
+            return self._video_batch(batch, pieces)
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
         hop = self.conditioner.hop
         t_max = batch["ssl_tokens"].shape[1]
@@ -209,6 +272,14 @@ class FinetuneTask(TokenTask):
                             raise
                         logger.warning("validation: %s; left out", exc)
                         del data.lengths[utt]
+        elif self.task in VIDEO_TASKS:
+            if self.use_features:
+                model_cfg["visual"] = None
+                model_cfg["frame_condition_dim"] = int(self._video(next(iter(self.train_data.lengths))).shape[1])
+            else:
+                from metis_cli.models.visual import VisualConfig
+
+                model_cfg["frame_condition_dim"] = VisualConfig.from_dict(model_cfg.get("visual") or {}).out_dim
         else:
             model_cfg["frame_condition_dim"] = model_cfg.get("frame_condition_dim") or self.conditioner.dim
             if model_cfg["frame_condition_dim"] != self.conditioner.dim:
@@ -217,7 +288,7 @@ class FinetuneTask(TokenTask):
         self.config["model"] = model_cfg
         model = Stage1Model(Stage1Config.from_dict(model_cfg))
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-        assert not unexpected and all(k.split(".")[0] in ("phone_emb", "prefix_mlp", "frame_adapter") for k in missing)
+        assert not unexpected and all(k.split(".")[0] in ("phone_emb", "prefix_mlp", "frame_adapter", "visual") for k in missing)
         adaptation = AdaptationConfig.from_dict(self.config.setdefault("adaptation", {}))
         counts = adapt(model, adaptation)
         logger.info("%s fine-tuning (%s) from %s: %s trainable parameters of %s (LoRA %s, condition modules %s)",
@@ -232,6 +303,10 @@ class FinetuneTask(TokenTask):
         t, prompts, masked = t.to(tokens.device), prompts.to(tokens.device), masked.to(tokens.device)
         if self.task in TEXT_TASKS:
             conditions = {"phones": batch["phones"], "phone_valid": batch["phone_valid"] & (prompts > 0)[:, None]}
+        elif self.task in VIDEO_TASKS:
+            in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
+            conditions = {"video": batch["video"], "video_valid": batch["video_valid"], "video_offset": batch["video_offset"],
+                          "visual_zero": in_prompt}
         else:
             in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
             conditions = {"frame_condition": torch.where(in_prompt[..., None], batch["clean_condition"], batch["condition"])}
