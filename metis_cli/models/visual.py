@@ -74,7 +74,13 @@ class VisualFrontEnd(nn.Module):
             for _ in range(cfg.temporal_layers))
 
     def forward(self, video: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """video [B, T, H, W] (uint8 or float in 0..255), valid [B, T] -> features [B, T, out_dim]."""
+        """video [B, T, H, W] (uint8 or float in 0..255), valid [B, T] -> features [B, T, out_dim].
+
+        Runs in the weights' dtype even under autocast: bf16 3D convolutions have no fast CPU kernel."""
+        with torch.autocast(device_type=video.device.type, enabled=False):
+            return self._forward(video, valid)
+
+    def _forward(self, video: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         b, t, h, w = video.shape
         x = video.float().div(255.0).sub(0.5)
         if (h, w) != (self.cfg.input_size, self.cfg.input_size):
