@@ -73,6 +73,11 @@ def read_visual_features(source, utt_id: str | None = None) -> np.ndarray:
     return feats.astype(np.float32)
 
 
+def read_visual_input(source, features: bool, utt_id: str | None = None) -> np.ndarray:
+    """L2S input: pre-computed features (``features``: a .npy file) or mouth video frames."""
+    return read_visual_features(source, utt_id) if features else read_video(source, utt_id)
+
+
 def check_alignment(n_video_frames: int, audio_seconds: float, where: str, tolerance_s: float = 0.2) -> None:
     """Video and audio of one utterance must cover the same time (within ``tolerance_s``)."""
     video_seconds = n_video_frames / FPS

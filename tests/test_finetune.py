@@ -283,11 +283,12 @@ def test_synth_runs_each_task_on_files(models, tuned, tmp_path):
 def test_l2s_reads_the_lips_and_takes_precomputed_features(models, tuned, tmp_path):
     """Shuffling the frames in time changes what an L2S model hears; a model can also learn from feats.scp."""
     from metis_cli.data.datadir import DataDir
-    from metis_cli.infer.task_decode import TaskInput, TaskModel, load_visual
+    from metis_cli.infer.task_decode import TaskInput, TaskModel
+    from metis_cli.video import read_visual_input
 
     test = DataDir(models["corpus"] / "mini_test")
     utt = test.utt_ids()[0]
-    item = TaskInput(utt, visual=load_visual(test.read("video.scp")[utt], False), prompt=test.load_audio(utt, 16000, scp="prompt.scp")[0])
+    item = TaskInput(utt, visual=read_visual_input(test.read("video.scp")[utt], False), prompt=test.load_audio(utt, 16000, scp="prompt.scp")[0])
     plain = TaskModel(tuned["l2s"], [models["s2a"]], models["codec"]).prepare(item)
     shuffled = TaskModel(tuned["l2s"], [models["s2a"]], models["codec"], shuffle_video=True).prepare(item)
     n_prompt = len(plain["prompt_tokens"])

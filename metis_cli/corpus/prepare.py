@@ -72,12 +72,13 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _parts(corpus_dir: Path, options: PrepareOptions, dev: str, test: str) -> tuple[list[str], str, str]:
-    """The train parts, dev part and test part of a corpus split into part folders, checked to exist."""
+def _parts(corpus_dir: Path, options: PrepareOptions, dev: str | None, test: str) -> tuple[list[str], str | None, str]:
+    """The train parts, dev part (None: the corpus has none) and test part of a corpus split into part
+    folders, checked to exist."""
     present = sorted(p.name for p in corpus_dir.iterdir() if p.is_dir())
     train = options.train_parts or [p for p in present if p.startswith("train")]
     dev, test = options.dev_part or dev, options.test_part or test
-    for part in [*train, dev, test]:
+    for part in [*train, *([dev] if dev else []), test]:
         if part not in present:
             raise DataDirError(f"{corpus_dir}: part '{part}' not found (present: {', '.join(present) or 'nothing'})")
     if not train:
@@ -106,13 +107,18 @@ def _write_set(out: Path, utts: dict[str, Utt], what: str) -> DataDir:
     return dd
 
 
-def _split_dev(utts: dict[str, Utt], options: PrepareOptions) -> tuple[dict[str, Utt], dict[str, Utt]]:
-    """(train, dev): dev takes ``dev_fraction`` of every speaker's utterances (seen speakers, as mini_dev)."""
+def _by_speaker(utts: dict[str, Utt]) -> dict[str, list[str]]:
+    """speaker -> its utterance ids, sorted."""
     by_speaker: dict[str, list[str]] = {}
     for utt in sorted(utts, key=sort_key):
         by_speaker.setdefault(utts[utt].speaker, []).append(utt)
+    return by_speaker
+
+
+def _split_dev(utts: dict[str, Utt], options: PrepareOptions) -> tuple[dict[str, Utt], dict[str, Utt]]:
+    """(train, dev): dev takes ``dev_fraction`` of every speaker's utterances (seen speakers, as mini_dev)."""
     dev_ids = set()
-    for spk, ids in by_speaker.items():
+    for spk, ids in _by_speaker(utts).items():
         if len(ids) < 2:
             continue
         n = max(1, round(len(ids) * options.dev_fraction))
@@ -124,9 +130,7 @@ def _split_dev(utts: dict[str, Utt], options: PrepareOptions) -> tuple[dict[str,
 def _add_prompts(utts: dict[str, Utt], options: PrepareOptions, scp: str = "prompt.scp") -> dict[str, Utt]:
     """For each utterance another utterance of its speaker as the prompt (prompt.scp, utt2prompt,
     prompt_text); speakers with a single utterance cannot be prompted and are left out."""
-    by_speaker: dict[str, list[str]] = {}
-    for utt in sorted(utts, key=sort_key):
-        by_speaker.setdefault(utts[utt].speaker, []).append(utt)
+    by_speaker = _by_speaker(utts)
     kept = {}
     for utt, x in utts.items():
         choices = [u for u in by_speaker[x.speaker] if u != utt]
@@ -376,12 +380,7 @@ def _lrs3_part(part_dir: Path, wav_dir: Path) -> dict[str, Utt]:
 def prepare_lrs3(corpus_dir: Path, options: PrepareOptions, out_dir: Path):
     """train/dev: trainval (dev: ``dev_fraction`` of it); test: the test part with a same-speaker
     prompt. ``pretrain`` is added to train only when named in ``train_parts``."""
-    present = sorted(p.name for p in corpus_dir.iterdir() if p.is_dir()) if corpus_dir.is_dir() else []
-    train_parts = options.train_parts or ["trainval"]
-    test_part = options.test_part or "test"
-    for part in [*train_parts, test_part]:
-        if part not in present:
-            raise DataDirError(f"{corpus_dir}: part '{part}' not found (present: {', '.join(present) or 'nothing'})")
+    train_parts, _, test_part = _parts(corpus_dir, options, None, "test")
     utts: dict[str, Utt] = {}
     for part in train_parts:
         utts.update(_lrs3_part(corpus_dir / part, out_dir / "wav" / part))

@@ -134,7 +134,7 @@ def synth(
       metis synth --task l2s --model exp/l2s_mini $M --video v.mp4 --ref speaker.wav -o out.wav
     """
     from metis_cli.errors import MetisError
-    from metis_cli.infer.task_decode import CONDITION_NAME, TaskInput, load_input, load_visual, synthesize
+    from metis_cli.infer.task_decode import CONDITION_NAME, TaskInput, load_input, synthesize
     from metis_cli.log import console, setup_logging
     from metis_cli.tasks.conditions import check_task
 
@@ -147,12 +147,15 @@ def synth(
     if extra:
         raise MetisError(f"--task {task} takes {', '.join('--' + a.replace('_', '-') for a in sorted(allowed))}, not "
                          f"{', '.join('--' + e.replace('_', '-') for e in extra)}")
-    condition = {"vc": src, "se": noisy, "tse": mix, "l2s": video}.get(task)
-    if task != "tts" and condition is None:
-        raise MetisError(f"--task {task} needs --{ {'vc': 'src', 'se': 'noisy', 'tse': 'mix', 'l2s': 'video'}[task] }")
+    condition_option = {"vc": "src", "se": "noisy", "tse": "mix", "l2s": "video"}.get(task)
+    condition = given.get(condition_option)
+    if condition_option and condition is None:
+        raise MetisError(f"--task {task} needs --{condition_option}")
     item = TaskInput(output.stem, text=text, duration=duration)
     if task == "l2s":
-        item.visual = load_visual(video, features=video.suffix == ".npy")
+        from metis_cli.video import read_visual_input
+
+        item.visual = read_visual_input(video, features=video.suffix == ".npy")
     elif condition is not None:
         item.condition = load_input(condition, CONDITION_NAME[task], strict=True)
     if ref is not None:

@@ -247,13 +247,6 @@ def _resample(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     return wav if sample_rate == sr else resample(wav, sr, sample_rate).astype(np.float32)
 
 
-def load_visual(source, features: bool, utt: str | None = None) -> np.ndarray:
-    """L2S input: mouth video frames (read_video) or pre-computed features (a .npy file)."""
-    from metis_cli.video import read_video, read_visual_features
-
-    return read_visual_features(source, utt) if features else read_video(source, utt)
-
-
 def datadir_inputs(data_dir, task: str, video_features: bool = False) -> tuple[list[str], callable]:
     """The utterance ids of a data dir that has the task's inputs, and a loader of one TaskInput
     (``video_features``: an L2S model that reads feats.scp instead of video.scp)."""
@@ -276,7 +269,9 @@ def datadir_inputs(data_dir, task: str, video_features: bool = False) -> tuple[l
             if utt not in tables[condition_scp]:
                 raise MetisError(f"{data.file(condition_scp)}: no entry for '{utt}'")
             if task in VIDEO_TASKS:
-                item.visual = load_visual(tables[condition_scp][utt], video_features, utt)
+                from metis_cli.video import read_visual_input
+
+                item.visual = read_visual_input(tables[condition_scp][utt], video_features, utt)
             else:
                 item.condition = load_input(tables[condition_scp][utt], f"'{utt}': {CONDITION_NAME[task]}", strict=True, utt=utt)
         if PROMPT_SCP.get(task):

@@ -174,9 +174,10 @@ def detect(
     if tsv is not None:
         with open(tsv, "w", newline="") as f:
             writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-            writer.writerow(["file", "seconds", "score", "p_value", "watermarked", "payload", "weakest_bit", "note"])
+            fields = ("seconds", "score", "p_value", "watermarked", "payload", "weakest_bit", "note")
+            writer.writerow(["file", *fields])
             for r in rows:
-                writer.writerow([r["name"], *("" if r[k] is None else r[k] for k in ("seconds", "score", "p_value", "watermarked", "payload", "weakest_bit", "note"))])
+                writer.writerow([r["name"], *("" if r[k] is None else r[k] for k in fields)])
     errors = [r for r in rows if r["watermarked"] == "error"]
     if errors:
         raise MetisError(f"{len(errors)} of {len(rows)} file(s) could not be read, e.g. {errors[0]['note']}")

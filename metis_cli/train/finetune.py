@@ -133,15 +133,14 @@ class FinetuneTask(TokenTask):
     def _video(self, utt: str) -> np.ndarray:
         """The utterance's video frames [T_v, S, S] uint8 (resized once to the front end's input size)
         or its pre-computed features [T_v, D]; cached."""
-        from metis_cli.video import read_video, read_visual_features
+        from metis_cli.video import read_visual_input
 
         video = self.video_cache.get(utt)
         if video is None:
-            if self.use_features:
-                video = read_visual_features(self.videos[utt], utt)
-            else:
+            video = read_visual_input(self.videos[utt], self.use_features, utt)
+            if not self.use_features:
                 size = int(self.config["model"]["visual"].get("input_size", 88))
-                frames = torch.from_numpy(read_video(self.videos[utt], utt)).float()[:, None]
+                frames = torch.from_numpy(video).float()[:, None]
                 if frames.shape[-1] != size or frames.shape[-2] != size:
                     frames = torch.nn.functional.interpolate(frames, size=(size, size), mode="area")
                 video = frames[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
