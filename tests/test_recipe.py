@@ -23,6 +23,8 @@ def test_help_lists_stages():
     assert result.returncode == 0 and "0 data" in result.stdout and "2 tokenize" in result.stdout and "7 score" in result.stdout
     assert "5 finetune" in result.stdout and "6 decode" in result.stdout
     assert "  --stop-stage 100" in result.stdout and "  --ngpu 0" in result.stdout and "  --data-dir $root/data/mini" in result.stdout
+    options = result.stdout.split("Options")[1].splitlines()[1:]
+    assert "  --s2a-overrides \"\"" in result.stdout and all(line.startswith("  --") for line in options if line.strip())
 
 
 def recipe(task, *args):

@@ -66,7 +66,7 @@ decode_opts="--bf16"       # extra options for metis decode, e.g. "--stage1-opt 
 score_opts=""              # extra options for metis score, e.g. "--asr /models/whisper-large-v3"
 invocation=""              # the command line, as egs/<task>/run.sh passes it (for RESULTS.md)
 help_message=$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
-  sed -n '/^task=/,/^invocation=/p' "${BASH_SOURCE[0]}" | sed -E ':a; s/^([a-z]+)_([a-z_]*=)/\1-\2/; ta; s/^([a-z-]+)=/  --\1 /')
+  sed -n '/^task=/,/^invocation=/p' "${BASH_SOURCE[0]}" | sed -E ':a; s/^([a-z0-9]+)_([a-z0-9_]*=)/\1-\2/; ta; s/^([a-z0-9-]+)=/  --\1 /')
 
 . "$root/utils/parse_options.sh"
 . "$root/utils/log.sh"
