@@ -2,6 +2,7 @@
 
     python3 bench/decode.py                       # mini and full, fp32 and bf16 (about 10 minutes)
     python3 bench/decode.py --sizes mini --dtypes fp32
+    python3 bench/decode.py --device cuda --sizes full   # on a GPU (bench/gpu_check.sh runs this)
 
 The shapes of the reference's speed table (../shared/REFERENCE.md): a 3 s prompt and a 5 s target at
 50 Hz (150 + 250 frames), random weights, the published step counts: stage 1 25 steps with CFG, S2A
@@ -10,9 +11,10 @@ codebook 0 40 steps without CFG, codebook 1 16 steps and every further codebook 
 Per configuration (each in a fresh process, so that its peak memory is its own):
 - seconds per forward: stage 1 with CFG as one batch of 2 rows and as two passes, S2A without and with CFG;
 - the codec decode of the target;
-- the whole decode: measured (mini: a real `generate_ssl_tokens` + `generate_codes` + codec decode) or,
-  at full size, the per-forward times multiplied by the step counts;
-- the real-time factor (seconds of compute per second of generated audio) and the peak resident memory.
+- the whole decode: measured (mini, and any size on a GPU: a real `generate_ssl_tokens` + `generate_codes`
+  + codec decode) or, at full size on the CPU, the per-forward times multiplied by the step counts;
+- the real-time factor (seconds of compute per second of generated audio) and the peak memory (resident
+  memory on the CPU, allocated GPU memory on a GPU).
 """
 import argparse
 import json
@@ -38,15 +40,22 @@ SIZES = {
 REFERENCE = {"mini": (6.9, 1.4), "full": (200.0, 40.0)}  # reference implementation, same CPU: total s, RTF
 
 
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats: int) -> float:
     fn()  # warm-up
+    sync()
     start = time.time()
     for _ in range(repeats):
         fn()
+    sync()
     return (time.time() - start) / repeats
 
 
-def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int) -> dict:
+def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, device: str = "cpu") -> dict:
     import yaml
 
     from metis_cli.codec.model import Codec, CodecConfig
@@ -58,21 +67,21 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int) 
     torch.manual_seed(0)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     spec = SIZES[size]
-    stage1 = Stage1Model(Stage1Config.from_dict(spec["stage1"])).to(dtype).eval()
-    s2a = [S2AModel(S2AConfig.from_dict(c)).to(dtype).eval() for c in spec["s2a"]]
-    codec = Codec(CodecConfig.from_dict(yaml.safe_load((REPO / spec["codec"]).read_text())["model"])).eval()
+    stage1 = Stage1Model(Stage1Config.from_dict(spec["stage1"])).to(device, dtype).eval()
+    s2a = [S2AModel(S2AConfig.from_dict(c)).to(device, dtype).eval() for c in spec["s2a"]]
+    codec = Codec(CodecConfig.from_dict(yaml.safe_load((REPO / spec["codec"]).read_text())["model"])).to(device).eval()
     n_codebooks, vocab = s2a[0].cfg.n_codebooks, stage1.cfg.vocab_size
     length = prompt + target
-    tokens = torch.randint(0, vocab, (1, length))
-    valid = torch.ones(1, length, dtype=torch.bool)
-    is_target = torch.arange(length)[None] >= prompt
-    t = torch.tensor([0.5])
+    tokens = torch.randint(0, vocab, (1, length), device=device)
+    valid = torch.ones(1, length, dtype=torch.bool, device=device)
+    is_target = torch.arange(length, device=device)[None] >= prompt
+    t = torch.tensor([0.5], device=device)
     cfg = MaskPredictSettings(cfg_scale=2.5)
 
     def stage1_hidden(tok, masked, val, tt, rows, unconditional):
         return stage1.hidden(tok, masked, val, tt)
 
-    codes = torch.randint(0, 1024, (1, length, n_codebooks))
+    codes = torch.randint(0, 1024, (1, length, n_codebooks), device=device)
     prompt_mask = ~is_target
 
     def s2a_hidden(layer):
@@ -82,7 +91,7 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int) 
             return model.hidden(codes[rows], layer, masked, val, tt, tokens[rows], prompt_mask[rows] & ~unconditional[:, None])
         return fn
 
-    out = {"size": size, "dtype": dtype_name}
+    out = {"size": size, "dtype": dtype_name, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
     with torch.no_grad():
         out["stage1_cfg_batched"] = timed(lambda: guided_hidden(stage1_hidden, tokens, is_target, valid, is_target, t, cfg, True), repeats)
         out["stage1_cfg_two_pass"] = timed(lambda: guided_hidden(stage1_hidden, tokens, is_target, valid, is_target, t, cfg, False), repeats)
@@ -94,16 +103,18 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int) 
         cfg_forwards = sum(s.steps for s in steps if s.cfg_scale)
         out["estimated_total"] = (25 * out["stage1_cfg_batched"] + sum(s.steps for s in steps if not s.cfg_scale) * out["s2a_no_cfg"]
                                   + cfg_forwards * out["s2a_cfg"] + out["codec_decode"])
-        if size == "mini":
+        if size == "mini" or device == "cuda":
+            sync()
             start = time.time()
             ssl = generate_ssl_tokens(stage1, [tokens[0, :prompt]], [target], MaskPredictSettings(steps=25, cfg_scale=2.5),
                                       torch.Generator().manual_seed(0))
             generated = generate_codes(s2a, ssl, [tokens[0, :prompt]], [codes[0, :prompt]], steps, torch.Generator().manual_seed(0))
             codec.decode(generated[0][None])
+            sync()
             out["measured_total"] = time.time() - start
     out["total"] = out.get("measured_total", out["estimated_total"])
     out["rtf"] = out["total"] / (target / 50)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_mb"] = (torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
     return out
 
 
@@ -115,27 +126,29 @@ def main() -> None:
     parser.add_argument("--target-seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=2, help="Timed forwards per measurement (after one warm-up).")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prompt, target = int(args.prompt_seconds * 50), int(args.target_seconds * 50)
     if args.one:
-        print(json.dumps(measure(*args.one, prompt, target, args.repeats)))
+        print(json.dumps(measure(*args.one, prompt, target, args.repeats, args.device)))
         return
     rows = []
     for size in args.sizes:
         for dtype in args.dtypes:
             cmd = [sys.executable, __file__, "--one", size, dtype, "--prompt-seconds", str(args.prompt_seconds),
-                   "--target-seconds", str(args.target_seconds), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+                   "--target-seconds", str(args.target_seconds), "--repeats", str(args.repeats), "--threads", str(args.threads), "--device", args.device]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode:
                 sys.exit(f"{size} {dtype} failed:\n{result.stderr[-3000:]}")
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
             print(f"done: {size} {dtype}", file=sys.stderr)
-    print(f"\nDecode of a {args.target_seconds:g} s target with a {args.prompt_seconds:g} s prompt, {args.threads} threads, "
+    where = rows[0]["device"] if args.device == "cuda" else f"{args.threads} threads"
+    print(f"\nDecode of a {args.target_seconds:g} s target with a {args.prompt_seconds:g} s prompt, {where}, "
           f"torch {torch.__version__}; seconds per forward, then the whole decode")
     header = ("size", "dtype", "st1 CFG 1 batch", "st1 CFG 2 pass", "S2A fwd", "S2A CFG fwd", "codec", "total s", "RTF",
-              "ref. total s", "speed-up", "peak MB")
+              "ref. total s (2-core CPU)", "speed-up", "peak MB")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
@@ -143,7 +156,7 @@ def main() -> None:
         total = f"{r['total']:.1f}" + ("" if "measured_total" in r else " (est.)")
         print(f"| {r['size']} | {r['dtype']} | {r['stage1_cfg_batched']:.3f} | {r['stage1_cfg_two_pass']:.3f} | {r['s2a_no_cfg']:.3f} | "
               f"{r['s2a_cfg']:.3f} | {r['codec_decode']:.3f} | {total} | {r['rtf']:.2f} | {ref_total:g} | "
-              f"{ref_total / r['total']:.1f}x | {r['peak_rss_mb']:.0f} |")
+              f"{ref_total / r['total']:.1f}x | {r['peak_mb']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,14 @@ def test_resume_reproduces_the_next_loss(pretrained, token_data, tmp_path):
     assert losses(exp)[0]["loss"] == pytest.approx(losses(pretrained[0])[-1]["loss"], rel=1e-5)
 
 
+def test_gradient_checkpointing_changes_memory_not_the_losses(token_data, tmp_path):
+    for name, value in (("plain", "false"), ("checkpointed", "true")):
+        torch.manual_seed(0)
+        pretrain(config("pretrain", "train.max_steps=3", f"train.gradient_checkpointing={value}"), tmp_path / name, [token_data[0]])
+    expected = [r["loss"] for r in losses(tmp_path / "plain")]
+    assert [r["loss"] for r in losses(tmp_path / "checkpointed")] == pytest.approx(expected, rel=1e-5) and len(expected) == 3
+
+
 def test_a_tiny_model_overfits_one_batch():
     torch.manual_seed(0)
     model = Stage1Model(Stage1Config.from_dict({"vocab_size": 16, "transformer": {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}}))

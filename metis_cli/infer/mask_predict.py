@@ -44,7 +44,10 @@ class MaskPredictSettings:
 
 
 def _gumbel(shape, generator, device) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=device).clamp(1e-10, 1 - 1e-10)
+    """Gumbel noise on ``device``, drawn where the generator lives (decoding seeds a CPU generator, so the
+    same seed gives the same noise on a GPU as on the CPU)."""
+    u = torch.rand(shape, generator=generator, device=generator.device if generator is not None else device)
+    u = u.to(device).clamp(1e-10, 1 - 1e-10)
     return -torch.log(-torch.log(u))
 
 
