@@ -109,7 +109,7 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
             ssl = generate_ssl_tokens(stage1, [tokens[0, :prompt]], [target], MaskPredictSettings(steps=25, cfg_scale=2.5),
                                       torch.Generator().manual_seed(0))
             generated = generate_codes(s2a, ssl, [tokens[0, :prompt]], [codes[0, :prompt]], steps, torch.Generator().manual_seed(0))
-            codec.decode(generated[0][None])
+            codec.decode(generated[0][None].to(device))
             sync()
             out["measured_total"] = time.time() - start
     out["total"] = out.get("measured_total", out["estimated_total"])

@@ -124,7 +124,7 @@ def generate_codes(models: list[S2AModel], ssl_tokens: list[torch.Tensor], promp
     ssl = torch.zeros(valid.shape, dtype=torch.long, device=device)
     codes = torch.zeros((*valid.shape, n_codebooks), dtype=torch.long, device=device)
     for i, (ps, pc, s) in enumerate(zip(prompt_ssl, prompt_codes, ssl_tokens)):
-        ssl[i, : len(ps) + len(s)] = torch.cat([ps, s]).to(device)
+        ssl[i, : len(ps) + len(s)] = torch.cat([ps.to(device), s.to(device)])
         if len(pc):
             codes[i, : len(pc)] = pc.to(device)
     by_layer = {j: model for model in models for j in model.cfg.codebooks}
