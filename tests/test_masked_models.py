@@ -106,6 +106,29 @@ def test_frame_adapter_starts_at_zero_and_conditions_are_checked():
         plain(tokens, masked, valid, t, phones=tokens, phone_valid=valid)
 
 
+@pytest.mark.parametrize("gated", [True, False])
+def test_both_frame_adapters_start_at_zero_and_only_the_ungated_one_passes_gradients_back(gated):
+    """A zero gate gives the layers before it no gradient (a visual front end trained from scratch would
+    never learn: the L2S failure this guards against); a zero output layer does."""
+    model = stage1(frame_condition_dim=5, adapter_gate=gated)
+    assert ("frame_adapter.gate_scale" in model.state_dict()) == gated
+    tokens, masked = torch.randint(0, 20, (2, 6)), torch.ones(2, 6, dtype=torch.bool)
+    condition = torch.randn(2, 6, 5, requires_grad=True)
+    out = model(tokens, masked, torch.ones(2, 6, dtype=torch.bool), torch.tensor([0.3, 0.9]), frame_condition=condition)
+    with torch.no_grad():
+        assert torch.equal(out, model(tokens, masked, torch.ones(2, 6, dtype=torch.bool), torch.tensor([0.3, 0.9])))
+    out.logsumexp(-1).sum().backward()
+    adapter = model.frame_adapter
+    assert float(adapter.out_linear.weight.grad.abs().sum()) == 0.0 if gated else float(adapter.out_linear.weight.grad.abs().sum()) > 0
+    if gated:
+        assert float(adapter.gate_scale.grad.abs()) > 0 and float(condition.grad.abs().sum()) == 0.0
+    else:
+        adapter.out_linear.weight.data.normal_()  # after one update the gradient reaches the input
+        out = model(tokens, masked, torch.ones(2, 6, dtype=torch.bool), torch.tensor([0.3, 0.9]), frame_condition=condition)
+        out.logsumexp(-1).sum().backward()
+        assert float(condition.grad.abs().sum()) > 0
+
+
 def test_s2a_hides_upper_codebooks_outside_the_prompt():
     model = s2a()
     codes = torch.randint(0, 16, (1, 8, 3))

@@ -6,9 +6,13 @@ off (absent) in a pre-trained model:
 
 - a text prefix (``n_phones > 0``): phone embeddings through an MLP, placed before the tokens;
 - a frame adapter (``frame_condition_dim > 0``): per-frame condition features (SSL features of the
-  source / noisy / mixture audio, visual features) through ``Linear -> SiLU -> Linear`` times a scalar
-  gate that starts at 0, added to the token embeddings frame by frame, so fine-tuning starts from
-  exactly the pre-trained model;
+  source / noisy / mixture audio, visual features) through ``Linear -> SiLU -> Linear``, added to the
+  token embeddings frame by frame. Its output starts at 0, so fine-tuning starts from exactly the
+  pre-trained model: through a scalar gate initialised to 0 (``adapter_gate``, the reference's adapter
+  for SSL-feature conditions), or, without a gate (the reference's lip-to-speech adapter), through an
+  output layer initialised to 0. A zero gate passes no gradient to the layers before it, which is fine
+  for informative inputs (SSL features) but leaves a visual front end trained from scratch with none: it
+  never learns, and the gate never sees a consistent signal;
 - for lip-to-speech, a visual front end (``visual``, metis_cli.models.visual) that turns mouth video into
   the frame adapter's input, trained with it.
 """
@@ -32,6 +36,7 @@ class Stage1Config:
     n_phones: int = 0
     frame_condition_dim: int = 0
     visual: dict | None = None  # VisualConfig of the lip-to-speech front end (its out_dim feeds the frame adapter)
+    adapter_gate: bool = True  # frame adapter behind a zero-initialised gate; False: zero-initialised output layer
 
     @classmethod
     def from_dict(cls, d: dict) -> "Stage1Config":
@@ -42,16 +47,23 @@ class Stage1Config:
 
 
 class FrameAdapter(nn.Module):
-    """Zero-gated adapter: ``gate * Linear(SiLU(Linear(x)))`` with the gate initialised to 0."""
+    """``gate * Linear(SiLU(Linear(x)))`` with the gate initialised to 0 (``gated``), or
+    ``Linear(SiLU(Linear(x)))`` with the output layer initialised to 0: either way it adds nothing at first."""
 
-    def __init__(self, in_dim: int, dim: int):
+    def __init__(self, in_dim: int, dim: int, gated: bool = True):
         super().__init__()
         self.in_linear = nn.Linear(in_dim, 4 * dim)
         self.out_linear = nn.Linear(4 * dim, dim)
-        self.gate_scale = nn.Parameter(torch.zeros(1))
+        if gated:
+            self.gate_scale = nn.Parameter(torch.zeros(1))
+        else:
+            self.gate_scale = None
+            nn.init.zeros_(self.out_linear.weight)
+            nn.init.zeros_(self.out_linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gate_scale * self.out_linear(nn.functional.silu(self.in_linear(x)))
+        out = self.out_linear(nn.functional.silu(self.in_linear(x)))
+        return out if self.gate_scale is None else self.gate_scale * out
 
 
 class Stage1Model(nn.Module):
@@ -67,7 +79,7 @@ class Stage1Model(nn.Module):
             self.phone_emb = nn.Embedding(cfg.n_phones, d)
             self.prefix_mlp = mlp(d, 4 * d)
         if cfg.frame_condition_dim:
-            self.frame_adapter = FrameAdapter(cfg.frame_condition_dim, d)
+            self.frame_adapter = FrameAdapter(cfg.frame_condition_dim, d, cfg.adapter_gate)
         if cfg.visual:
             self.visual = VisualFrontEnd(VisualConfig.from_dict(cfg.visual))
             if self.visual.cfg.out_dim != cfg.frame_condition_dim:

@@ -15,10 +15,12 @@ Training pairs per task, drawn for every batch (see metis_cli.tasks.augment):
   prefix the condition is the clean speech (as enrollment or reference audio is at inference).
 - L2S: condition = the utterance's mouth video (video.scp) through the visual front end, trained with
   the adapter (or pre-computed visual features, feats.scp, when ``model.visual`` is null); zero over the
-  prompt, as the reference does.
+  prompt, as the reference does. Its validation also reports the cross-entropy with each clip's frames
+  shuffled in time (``ce_bits_shuffled_video``): the gap to ``ce_bits`` is what the model reads off the lips.
 """
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -68,6 +70,7 @@ class FinetuneTask(TokenTask):
         self.utt_lists: dict[int, list[str]] = {}  # id(data) -> its utterances, to draw other speakers from
         self.videos: dict[str, str] = {}  # L2S: utterance -> video (or feature) file
         self.video_cache: dict[str, np.ndarray] = {}
+        self.shuffle_video = False  # L2S validation: scramble each clip's frames in time (seeded)
         self.use_features = self.task in VIDEO_TASKS and not (config.get("model") or {}).get("visual")
         super().__init__(trainer, config, train_dirs, val_dirs)
 
@@ -154,7 +157,10 @@ class FinetuneTask(TokenTask):
         for p in pieces:
             video = self._video(p.utt)
             first = min(p.start // 2, len(video) - 1)
-            clips.append(video[first : (p.start + p.frames + 1) // 2 + 1])
+            clip = video[first : (p.start + p.frames + 1) // 2 + 1]
+            if self.shuffle_video:
+                clip = clip[np.random.default_rng(0).permutation(len(clip))]
+            clips.append(clip)
             offsets.append(p.start - 2 * first)
         longest = max(len(c) for c in clips)
         padded = np.zeros((len(clips), longest, *clips[0].shape[1:]), dtype=clips[0].dtype)
@@ -296,6 +302,18 @@ class FinetuneTask(TokenTask):
         self.counts = counts
         return model
 
+    def validate(self, trainer: Trainer, out_dir) -> dict:
+        result = super().validate(trainer, out_dir)
+        if self.task in VIDEO_TASKS and result:
+            self.shuffle_video = True
+            try:
+                shuffled = super().validate(trainer, out_dir / "shuffled_video")
+            finally:
+                self.shuffle_video = False
+            result.update({f"{k}_shuffled_video": v for k, v in shuffled.items()})
+            (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
     def loss(self, batch, generator, model, layer=None):
         tokens, valid = batch["ssl_tokens"], batch["valid"]
         t, prompts, masked = sample_masks(batch["lengths"].cpu(), self.masking, generator)
@@ -318,8 +336,6 @@ def finetune(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
     task = FinetuneTask(trainer, config, train_dirs, val_dirs)
     if trainer.dist.main:
-        import json
-
         (trainer.exp_dir / "parameters.json").write_text(json.dumps(task.counts, indent=2) + "\n")
     result = trainer.fit(task)
     result["parameters"] = task.counts
