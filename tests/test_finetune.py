@@ -133,7 +133,7 @@ def finetune(models, task, exp, *overrides):
                                *TUNE, "train.max_steps=2", "data.val_utterances=2", *overrides, "--task", task,
                                "--init", str(models["pretrain"]), "--train-data", str(models["corpus"] / "mini_train"),
                                # the tiny dev set has phones the 12 training texts lack: validate on seen text
-                               "--val-data", str(models["corpus"] / ("mini_train" if task == "tts" else "mini_dev"))])
+                               "--val-data", str(models["corpus"] / ("mini_train" if task in ("tts", "omni") else "mini_dev"))])
 
 
 def tts_set(corpus, path):
@@ -157,7 +157,7 @@ def tts_set(corpus, path):
 @pytest.fixture(scope="module")
 def tuned(models):
     exps = {}
-    for task in ("tts", "vc", "se", "tse", "l2s"):
+    for task in ("tts", "vc", "se", "tse", "l2s", "omni"):
         exp = models["root"] / f"{task}_exp"
         result = finetune(models, task, exp)
         assert result.exit_code == 0, result.output
@@ -213,6 +213,62 @@ def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_s
     stamp = wavs[0].stat().st_mtime_ns
     again = runner.invoke(app, ["decode", str(data), *opts])
     assert again.exit_code == 0 and "0 decoded now" in again.output and wavs[0].stat().st_mtime_ns == stamp
+
+
+def test_omni_mixture_draws_tasks_by_weight_and_checks_its_config():
+    from metis_cli.train.finetune import FinetuneTask
+
+    task = FinetuneTask.__new__(FinetuneTask)
+    task.task = "omni"
+    task._mixture({"mixture": {"tts": {"weight": 3}, "se": {"weight": 1, "prompt_prob": 0.0}}, "masking": {"prompt_prob": 0.5}})
+    assert task.modes == ["tts", "se"] and task.needs_text
+    assert task.mode_masking["se"].prompt_prob == 0.0 and task.mode_masking["tts"].prompt_prob == 0.5
+    draws = [task._draw_mode(torch.Generator().manual_seed(i)) for i in range(2000)]
+    assert draws == [task._draw_mode(torch.Generator().manual_seed(i)) for i in range(2000)]  # seeded: exact resume
+    assert 0.72 < draws.count("tts") / len(draws) < 0.78
+    task.forced_mode = "se"
+    assert task._draw_mode(torch.Generator().manual_seed(0)) == "se"
+    for bad, message in (({"l2s": {}}, "not l2s"), ({}, "must name tasks"), ({"tts": {"weight": -1}}, "non-negative"),
+                         ({"tts": {"wieght": 1}}, "unknown key")):
+        with pytest.raises(MetisError, match=message):
+            task._mixture({"mixture": bad})
+    task.task = "se"
+    with pytest.raises(MetisError, match="mixture is for task omni"):
+        task._mixture({"mixture": {"se": {}}})
+
+
+def test_omni_decodes_every_task_and_text_guided_tse(models, tuned, tmp_path):
+    exp = tuned["omni"]
+    config = load_config(exp / "config.yaml")
+    assert config["model"]["n_phones"] > 10 and config["model"]["frame_condition_dim"] == 39
+    val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_ce_bits" in line][-1]
+    assert {f"val_ce_bits_{m}" for m in ("tts", "vc", "se", "tse")} <= set(val)
+    assert val["val_ce_bits"] == pytest.approx(sum(val[f"val_ce_bits_{m}"] for m in ("tts", "vc", "se", "tse")) / 4)
+    opts = ["--task", "omni", "--model", str(exp), "--s2a", str(models["s2a"]), "--codec", str(models["codec"]),
+            "--stage1-opt", "steps=2", "--s2a-opt", "steps=[2,1]", "--batch-size", "3"]
+    result = runner.invoke(app, ["decode", str(models["corpus"] / "mini_tse_test"), *opts])
+    assert result.exit_code == 1 and "give --mode tts|vc|se|tse" in result.output
+    import shutil
+
+    from metis_cli.data.datadir import DataDir
+
+    guided = tmp_path / "tse_text"  # TSE inputs with words the tiny model knows (its 12 training sentences)
+    shutil.copytree(models["corpus"] / "mini_tse_test", guided)
+    known = list(DataDir(models["corpus"] / "mini_train").read("text").values())
+    DataDir(guided).write("text", {u: known[i % len(known)] for i, u in enumerate(DataDir(guided).utt_ids())})
+    for mode, data, text in (("tts", tts_set(models["corpus"], tmp_path / "tts_set"), False), ("se", models["corpus"] / "mini_se_test", False),
+                             ("tse", guided, True)):
+        out = tmp_path / f"{mode}_{text}"
+        result = runner.invoke(app, ["decode", str(data), *opts, "--mode", mode, "--out", str(out)] + (["--text-guided"] if text else []))
+        assert result.exit_code == 0, result.output
+        info = json.loads((out / "decode.json").read_text())
+        assert info["task"] == mode and info["model_task"] == "omni" and info["text_guided"] == text
+        assert len((out / "wav.scp").read_text().splitlines()) == 6
+    single = ["--model", str(tuned["tse"]), "--s2a", str(models["s2a"]), "--codec", str(models["codec"]), "--out", str(tmp_path / "x")]
+    result = runner.invoke(app, ["decode", str(models["corpus"] / "mini_tse_test"), "--task", "tse", *single, "--text-guided"])
+    assert result.exit_code == 1 and "text-guided decoding needs an omni model" in result.output
+    result = runner.invoke(app, ["decode", str(models["corpus"] / "mini_tse_test"), "--task", "tse", *single, "--mode", "se"])
+    assert result.exit_code == 1 and "a tse model decodes tse only" in result.output
 
 
 def test_the_fine_tuned_model_starts_as_the_pre_trained_one(models, tmp_path):
@@ -278,6 +334,19 @@ def test_synth_runs_each_task_on_files(models, tuned, tmp_path):
     result = runner.invoke(app, ["synth", "--task", "l2s", "--model", str(tuned["l2s"]), *common, "--video", str(tmp_path / "feats.npy"),
                                  "--ref", l2s.read("prompt.scp")[utt], "-o", str(tmp_path / "npy.wav")])
     assert result.exit_code == 1 and "this l2s model takes mouth video" in result.output
+    # Omni: the task follows the inputs; the mixture + enrollment + words is text-guided TSE.
+    tse = DataDir(corpus / "mini_tse_test")
+    utt = tse.utt_ids()[0]
+    known = sorted(DataDir(corpus / "mini_train").read("text").values())  # words the tiny model knows
+    guided = ["--mix", tse.read("mix.scp")[utt], "--ref", tse.read("enroll.scp")[utt], "--text", known[0], "--ref-text", known[1]]
+    result = runner.invoke(app, ["synth", "--task", "omni", "--model", str(tuned["omni"]), *common, *guided, "-o", str(tmp_path / "omni.wav")])
+    assert result.exit_code == 0, result.output
+    assert sf.info(tmp_path / "omni.wav").frames == sf.info(tse.read("mix.scp")[utt]).frames // 320 * 320
+    result = runner.invoke(app, ["synth", "--task", "tse", "--model", str(tuned["tse"]), *common, *guided, "-o", str(tmp_path / "no.wav")])
+    assert result.exit_code == 1 and "--task tse takes --mix, --ref, not --ref-text, --text" in result.output
+    result = runner.invoke(app, ["synth", "--task", "omni", "--model", str(tuned["omni"]), *common, "--noisy", noisy, "--duration", "2",
+                                 "-o", str(tmp_path / "no.wav")])
+    assert result.exit_code == 1 and "--task omni --mode se takes --noisy, --ref-text, --text, not --duration" in result.output
 
 
 def test_l2s_reads_the_lips_and_takes_precomputed_features(models, tuned, tmp_path):

@@ -58,11 +58,14 @@ DEVICE = typer.Option("cpu", help="cpu or cuda.")
 BF16 = typer.Option(False, "--bf16", help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16).")
 NO_WATERMARK = typer.Option(False, "--no-watermark", help="Do not watermark the outputs (warns: they could no longer be identified as generated).")
 WATERMARK_KEY = typer.Option(None, help="Watermark key (default: $METIS_WATERMARK_KEY, else the public default; see metis detect).")
+MODE = typer.Option(None, help="Omni models: the task to run (tts, vc, se or tse); single-task models run their own.")
 
 
 def decode(
     data_dir: Path = typer.Argument(..., help="Data dir with the task's inputs: text+prompt.scp (tts), src.scp+ref.scp (vc), noisy.scp (se), mix.scp+enroll.scp (tse), video.scp (or feats.scp)+prompt.scp (l2s)."),
-    task: str = typer.Option(..., help="tts, vc, se, tse or l2s (must be the task the model was fine-tuned for)."),
+    task: str = typer.Option(..., help="tts, vc, se, tse, l2s or omni (must be the task the model was fine-tuned for)."),
+    mode: Optional[str] = MODE,
+    text_guided: bool = typer.Option(False, "--text-guided", help="Omni, vc/se/tse: the data's transcripts (text, and prompt_text when there) as the prefix too, e.g. text-guided TSE."),
     model: Path = typer.Option(..., help=MODEL_HELP),
     s2a: list[Path] = typer.Option(..., help=S2A_HELP),
     codec: Path = typer.Option(..., help="Codec experiment dir."),
@@ -83,14 +86,16 @@ def decode(
     <out>/failed and skipped. The decode dir is what `metis score` reads.
 
     Example: metis decode data/mini/mini_se_test --task se --model exp/se_mini --s2a exp/s2a_mini --codec exp/codec_mini
+    Omni:    metis decode data/mini/mini_tse_test --task omni --mode tse --text-guided --model exp/omni_mini ...
     """
     from metis_cli.infer.task_decode import decode_task
     from metis_cli.log import console, setup_logging
 
-    out = out or model / f"decode_{data_dir.name}"
+    out = out or model / f"decode_{mode + '_' if mode else ''}{'text_' if text_guided else ''}{data_dir.name}"
     setup_logging(log_file=out / "log" / "decode.log")
     result = decode_task(model, data_dir, out, s2a, codec, task, batch_size, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16,
-                         watermark=not no_watermark, watermark_key=watermark_key, shuffle_video=shuffle_video)
+                         watermark=not no_watermark, watermark_key=watermark_key, shuffle_video=shuffle_video, mode=mode,
+                         text_guided=text_guided)
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
     if result["failed"]:
@@ -98,12 +103,13 @@ def decode(
 
 
 def synth(
-    task: str = typer.Option(..., help="tts, vc, se, tse or l2s."),
+    task: str = typer.Option(..., help="tts, vc, se, tse, l2s or omni (the task is then chosen by the inputs given, or --mode)."),
+    mode: Optional[str] = MODE,
     model: Path = typer.Option(..., help=MODEL_HELP),
     s2a: list[Path] = typer.Option(..., help=S2A_HELP),
     codec: Path = typer.Option(..., help="Codec experiment dir."),
     output: Path = typer.Option(..., "--output", "-o", help="Output .wav (written only when everything succeeded)."),
-    text: Optional[str] = typer.Option(None, help="tts: the words to say."),
+    text: Optional[str] = typer.Option(None, help="tts: the words to say; omni with --src/--noisy/--mix: the target's words (text-guided)."),
     ref: Optional[Path] = typer.Option(None, help="tts: the voice prompt; vc, l2s: the reference voice; tse: the target speaker's enrollment."),
     ref_text: Optional[str] = typer.Option(None, help="tts: transcript of --ref (default: recognised with the scoring ASR)."),
     src: Optional[Path] = typer.Option(None, help="vc: the speech to convert (16 kHz mono)."),
@@ -132,6 +138,7 @@ def synth(
       metis synth --task tse --model exp/tse_mini $M --mix m.wav --ref e.wav -o out.wav
 
       metis synth --task l2s --model exp/l2s_mini $M --video v.mp4 --ref speaker.wav -o out.wav
+      metis synth --task omni --model exp/omni_mini $M --mix m.wav --ref e.wav --text "What the target says." -o out.wav
     """
     from metis_cli.errors import MetisError
     from metis_cli.infer.task_decode import CONDITION_NAME, TaskInput, load_input, synthesize
@@ -141,28 +148,35 @@ def synth(
     setup_logging()
     check_task(task)
     given = {"text": text, "ref": ref, "ref_text": ref_text, "src": src, "noisy": noisy, "mix": mix, "duration": duration, "video": video}
+    omni = task == "omni"
+    if omni and mode is None:  # the task the inputs ask for
+        mode = next((m for m, option in (("vc", src), ("se", noisy), ("tse", mix)) if option is not None), "tts")
+    task_run = mode if omni else task
     allowed = {"tts": {"text", "ref", "ref_text", "duration"}, "vc": {"src", "ref"}, "se": {"noisy"}, "tse": {"mix", "ref"},
-               "l2s": {"video", "ref"}}[task]
+               "l2s": {"video", "ref"}}.get(task_run, set())
+    if omni and task_run in ("vc", "se", "tse"):
+        allowed = allowed | {"text", "ref_text"}
     extra = sorted(k for k, v in given.items() if v is not None and k not in allowed)
+    asked = f"--task {task}" + (f" --mode {task_run}" if omni else "")
     if extra:
-        raise MetisError(f"--task {task} takes {', '.join('--' + a.replace('_', '-') for a in sorted(allowed))}, not "
+        raise MetisError(f"{asked} takes {', '.join('--' + a.replace('_', '-') for a in sorted(allowed))}, not "
                          f"{', '.join('--' + e.replace('_', '-') for e in extra)}")
-    condition_option = {"vc": "src", "se": "noisy", "tse": "mix", "l2s": "video"}.get(task)
+    condition_option = {"vc": "src", "se": "noisy", "tse": "mix", "l2s": "video"}.get(task_run)
     condition = given.get(condition_option)
     if condition_option and condition is None:
-        raise MetisError(f"--task {task} needs --{condition_option}")
+        raise MetisError(f"{asked} needs --{condition_option}")
     item = TaskInput(output.stem, text=text, duration=duration)
-    if task == "l2s":
+    if task_run == "l2s":
         from metis_cli.video import read_visual_input
 
         item.visual = read_visual_input(video, features=video.suffix == ".npy")
     elif condition is not None:
-        item.condition = load_input(condition, CONDITION_NAME[task], strict=True)
+        item.condition = load_input(condition, CONDITION_NAME[task_run], strict=True)
     if ref is not None:
         item.prompt = load_input(ref, "reference", strict=False)
-    if task == "tts":
-        if ref is None:
-            raise MetisError("--task tts needs --ref (a recording of the voice to speak with)")
+    if task_run == "tts" and ref is None:
+        raise MetisError(f"{asked} needs --ref (a recording of the voice to speak with)")
+    if task_run == "tts" or (text is not None and ref is not None):  # the prompt's words go before the text
         if ref_text is None:
             from metis_cli.score.models import load_asr
 
@@ -170,6 +184,6 @@ def synth(
             console.print(f"transcript of {ref} (give --ref-text to set it): {ref_text!r}")
         item.prompt_text = ref_text
     result = synthesize(model, s2a, codec, output, item, task, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16,
-                        watermark=not no_watermark, watermark_key=watermark_key)
+                        watermark=not no_watermark, watermark_key=watermark_key, mode=mode if omni else None)
     console.print(f"{result['out']}: {result['seconds_audio']:.2f} s of audio in {result['seconds']:.1f} s "
                   f"(real-time factor {result['real_time_factor']:.2f})")

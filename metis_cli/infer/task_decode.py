@@ -13,6 +13,11 @@ codec codes as the acoustic prompt) -> codec decoder -> waveform.
 | tse  | enrollment then mixture (mix.scp)        | enrollment (enroll.scp) | the mixture's |
 | l2s  | mouth video (video.scp) or visual features (feats.scp), zero over the prompt | prompt.scp | the video's |
 
+An Omni model (``metis finetune --task omni``) decodes any of tts, vc, se and tse (``mode``) with the
+same inputs, and takes the target's words as a prefix beside an audio condition too (``text_guided``:
+text-guided TSE, a combination it was never trained on; the enrollment's transcript, prompt_text,
+goes before them when the data has it).
+
 Condition audio must already be 16 kHz mono (it is what the model listens to; a wrong rate is refused,
 not silently resampled); prompts are voice samples and are converted from any rate or channel count.
 """
@@ -33,7 +38,8 @@ from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, load_s
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, for_inference, merged
-from metis_cli.tasks.conditions import CONDITION_SCP, PROMPT_SCP, TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_task
+from metis_cli.tasks.conditions import (CONDITION_SCP, PROMPT_SCP, TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_mode,
+                                        check_task)
 from metis_cli.train.config import check_keys, read_exp_config
 from metis_cli.train.trainer import load_weights, weights_name
 
@@ -61,8 +67,8 @@ class TaskInput:
     name: str
     condition: np.ndarray | None = None  # VC source, SE noisy speech, TSE mixture
     prompt: np.ndarray | None = None     # TTS prompt, VC reference, TSE enrollment
-    text: str | None = None              # TTS
-    prompt_text: str | None = None       # TTS: the prompt's transcript
+    text: str | None = None              # TTS; Omni: text-guided VC/SE/TSE
+    prompt_text: str | None = None       # TTS: the prompt's transcript (text-guided: optional)
     duration: float | None = None        # TTS: output seconds (default: the prompt's speaking rate)
     visual: np.ndarray | None = None     # L2S: mouth video [frames, H, W] uint8, or features [frames, D], 25 fps
 
@@ -115,7 +121,8 @@ class TaskModel:
     """A fine-tuned stage-1 model with the S2A models and codec that turn its tokens into audio."""
 
     def __init__(self, exp_dir, s2a_dirs, codec_dir, task: str | None = None, device: str = "cpu", bf16: bool = False,
-                 stage1_settings: dict | None = None, s2a_settings: dict | None = None, checkpoint=None, shuffle_video: bool = False):
+                 stage1_settings: dict | None = None, s2a_settings: dict | None = None, checkpoint=None, shuffle_video: bool = False,
+                 mode: str | None = None):
         from metis_cli.codec.inference import load_codec
 
         config = read_exp_config(exp_dir)
@@ -124,7 +131,9 @@ class TaskModel:
             raise MetisError(f"{exp_dir}: not a fine-tuned task model (its config.yaml names no task); make one with `metis finetune`")
         if task is not None and check_task(task) != found:
             raise MetisError(f"{exp_dir} holds a {found} model, not {task}; give the experiment dir of a {task} model")
-        self.task, self.exp_dir, self.device = found, Path(exp_dir), device
+        # model_task: what the model was trained for; task: what it decodes (an Omni model: the mode)
+        self.model_task, self.task = found, check_mode(mode, found)
+        self.exp_dir, self.device = Path(exp_dir), device
         self.dtype = torch.bfloat16 if bf16 else torch.float32
         self.stage1 = load_task_stage1(exp_dir, config, device, checkpoint).to(self.dtype)
         self.conditioner = FrameConditioner(config["ssl"])
@@ -136,7 +145,7 @@ class TaskModel:
         if shuffle_video and self.task not in VIDEO_TASKS:
             raise MetisError(f"shuffling the video applies to lip-to-speech, not {self.task}")
         self.shuffle_video = shuffle_video
-        if self.task in TEXT_TASKS:
+        if self.stage1.cfg.n_phones:  # a text prefix: TTS, or an Omni model
             from metis_cli.text.phonemize import PhoneVocab, make_phonemizer
 
             self.language = config["text"].get("language", "en")
@@ -151,7 +160,7 @@ class TaskModel:
         check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
         self.stage1_settings = MaskPredictSettings(**settings)
         self.s2a_settings = per_codebook_settings(n_codebooks, s2a_settings)
-        self.info = {"model": str(self.exp_dir.resolve()), "s2a": [str(Path(d).resolve()) for d in s2a_dirs], "shuffle_video": shuffle_video,
+        self.info = {"model": str(self.exp_dir.resolve()), "model_task": self.model_task, "s2a": [str(Path(d).resolve()) for d in s2a_dirs], "shuffle_video": shuffle_video,
                      "codec": str(Path(codec_dir).resolve()), "stage1_settings": vars(self.stage1_settings),
                      "s2a_settings": [vars(s) for s in self.s2a_settings], "dtype": str(self.dtype).removeprefix("torch.")}
 
@@ -204,6 +213,11 @@ class TaskModel:
             check_audio(item.condition, f"{where}the {CONDITION_NAME[task]}")
             feats = self.conditioner(item.condition)
             prepared.update(frames=len(feats), condition=torch.from_numpy(np.concatenate([prompt_feats, feats])))
+            if item.text is not None:  # text-guided: the target's words as the prefix too
+                if not self.stage1.cfg.n_phones:
+                    raise MetisError(f"{where}this {self.model_task} model has no text prefix; text-guided {task} needs an omni model")
+                prompt_phones = self._phones(item.prompt_text, "the prompt's transcript", item.name) if item.prompt_text else []
+                prepared["phones"] = torch.tensor(prompt_phones + self._phones(item.text, "the text", item.name))
         total = len(prompt_tokens) + prepared["frames"]
         if total > self.max_frames:
             raise MetisError(f"{where}{len(prompt_tokens) / self.frame_rate:.1f} s of prompt + {prepared['frames'] / self.frame_rate:.1f} s "
@@ -234,8 +248,8 @@ class TaskModel:
         prompts = [p["prompt_tokens"] for p in prepared]
         ssl = generate_ssl_tokens(
             self.stage1, prompts, [p["frames"] for p in prepared], self.stage1_settings, generator,
-            phones=[p["phones"] for p in prepared] if self.task in TEXT_TASKS else None,
-            frame_conditions=[p["condition"] for p in prepared] if self.task not in TEXT_TASKS else None)
+            phones=[p["phones"] for p in prepared] if "phones" in prepared[0] else None,
+            frame_conditions=[p["condition"] for p in prepared] if "condition" in prepared[0] else None)
         codes = generate_codes(self.s2a, ssl, prompts, [p["prompt_codes"] for p in prepared], self.s2a_settings, generator)
         return [self.codec.decode(c[None].to(self.device))[0].float().cpu().numpy() for c in codes]
 
@@ -247,12 +261,14 @@ def _resample(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     return wav if sample_rate == sr else resample(wav, sr, sample_rate).astype(np.float32)
 
 
-def datadir_inputs(data_dir, task: str, video_features: bool = False) -> tuple[list[str], callable]:
+def datadir_inputs(data_dir, task: str, video_features: bool = False, text_guided: bool = False) -> tuple[list[str], callable]:
     """The utterance ids of a data dir that has the task's inputs, and a loader of one TaskInput
-    (``video_features``: an L2S model that reads feats.scp instead of video.scp)."""
+    (``video_features``: an L2S model that reads feats.scp instead of video.scp; ``text_guided``: the
+    transcript too, for an Omni model's text-guided VC/SE/TSE)."""
     data = DataDir(data_dir)
     condition_scp = "feats.scp" if task in VIDEO_TASKS and video_features else CONDITION_SCP.get(task)
-    needed = [s for s in (condition_scp, PROMPT_SCP.get(task)) if s] + (["text"] if task in TEXT_TASKS else [])
+    with_text = task in TEXT_TASKS or text_guided
+    needed = [s for s in (condition_scp, PROMPT_SCP.get(task)) if s] + (["text"] if with_text else [])
     for name in needed:
         if not data.has(name):
             raise MetisError(f"{data.file(name)}: not found; decoding {task} needs {', '.join(needed)}")
@@ -279,10 +295,12 @@ def datadir_inputs(data_dir, task: str, video_features: bool = False) -> tuple[l
             if utt not in tables[scp]:
                 raise MetisError(f"{data.file(scp)}: no entry for '{utt}'")
             item.prompt = load_input(tables[scp][utt], f"'{utt}': {PROMPT_NAME[task]}", strict=False, utt=utt)
-        if task in TEXT_TASKS:
+        if with_text:
             item.text = tables["text"].get(utt)
+            if item.text is None:
+                raise MetisError(f"{data.file('text')}: no entry for '{utt}'")
             item.prompt_text = prompt_text.get(utt)
-            if item.prompt_text is None:
+            if item.prompt_text is None and task in TEXT_TASKS:
                 raise MetisError(f"'{utt}': no transcript of its prompt (a prompt_text table, or utt2prompt + text)")
         return item
 
@@ -291,21 +309,26 @@ def datadir_inputs(data_dir, task: str, video_features: bool = False) -> tuple[l
 
 def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | None = None, batch_size: int = 8, seed: int = 0,
                 stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False,
-                watermark: bool = True, watermark_key: str | None = None, shuffle_video: bool = False) -> dict:
+                watermark: bool = True, watermark_key: str | None = None, shuffle_video: bool = False, mode: str | None = None,
+                text_guided: bool = False) -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (wav/<utt>.wav, wav.scp,
     decode.json with the settings and the real-time factor). A rerun skips what is written; an
     utterance whose inputs are bad is logged (``failed``) and skipped. Every output carries the
-    watermark (metis_cli/watermark.py) unless ``watermark`` is False."""
+    watermark (metis_cli/watermark.py) unless ``watermark`` is False. ``mode``: the task an Omni model
+    decodes; ``text_guided``: with the data's transcripts as the prefix too (Omni, vc/se/tse)."""
     from metis_cli.audio import save_audio
     from metis_cli.data.decode_dir import write_decode_dir
     from metis_cli.log import progress
     from metis_cli.watermark import marker_for
 
-    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings, shuffle_video=shuffle_video)
+    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings, shuffle_video=shuffle_video,
+                      mode=mode)
     marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     task = model.task
+    if text_guided and (task in TEXT_TASKS + VIDEO_TASKS or not model.stage1.cfg.n_phones):
+        raise MetisError(f"text-guided decoding needs an omni model and a vc, se or tse mode (here: a {model.model_task} model, {task})")
     data_dir, out = Path(data_dir), Path(out_dir)
-    utts, load = datadir_inputs(data_dir, task, model.video_features)
+    utts, load = datadir_inputs(data_dir, task, model.video_features, text_guided)
 
     def wav_path(utt):
         return out / "wav" / f"{utt}.wav"
@@ -346,7 +369,7 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
     if not done:
         raise MetisError(f"{out}: no utterance was decoded ({len(failed)} failed, e.g. {next(iter(failed.values()), '')})")
     rtf = elapsed / seconds_audio if seconds_audio else None
-    write_decode_dir(out, task, data_dir, done, sample_rate=model.sample_rate, **model.info, seed=seed,
+    write_decode_dir(out, task, data_dir, done, sample_rate=model.sample_rate, **model.info, text_guided=text_guided, seed=seed,
                      seconds=round(elapsed, 2), real_time_factor=rtf, failed=len(failed), watermark=marker.info if marker else None)
     return {"utterances": len(done), "decoded": len(todo) - len(failed), "failed": len(failed), "seconds": elapsed,
             "real_time_factor": rtf, "out": str(out)}
@@ -354,13 +377,13 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
 
 def synthesize(exp_dir, s2a_dirs, codec_dir, out_path, item: TaskInput, task: str | None = None, seed: int = 0,
                stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False,
-               watermark: bool = True, watermark_key: str | None = None) -> dict:
+               watermark: bool = True, watermark_key: str | None = None, mode: str | None = None) -> dict:
     """One output file from one TaskInput (``metis synth``), watermarked unless ``watermark`` is False;
-    nothing is written if anything fails."""
+    nothing is written if anything fails. ``mode``: the task an Omni model runs."""
     from metis_cli.audio import save_audio
     from metis_cli.watermark import marker_for
 
-    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings)
+    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings, mode=mode)
     marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     started = time.time()
     prepared = model.prepare(item)

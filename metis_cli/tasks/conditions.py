@@ -5,6 +5,10 @@
   enrollment followed by the mixture), one vector per token frame, through the zero-gated frame adapter.
 - L2S: visual features of the mouth video (25 fps, interpolated to the token rate, zero over the
   prompt) from the model's visual front end, or pre-computed ones (feats.scp), through the frame adapter.
+- Omni: one model with the text prefix and the frame adapter, trained on a mixture of TTS, VC, SE and
+  TSE batches; at decoding the task (``mode``) is chosen by the inputs given, and combinations never
+  trained can be asked for (text-guided TSE: the mixture through the adapter and the target's words as
+  the prefix).
 
 The features come from the same SSL front end (extractor, layer, normalisation stats, k-means model) as
 the tokens the model was pre-trained on. A fine-tuned model's experiment dir keeps a copy of the stats
@@ -24,7 +28,9 @@ import numpy as np
 from metis_cli.errors import MetisError
 from metis_cli.train.batching import MAX_FRAME_MISMATCH
 
-TASKS = ("tts", "vc", "se", "tse", "l2s")
+TASKS = ("tts", "vc", "se", "tse", "l2s", "omni")
+OMNI = "omni"
+OMNI_TASKS = ("tts", "vc", "se", "tse")  # the tasks an Omni model is trained on and decodes (its modes)
 TEXT_TASKS = ("tts",)
 VIDEO_TASKS = ("l2s",)
 # Which input of a data dir is the condition, per task (the clean target is always wav.scp); L2S reads
@@ -40,6 +46,19 @@ def check_task(task: str) -> str:
     if task not in TASKS:
         raise MetisError(f"unknown task '{task}'; choose from {', '.join(TASKS)}")
     return task
+
+
+def check_mode(mode: str | None, model_task: str) -> str:
+    """The task a model of ``model_task`` decodes: an Omni model needs ``mode`` (one of OMNI_TASKS), a
+    single-task model decodes its own task (``mode`` may repeat it)."""
+    if model_task == OMNI:
+        if mode not in OMNI_TASKS:
+            raise MetisError(f"an omni model decodes one task at a time: give --mode {'|'.join(OMNI_TASKS)}"
+                             + (f" (not '{mode}')" if mode else ""))
+        return mode
+    if mode is not None and mode != model_task:
+        raise MetisError(f"a {model_task} model decodes {model_task} only, not --mode {mode}; Omni models take modes")
+    return model_task
 
 
 def ssl_front_end(data_dir) -> dict:

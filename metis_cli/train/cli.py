@@ -69,7 +69,7 @@ def finetune(
     config: Path = typer.Argument(..., help="YAML config (conf/mini/finetune_<task>.yaml, conf/full/finetune_<task>.yaml)."),
     exp_dir: Path = typer.Argument(..., help="Experiment dir of the task model: config, checkpoints, logs, phones.txt."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. adaptation.rank=32 train.max_steps=100."),
-    task: str = typer.Option(..., help="tts, vc, se or tse."),
+    task: str = typer.Option(..., help="tts, vc, se, tse, l2s or omni (TTS, VC, SE and TSE in one model: conf/*/finetune_omni.yaml)."),
     init: Path = typer.Option(..., help="Experiment dir of the pre-trained stage-1 model (`metis pretrain`)."),
     train_data: list[Path] = typer.Option(..., help="Clean data dir with wav.scp, ssl_tokens/ (and text for TTS); repeat for several."),
     val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) for validation (inputs made the same way, with seed 0)."),

@@ -1,4 +1,4 @@
-"""``metis finetune --task {tts,vc,se,tse}``: a pre-trained stage-1 model learns to follow a condition.
+"""``metis finetune --task {tts,vc,se,tse,l2s,omni}``: a pre-trained stage-1 model learns to follow a condition.
 
 Config: conf/{mini,full}/finetune_<task>.yaml. Sections of metis_cli.train.token_task plus ``task``,
 ``init`` (``exp_dir`` of the pre-trained model, optional ``checkpoint``), ``adaptation``
@@ -6,6 +6,11 @@ Config: conf/{mini,full}/finetune_<task>.yaml. Sections of metis_cli.train.token
 espeak|arpabet, ``language``) and ``ssl`` (the SSL front end and k-means model, read from the tokens'
 tokens.json and copied into the experiment dir, see metis_cli.tasks.conditions).
 The model section is the pre-trained model's, with the task's condition hook added.
+
+Omni (``task: omni``) trains one model on several tasks: section ``mixture`` names them (of tts, vc, se,
+tse) with a sampling ``weight`` and a ``prompt_prob`` each (the masking section's otherwise); every batch
+is one task, drawn with the step's seed; the model has both the text prefix and the frame adapter, and its
+validation reports each task's cross-entropy (``ce_bits_<task>``) and their mean.
 
 Training pairs per task, drawn for every batch (see metis_cli.tasks.augment):
 - TTS: the utterance's SSL tokens, its phones as the prefix. Without a prompt (the CFG dropout) the
@@ -28,13 +33,13 @@ import torch
 
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
-from metis_cli.models.masking import sample_masks
+from metis_cli.models.masking import MaskingConfig, sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, adapt
 from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre
-from metis_cli.tasks.conditions import TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_task, ssl_front_end
+from metis_cli.tasks.conditions import OMNI, OMNI_TASKS, TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_task, ssl_front_end
 from metis_cli.train.batching import UtteranceArrays
-from metis_cli.train.config import read_exp_config
+from metis_cli.train.config import check_keys, read_exp_config
 from metis_cli.train.pretrain import resolve_vocab
 from metis_cli.train.token_task import TokenTask, masked_cross_entropy
 from metis_cli.train.trainer import TrainConfig, Trainer, load_weights, weights_name
@@ -46,17 +51,18 @@ BABBLE_TALKERS = 3
 
 class FinetuneTask(TokenTask):
     kinds = ("ssl_tokens",)
-    extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl")
+    extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl", "mixture")
     name = "stage1"
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
         self.task = check_task(config.get("task"))
+        self._mixture(config)
         self.exp_dir = trainer.exp_dir
         self.augment = AugmentConfig.from_dict(config.get("augment", {}))
         self.utt2spk: dict[str, str] = {}
         self.audio: dict[str, np.ndarray] = {}
         self.cache_audio = bool(config.get("data", {}).get("cache_audio", True))
-        if self.task in TEXT_TASKS:
+        if self.needs_text:
             from metis_cli.text.phonemize import make_phonemizer
 
             text = config.setdefault("text", {})
@@ -74,6 +80,39 @@ class FinetuneTask(TokenTask):
         self.use_features = self.task in VIDEO_TASKS and not (config.get("model") or {}).get("visual")
         super().__init__(trainer, config, train_dirs, val_dirs)
 
+    def _mixture(self, config: dict) -> None:
+        """The tasks trained (``modes``: the task itself, or an Omni model's mixture), their sampling
+        weights and their masking."""
+        masking = config.get("masking", {})
+        if self.task != OMNI:
+            if config.get("mixture"):
+                raise MetisError(f"section mixture is for task omni, not {self.task}")
+            self.modes = [self.task]
+            self.mode_masking = {self.task: MaskingConfig.from_dict(masking)}
+        else:
+            mixture = config.get("mixture") or {}
+            unknown = sorted(set(mixture) - set(OMNI_TASKS))
+            if not mixture or unknown:
+                raise MetisError(f"task omni: section mixture must name tasks of {', '.join(OMNI_TASKS)}"
+                                 + (f", not {', '.join(unknown)}" if unknown else ""))
+            self.modes = [m for m in OMNI_TASKS if m in mixture]
+            self.mode_masking = {}
+            for mode in self.modes:
+                entry = mixture[mode] or {}
+                check_keys(entry, ("weight", "prompt_prob"), f"mixture.{mode}")
+                self.mode_masking[mode] = MaskingConfig.from_dict({**masking, **({"prompt_prob": entry["prompt_prob"]} if "prompt_prob" in entry else {})})
+        weights = [float((config.get("mixture") or {}).get(m, {}).get("weight", 1.0)) if self.task == OMNI else 1.0 for m in self.modes]
+        if any(w < 0 for w in weights) or not sum(weights):
+            raise MetisError(f"mixture weights must be non-negative and not all 0, got {dict(zip(self.modes, weights))}")
+        self.mode_weights = torch.tensor(weights)
+        self.needs_text = any(m in TEXT_TASKS for m in self.modes)
+        self.forced_mode: str | None = None  # validation of one task of the mixture
+
+    def _draw_mode(self, generator: torch.Generator) -> str:
+        if self.forced_mode or len(self.modes) == 1:
+            return self.forced_mode or self.modes[0]
+        return self.modes[int(torch.multinomial(self.mode_weights, 1, generator=generator))]
+
     # --- data -----------------------------------------------------------------------------------
     def select(self, data: UtteranceArrays) -> UtteranceArrays:
         from metis_cli.text.phonemize import text_to_phones
@@ -82,11 +121,12 @@ class FinetuneTask(TokenTask):
             self.utt2spk.update(DataDir(d).utt2spk)
         if self.task in VIDEO_TASKS:
             return self._select_videos(data)
-        if self.task not in TEXT_TASKS:
+        if any(mode not in TEXT_TASKS for mode in self.modes):
             for d in data.data_dirs:
                 if not DataDir(d).has("wav.scp"):
                     raise MetisError(f"{d}: no wav.scp; fine-tuning for {self.task} makes its inputs from the audio")
                 self.sources.update(DataDir(d).audio_sources())
+        if not self.needs_text:
             return data
         # text and tokens must stay whole: no random crops
         max_frames = int(self.config.get("data", {}).get("max_utterance_frames", 1500))
@@ -211,12 +251,12 @@ class FinetuneTask(TokenTask):
             picks = [rest[i] for i in rng.choice(len(rest), min(count, len(rest)), replace=False)]
         return [self._load(u) for u in picks]
 
-    def degrade(self, data: UtteranceArrays, utt: str, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The task's input made from the clean audio of ``utt`` (see metis_cli.tasks.augment)."""
+    def degrade(self, data: UtteranceArrays, utt: str, clean: np.ndarray, rng: np.random.Generator, mode: str) -> np.ndarray:
+        """Task ``mode``'s input made from the clean audio of ``utt`` (see metis_cli.tasks.augment)."""
         sr = FrameConditioner.sample_rate
-        if self.task == "se":
+        if mode == "se":
             return add_noise_and_reverb(clean, rng, self.augment, sr, self._others(data, utt, rng, BABBLE_TALKERS))
-        if self.task == "tse":
+        if mode == "tse":
             others = self._others(data, utt, rng, 1)
             if not others:
                 raise MetisError("TSE fine-tuning needs at least two utterances to mix")
@@ -225,7 +265,9 @@ class FinetuneTask(TokenTask):
 
     def make_batch(self, data: UtteranceArrays, pieces, generator: torch.Generator) -> dict:
         batch = data.collate(pieces)
-        if self.task in TEXT_TASKS:
+        mode = self._draw_mode(generator)
+        batch["mode"] = torch.tensor(self.modes.index(mode))
+        if mode in TEXT_TASKS:
             ids = [self.phone_ids[p.utt] for p in pieces]
             phones = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
             for i, row in enumerate(ids):
@@ -242,8 +284,8 @@ class FinetuneTask(TokenTask):
         for i, p in enumerate(pieces):
             wav = self._load(p.utt)[p.start * hop : (p.start + p.frames) * hop]
             wav = np.pad(wav, (0, p.frames * hop - len(wav)))
-            condition[i, : p.frames] = torch.from_numpy(self.conditioner(self.degrade(data, p.utt, wav, rng), p.frames))
-            if self.masking.prompt_prob > 0:
+            condition[i, : p.frames] = torch.from_numpy(self.conditioner(self.degrade(data, p.utt, wav, rng, mode), p.frames))
+            if self.mode_masking[mode].prompt_prob > 0:
                 clean_condition[i, : p.frames] = torch.from_numpy(self.conditioner(wav, p.frames))
         batch["condition"], batch["clean_condition"] = condition, clean_condition
         return batch
@@ -263,7 +305,7 @@ class FinetuneTask(TokenTask):
                             what="pre-trained stage-1 model (`metis pretrain`)")
         init["checkpoint"] = str(used.resolve())
         model_cfg = {**base_cfg, **{k: v for k, v in self.config.get("model", {}).items() if v is not None}}
-        if self.task in TEXT_TASKS:
+        if self.needs_text:
             vocab = self._phone_vocab(sorted(self.train_data.lengths))
             model_cfg["n_phones"] = model_cfg.get("n_phones") or len(vocab)
             if len(vocab) > model_cfg["n_phones"]:
@@ -277,7 +319,7 @@ class FinetuneTask(TokenTask):
                             raise
                         logger.warning("validation: %s; left out", exc)
                         del data.lengths[utt]
-        elif self.task in VIDEO_TASKS:
+        if self.task in VIDEO_TASKS:
             if self.use_features:
                 model_cfg["visual"] = None
                 model_cfg["frame_condition_dim"] = int(self._video(next(iter(self.train_data.lengths))).shape[1])
@@ -285,7 +327,7 @@ class FinetuneTask(TokenTask):
                 from metis_cli.models.visual import VisualConfig
 
                 model_cfg["frame_condition_dim"] = VisualConfig.from_dict(model_cfg.get("visual") or {}).out_dim
-        else:
+        elif any(mode not in TEXT_TASKS for mode in self.modes):
             model_cfg["frame_condition_dim"] = model_cfg.get("frame_condition_dim") or self.conditioner.dim
             if model_cfg["frame_condition_dim"] != self.conditioner.dim:
                 raise MetisError(f"model.frame_condition_dim is {model_cfg['frame_condition_dim']} but the SSL features have "
@@ -303,6 +345,20 @@ class FinetuneTask(TokenTask):
         return model
 
     def validate(self, trainer: Trainer, out_dir) -> dict:
+        if self.task == OMNI:  # each task of the mixture on its own, and their mean
+            result = {}
+            try:
+                for mode in self.modes:
+                    self.forced_mode = mode
+                    found = super().validate(trainer, out_dir / mode)
+                    result.update({f"{k}_{mode}": v for k, v in found.items()})
+            finally:
+                self.forced_mode = None
+            if result:
+                for key in ("ce_bits", "acc"):
+                    result[key] = sum(result[f"{key}_{m}"] for m in self.modes) / len(self.modes)
+                (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+            return result
         result = super().validate(trainer, out_dir)
         if self.task in VIDEO_TASKS and result:
             self.shuffle_video = True
@@ -316,11 +372,12 @@ class FinetuneTask(TokenTask):
 
     def loss(self, batch, generator, model, layer=None):
         tokens, valid = batch["ssl_tokens"], batch["valid"]
-        t, prompts, masked = sample_masks(batch["lengths"].cpu(), self.masking, generator)
+        mode = self.modes[int(batch["mode"])]
+        t, prompts, masked = sample_masks(batch["lengths"].cpu(), self.mode_masking[mode], generator)
         t, prompts, masked = t.to(tokens.device), prompts.to(tokens.device), masked.to(tokens.device)
-        if self.task in TEXT_TASKS:
+        if mode in TEXT_TASKS:
             conditions = {"phones": batch["phones"], "phone_valid": batch["phone_valid"] & (prompts > 0)[:, None]}
-        elif self.task in VIDEO_TASKS:
+        elif mode in VIDEO_TASKS:
             in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
             conditions = {"video": batch["video"], "video_valid": batch["video_valid"], "video_offset": batch["video_offset"],
                           "visual_zero": in_prompt}
