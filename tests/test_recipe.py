@@ -186,6 +186,28 @@ def test_task_recipe_reuses_the_shared_stages(tts_run, task, test_set):
 
 
 @pytest.mark.slow
+def test_omni_recipe_decodes_every_task_and_compares_with_the_single_task_models(tts_run):
+    """After the task recipes above: Omni on each task's test set, text-guided TSE, and one results table
+    beside the single-task models' decodes of the same sets."""
+    tmp_path, shared, _ = tts_run
+    exp_dir = tmp_path / "omni_exp"
+    result = recipe("omni", *shared, "--exp-dir", exp_dir, "--score-opts", "--report-utts 2 --metrics wer,sim,pesq",
+                    "--compare-exp-dir", tmp_path / "TASK_exp")
+    assert result.returncode == 0, result.stderr[-3000:]
+    decodes = {"tts": "mini_test", "vc": "mini_vc_test", "se": "mini_se_test", "tse": "mini_tse_test", "tse_text": "mini_tse_test"}
+    for name, test_set in decodes.items():
+        summary = json.loads((exp_dir / "omni_mini" / f"decode_{name}_{test_set}" / "scores" / "summary.json").read_text())
+        assert summary["task"] == name.split("_")[0] and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
+    info = json.loads((exp_dir / "omni_mini" / "decode_tse_text_mini_tse_test" / "decode.json").read_text())
+    assert info["text_guided"] and info["model_task"] == "omni"
+    results = (exp_dir / "RESULTS.md").read_text()
+    assert "omni_mini/decode_tse_text_mini_tse_test" in results and "input/decode_mini_se_test" in results
+    for task in ("se", "vc", "tse"):  # their recipes ran before this test (when it runs alone, they are missing)
+        if (tmp_path / f"{task}_exp" / f"{task}_mini").is_dir():
+            assert f"{task}_exp/{task}_mini/decode_" in results
+
+
+@pytest.mark.slow
 def test_stage0_fails_loudly_on_a_corrupted_corpus(tmp_path):
     mini_dir = tmp_path / "mini"
     assert run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp").returncode == 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Metis recipe, shared by egs/{tts,vc,se,tse,l2s}/run.sh, which set --task, --exp-dir and --config
+# The Metis recipe, shared by egs/{tts,vc,se,tse,l2s,omni}/run.sh, which set --task, --exp-dir and --config
 # egs/<task>/corpus.conf (where the data comes from: the embedded corpus by default, or your own).
 #
 #   bash egs/tts/run.sh                               # every stage, embedded corpus
@@ -24,15 +24,18 @@
 #   5 finetune  fine-tune the pre-trained model for the task: <exp-dir>/<task>_<conf>
 #               (conf/<conf>/finetune_<task>.yaml; inputs made on the fly from the train set)
 #   6 decode    decode the task's test set with it: <exp-dir>/<task>_<conf>/decode_<test set>; l2s also
-#               with the video frames shuffled in time (<task>_<conf>_shuffled_video: must be far worse)
+#               with the video frames shuffled in time (<task>_<conf>_shuffled_video: must be far worse);
+#               omni: each task's test set (--omni-test-sets; decode_<task>_<set>) and TSE also text-guided
+#               (decode_tse_text_<set>)
 #   7 score     score every <exp-dir>/*/decode_*, the ground truth (the ceiling) and, for vc/se/tse, the
-#               unprocessed input (the floor); write <exp-dir>/RESULTS.md with the commands and stage times
+#               unprocessed input (the floor); write <exp-dir>/RESULTS.md with the commands and stage times;
+#               omni: beside the single-task models' decodes of the same sets (egs/<task>/exp), when there
 #
 # Options (--name value or --name=value; --stop-stage and --stop_stage are the same):
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-task=tts                   # tts, vc, se, tse or l2s (set by egs/<task>/run.sh)
+task=tts                   # tts, vc, se, tse, l2s or omni (set by egs/<task>/run.sh)
 stage=0
 stop_stage=100
 nj=2                       # parallel jobs of the data, feature, encoding and scoring stages
@@ -45,6 +48,8 @@ prepare_opts=""            # more options for metis data prepare, e.g. "--train-
 train_set=mini_train       # sets in <data-dir> (egs/<task>/corpus.conf names them)
 dev_set=mini_dev
 test_set=mini_test
+omni_test_sets=""          # omni: <task>:<set> pairs decoded in stage 6, e.g. "tts:mini_test se:mini_se_test"
+compare_exp_dir=$root/egs/TASK/exp  # omni: the single-task recipes' exp dirs to compare with (TASK: each task)
 seed=0
 exp_dir=""                 # default: <root>/egs/<task>/exp
 ssl_extractor=builtin      # or a local w2v-BERT 2.0 / HuBERT / WavLM model dir
@@ -66,7 +71,7 @@ decode_opts="--bf16"       # extra options for metis decode, e.g. "--stage1-opt 
 score_opts=""              # extra options for metis score, e.g. "--asr /models/whisper-large-v3"
 invocation=""              # the command line, as egs/<task>/run.sh passes it (for RESULTS.md)
 help_message=$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
-  sed -n '/^task=/,/^invocation=/p' "${BASH_SOURCE[0]}" | sed -E ':a; s/^([a-z0-9]+)_([a-z0-9_]*=)/\1-\2/; ta; s/^([a-z0-9-]+)=/  --\1 /')
+  sed -n '/^task=/,/^invocation=/p' "${BASH_SOURCE[0]}" | sed -E ':a; s/^([a-z0-9-]+)_([a-z0-9_]*=)/\1-\2/; ta; s/^([a-z0-9-]+)=/  --\1 /')
 
 . "$root/utils/parse_options.sh"
 . "$root/utils/log.sh"
@@ -78,8 +83,15 @@ case $task in
   se) input_scp=noisy.scp ;;
   tse) input_scp=mix.scp ;;
   l2s) input_scp="" ;;  # its floor is the same model with the video shuffled (stage 6)
-  *) die "unknown --task $task: choose tts, vc, se, tse or l2s" ;;
+  omni) input_scp="" ;;  # each task's floor comes with its test set (stage 7)
+  *) die "unknown --task $task: choose tts, vc, se, tse, l2s or omni" ;;
 esac
+if [ "$task" = omni ]; then
+  [ -n "$omni_test_sets" ] || die "--task omni needs --omni-test-sets (egs/omni/corpus.conf sets them)"
+  for pair in $omni_test_sets; do
+    [[ $pair =~ ^(tts|vc|se|tse):[^:]+$ ]] || die "--omni-test-sets: '$pair' is not <tts|vc|se|tse>:<set>"
+  done
+fi
 [ -n "$exp_dir" ] || exp_dir=$root/egs/$task/exp
 case $ngpu in
   0) export CUDA_VISIBLE_DEVICES="" ;;  # CPU only, even on a GPU machine
@@ -112,7 +124,9 @@ if in_stage 0 data; then
     --mini-size "$mini_size" --prepare-opts "$prepare_opts" --seed "$seed" --nj "$nj"
   end_stage
 fi
-for set in $train_set $dev_set $test_set; do
+omni_sets=""
+for pair in $omni_test_sets; do omni_sets="$omni_sets ${pair#*:}"; done
+for set in $train_set $dev_set $test_set $omni_sets; do
   [ -d "$data_dir/$set" ] || [ "$stop_stage" -lt 1 ] || die "$data_dir/$set does not exist: run stage 0 first (or check --data-dir, --*-set)"
 done
 
@@ -253,40 +267,69 @@ if in_stage 5 finetune; then
   end_stage
 fi
 
+# decode_set <set> <decode dir> [metis decode options]: decodes once; utterances with bad inputs are
+# skipped (and scored as missing), nothing decoded at all is fatal.
+decode_set() {
+  local set=$1 decode=$2
+  shift 2
+  [ -f "$decode/decode.json" ] && return 0
+  log "$data_dir/$set into $decode"
+  # shellcheck disable=SC2086
+  if ! metis decode "$data_dir/$set" --task "$task" --model "$finetune_dir" $s2a_opts --codec "$codec_dir" \
+    --out "$decode" "$@" $decode_opts; then
+    [ -f "$decode/decode.json" ] || die "decoding $set failed; see $decode/log/decode.log"
+    log "WARNING: $(wc -l < "$decode/failed") utterance(s) of $set could not be decoded: see $decode/failed"
+  fi
+}
+
 if in_stage 6 decode; then
   [ -f "$finetune_dir/.done" ] || die "$finetune_dir is not fine-tuned: run stage 5 first"
-  decode=$finetune_dir/decode_$test_set
-  log "$data_dir/$test_set into $decode"
-  # shellcheck disable=SC2086
-  if [ ! -f "$decode/decode.json" ] &&
-    ! metis decode "$data_dir/$test_set" --task "$task" --model "$finetune_dir" $s2a_opts --codec "$codec_dir" \
-      --out "$decode" $decode_opts; then
-    # Utterances with bad inputs are skipped (and scored as missing); nothing decoded at all is fatal.
-    [ -f "$decode/decode.json" ] || die "decoding $test_set failed; see $decode/log/decode.log"
-    log "WARNING: $(wc -l < "$decode/failed") utterance(s) of $test_set could not be decoded: see $decode/failed"
+  if [ "$task" = omni ]; then
+    for pair in $omni_test_sets; do
+      mode=${pair%%:*} set=${pair#*:}
+      decode_set "$set" "$finetune_dir/decode_${mode}_$set" --mode "$mode"
+      # Text-guided TSE, a combination Omni never trained on: the target's words as the prefix too.
+      [ "$mode" = tse ] && decode_set "$set" "$finetune_dir/decode_tse_text_$set" --mode tse --text-guided
+    done
+  else
+    decode_set "$test_set" "$finetune_dir/decode_$test_set"
   fi
-  shuffled=$exp_dir/$(basename "$finetune_dir")_shuffled_video/decode_$test_set
-  # shellcheck disable=SC2086
-  if [ "$task" = l2s ] && [ ! -f "$shuffled/decode.json" ]; then
-    metis decode "$data_dir/$test_set" --task "$task" --model "$finetune_dir" $s2a_opts --codec "$codec_dir" \
-      --out "$shuffled" --shuffle-video $decode_opts || [ -f "$shuffled/decode.json" ] || die "decoding with shuffled video failed"
+  if [ "$task" = l2s ]; then
+    decode_set "$test_set" "$exp_dir/$(basename "$finetune_dir")_shuffled_video/decode_$test_set" --shuffle-video
   fi
   end_stage
 fi
 
+# link_references <task> <set> <input scp or ""> : the ground truth (ceiling) and the unprocessed input (floor)
+link_references() {
+  local ground_truth=$exp_dir/ground_truth/decode_$2 input=$exp_dir/input/decode_$2
+  [ -f "$ground_truth/decode.json" ] || metis link-decode "$data_dir/$2" "$ground_truth" --task "$1"
+  [ -z "$3" ] || [ -f "$input/decode.json" ] || metis link-decode "$data_dir/$2" "$input" --task "$1" --scp "$3"
+}
+
 if in_stage 7 score; then
-  ground_truth=$exp_dir/ground_truth/decode_$test_set
-  [ -f "$ground_truth/decode.json" ] || metis link-decode "$data_dir/$test_set" "$ground_truth" --task "$task"
-  if [ -n "$input_scp" ]; then
-    input=$exp_dir/input/decode_$test_set
-    [ -f "$input/decode.json" ] || metis link-decode "$data_dir/$test_set" "$input" --task "$task" --scp "$input_scp"
+  if [ "$task" = omni ]; then
+    scored=()
+    for pair in $omni_test_sets; do
+      mode=${pair%%:*} set=${pair#*:}
+      case $mode in vc) scp=src.scp ;; se) scp=noisy.scp ;; tse) scp=mix.scp ;; *) scp="" ;; esac
+      link_references "$mode" "$set" "$scp"
+      scored+=("$exp_dir"/ground_truth/decode_"$set" "$finetune_dir"/decode_*_"$set")
+      [ -z "$scp" ] || scored+=("$exp_dir/input/decode_$set")
+      # the single-task model of the same configs, when its recipe has decoded this set
+      single=${compare_exp_dir//TASK/$mode}/${mode}_$conf_name/decode_$set
+      [ -f "$single/decode.json" ] && scored+=("$single")
+    done
+  else
+    link_references "$task" "$test_set" "$input_scp"
+    scored=("$exp_dir"/*/decode_*)
   fi
   # shellcheck disable=SC2086
-  metis score "$exp_dir"/*/decode_* --nj "$nj" $score_opts
+  metis score "${scored[@]}" --nj "$nj" $score_opts
   end_stage
-  metis results "$exp_dir"/*/decode_* -o "$exp_dir/RESULTS.md" --title "$task: $corpus corpus, $conf_name configs" \
+  metis results "${scored[@]}" -o "$exp_dir/RESULTS.md" --title "$task: $corpus corpus, $conf_name configs" \
     --stage-times "$exp_dir/stage_times.tsv"
-  log "results in $exp_dir/RESULTS.md; listen in $ground_truth/scores/report.html"
+  log "results in $exp_dir/RESULTS.md; listen in $exp_dir/ground_truth/decode_*/scores/report.html"
 fi
 
 log "Done: stages $stage..$stop_stage"

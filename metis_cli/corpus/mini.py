@@ -14,7 +14,7 @@ Layout under ``out_dir``::
                                           (+ prompt.scp utt2prompt prompt_text in dev and test)
                                           (+ video.scp: rendered mouth videos, metis_cli/corpus/lips.py)
     mini_se_{dev,test}/                   + noisy.scp utt2snr utt2noise utt2rt60
-    mini_tse_{dev,test}/                  + mix.scp enroll.scp utt2sir utt2interferer utt2enroll
+    mini_tse_{dev,test}/                  + mix.scp enroll.scp utt2sir utt2interferer utt2enroll prompt_text
     mini_vc_{dev,test}/                   + src.scp ref.scp utt2source_spk
     speakers.tsv, corpus.json
 """
@@ -338,11 +338,12 @@ def write_se_set(out: Path, src: DataDir, wav_dir: Path, seed: int) -> DataDir:
 
 
 def write_tse_set(
-    out: Path, src: DataDir, wav_dir: Path, seed: int, pool: dict[str, list[str]], wavs: dict[str, str]
+    out: Path, src: DataDir, wav_dir: Path, seed: int, pool: dict[str, list[str]], wavs: dict[str, str], texts: dict[str, str]
 ) -> DataDir:
     """Target speaker extraction: mix.scp (target + another speaker at SIR -5..5 dB), enroll.scp (another
-    utterance of the target speaker), wav.scp the clean target, interferer.scp the whole utterance the
-    interference was cut from (the wrong voice, for scoring)."""
+    utterance of the target speaker) and prompt_text (its transcript, for text-guided TSE), wav.scp the
+    clean target, interferer.scp the whole utterance the interference was cut from (the wrong voice, for
+    scoring)."""
     dd = DataDir(out)
     utt2spk = src.utt2spk
     wav_scp = src.read("wav.scp")
@@ -373,6 +374,7 @@ def write_tse_set(
     dd.write("utt2interferer", interferers)
     dd.write("interferer.scp", {u: wav_scp[i] for u, i in interferers.items()})
     dd.write("utt2enroll", enroll_ids)
+    dd.write("prompt_text", {u: texts[e] for u, e in enroll_ids.items() if e in texts})
     _base_tables(dd, kept, src)
     return dd
 
@@ -468,17 +470,19 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
             pool.setdefault(metas[uid]["speaker"], []).append(uid)
     wavs = {uid: m["wav"] for uid, m in metas.items()}
 
+    texts = {uid: u.text for uid, u in jobs.items()}
+
     def build_split(name: str) -> None:
         dd = write_split(out / name, splits[name], metas)
         if name != "mini_train":
-            write_prompts(dd, pool, wavs, {uid: u.text for uid, u in jobs.items()}, seed)
+            write_prompts(dd, pool, wavs, texts, seed)
 
     dirs = {name: _once(out / name, lambda n=name: build_split(n)) for name in splits}
     for part in ("dev", "test"):
         src = dirs[f"mini_{part}"]
         for task, build in (
             ("se", lambda n, s=src: write_se_set(out / n, s, out / "wav" / n, seed)),
-            ("tse", lambda n, s=src: write_tse_set(out / n, s, out / "wav" / n, seed, pool, wavs)),
+            ("tse", lambda n, s=src: write_tse_set(out / n, s, out / "wav" / n, seed, pool, wavs, texts)),
             ("vc", lambda n: write_vc_set(out / n, vc_pairs[n], metas, seed, pool)),
         ):
             name = f"mini_{task}_{part}"

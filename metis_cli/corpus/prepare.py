@@ -324,7 +324,7 @@ def prepare_libri2mix(corpus_dir: Path, options: PrepareOptions):
             test[f"{target}_{other}"] = Utt(
                 speaker, str(root / test_part / s / mix.name), texts.get(target),
                 inputs={"mix.scp": str(mix), "enroll.scp": pool[enroll].audio, "interferer.scp": str(root / test_part / o / mix.name)},
-                extra={"utt2enroll": enroll, "utt2interferer": other},
+                extra={"utt2enroll": enroll, "utt2interferer": other, **({"prompt_text": pool[enroll].text} if pool[enroll].text else {})},
             )
     return {"train": train, "dev": sources(dev_part), "test": test}
 

@@ -191,3 +191,24 @@ def prepare(
         inputs = [n for n in dd.table_names() if n.endswith(".scp") and n != "wav.scp"]
         table.add_row(str(dd.path), str(len(dd.utt_ids())), str(len(dd.speakers())), " ".join(inputs) or "-")
     console.print(table)
+
+
+@app.command("shard")
+def shard(
+    data_dirs: list[Path] = typer.Argument(..., help="Data dirs whose token data to shard (e.g. every training part)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Shard dir to write (shard-NNNNNN.tar + .lengths, shards.json)."),
+    kinds: list[str] = typer.Option(["ssl_tokens", "acoustic_codes"], "--kind", help="Arrays to put in the shards (repeat)."),
+    shard_mb: float = typer.Option(256.0, help="Target size of one shard in MB."),
+) -> None:
+    """Write webdataset tar shards of token data for streamed training (pre-training, S2A).
+    Give the shard dir as --train-data of metis pretrain / train-s2a: each rank reads its own shards
+    through a shuffle buffer; a resumed run continues at the same batch. Data dirs stay the way for
+    small sets and for fine-tuning.
+    Example: metis data shard data/train_* --out data/shards/train --shard-mb 512
+    """
+    from metis_cli.data.shards import write_shards
+    from metis_cli.log import console, setup_logging
+
+    setup_logging()
+    index = write_shards(data_dirs, out, kinds, shard_mb)
+    console.print(f"{out}: {index['utterances']} utterances, {index['frames'] / 50 / 3600:.2f} h, {len(index['shards'])} shard(s)")

@@ -53,9 +53,15 @@ class FinetuneTask(TokenTask):
     kinds = ("ssl_tokens",)
     extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl", "mixture")
     name = "stage1"
+    streams = False  # its inputs are made from the audio of data dirs
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
         self.task = check_task(config.get("task"))
+        from metis_cli.data.shards import is_shard_dir
+
+        if any(is_shard_dir(d) for d in train_dirs):
+            raise MetisError("fine-tuning makes its inputs from the audio of data dirs; shards (metis data shard) are for "
+                             "pre-training and S2A: give --train-data a data dir")
         self._mixture(config)
         self.exp_dir = trainer.exp_dir
         self.augment = AugmentConfig.from_dict(config.get("augment", {}))

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metis_cli.data.shards import ShardData, StreamBatches, is_shard_dir
+from metis_cli.errors import MetisError
 from metis_cli.models.masking import MaskingConfig
 from metis_cli.train.batching import DynamicBatches, UtteranceArrays
 from metis_cli.train.config import check_keys, save_config
@@ -40,19 +42,29 @@ class TokenTask:
     extra_sections: tuple[str, ...] = ()
     name = "model"
     find_unused_parameters = False  # DDP: True when some parameters sit out some steps
+    streams = True  # can train from webdataset shards (metis_cli.data.shards) instead of data dirs
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
         check_keys(config, COMMON_SECTIONS + self.extra_sections, f"{self.name} config sections")
         self.config = config
         data = config.get("data", {})
         self.masking = MaskingConfig.from_dict(config.get("masking", {}))
-        self.train_data = self.select(UtteranceArrays(train_dirs, self.kinds))
+        batching = dict(max_frames=int(data.get("max_frames", 4000)), max_utterance_frames=int(data.get("max_utterance_frames", 1500)),
+                        seed=trainer.train.seed, pool_size=int(data.get("pool_size", 2000)), world_size=trainer.dist.world_size,
+                        rank=trainer.dist.rank)
+        if any(is_shard_dir(d) for d in train_dirs):  # webdataset shards (metis data shard), streamed
+            if not self.streams or len(train_dirs) != 1:
+                raise MetisError(f"{self.name} training reads one shard dir (pre-training and S2A) or data dirs, not "
+                                 f"{', '.join(map(str, train_dirs))}")
+            self.train_data = ShardData(train_dirs[0], self.kinds)
+            self.batches = StreamBatches(self.train_data, **batching)
+            n_train = self.train_data.index["utterances"]
+        else:
+            self.train_data = self.select(UtteranceArrays(train_dirs, self.kinds))
+            self.batches = DynamicBatches(self.train_data.lengths, **batching)
+            n_train = len(self.train_data.lengths)
         self.val_data = self.select(UtteranceArrays(val_dirs, self.kinds)) if val_dirs else None
         self.val_utterances = int(data.get("val_utterances", 64))
-        self.batches = DynamicBatches(self.train_data.lengths, int(data.get("max_frames", 4000)),
-                                      int(data.get("max_utterance_frames", 1500)), seed=trainer.train.seed,
-                                      pool_size=int(data.get("pool_size", 2000)), world_size=trainer.dist.world_size,
-                                      rank=trainer.dist.rank)
         model = self.build_model()
         if trainer.dist.main:  # with the sizes that build_model read from the data
             save_config(config, trainer.exp_dir / "config.yaml")
@@ -68,7 +80,7 @@ class TokenTask:
             ema = copy.deepcopy(model).requires_grad_(False)
             self.ema = trainer.add_model("ema", ema)
         logger.info("%s: %.2fM parameters; %d training utterances (%d batches per epoch)", self.name,
-                    sum(p.numel() for p in model.parameters()) / 1e6, len(self.train_data.lengths), self.batches.batches_per_epoch)
+                    sum(p.numel() for p in model.parameters()) / 1e6, n_train, self.batches.batches_per_epoch)
 
     def select(self, data: UtteranceArrays) -> UtteranceArrays:
         """Leaves out utterances the task cannot use (by deleting them from ``data.lengths``)."""
