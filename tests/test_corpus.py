@@ -108,6 +108,7 @@ def test_tse_set_pairs_target_interferer_and_enrollment(tiny_corpus):
     for u in dd.utt_ids():
         interferer, enroll = dd.read("utt2interferer")[u], dd.read("utt2enroll")[u]
         assert spk_of[interferer] != utt2spk[u] and spk_of[enroll] == utt2spk[u] and enroll != u
+        assert dd.read("prompt_text")[u]  # the enrollment's transcript, for text-guided TSE
         assert -5 <= float(dd.read("utt2sir")[u]) <= 5
         mix, _ = dd.load_audio(u, scp="mix.scp")
         target, _ = dd.load_audio(u)

@@ -125,6 +125,7 @@ def test_libri2mix_targets_enrollment_and_transcripts(tmp_path):
     enroll = test.read("utt2enroll")
     assert all(e != u.split("_")[0] and e.split("-")[0] == test.utt2spk[u] for u, e in enroll.items())
     assert test.read("text")["61-1-0001_121-2-0001"] == "words of 61-1-0001"
+    assert all(test.read("prompt_text")[u] == f"words of {e}" for u, e in enroll.items())  # the enrollment's words
 
 
 def write_mp4(path, seconds=1.0, with_audio=True):

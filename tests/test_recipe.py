@@ -191,6 +191,12 @@ def test_omni_recipe_decodes_every_task_and_compares_with_the_single_task_models
     beside the single-task models' decodes of the same sets."""
     tmp_path, shared, _ = tts_run
     exp_dir = tmp_path / "omni_exp"
+    from metis_cli.data.datadir import DataDir
+
+    # Text-guided TSE needs words whose phones the 12 tiny training sentences cover.
+    tse, known = DataDir(tmp_path / "mini" / "mini_tse_test"), sorted(DataDir(tmp_path / "mini" / "mini_train").read("text").values())
+    for name in ("text", "prompt_text"):
+        tse.write(name, {u: known[i % len(known)] for i, u in enumerate(tse.utt_ids())})
     result = recipe("omni", *shared, "--exp-dir", exp_dir, "--score-opts", "--report-utts 2 --metrics wer,sim,pesq",
                     "--compare-exp-dir", tmp_path / "TASK_exp")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -29,7 +29,8 @@
 #               (decode_tse_text_<set>)
 #   7 score     score every <exp-dir>/*/decode_*, the ground truth (the ceiling) and, for vc/se/tse, the
 #               unprocessed input (the floor); write <exp-dir>/RESULTS.md with the commands and stage times;
-#               omni: beside the single-task models' decodes of the same sets (egs/<task>/exp), when there
+#               omni: beside the single-task models' decodes of the same sets and their references
+#               (--compare-exp-dir, default egs/<task>/exp), when those recipes have run
 #
 # Options (--name value or --name=value; --stop-stage and --stop_stage are the same):
 set -euo pipefail
@@ -313,12 +314,19 @@ if in_stage 7 score; then
     for pair in $omni_test_sets; do
       mode=${pair%%:*} set=${pair#*:}
       case $mode in vc) scp=src.scp ;; se) scp=noisy.scp ;; tse) scp=mix.scp ;; *) scp="" ;; esac
-      link_references "$mode" "$set" "$scp"
-      scored+=("$exp_dir"/ground_truth/decode_"$set" "$finetune_dir"/decode_*_"$set")
-      [ -z "$scp" ] || scored+=("$exp_dir/input/decode_$set")
-      # the single-task model of the same configs, when its recipe has decoded this set
-      single=${compare_exp_dir//TASK/$mode}/${mode}_$conf_name/decode_$set
-      [ -f "$single/decode.json" ] && scored+=("$single")
+      scored+=("$finetune_dir"/decode_*_"$set")
+      # The single-task recipe's decode of this set and its references, when it has run (already
+      # scored: one scoring of each reference); otherwise references of our own.
+      single=${compare_exp_dir//TASK/$mode}
+      if [ -f "$single/ground_truth/decode_$set/decode.json" ]; then
+        scored+=("$single/ground_truth/decode_$set")
+        [ -z "$scp" ] || [ ! -f "$single/input/decode_$set/decode.json" ] || scored+=("$single/input/decode_$set")
+      else
+        link_references "$mode" "$set" "$scp"
+        scored+=("$exp_dir/ground_truth/decode_$set")
+        [ -z "$scp" ] || scored+=("$exp_dir/input/decode_$set")
+      fi
+      [ -f "$single/${mode}_$conf_name/decode_$set/decode.json" ] && scored+=("$single/${mode}_$conf_name/decode_$set")
     done
   else
     link_references "$task" "$test_set" "$input_scp"

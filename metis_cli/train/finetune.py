@@ -120,7 +120,7 @@ class FinetuneTask(TokenTask):
         return self.modes[int(torch.multinomial(self.mode_weights, 1, generator=generator))]
 
     # --- data -----------------------------------------------------------------------------------
-    def select(self, data: UtteranceArrays) -> UtteranceArrays:
+    def select(self, data: UtteranceArrays, validation: bool) -> UtteranceArrays:
         from metis_cli.text.phonemize import text_to_phones
 
         for d in data.data_dirs:
@@ -153,7 +153,7 @@ class FinetuneTask(TokenTask):
                     self.phones[utt] = text_to_phones(texts[utt], self.phonemizer, utt)
                 except MetisError as exc:
                     dropped[utt] = str(exc)
-            if utt in dropped:
+            if utt in dropped and not (validation and self.task == OMNI):  # Omni validates its other tasks on them
                 del data.lengths[utt]
         if dropped:
             logger.warning("%d utterance(s) left out of TTS fine-tuning, e.g. %s", len(dropped),
@@ -318,13 +318,16 @@ class FinetuneTask(TokenTask):
                 raise MetisError(f"the phone vocabulary has {len(vocab)} symbols, more than model.n_phones {model_cfg['n_phones']}")
             for data in (self.train_data, self.val_data):
                 for utt in list(data.lengths if data else []):
+                    if utt not in self.phones:  # Omni validation keeps utterances without usable text
+                        continue
                     try:
                         self.phone_ids[utt] = vocab.encode(self.phones[utt], utt)
                     except MetisError as exc:
                         if data is self.train_data:
                             raise
-                        logger.warning("validation: %s; left out", exc)
-                        del data.lengths[utt]
+                        logger.warning("validation: %s; left out%s", exc, " of TTS" if self.task == OMNI else "")
+                        if self.task != OMNI:
+                            del data.lengths[utt]
         if self.task in VIDEO_TASKS:
             if self.use_features:
                 model_cfg["visual"] = None
@@ -353,13 +356,20 @@ class FinetuneTask(TokenTask):
     def validate(self, trainer: Trainer, out_dir) -> dict:
         if self.task == OMNI:  # each task of the mixture on its own, and their mean
             result = {}
+            lengths = self.val_data.lengths if self.val_data else {}
             try:
                 for mode in self.modes:
                     self.forced_mode = mode
+                    if mode in TEXT_TASKS and self.val_data:  # TTS on the utterances whose words it can spell
+                        self.val_data.lengths = {u: n for u, n in lengths.items() if u in self.phone_ids}
                     found = super().validate(trainer, out_dir / mode)
+                    if self.val_data:
+                        self.val_data.lengths = lengths
                     result.update({f"{k}_{mode}": v for k, v in found.items()})
             finally:
                 self.forced_mode = None
+                if self.val_data:
+                    self.val_data.lengths = lengths
             if result:
                 for key in ("ce_bits", "acc"):
                     result[key] = sum(result[f"{key}_{m}"] for m in self.modes) / len(self.modes)

@@ -60,10 +60,10 @@ class TokenTask:
             self.batches = StreamBatches(self.train_data, **batching)
             n_train = self.train_data.index["utterances"]
         else:
-            self.train_data = self.select(UtteranceArrays(train_dirs, self.kinds))
+            self.train_data = self.select(UtteranceArrays(train_dirs, self.kinds), validation=False)
             self.batches = DynamicBatches(self.train_data.lengths, **batching)
             n_train = len(self.train_data.lengths)
-        self.val_data = self.select(UtteranceArrays(val_dirs, self.kinds)) if val_dirs else None
+        self.val_data = self.select(UtteranceArrays(val_dirs, self.kinds), validation=True) if val_dirs else None
         self.val_utterances = int(data.get("val_utterances", 64))
         model = self.build_model()
         if trainer.dist.main:  # with the sizes that build_model read from the data
@@ -82,7 +82,7 @@ class TokenTask:
         logger.info("%s: %.2fM parameters; %d training utterances (%d batches per epoch)", self.name,
                     sum(p.numel() for p in model.parameters()) / 1e6, n_train, self.batches.batches_per_epoch)
 
-    def select(self, data: UtteranceArrays) -> UtteranceArrays:
+    def select(self, data: UtteranceArrays, validation: bool) -> UtteranceArrays:
         """Leaves out utterances the task cannot use (by deleting them from ``data.lengths``)."""
         return data
 
