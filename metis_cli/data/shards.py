@@ -165,21 +165,15 @@ class ShardData:
 
     def collate(self, pieces: list[ShardPiece]) -> dict[str, torch.Tensor]:
         """Right-padded batch as UtteranceArrays.collate makes it: each kind [B, T_max, ...], ``valid``, ``lengths``."""
-        lengths = torch.tensor([p.frames for p in pieces])
-        t_max = int(lengths.max())
-        batch = {"lengths": lengths, "valid": torch.arange(t_max)[None] < lengths[:, None]}
+        from metis_cli.train.batching import padded_batch
+
         arrays = []
         for p in pieces:
             sample = self._load(p.shard).get(p.utt)
             if sample is None or any(k not in sample for k in self.kinds):
                 raise DataDirError(f"{self.dir}: shard {self.shards[p.shard]['name']} has no {', '.join(self.kinds)} for '{p.utt}'")
             arrays.append({k: np.asarray(sample[k][p.start : p.start + p.frames], dtype=np.int64) for k in self.kinds})
-        for kind in self.kinds:
-            out = np.zeros((len(pieces), t_max, *arrays[0][kind].shape[1:]), dtype=np.int64)
-            for i, a in enumerate(arrays):
-                out[i, : len(a[kind])] = a[kind]
-            batch[kind] = torch.from_numpy(out)
-        return batch
+        return padded_batch(arrays, self.kinds)
 
 
 class StreamBatches:
@@ -214,16 +208,9 @@ class StreamBatches:
             epoch += 1
 
     def _cut(self, pool: list[ShardPiece], rng: np.random.Generator):
-        pool = [pool[i] for i in rng.permutation(len(pool))]
-        pool.sort(key=lambda p: p.frames)
-        batches, current = [], []
-        for piece in pool:
-            if current and (len(current) + 1) * piece.frames > self.max_frames:
-                batches.append(current)
-                current = []
-            current.append(piece)
-        if current:
-            batches.append(current)
+        from metis_cli.train.batching import cut_batches
+
+        batches = cut_batches([pool[i] for i in rng.permutation(len(pool))], self.max_frames)
         for i in rng.permutation(len(batches)):
             yield batches[i]
 

@@ -85,18 +85,34 @@ class UtteranceArrays:
                 for kind in self.kinds}
 
     def collate(self, pieces: list[Piece]) -> dict[str, torch.Tensor]:
-        """Right-padded batch: each kind [B, T_max, ...] (pad value 0), ``valid`` [B, T_max], ``lengths`` [B]."""
-        lengths = torch.tensor([p.frames for p in pieces])
-        t_max = int(lengths.max())
-        batch = {"lengths": lengths, "valid": torch.arange(t_max)[None] < lengths[:, None]}
-        arrays = [self.get(p) for p in pieces]
-        for kind in self.kinds:
-            shape = arrays[0][kind].shape[1:]
-            out = np.zeros((len(pieces), t_max, *shape), dtype=np.int64)
-            for i, a in enumerate(arrays):
-                out[i, : len(a[kind])] = a[kind]
-            batch[kind] = torch.from_numpy(out)
-        return batch
+        return padded_batch([self.get(p) for p in pieces], self.kinds)
+
+
+def padded_batch(arrays: list[dict[str, np.ndarray]], kinds) -> dict[str, torch.Tensor]:
+    """Right-padded batch of per-utterance arrays: each kind [B, T_max, ...] (pad value 0), ``valid``
+    [B, T_max], ``lengths`` [B] (the first kind's lengths)."""
+    lengths = torch.tensor([len(a[kinds[0]]) for a in arrays])
+    t_max = int(lengths.max())
+    batch = {"lengths": lengths, "valid": torch.arange(t_max)[None] < lengths[:, None]}
+    for kind in kinds:
+        out = np.zeros((len(arrays), t_max, *arrays[0][kind].shape[1:]), dtype=np.int64)
+        for i, a in enumerate(arrays):
+            out[i, : len(a[kind])] = a[kind]
+        batch[kind] = torch.from_numpy(out)
+    return batch
+
+
+def cut_batches(pool: list, max_frames: int) -> list[list]:
+    """Pieces (with ``frames``) sorted by length, cut into batches of at most ``max_frames`` padded frames."""
+    batches, current = [], []
+    for piece in sorted(pool, key=lambda x: x.frames):
+        if current and (len(current) + 1) * piece.frames > max_frames:
+            batches.append(current)
+            current = []
+        current.append(piece)
+    if current:
+        batches.append(current)
+    return batches
 
 
 class DynamicBatches:
@@ -124,15 +140,7 @@ class DynamicBatches:
             pieces.append(Piece(utt, start, min(frames, self.max_utt)))
         batches = []
         for p in range(0, len(pieces), self.pool_size):
-            pool = sorted(pieces[p : p + self.pool_size], key=lambda x: x.frames)
-            current: list[Piece] = []
-            for piece in pool:
-                if current and (len(current) + 1) * piece.frames > self.max_frames:
-                    batches.append(current)
-                    current = []
-                current.append(piece)
-            if current:
-                batches.append(current)
+            batches += cut_batches(pieces[p : p + self.pool_size], self.max_frames)
         return [batches[i] for i in rng.permutation(len(batches))]
 
     @property
