@@ -58,7 +58,7 @@ def main() -> None:
         index = write_shards([args.data], tmp / "shards", ("ssl_tokens",), shard_mb=0.05)
         print(f"{args.data}: {index['utterances']} utterances in {len(index['shards'])} shards", flush=True)
         common = [str(REPO / "conf" / "mini" / "pretrain.yaml"), f"train.max_steps={args.steps}", f"data.max_frames={args.max_frames}",
-                  "data.max_utterance_frames=1000", "data.pool_size=64", "train.log_every=1", f"train.val_every={args.steps}",
+                  "data.max_utterance_frames=1000", "data.pool_size=64", "optim.warmup_steps=10", "train.log_every=1", f"train.val_every={args.steps}",
                   f"train.ckpt_every={args.steps}", "train.max_minutes=null", "--train-data", str(tmp / "shards"), "--val-data", args.val]
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
