@@ -255,7 +255,8 @@ def test_omni_decodes_every_task_and_text_guided_tse(models, tuned, tmp_path):
     guided = tmp_path / "tse_text"  # TSE inputs with words the tiny model knows (its 12 training sentences)
     shutil.copytree(models["corpus"] / "mini_tse_test", guided)
     known = list(DataDir(models["corpus"] / "mini_train").read("text").values())
-    DataDir(guided).write("text", {u: known[i % len(known)] for i, u in enumerate(DataDir(guided).utt_ids())})
+    for name in ("text", "prompt_text"):  # the target's and the enrollment's words
+        DataDir(guided).write(name, {u: known[i % len(known)] for i, u in enumerate(DataDir(guided).utt_ids())})
     for mode, data, text in (("tts", tts_set(models["corpus"], tmp_path / "tts_set"), False), ("se", models["corpus"] / "mini_se_test", False),
                              ("tse", guided, True)):
         out = tmp_path / f"{mode}_{text}"
