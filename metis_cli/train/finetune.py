@@ -37,7 +37,7 @@ from metis_cli.models.masking import MaskingConfig, sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, adapt
 from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre
-from metis_cli.tasks.conditions import OMNI, OMNI_TASKS, TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_task, ssl_front_end
+from metis_cli.tasks.conditions import OMNI, OMNI_TASKS, TASKS, TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_task, ssl_front_end
 from metis_cli.train.batching import UtteranceArrays
 from metis_cli.train.config import check_keys, read_exp_config
 from metis_cli.train.pretrain import resolve_vocab
@@ -90,24 +90,23 @@ class FinetuneTask(TokenTask):
         """The tasks trained (``modes``: the task itself, or an Omni model's mixture), their sampling
         weights and their masking."""
         masking = config.get("masking", {})
+        mixture = config.get("mixture") or {}
         if self.task != OMNI:
-            if config.get("mixture"):
+            if mixture:
                 raise MetisError(f"section mixture is for task omni, not {self.task}")
-            self.modes = [self.task]
-            self.mode_masking = {self.task: MaskingConfig.from_dict(masking)}
+            mixture = {self.task: {}}
         else:
-            mixture = config.get("mixture") or {}
             unknown = sorted(set(mixture) - set(OMNI_TASKS))
             if not mixture or unknown:
                 raise MetisError(f"task omni: section mixture must name tasks of {', '.join(OMNI_TASKS)}"
                                  + (f", not {', '.join(unknown)}" if unknown else ""))
-            self.modes = [m for m in OMNI_TASKS if m in mixture]
-            self.mode_masking = {}
-            for mode in self.modes:
-                entry = mixture[mode] or {}
-                check_keys(entry, ("weight", "prompt_prob"), f"mixture.{mode}")
-                self.mode_masking[mode] = MaskingConfig.from_dict({**masking, **({"prompt_prob": entry["prompt_prob"]} if "prompt_prob" in entry else {})})
-        weights = [float((config.get("mixture") or {}).get(m, {}).get("weight", 1.0)) if self.task == OMNI else 1.0 for m in self.modes]
+        self.modes = [m for m in TASKS if m in mixture]
+        self.mode_masking, weights = {}, []
+        for mode in self.modes:
+            entry = mixture[mode] or {}
+            check_keys(entry, ("weight", "prompt_prob"), f"mixture.{mode}")
+            self.mode_masking[mode] = MaskingConfig.from_dict({**masking, **{k: v for k, v in entry.items() if k == "prompt_prob"}})
+            weights.append(float(entry.get("weight", 1.0)))
         if any(w < 0 for w in weights) or not sum(weights):
             raise MetisError(f"mixture weights must be non-negative and not all 0, got {dict(zip(self.modes, weights))}")
         self.mode_weights = torch.tensor(weights)
@@ -115,8 +114,10 @@ class FinetuneTask(TokenTask):
         self.forced_mode: str | None = None  # validation of one task of the mixture
 
     def _draw_mode(self, generator: torch.Generator) -> str:
-        if self.forced_mode or len(self.modes) == 1:
-            return self.forced_mode or self.modes[0]
+        if self.forced_mode:
+            return self.forced_mode
+        if len(self.modes) == 1:  # a single task draws nothing: its random stream stays as it was
+            return self.modes[0]
         return self.modes[int(torch.multinomial(self.mode_weights, 1, generator=generator))]
 
     # --- data -----------------------------------------------------------------------------------
