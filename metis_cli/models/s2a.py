@@ -3,7 +3,8 @@
 The input of frame f when codebook ``layer`` is being predicted is the sum of the code embeddings that
 are known there: codebooks below ``layer`` (ground truth in training, already generated at inference),
 codebook ``layer`` itself where it is not masked (one mask embedding where it is), and on prompt frames
-every codebook. The SSL-token embedding plus an embedding of ``layer`` goes through an MLP and is added
+every codebook (elsewhere the codebooks above ``layer`` add nothing, or one mask embedding each with
+``mask_higher_codebooks``, as the published model of codebooks 1..11). The SSL-token embedding plus an embedding of ``layer`` goes through an MLP and is added
 frame by frame. One output head per predicted codebook.
 
 ``predict_codebooks: [first, end)`` lets one model predict every codebook (the mini recipes: one model,
@@ -28,6 +29,10 @@ class S2AConfig:
     codebook_size: int = 1024
     predict_codebooks: tuple[int, int] = (0, 8)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    condition_activation: str = "gelu"  # of the SSL-token condition MLP; the published models: "silu"
+    # Codebooks above the predicted one on non-prompt frames: nothing (False), or one mask embedding each
+    # (True: the published model of codebooks 1..11 was trained so).
+    mask_higher_codebooks: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "S2AConfig":
@@ -54,7 +59,7 @@ class S2AModel(nn.Module):
         self.mask_emb = nn.Parameter(torch.randn(1, d) * 0.02)
         self.ssl_emb = nn.Embedding(cfg.ssl_vocab_size, d)
         self.layer_emb = nn.Embedding(cfg.n_codebooks, d)
-        self.cond_mlp = mlp(d, 4 * d)
+        self.cond_mlp = mlp(d, 4 * d, activation=cfg.condition_activation)
         self.transformer = MaskedTransformer(cfg.transformer)
         self.heads = nn.ModuleList(nn.Linear(d, cfg.codebook_size) for _ in cfg.codebooks)
 
@@ -72,7 +77,8 @@ class S2AModel(nn.Module):
             x = x + self.code_emb[j](codes[..., j])
         x = x + torch.where(masked[..., None], self.mask_emb, self.code_emb[layer](codes[..., layer].masked_fill(masked, 0)))
         for j in range(layer + 1, self.cfg.n_codebooks):
-            x = x + self.code_emb[j](codes[..., j]) * prompt[..., None]
+            known = self.code_emb[j](codes[..., j])
+            x = x + (torch.where(prompt[..., None], known, self.mask_emb) if self.cfg.mask_higher_codebooks else known * prompt[..., None])
         layer_ids = torch.full_like(ssl_tokens, layer)
         x = x + self.cond_mlp(self.ssl_emb(ssl_tokens) + self.layer_emb(layer_ids))
         return self.transformer(x, valid, t)

@@ -37,6 +37,7 @@ class Stage1Config:
     frame_condition_dim: int = 0
     visual: dict | None = None  # VisualConfig of the lip-to-speech front end (its out_dim feeds the frame adapter)
     adapter_gate: bool = True  # frame adapter behind a zero-initialised gate; False: zero-initialised output layer
+    prefix_activation: str = "gelu"  # of the text-prefix MLP; the published models: "silu"
 
     @classmethod
     def from_dict(cls, d: dict) -> "Stage1Config":
@@ -77,7 +78,7 @@ class Stage1Model(nn.Module):
         self.head = nn.Linear(d, cfg.vocab_size)
         if cfg.n_phones:
             self.phone_emb = nn.Embedding(cfg.n_phones, d)
-            self.prefix_mlp = mlp(d, 4 * d)
+            self.prefix_mlp = mlp(d, 4 * d, activation=cfg.prefix_activation)
         if cfg.frame_condition_dim:
             self.frame_adapter = FrameAdapter(cfg.frame_condition_dim, d, cfg.adapter_gate)
         if cfg.visual:

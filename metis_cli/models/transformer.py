@@ -29,21 +29,34 @@ class TransformerConfig:
     ffn_dim: int = 1024
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
+    # How the mask time t becomes a vector (see timestep_embedding): "toolkit" or "amphion" (the
+    # published checkpoints; conf/full uses it so that models trained here and converted ones agree).
+    time_embedding: str = "toolkit"
 
     @classmethod
     def from_dict(cls, d: dict) -> "TransformerConfig":
         check_keys(d, cls, "transformer config")
         cfg = cls(**d)
+        if cfg.time_embedding not in TIME_EMBEDDINGS:
+            raise MetisError(f"transformer config: time_embedding '{cfg.time_embedding}' is not one of {', '.join(TIME_EMBEDDINGS)}")
         if cfg.dim % cfg.n_heads or (cfg.dim // cfg.n_heads) % 2:
             raise MetisError(f"transformer config: dim {cfg.dim} must split into {cfg.n_heads} heads of even size")
         return cfg
 
 
-def timestep_embedding(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
-    """Sinusoidal embedding of the mask time t in [0, 1] (shape [B] -> [B, dim])."""
+TIME_EMBEDDINGS = ("toolkit", "amphion")
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, kind: str = "toolkit") -> torch.Tensor:
+    """Sinusoidal embedding of the mask time t in [0, 1] (shape [B] -> [B, dim]): ``[sin(w_i s t),
+    cos(w_i s t)]`` for i < dim/2. "toolkit": s = 1000, w_i = 10000^(-i/(dim/2)), frequencies spread over
+    t's whole range; "amphion": s = 1, w_i = 10000^(-i/(dim/2 - 1)), as the published models were trained."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    angles = scale * t.float()[:, None] * freqs[None]
+    steps = torch.arange(half, device=t.device, dtype=torch.float32)
+    if kind == "amphion":
+        angles = t.float()[:, None] * torch.exp(-math.log(10000.0) * steps / (half - 1))[None]
+    else:
+        angles = 1000.0 * t.float()[:, None] * torch.exp(-math.log(10000.0) * steps / half)[None]
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
@@ -134,7 +147,7 @@ class MaskedTransformer(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        c = self.time_mlp(timestep_embedding(t, self.cfg.dim).to(x.dtype))
+        c = self.time_mlp(timestep_embedding(t, self.cfg.dim, self.cfg.time_embedding).to(x.dtype))
         positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
         cos, sin = rotary_tables(positions, self.cfg.dim // self.cfg.n_heads, self.cfg.rope_theta)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
@@ -147,8 +160,14 @@ class MaskedTransformer(nn.Module):
         return self.norm(x, c)
 
 
-def mlp(dim: int, hidden: int, out: int | None = None) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, out or dim))
+ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def mlp(dim: int, hidden: int, out: int | None = None, activation: str = "gelu") -> nn.Sequential:
+    """``Linear -> activation -> Linear`` (keys ``0.*`` and ``2.*``); activation "gelu" or "silu"."""
+    if activation not in ACTIVATIONS:
+        raise MetisError(f"unknown activation '{activation}'; choose from {', '.join(ACTIVATIONS)}")
+    return nn.Sequential(nn.Linear(dim, hidden), ACTIVATIONS[activation](), nn.Linear(hidden, out or dim))
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
