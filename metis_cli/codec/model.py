@@ -304,20 +304,34 @@ class ISTFTHead(nn.Module):
         return istft_same(spec, self.window, self.hop)
 
 
-class VocosDecoder(nn.Module):
-    def __init__(self, latent_dim: int, cfg: DecoderConfig, hop: int):
+class ConvNeXtBackbone(nn.Module):
+    """Conv embedding, LayerNorm, ConvNeXt blocks, final LayerNorm: [B, input_dim, T] -> [B, dim, T].
+
+    The trunk of the Vocos decoder and of the VQ SSL tokenizer's encoder and decoder
+    (metis_cli.tokenizer.vq); its attribute names are the state-dict keys of both.
+    """
+
+    def __init__(self, input_dim: int, dim: int, intermediate_dim: int, n_layers: int):
         super().__init__()
-        self.embed = nn.Conv1d(latent_dim, cfg.dim, kernel_size=7, padding=3)
-        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.blocks = nn.ModuleList(ConvNeXtBlock(cfg.dim, cfg.intermediate_dim, 1 / cfg.n_layers) for _ in range(cfg.n_layers))
-        self.final_norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.embed = nn.Conv1d(input_dim, dim, kernel_size=7, padding=3)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, intermediate_dim, 1 / n_layers) for _ in range(n_layers))
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.embed(x).transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        return self.final_norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class VocosDecoder(ConvNeXtBackbone):
+    def __init__(self, latent_dim: int, cfg: DecoderConfig, hop: int):
+        super().__init__(latent_dim, cfg.dim, cfg.intermediate_dim, cfg.n_layers)
         self.head = ISTFTHead(cfg.dim, cfg.n_fft, hop)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        x = self.norm(self.embed(latents).transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.final_norm(x.transpose(1, 2)).transpose(1, 2))
+        return self.head(super().forward(latents))
 
 
 class Codec(nn.Module):

@@ -13,7 +13,8 @@
 The features come from the same SSL front end (extractor, layer, normalisation stats, k-means model) as
 the tokens the model was pre-trained on. A fine-tuned model's experiment dir keeps a copy of the stats
 and of the k-means model (config section ``ssl``), so that it can tokenize prompts and compute
-conditions for any audio at decoding time.
+conditions for any audio at decoding time. A VQ tokenizer (``metis train-vq``) takes the k-means
+model's place: the front end's ``kmeans`` entry names whichever tokenizer dir made the tokens.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ CONDITION_SCP = {"vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp", "l2s": "v
 PROMPT_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "se": None, "l2s": "prompt.scp"}
 STATS_FILE = "ssl_stats.safetensors"
 KMEANS_DIR = "kmeans"
+TOKENIZER_COPY_DIRS = {"kmeans": KMEANS_DIR, "vq": "vq"}  # where for_experiment copies each kind
 
 
 def check_task(task: str) -> str:
@@ -103,20 +105,24 @@ class FrameConditioner:
 
     @cached_property
     def kmeans(self):
-        from metis_cli.tokenizer.kmeans import KMeansModel
+        """The SSL tokenizer: a KMeansModel, or a VQTokenizer."""
+        from metis_cli.tokenizer import load_tokenizer
 
-        return KMeansModel(self.front_end["kmeans"])
+        return load_tokenizer(self.front_end["kmeans"])
 
     @classmethod
     def for_experiment(cls, front_end: dict, exp_dir) -> "FrameConditioner":
-        """Copies the stats and the k-means model into ``exp_dir`` (once) and points the front end at them."""
+        """Copies the stats and the tokenizer (k-means or VQ) into ``exp_dir`` (once) and points the front end at them."""
+        from metis_cli.tokenizer import TOKENIZER_FILES, tokenizer_kind
+
         exp_dir = Path(exp_dir)
-        kmeans = exp_dir / KMEANS_DIR
-        kmeans.mkdir(parents=True, exist_ok=True)
+        kind = tokenizer_kind(front_end["kmeans"])
+        copy = exp_dir / TOKENIZER_COPY_DIRS[kind]
+        copy.mkdir(parents=True, exist_ok=True)
         _copy_once(Path(front_end["stats"]), exp_dir / STATS_FILE)
-        for name in ("kmeans.safetensors", "kmeans.json"):
-            _copy_once(Path(front_end["kmeans"]) / name, kmeans / name)
-        return cls({**front_end, "stats": str((exp_dir / STATS_FILE).resolve()), "kmeans": str(kmeans.resolve())})
+        for name in TOKENIZER_FILES[kind]:
+            _copy_once(Path(front_end["kmeans"]) / name, copy / name)
+        return cls({**front_end, "stats": str((exp_dir / STATS_FILE).resolve()), "kmeans": str(copy.resolve())})
 
     def tokens(self, features: np.ndarray, utt: str | None = None) -> np.ndarray:
         """SSL tokens [frames] of features from this front end."""

@@ -2,7 +2,8 @@
 
 Output folder (by default ``<data_dir>/ssl_tokens``): an array store of per-utterance token arrays
 [frames] (see metis_cli.data.arrays), ``text.km`` (``<utt> <tok> <tok> ...``, readable), ``failed``,
-and ``tokens.json`` (the k-means model and how the features were made).
+and ``tokens.json`` (which tokenizer made them: ``tokenizer``, its kind, k-means or VQ, and ``kmeans``,
+its dir whatever the kind, the key that fine-tuned models read; and how the features were made).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
-from metis_cli.tokenizer.kmeans import FeatureDimensionError, KMeansModel
+from metis_cli.tokenizer import load_tokenizer, tokenizer_kind
+from metis_cli.tokenizer.kmeans import FeatureDimensionError
 
 
 def _write_text_km(out: Path) -> None:
@@ -24,14 +26,16 @@ def _write_text_km(out: Path) -> None:
     tmp.replace(out / "text.km")
 
 
-def tokenize(out_dir, kmeans_dir, feats_dir=None, data_dir=None) -> dict:
+def tokenize(out_dir, model_dir, feats_dir=None, data_dir=None, tokenizer: str = "auto") -> dict:
     """Assigns tokens to every utterance of a feature store (``feats_dir``), or of a data dir by
-    extracting features on the fly with the extractor and stats the k-means model was trained on."""
+    extracting features on the fly with the extractor and stats the tokenizer was trained on.
+    ``model_dir`` is a k-means or VQ tokenizer dir; ``tokenizer`` (auto, kmeans, vq) must match it."""
     from metis_cli.log import progress
 
     if (feats_dir is None) == (data_dir is None):
         raise MetisError("give either stored features (--feats) or a data dir to extract from (--data)")
-    model = KMeansModel(kmeans_dir)
+    model = load_tokenizer(model_dir, tokenizer)
+    kind = tokenizer_kind(model_dir)
     out = Path(out_dir)
     started = time.time()
     failed: dict[str, str] = {}
@@ -47,7 +51,7 @@ def tokenize(out_dir, kmeans_dir, feats_dir=None, data_dir=None) -> dict:
 
         ssl = model.config.get("ssl") or {}
         if "extractor" not in ssl:
-            raise MetisError(f"{kmeans_dir}/kmeans.json does not say which extractor made its features; tokenize --feats instead")
+            raise MetisError(f"{model_dir}/{kind}.json does not say which extractor made its features; tokenize --feats instead")
         extractor = load_extractor(ssl["extractor"], ssl.get("layer"))
         mean, var = load_stats(ssl["stats"])
         data = DataDir(data_dir)
@@ -71,7 +75,7 @@ def tokenize(out_dir, kmeans_dir, feats_dir=None, data_dir=None) -> dict:
     if failed:
         (out / "failed").write_text("".join(f"{u}\t{r}\n" for u, r in sorted(failed.items())))
     write_meta(out, kind="ssl_tokens", n_clusters=model.n_clusters, frame_rate=50)
-    (out / "tokens.json").write_text(json.dumps({"kmeans": str(Path(kmeans_dir).resolve()), "ssl": model.config.get("ssl"),
+    (out / "tokens.json").write_text(json.dumps({"tokenizer": kind, "kmeans": str(Path(model_dir).resolve()), "ssl": model.config.get("ssl"),
                                                  "source": str(feats_dir or data_dir)}, indent=2) + "\n")
     _write_text_km(out)
     store = ArrayStore(out)

@@ -1,0 +1,318 @@
+"""A learned VQ SSL tokenizer (the published "semantic codec"): the alternative to k-means.
+
+    features [B, T, input_dim] --encoder--> [B, input_dim, T] --factorised VQ--> codes [B, T]
+    codes --VQ lookup--> [B, input_dim, T] --decoder--> reconstruction [B, T, input_dim]
+
+Encoder and decoder are each a ConvNeXt backbone over time followed by a per-frame linear projection
+back to ``input_dim``; the quantiser is one cosine-lookup codebook behind 1x1 projections (the codec's
+FactorizedVQ). Trained with L1 reconstruction of the features plus the codebook and commitment losses.
+``conf/full/vq.yaml`` gives the published sizes (w2v-BERT 2.0 layer 17, 1024 -> 384 x 12 blocks,
+8192 x 8 codes), ``conf/mini/vq.yaml`` a small one for the embedded corpus on a CPU.
+
+``metis train-vq`` writes a tokenizer dir, ``<exp_dir>/tokenizer`` (``vq.safetensors`` + ``vq.json``),
+which ``metis tokenize`` reads like a k-means dir; ``VQTokenizer`` has ``KMeansModel``'s interface.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metis_cli.codec.model import ConvNeXtBackbone, FactorizedVQ
+from metis_cli.data.arrays import ArrayStore
+from metis_cli.errors import MetisError
+from metis_cli.tokenizer.kmeans import FeatureDimensionError
+from metis_cli.train.config import check_keys, read_exp_config
+from metis_cli.train.trainer import TrainConfig, Trainer, load_weights, step_seed, warmup_cosine
+
+logger = logging.getLogger(__name__)
+SECTIONS = ("model", "data", "optim", "train", "features")
+MODEL_NAME = "vq"  # checkpoints/step_N/vq.safetensors
+TOKENIZER_DIR = "tokenizer"  # <exp_dir>/tokenizer: what `metis tokenize --model` reads
+
+
+@dataclass
+class VQConfig:
+    input_dim: int = 1024  # the SSL features' dimension (empty in a config: read from the features)
+    dim: int = 384
+    intermediate_dim: int = 2048
+    n_layers: int = 12
+    codebook_size: int = 8192
+    codebook_dim: int = 8
+    commitment_weight: float = 0.15
+    codebook_weight: float = 1.0
+    # Dead-code restarts, as in the codec's QuantizerConfig: 0 = off.
+    dead_code_threshold: float = 0.0
+    restart_every: int = 50
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VQConfig":
+        check_keys(d, cls, "vq model config")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ConvNeXtProjection(nn.Module):
+    """ConvNeXt backbone over time, then a linear map of each frame back to ``input_dim``:
+    [B, input_dim, T] -> [B, input_dim, T]."""
+
+    def __init__(self, input_dim: int, dim: int, intermediate_dim: int, n_layers: int):
+        super().__init__()
+        self.backbone = ConvNeXtBackbone(input_dim, dim, intermediate_dim, n_layers)
+        self.proj = nn.Linear(dim, input_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.backbone(x).transpose(1, 2)).transpose(1, 2)
+
+
+class VQTokenizerModel(nn.Module):
+    def __init__(self, cfg: VQConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ConvNeXtProjection(cfg.input_dim, cfg.dim, cfg.intermediate_dim, cfg.n_layers)
+        self.quantizer = FactorizedVQ(cfg.input_dim, cfg.codebook_size, cfg.codebook_dim, cfg.dead_code_threshold, cfg.restart_every)
+        self.decoder = ConvNeXtProjection(cfg.input_dim, cfg.dim, cfg.intermediate_dim, cfg.n_layers)
+
+    def forward(self, features: torch.Tensor) -> dict:
+        """features [B, T, input_dim] -> reconstruction [B, T, input_dim], codes [B, T], the VQ losses."""
+        quantized, codes, commitment, codebook = self.quantizer(self.encoder(features.transpose(1, 2)))
+        return {"reconstruction": self.decoder(quantized).transpose(1, 2), "codes": codes,
+                "commitment_loss": commitment.mean(), "codebook_loss": codebook.mean()}
+
+    @torch.no_grad()
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """features [B, T, input_dim] -> codes [B, T] (int64)."""
+        return self.quantizer(self.encoder(features.transpose(1, 2)))[1]
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def perplexity(counts: torch.Tensor) -> float:
+    """2^entropy of a code histogram: how many codes are in effective use."""
+    p = counts[counts > 0].float()
+    p = p / p.sum()
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def feature_dim(store: ArrayStore) -> int:
+    """The one feature dimension of a store (from its index; no array is read)."""
+    dims: dict[int, str] = {}
+    for utt, entry in store.entries.items():
+        if len(entry.shape) != 2:
+            raise MetisError(f"{store.dir}: utterance '{utt}' has shape {entry.shape}, not [frames, dim]; is this a feature store?")
+        dims.setdefault(entry.shape[1], utt)
+    if not dims:
+        raise MetisError(f"{store.dir}: no features")
+    if len(dims) > 1:
+        raise MetisError(f"{store.dir}: features of several dimensions ({', '.join(f'{d} in {u!r}' for d, u in dims.items())})")
+    return next(iter(dims))
+
+
+class FeatureSegments:
+    """Random ``segment_frames``-frame segments of a feature store, float32 [B, T, dim]. Utterances
+    shorter than a segment are left out, so that no frame of a batch is padding."""
+
+    def __init__(self, feats_dir, segment_frames: int):
+        self.store = ArrayStore(feats_dir)
+        self.dim = feature_dim(self.store)
+        self.segment = segment_frames
+        lengths = {utt: entry.shape[0] for utt, entry in self.store.entries.items()}
+        self.utts = sorted(utt for utt, n in lengths.items() if n >= segment_frames)
+        if not self.utts:
+            raise MetisError(f"{feats_dir}: no utterance has {segment_frames} frames (the longest has {max(lengths.values())}); "
+                             "lower data.segment_frames")
+        if len(self.utts) < len(lengths):
+            logger.info("%s: %d of %d utterances are shorter than %d frames and are left out",
+                        feats_dir, len(lengths) - len(self.utts), len(lengths), segment_frames)
+
+    def batch(self, rng: np.random.Generator, size: int) -> torch.Tensor:
+        out = np.empty((size, self.segment, self.dim), dtype=np.float32)
+        for i in range(size):
+            feats = self.store[self.utts[rng.integers(len(self.utts))]]
+            start = rng.integers(0, len(feats) - self.segment + 1)
+            out[i] = feats[start : start + self.segment]
+        return torch.from_numpy(out)
+
+
+class VQTask:
+    """Config sections: ``model`` (VQConfig), ``data`` (segment_frames, batch_size, val_utterances),
+    ``optim`` (AdamW, warm-up then cosine decay), ``train`` (TrainConfig), ``features`` (the feature
+    stores, filled in by ``train_vq``)."""
+
+    def __init__(self, trainer: Trainer, config: dict):
+        check_keys(config, SECTIONS, "vq config sections")
+        data, optim, features = config.get("data", {}), config.get("optim", {}), config["features"]
+        check_keys(data, ("segment_frames", "batch_size", "val_utterances"), "vq data config")
+        check_keys(optim, ("lr", "betas", "weight_decay", "warmup_steps", "final_lr_ratio"), "vq optim config")
+        self.cfg = VQConfig.from_dict(config["model"])
+        self.batch_size = int(data.get("batch_size", 16))
+        self.train_data = FeatureSegments(features["train"], int(data.get("segment_frames", 100)))
+        self.val_store = ArrayStore(features["val"]) if features.get("val") else None
+        if self.val_store is not None and feature_dim(self.val_store) != self.cfg.input_dim:
+            raise MetisError(f"{features['val']}: {feature_dim(self.val_store)}-dim features; the training features have {self.cfg.input_dim}")
+        self.val_utterances = int(data.get("val_utterances", 16))
+        self.model = trainer.add_model(MODEL_NAME, VQTokenizerModel(self.cfg))
+        opt = torch.optim.AdamW(self.model.parameters(), lr=float(optim.get("lr", 1e-3)), betas=tuple(optim.get("betas", (0.9, 0.99))),
+                                weight_decay=float(optim.get("weight_decay", 0.0)))
+        schedule = warmup_cosine(int(optim.get("warmup_steps", 100)), trainer.train.max_steps, float(optim.get("final_lr_ratio", 0.1)))
+        trainer.add_optimizer(MODEL_NAME, opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
+
+    def train_step(self, trainer: Trainer, step: int) -> dict:
+        accum = trainer.train.grad_accum
+        totals: dict[str, float] = {}
+        for micro in range(accum):
+            rng = np.random.default_rng(step_seed(trainer.train.seed, step, trainer.dist.rank, micro))
+            feats = self.train_data.batch(rng, self.batch_size).to(trainer.dist.device)
+            with trainer.autocast():
+                out = self.model(feats)
+            losses = {"reconstruction": F.l1_loss(out["reconstruction"].float(), feats),
+                      "codebook": out["codebook_loss"].float(), "commitment": out["commitment_loss"].float()}
+            total = (losses["reconstruction"] + self.cfg.codebook_weight * losses["codebook"]
+                     + self.cfg.commitment_weight * losses["commitment"])
+            (total / accum).backward()
+            counts = torch.bincount(out["codes"].flatten(), minlength=self.cfg.codebook_size)
+            values = {**losses, "total": total, "code_perplexity": perplexity(counts), "codes_used": int((counts > 0).sum())}
+            for k, v in values.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) / accum
+        totals["grad_norm"] = trainer.optimizer_step(MODEL_NAME, self.model.parameters())
+        return totals
+
+    @torch.no_grad()
+    def validate(self, trainer: Trainer, out_dir: Path) -> dict:
+        """Whole held-out utterances: L1 reconstruction per frame, and codebook use over all of them."""
+        if self.val_store is None:
+            return {}
+        model = trainer.unwrap(self.model)
+        counts = torch.zeros(self.cfg.codebook_size, dtype=torch.long)
+        error, frames = 0.0, 0
+        for utt in self.val_store.keys()[: self.val_utterances]:
+            feats = torch.from_numpy(np.asarray(self.val_store[utt], dtype=np.float32))[None].to(trainer.dist.device)
+            if feats.shape[1] == 0:
+                continue
+            out = model(feats)
+            error += float((out["reconstruction"].float() - feats).abs().mean(-1).sum())
+            frames += feats.shape[1]
+            counts += torch.bincount(out["codes"].flatten().cpu(), minlength=self.cfg.codebook_size)
+        if not frames:
+            return {}
+        return {"reconstruction": error / frames, "code_perplexity": perplexity(counts), "codes_used": int((counts > 0).sum())}
+
+
+def train_vq(config: dict, exp_dir, feats_dir, val_feats_dir=None) -> dict:
+    """Trains (or resumes) the VQ tokenizer on a feature store, then exports ``<exp_dir>/tokenizer``.
+    Returns the trainer's result with ``tokenizer`` (the dir written) added."""
+    config = {**config, "model": dict(config.get("model") or {}),
+              "features": {"train": str(Path(feats_dir).resolve()), "val": str(Path(val_feats_dir).resolve()) if val_feats_dir else None}}
+    dim = feature_dim(ArrayStore(feats_dir))
+    if config["model"].get("input_dim") is None:
+        config["model"]["input_dim"] = dim
+    elif int(config["model"]["input_dim"]) != dim:
+        raise MetisError(f"model.input_dim is {config['model']['input_dim']} but the features in {feats_dir} have {dim} dims; "
+                         "train on matching features or drop model.input_dim from the config")
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
+    task = VQTask(trainer, config)
+    logger.info("vq tokenizer: %.2fM parameters, %d codes of %d dims over %d-dim features",
+                trainer.unwrap(task.model).parameter_count() / 1e6, task.cfg.codebook_size, task.cfg.codebook_dim, task.cfg.input_dim)
+    result = trainer.fit(task)
+    if trainer.dist.main:
+        result["tokenizer"] = str(Path(exp_dir) / TOKENIZER_DIR)
+        export_vq(exp_dir)
+    return result
+
+
+def _training_summary(exp_dir: Path, step: int | None) -> dict:
+    """The last logged training metrics and validation at or before ``step`` (from metrics.jsonl)."""
+    summary: dict = {"step": step}
+    path = exp_dir / "metrics.jsonl"
+    if not path.is_file():
+        return summary
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if step is not None and record.get("step", 0) > step:
+            continue
+        if "total" in record:
+            summary["train"] = {k: v for k, v in record.items() if k != "step"}
+        elif any(k.startswith("val_") for k in record):
+            summary["validation"] = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+    return summary
+
+
+def save_tokenizer(model: VQTokenizerModel, out_dir, ssl: dict | None = None, extra: dict | None = None) -> dict:
+    """Writes a tokenizer dir: ``vq.safetensors`` (the weights) and ``vq.json`` (``n_clusters``, ``dim``,
+    the model config, the SSL front end that made the features, and ``extra``). Returns vq.json's content."""
+    from safetensors.torch import save_file
+
+    cfg = model.cfg
+    info = {"tokenizer": "vq", "n_clusters": cfg.codebook_size, "dim": cfg.input_dim, "model": cfg.to_dict(),
+            "parameters": model.parameter_count(), "ssl": ssl or {}, **(extra or {})}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(out / ".vq.safetensors.tmp"))
+    (out / ".vq.json.tmp").write_text(json.dumps(info, indent=2) + "\n")
+    (out / ".vq.safetensors.tmp").replace(out / "vq.safetensors")
+    (out / ".vq.json.tmp").replace(out / "vq.json")
+    return info
+
+
+def export_vq(exp_dir, out_dir=None, checkpoint=None) -> dict:
+    """The tokenizer dir (default ``<exp_dir>/tokenizer``) of a ``train-vq`` experiment: the weights of
+    ``checkpoint`` (default the newest readable one), the SSL front end from the training features'
+    ssl.json (as ``metis kmeans`` records it) and a training summary. Returns vq.json's content."""
+    exp_dir = Path(exp_dir)
+    config = read_exp_config(exp_dir)
+    model = VQTokenizerModel(VQConfig.from_dict(config["model"]))
+    used = load_weights(exp_dir, MODEL_NAME, model, checkpoint, what="VQ tokenizer")
+    feats = (config.get("features") or {}).get("train")
+    ssl_json = Path(feats) / "ssl.json" if feats else None
+    ssl = json.loads(ssl_json.read_text()) if ssl_json is not None and ssl_json.is_file() else {}
+    step = int(used.name.split("_")[-1]) if used.name.startswith("step_") else None
+    training = {"exp_dir": str(exp_dir.resolve()), "checkpoint": str(used.resolve()), **_training_summary(exp_dir, step)}
+    return save_tokenizer(model, out_dir if out_dir is not None else exp_dir / TOKENIZER_DIR, ssl,
+                          {"features": feats, "training": training})
+
+
+class VQTokenizer:
+    """A tokenizer dir from ``export_vq``; ``assign`` gives each frame's code, like KMeansModel."""
+
+    def __init__(self, model_dir, device: str | None = None):
+        from safetensors.torch import load_file
+
+        self.dir = Path(model_dir)
+        weights, config = self.dir / "vq.safetensors", self.dir / "vq.json"
+        for path in (weights, config):
+            if not path.is_file():
+                raise MetisError(f"{path}: not found; train a VQ tokenizer with `metis train-vq` (it writes <exp_dir>/{TOKENIZER_DIR})")
+        self.config = json.loads(config.read_text())
+        self.cfg = VQConfig.from_dict(self.config.get("model", {}))
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = VQTokenizerModel(self.cfg)
+        try:
+            self.model.load_state_dict(load_file(str(weights)))
+        except RuntimeError as exc:
+            raise MetisError(f"{weights}: does not match the model in {config}: {exc}") from None
+        self.model.to(self.device).eval()
+
+    @property
+    def n_clusters(self) -> int:
+        return self.cfg.codebook_size
+
+    def assign(self, features: np.ndarray, utt: str | None = None) -> np.ndarray:
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != self.cfg.input_dim:
+            where = f"utterance '{utt}': " if utt else ""
+            raise FeatureDimensionError(f"{where}features of shape {features.shape} do not match the VQ tokenizer {self.dir} "
+                                        f"({self.cfg.input_dim} dims)")
+        dtype = np.int16 if self.n_clusters <= 32767 else np.int32
+        if len(features) == 0:
+            return np.zeros(0, dtype=dtype)
+        codes = self.model.encode(torch.from_numpy(features)[None].to(self.device))[0]
+        return codes.cpu().numpy().astype(dtype)
