@@ -6,6 +6,7 @@ the commands, so ``metis --help`` stays fast.
 from metis_cli import __version__
 from metis_cli.cli_utils import MetisTyper
 from metis_cli.codec.cli import app as codec_app
+from metis_cli.convert import cli as convert_cli
 from metis_cli.data.cli import app as data_app
 from metis_cli.infer import cli as infer_cli
 from metis_cli.score import cli as score_cli
@@ -28,6 +29,7 @@ app = MetisTyper(
 app.add_typer(data_app, name="data")
 app.command("extract-ssl")(ssl_cli.extract_ssl)
 app.command("kmeans")(tokenizer_cli.kmeans)
+app.command("train-vq")(tokenizer_cli.train_vq)
 app.command("tokenize")(tokenizer_cli.tokenize)
 app.command("token-report")(tokenizer_cli.token_report)
 app.add_typer(codec_app, name="codec")
@@ -41,6 +43,7 @@ app.command("score")(score_cli.score)
 app.command("results")(score_cli.results)
 app.command("link-decode")(score_cli.link_decode)
 app.command("detect")(score_cli.detect)
+app.command("convert")(convert_cli.convert)
 
 
 @app.command("version")

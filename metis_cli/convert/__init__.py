@@ -1,0 +1,1 @@
+"""Published checkpoints -> this toolkit's experiment dirs (``metis convert``)."""
