@@ -16,7 +16,9 @@ compete with it, while an 8 Hz swing sits where that structure has little energy
 
 Detection: resample to 16 kHz, take the log-magnitude STFT of the active frames, subtract each frame's
 spectral envelope (±125 Hz moving average) and each bin's mean over time, weight each bin by the inverse
-of its spread, and take the 8 Hz Fourier coefficient of every cell over time (``M``). The score is
+of its spread and each time-frequency cell by the share of its power above the bin's stationary noise
+floor (added noise drowns the ripple where it dominates), and take the 8 Hz Fourier coefficient of every
+cell over time under a Tukey taper (``M``). The score is
 ``|p·M|²`` for the key's signs ``p``, divided by its mean over the other circular shifts of ``p``
 (patterns with the same structure but unrelated to the mark): without the watermark it is about
 exponential with mean 1, so ``p_value = exp(-score)``. A bit is the sign of its cells' coefficient in the
@@ -51,6 +53,9 @@ SYNC_HZ = (250.0, 3750.0)  # detection pattern: survives 8 kHz resampling
 PAYLOAD_HZ = (3750.0, 7250.0)  # payload bits: needs the 16 kHz band
 ENVELOPE_BINS = 8  # the envelope is the mean over ±8 bins (±125 Hz)
 MIN_ACTIVE_SECONDS = 0.75  # shorter active audio gets no verdict
+NOISE_SMOOTH = (3, 5)  # frames x bins over which power is averaged before comparing it with the noise floor
+NOISE_FLOOR_PERCENTILE = 10  # the stationary noise floor of a bin: this percentile of its smoothed power
+TAPER_ALPHA = 0.25  # Tukey taper of the 8 Hz Fourier sum: flat in the middle, so every frame counts
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,30 @@ class Detection:
         return "no verdict" if self.detected is None else ("yes" if self.detected else "no")
 
 
+def _box_smooth(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Moving average over ``size`` (frames, bins), edges repeated."""
+    for axis, width in enumerate(size):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (width // 2, width - 1 - width // 2)
+        sums = np.cumsum(np.pad(x, pad, mode="edge"), axis=axis)
+        sums = np.concatenate([np.zeros_like(np.take(sums, [0], axis=axis)), sums], axis=axis)
+        x = (np.take(sums, np.arange(width, sums.shape[axis]), axis=axis) - np.take(sums, np.arange(0, sums.shape[axis] - width), axis=axis)) / width
+    return x
+
+
+def _tukey(n: int, alpha: float) -> np.ndarray:
+    """A window flat in the middle with cosine tapers over ``alpha`` of its length."""
+    if n < 2 or alpha <= 0:
+        return np.ones(n)
+    x = np.arange(n) / (n - 1)
+    edge = alpha / 2
+    w = np.ones(n)
+    rising, falling = x < edge, x > 1 - edge
+    w[rising] = 0.5 * (1 + np.cos(np.pi * (x[rising] / edge - 1)))
+    w[falling] = 0.5 * (1 + np.cos(np.pi * ((1 - x[falling]) / edge - 1)))
+    return w
+
+
 def _modulation(wav: np.ndarray, sample_rate: int, config: WatermarkConfig) -> tuple[dict, float]:
     """Per band: the complex f_mod coefficient of every cell's (weighted) log-magnitude residual, and
     whether the band holds energy; plus the seconds of active audio."""
@@ -213,12 +242,17 @@ def _modulation(wav: np.ndarray, sample_rate: int, config: WatermarkConfig) -> t
     kernel = np.ones(2 * ENVELOPE_BINS + 1) / (2 * ENVELOPE_BINS + 1)
     envelope = np.apply_along_axis(lambda row: np.convolve(row, kernel, mode="same"), 1, log_power)
     residual = log_power - envelope
-    residual -= residual.mean(axis=0)
-    spread = np.sqrt(np.maximum((residual**2).mean(axis=0), 1e-6))
+    # Each time-frequency cell counts by the share of its power above the stationary noise floor: where
+    # added noise dominates, the log-magnitude no longer follows the ripple (clean audio: weights ~1).
+    smooth = _box_smooth(power, NOISE_SMOOTH)
+    floor = np.percentile(smooth, NOISE_FLOOR_PERCENTILE, axis=0)
+    weight = np.clip(1.0 - floor[None, :] / np.maximum(smooth[active], 1e-20), 0.0, 1.0)
+    total = np.maximum(weight.sum(axis=0), 1e-9)
+    residual -= (weight * residual).sum(axis=0) / total
+    spread = np.sqrt(np.maximum((weight * residual**2).sum(axis=0) / total, 1e-6))
     times = centres[active] / DETECT_RATE
-    taper = np.hanning(len(times) + 2)[1:-1]
-    phasor = taper * np.exp(-2j * np.pi * config.modulation_hz * times)
-    coefficient = (phasor[:, None] * residual).sum(axis=0) / spread
+    phasor = _tukey(len(times), TAPER_ALPHA) * np.exp(-2j * np.pi * config.modulation_hz * times)
+    coefficient = (phasor[:, None] * weight * residual).sum(axis=0) / spread / np.sqrt(total / len(times))
     for name, band in (("sync", SYNC_HZ), ("payload", PAYLOAD_HZ)):
         cells = _cells(freqs, band)
         inside = cells >= 0
