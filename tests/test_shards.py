@@ -50,6 +50,16 @@ def test_shards_hold_every_utterance_in_the_webdataset_layout(shards):
     assert again.exit_code == 1 and "shards already written" in again.output
 
 
+def test_shards_mix_speakers_unless_told_not_to(shards, tmp_path):
+    data, out = shards
+    in_shards = [u for shard in json.loads((out / "shards.json").read_text())["shards"]
+                 for u, _ in (line.split() for line in (out / f"{shard['name']}.lengths").read_text().splitlines())]
+    assert sorted(in_shards) == sorted(set(in_shards)) and in_shards != sorted(in_shards)  # seeded shuffle, each once
+    kept = write_shards([data], tmp_path / "sorted", ("ssl_tokens",), shard_mb=0.004, shuffle_seed=None)
+    in_order = [u for shard in kept["shards"] for u, _ in (line.split() for line in (tmp_path / "sorted" / f"{shard['name']}.lengths").read_text().splitlines())]
+    assert in_order == sorted(in_order) and kept["shuffle_seed"] is None
+
+
 def test_each_rank_streams_its_own_shards_in_batches_that_fit(shards):
     _, out = shards
     data = ShardData(out, ("ssl_tokens",))

@@ -199,6 +199,8 @@ def shard(
     out: Path = typer.Option(..., "--out", "-o", help="Shard dir to write (shard-NNNNNN.tar + .lengths, shards.json)."),
     kinds: list[str] = typer.Option(["ssl_tokens", "acoustic_codes"], "--kind", help="Arrays to put in the shards (repeat)."),
     shard_mb: float = typer.Option(256.0, help="Target size of one shard in MB."),
+    seed: int = typer.Option(0, help="Utterances are shuffled across shards with this seed (Kaldi dirs are sorted by speaker)."),
+    no_shuffle: bool = typer.Option(False, "--no-shuffle", help="Keep the sorted order (shards then group speakers)."),
 ) -> None:
     """Write webdataset tar shards of token data for streamed training (pre-training, S2A).
     Give the shard dir as --train-data of metis pretrain / train-s2a: each rank reads its own shards
@@ -210,5 +212,5 @@ def shard(
     from metis_cli.log import console, setup_logging
 
     setup_logging()
-    index = write_shards(data_dirs, out, kinds, shard_mb)
+    index = write_shards(data_dirs, out, kinds, shard_mb, None if no_shuffle else seed)
     console.print(f"{out}: {index['utterances']} utterances, {index['frames'] / 50 / 3600:.2f} h, {len(index['shards'])} shard(s)")

@@ -36,10 +36,14 @@ def is_shard_dir(path) -> bool:
     return (Path(path) / INDEX).is_file()
 
 
-def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 256.0) -> dict:
+def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 256.0, shuffle_seed: int | None = 0) -> dict:
     """Writes the ``kinds`` arrays of every utterance of ``data_dirs`` (that has all of them) into
     shards of about ``shard_mb`` MB; returns the index. Writes to a temporary dir first and renames it,
-    so a killed run leaves no half-made shard dir."""
+    so a killed run leaves no half-made shard dir.
+
+    Utterances go into the shards in a seeded random order (``shuffle_seed``; None keeps the sorted
+    order): Kaldi dirs are sorted by speaker, so sorted shards would each hold a few speakers, and a
+    shuffle buffer smaller than a shard would then fill batches with one speaker's utterances."""
     import shutil
 
     from metis_cli.train.batching import UtteranceArrays
@@ -61,7 +65,10 @@ def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 25
 
     from metis_cli.train.batching import Piece
 
-    for utt in sorted(data.lengths):
+    order = sorted(data.lengths)
+    if shuffle_seed is not None:
+        order = [order[i] for i in np.random.default_rng(shuffle_seed).permutation(len(order))]
+    for utt in order:
         if current is None or size >= shard_mb * 2**20:
             close()
             name = f"shard-{len(shards):06d}"
@@ -78,7 +85,7 @@ def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 25
             size += info.size
         lengths.append((utt, data.lengths[utt]))
     close()
-    index = {"kinds": list(kinds), "meta": {kind: data.meta(kind) for kind in kinds}, "shards": shards,
+    index = {"kinds": list(kinds), "meta": {kind: data.meta(kind) for kind in kinds}, "shards": shards, "shuffle_seed": shuffle_seed,
              "utterances": sum(s["utterances"] for s in shards), "frames": sum(s["frames"] for s in shards)}
     (tmp / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     tmp.rename(out)
