@@ -60,6 +60,9 @@ def synthetic_data(root: Path, size: str, utterances: int, seed: int = 0) -> Pat
     return data
 
 
+CPU_FULL_MAX_FRAMES = 2000  # 40 s of audio per batch: what a full-size step on 24 GB of CPU memory holds
+
+
 def matmul_params(model: torch.nn.Module, kind: str) -> int:
     """Parameters of the matrix products one training token goes through (S2A: one codebook head)."""
     total = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
@@ -89,7 +92,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Path, bf16: bool, checkpointing: bool) -> dict:
+def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Path, bf16: bool, checkpointing: bool,
+            max_frames: int | None = None) -> dict:
     import yaml
 
     from metis_cli.train.pretrain import PretrainTask
@@ -101,6 +105,9 @@ def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Pa
     config = yaml.safe_load((REPO / CONFIGS[size][kind]).read_text())
     config["train"].update(max_steps=warmup + steps, bf16=bf16, bf16_cpu=bf16, max_minutes=None, gradient_checkpointing=checkpointing)
     config["optim"]["warmup_steps"] = 1
+    if max_frames:  # a smaller batch than the config's (the full size on a CPU: 10,000 frames need > 24 GB)
+        config["data"]["max_frames"] = max_frames
+        config["data"]["max_utterance_frames"] = min(config["data"]["max_utterance_frames"], max_frames)
     task_class = PretrainTask if kind == "stage1" else S2ATask
     with tempfile.TemporaryDirectory() as exp:
         trainer = Trainer(exp, config, TrainConfig.from_dict(config["train"]))
@@ -137,18 +144,21 @@ def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Pa
             "processes": world, "dtype": ("bf16" if bf16 else "fp32") + (" +ckpt" if checkpointing else ""), "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
             "s_per_step": elapsed / steps, "frames_per_s": frames / elapsed, "tokens_per_s": frames * (1 + codebooks) / elapsed,
             "padding": 1 - frames / padded, "tflops": flops / elapsed / 1e12, "peak_tflops": peak,
-            "mfu": flops / elapsed / 1e12 / peak if peak else 0.0, "peak_mb": memory, "loss_first_last": [losses[0], losses[-1]]}
+            "mfu": flops / elapsed / 1e12 / peak if peak else 0.0, "peak_mb": memory, "loss_first_last": [losses[0], losses[-1]],
+            "max_frames": config["data"]["max_frames"]}
 
 
-def plan(args, size: str, device: str) -> tuple[int, int]:
-    """(timed steps, warm-up steps): a full-size model on the CPU takes tens of seconds per step."""
+def plan(args, size: str, device: str) -> tuple[int, int, int | None]:
+    """(timed steps, warm-up steps, batch frames or None for the config's): a full-size model on the CPU
+    takes tens of seconds per step, and its 10,000-frame batch does not fit 24 GB of memory."""
     slow = size == "full" and device == "cpu"
-    return args.steps or (2 if slow else 10), args.warmup if args.warmup is not None else (1 if slow else 2)
+    return (args.steps or (2 if slow else 10), args.warmup if args.warmup is not None else (1 if slow else 2),
+            args.max_frames or (CPU_FULL_MAX_FRAMES if slow else None))
 
 
 def run_one(args, size: str, kind: str, device: str, threads: int, processes: int = 1) -> dict:
-    steps, warmup = plan(args, size, device)
-    one = ["--one", size, kind, "--device", device, "--steps", str(steps), "--warmup", str(warmup),
+    steps, warmup, max_frames = plan(args, size, device)
+    one = ["--one", size, kind, "--device", device, "--steps", str(steps), "--warmup", str(warmup), "--max-frames", str(max_frames or 0),
            "--threads", str(threads), "--data", str(args.data_root), "--precision", args.precision]
     if args.gradient_checkpointing:
         one.append("--gradient-checkpointing")
@@ -166,12 +176,12 @@ def run_one(args, size: str, kind: str, device: str, threads: int, processes: in
 
 
 def table(rows: list[dict]) -> None:
-    header = ("size", "model", "device", "procs", "dtype", "params M", "s/step", "frames/s", "x realtime", "tokens/s",
+    header = ("size", "model", "device", "procs", "dtype", "params M", "batch frames", "s/step", "frames/s", "x realtime", "tokens/s",
               "padding", "model TFLOP/s", "peak TFLOP/s", "MFU", "peak MB")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        print(f"| {r['size']} | {r['model']} | {r['device']} | {r['processes']} | {r['dtype']} | {r['params_m']:.1f} | "
+        print(f"| {r['size']} | {r['model']} | {r['device']} | {r['processes']} | {r['dtype']} | {r['params_m']:.1f} | {r.get('max_frames', '')} | "
               f"{r['s_per_step']:.3f} | {r['frames_per_s']:.0f} | {r['frames_per_s'] / 50:.1f} | {r['tokens_per_s']:.0f} | "
               f"{r['padding']:.1%} | {r['tflops']:.3f} | {r['peak_tflops']:.2f} | {r['mfu']:.1%} | {r['peak_mb']:.0f} |")
 
@@ -186,6 +196,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="Timed steps (default: cpu mini 10, cpu full 2, cuda 10).")
     parser.add_argument("--warmup", type=int, default=None, help="Untimed steps first (default: 2, cpu full 1).")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help=f"Batch frames (default: the config's; full size on the CPU {CPU_FULL_MAX_FRAMES}).")
     parser.add_argument("--utterances", type=int, default=400, help="Synthetic utterances per data dir.")
     parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=None,
                         help="2 gloo processes vs 1 on the mini configs (default: on for --device cpu).")
@@ -196,7 +208,7 @@ def main() -> None:
     if args.one:
         size, kind = args.one
         result = measure(size, kind, args.device, args.steps, args.warmup, Path(args.data) / f"{size}_data", args.precision == "bf16",
-                         args.gradient_checkpointing)
+                         args.gradient_checkpointing, args.max_frames or None)
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(result))
         return
