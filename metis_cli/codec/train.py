@@ -69,11 +69,10 @@ class AudioSegments:
 
 def code_perplexity(codes: torch.Tensor, codebook_size: int) -> float:
     """Mean over codebooks of 2^entropy of the batch's codes: how many codes are in effective use."""
-    values = []
-    for j in range(codes.shape[-1]):
-        p = torch.bincount(codes[..., j].flatten(), minlength=codebook_size).float()
-        p = p[p > 0] / p.sum()
-        values.append(float(torch.exp(-(p * p.log()).sum())))
+    from metis_cli.tokenizer.quality import entropy_bits
+
+    values = [2 ** entropy_bits(torch.bincount(codes[..., j].flatten(), minlength=codebook_size).cpu().numpy())
+              for j in range(codes.shape[-1])]
     return sum(values) / len(values)
 
 

@@ -163,12 +163,13 @@ class ShardData:
 
     def unigram_bits(self, kind: str, vocab_size: int, max_shards: int = 4) -> float:
         """Entropy (bits) of the token distribution over the first ``max_shards`` shards (a sample)."""
+        from metis_cli.tokenizer.quality import entropy_bits
+
         counts = np.zeros(vocab_size, dtype=np.int64)
         for shard in range(min(max_shards, len(self.shards))):
             for sample in self._load(shard).values():
                 counts += np.bincount(sample[kind].reshape(-1).astype(np.int64), minlength=vocab_size)[:vocab_size]
-        p = counts[counts > 0] / counts.sum()
-        return float(-(p * np.log2(p)).sum())
+        return entropy_bits(counts)
 
     def collate(self, pieces: list[ShardPiece]) -> dict[str, torch.Tensor]:
         """Right-padded batch as UtteranceArrays.collate makes it: each kind [B, T_max, ...], ``valid``, ``lengths``."""

@@ -14,7 +14,10 @@ from metis_cli.data.datadir import read_ctm
 FRAME = 0.02
 
 
-def _entropy(counts: np.ndarray) -> float:
+def entropy_bits(counts) -> float:
+    """Entropy (bits) of a histogram of token or code counts; 2 ** it is the perplexity (how many
+    values are in effective use)."""
+    counts = np.asarray(counts, dtype=np.float64)
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum())
 
@@ -36,7 +39,7 @@ def token_quality(tokens_dir, n_clusters: int | None = None, phones_ctm: Path | 
     all_tokens = np.concatenate([store[u].astype(np.int64) for u in store.keys()])
     k = k or int(all_tokens.max()) + 1
     usage = np.bincount(all_tokens, minlength=k)
-    entropy = _entropy(usage)
+    entropy = entropy_bits(usage)
     report = {"utterances": len(store), "frames": int(len(all_tokens)), "n_clusters": k,
               "clusters_used": int((usage > 0).sum()), "usage": float((usage > 0).mean()),
               "entropy_bits": entropy, "perplexity": float(2**entropy)}
@@ -59,7 +62,7 @@ def token_quality(tokens_dir, n_clusters: int | None = None, phones_ctm: Path | 
     for phone, token in pairs:
         joint[index[phone], token] += 1
     n = joint.sum()
-    h_phone = _entropy(joint.sum(1))
+    h_phone = entropy_bits(joint.sum(1))
     p_joint = joint / n
     p_phone, p_token = p_joint.sum(1, keepdims=True), p_joint.sum(0, keepdims=True)
     nz = p_joint > 0

@@ -98,9 +98,9 @@ class VQTokenizerModel(nn.Module):
 
 def perplexity(counts: torch.Tensor) -> float:
     """2^entropy of a code histogram: how many codes are in effective use."""
-    p = counts[counts > 0].float()
-    p = p / p.sum()
-    return float(torch.exp(-(p * p.log()).sum()))
+    from metis_cli.tokenizer.quality import entropy_bits
+
+    return 2 ** entropy_bits(counts.cpu().numpy())
 
 
 def feature_dim(store: ArrayStore) -> int:

@@ -19,6 +19,7 @@ import torch
 
 from metis_cli.data.arrays import ArrayStore
 from metis_cli.errors import DataDirError, MetisError
+from metis_cli.tokenizer.quality import entropy_bits
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,11 @@ class UtteranceArrays:
         index = self.where[piece.utt]
         return {kind: np.asarray(self.stores[kind][index][piece.utt][piece.start : piece.start + piece.frames], dtype=np.int64)
                 for kind in self.kinds}
+
+    def unigram_bits(self, kind: str, vocab_size: int | None = None) -> float:
+        """Entropy (bits) of the ``kind`` token distribution over every utterance (ShardData.unigram_bits
+        samples a stream's shards)."""
+        return unigram_entropy_bits(self, kind, vocab_size)
 
     def collate(self, pieces: list[Piece]) -> dict[str, torch.Tensor]:
         return padded_batch([self.get(p) for p in pieces], self.kinds)
@@ -171,5 +177,4 @@ def unigram_entropy_bits(data: UtteranceArrays, kind: str = "ssl_tokens", vocab_
         if tokens.max() >= len(counts):
             counts = np.pad(counts, (0, int(tokens.max()) + 1 - len(counts)))
         counts += np.bincount(tokens, minlength=len(counts))
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    return entropy_bits(counts)

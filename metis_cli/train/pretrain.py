@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import logging
 
-from metis_cli.data.shards import ShardData
 from metis_cli.errors import MetisError
 from metis_cli.models.masking import sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
-from metis_cli.train.batching import unigram_entropy_bits
 from metis_cli.train.token_task import TokenTask, masked_cross_entropy
 from metis_cli.train.trainer import TrainConfig, Trainer
 
@@ -54,11 +52,7 @@ class PretrainTask(TokenTask):
 def pretrain(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
     task = PretrainTask(trainer, config, train_dirs, val_dirs)
-    vocab = task.config["model"]["vocab_size"]
-    if isinstance(task.train_data, ShardData):  # a stream: a sample of its shards
-        entropy = task.train_data.unigram_bits("ssl_tokens", vocab)
-    else:
-        entropy = unigram_entropy_bits(task.train_data, vocab_size=vocab)
+    entropy = task.train_data.unigram_bits("ssl_tokens", task.config["model"]["vocab_size"])
     logger.info("unigram entropy of the training tokens: %.3f bits (a context-free model's cross-entropy)", entropy)
     if trainer.dist.main:
         import json
