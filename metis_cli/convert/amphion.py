@@ -22,12 +22,20 @@ import torch
 from metis_cli.errors import MetisError
 
 PUBLISHED = {"n_heads": 16, "codec_sample_rate": 24000, "codec_dilations": [1, 3, 9], "n_codebooks": 12}
-# LoRA rank and alpha of the published fine-tuned models (REFERENCE.md); alpha = 2 r.
-PUBLISHED_LORA = {"vc": (16, 32), "se": (32, 64), "tse": (32, 64)}
+# LoRA rank of the published fine-tuned models (REFERENCE.md); their alpha is 2 r.
+PUBLISHED_LORA_RANK = {"vc": 16, "se": 32, "tse": 32}
 
 
 def _take(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _renamed(key: str, prefixes: dict[str, str]) -> str:
+    """``key`` with the first matching old prefix of ``prefixes`` replaced by its new one."""
+    for old, new in prefixes.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
 
 
 def _layers(state: dict, prefix: str) -> int:
@@ -74,12 +82,8 @@ def convert_stage1(state: dict, n_heads: int = PUBLISHED["n_heads"]) -> tuple[di
 
 def _adapter(adapter: dict, out: dict) -> dict:
     """cond_adapter.* (gated: in_linear, out_linear, gate_scale; L2S: Sequential 0, 2) -> frame_adapter.*"""
-    rename = {"0.": "in_linear.", "2.": "out_linear."}
     for key, value in adapter.items():
-        for old, new in rename.items():
-            if key.startswith(old):
-                key = new + key[len(old):]
-        out[f"frame_adapter.{key}"] = value
+        out[f"frame_adapter.{_renamed(key, {'0.': 'in_linear.', '2.': 'out_linear.'})}"] = value
     return {"frame_condition_dim": int(out["frame_adapter.in_linear.weight"].shape[1]), "adapter_gate": "gate_scale" in adapter}
 
 
@@ -166,12 +170,8 @@ def _fvq(state: dict, prefix: str, dst: str, out: dict) -> tuple[int, int]:
 
 def _convnext(state: dict, prefix: str, dst: str, out: dict) -> dict:
     """A published VocosBackbone (embed, norm, convnext.N, final_layer_norm) -> ConvNeXtBackbone keys."""
-    rename = {"final_layer_norm.": "final_norm.", "convnext.": "blocks."}
     for key, value in _take(state, prefix).items():
-        for old, new in rename.items():
-            if key.startswith(old):
-                key = new + key[len(old):]
-        out[dst + key] = value
+        out[dst + _renamed(key, {"final_layer_norm.": "final_norm.", "convnext.": "blocks."})] = value
     embed = state[f"{prefix}embed.weight"]
     return {"dim": int(embed.shape[0]), "input_dim": int(embed.shape[1]), "n_layers": _layers(state, f"{prefix}convnext."),
             "intermediate_dim": int(state[f"{prefix}convnext.0.pwconv1.weight"].shape[0])}

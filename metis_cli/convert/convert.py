@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metis_cli.convert.amphion import (PUBLISHED, PUBLISHED_LORA, convert_codec, convert_s2a, convert_semantic_codec,
+from metis_cli.convert.amphion import (PUBLISHED, PUBLISHED_LORA_RANK, convert_codec, convert_s2a, convert_semantic_codec,
                                        convert_stage1, load_converted, merge_adapter, merge_lora)
 from metis_cli.convert.layouts import detect_layout
 from metis_cli.errors import MetisError
@@ -83,6 +83,7 @@ class Plan:
     """What SRC holds, by layout, and the experiment dirs it becomes."""
     src: Path
     files: dict[str, list[Path]] = field(default_factory=dict)  # layout name -> files
+    keys: dict[Path, list[str]] = field(default_factory=dict)  # file -> its tensor names
     stats: Path | None = None
     vocab: Path | None = None
 
@@ -93,7 +94,7 @@ class Plan:
         """Codebooks of the acoustic codes: the S2A model of codebooks 1.. or the codec decoder tells."""
         for layout, pattern in (("s2a", r"token_emb\.(\d+)\.weight"), ("acoustic_decoder", r"quantizer\.quantizers\.(\d+)\.codebook\.weight")):
             for path in self.files.get(layout, []):
-                count = len([k for k in read_keys(path) if re.fullmatch(pattern, k)])
+                count = len([k for k in self.keys[path] if re.fullmatch(pattern, k)])
                 if count > 1:
                     return count
         return PUBLISHED["n_codebooks"]
@@ -112,10 +113,17 @@ def scan(src: Path) -> Plan:
         elif path.name == "vocab.json":
             plan.vocab = path
         elif path.suffix == ".safetensors":
-            plan.add(detect_layout(read_keys(path), str(path)).name, path)
+            plan.keys[path] = read_keys(path)
+            plan.add(detect_layout(plan.keys[path], str(path)).name, path)
     if not plan.files:
         raise MetisError(f"{src}: no published checkpoint (*.safetensors) found")
     return plan
+
+
+def folder_task(path: Path) -> str | None:
+    """vc, se or tse for a file in a published metis_<task>/ folder of an adapter task; else None."""
+    m = re.fullmatch(r"metis_([a-z]+)", path.parent.name)
+    return m.group(1) if m and m.group(1) in PUBLISHED_LORA_RANK else None
 
 
 def task_of(path: Path, config: dict) -> str:
@@ -128,9 +136,9 @@ def task_of(path: Path, config: dict) -> str:
         return "maskgct_tts" if folder == "t2s_model" else "tts"
     if not config.get("adapter_gate", True):
         return "l2s"
-    m = re.fullmatch(r"metis_([a-z]+)", folder)
-    if m and m.group(1) in ("vc", "se", "tse"):
-        return m.group(1)
+    task = folder_task(path)
+    if task:
+        return task
     raise MetisError(f"{path}: a stage-1 model with a frame adapter, but its folder '{folder}' does not say which task "
                      "(expected metis_vc, metis_se or metis_tse)")
 
@@ -157,6 +165,13 @@ def _phone_table(vocab_path: Path, state: dict, where: str):
 def _front_end(dst: Path, ssl_model: str | None) -> dict:
     return {"extractor": ssl_model or "w2v-bert-2.0", "layer": SSL_LAYER, "stats": str((dst / STATS_FILE).resolve()),
             "frame_rate": SSL_FRAME_RATE, "dim": 1024, "kmeans": str((dst / TOKENIZER_DIR).resolve())}
+
+
+def _task_config(task: str, model: dict, front_end: dict) -> dict:
+    """The config.yaml of a converted fine-tuned model: LoRA already merged, so full weights."""
+    text = {"text": {"kind": "espeak", "language": "en"}} if model["n_phones"] else {}
+    return {"task": task, "adaptation": {"mode": "full"}, "model": model, **text, "ssl": front_end,
+            "data": {"max_utterance_frames": 1500}}
 
 
 def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: str | None = None,
@@ -191,6 +206,7 @@ def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: st
         written[name] = f"{count / 1e6:.1f}M parameters from {', '.join(str(p.relative_to(plan.src)) for p in source)}"
         logger.info("%s: %s", name, written[name])
 
+    front_end = _front_end(dst, ssl_model)
     try:
         if plan.stats is not None:
             from metis_cli.ssl.extract import save_stats
@@ -204,7 +220,7 @@ def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: st
 
             config, state = convert_semantic_codec(read_tensors(path))
             model = load_converted(VQTokenizerModel(VQConfig.from_dict(config)), state, str(path))
-            ssl = {k: v for k, v in _front_end(dst, ssl_model).items() if k != "kmeans"}
+            ssl = {k: v for k, v in front_end.items() if k != "kmeans"}
             save_tokenizer(model, staging / TOKENIZER_DIR, ssl=ssl, extra={"converted_from": str(path.resolve())})
             written[TOKENIZER_DIR] = f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters from {path.relative_to(plan.src)}"
 
@@ -229,13 +245,12 @@ def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: st
         for path in plan.files.get("stage1", []):
             state = read_tensors(path)
             config, converted = convert_stage1(state, n_heads)
-            source, extra = [path], {}
+            source = [path]
             if not config["n_phones"] and not config["frame_condition_dim"]:
                 name, task = "pretrain", None
                 base_state, base_path = state, path
             else:
                 name = task = task_of(path, config)
-            task_config = {"model": config}
             if config["n_phones"]:
                 if plan.vocab is None:
                     raise MetisError(f"{path}: a text-prefix model needs the G2P phone table (vocab.json) in {plan.src}")
@@ -243,34 +258,27 @@ def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: st
                 config["n_phones"] = len(vocab)
                 source.append(plan.vocab)
             model = load_converted(Stage1Model(Stage1Config.from_dict(config)), converted, str(path))
-            if task is not None:
-                task_config = {"task": "tts" if task == "maskgct_tts" else task, "adaptation": {"mode": "full"}, "model": config,
-                               **({"text": {"kind": "espeak", "language": "en"}} if config["n_phones"] else {}),
-                               "ssl": _front_end(dst, ssl_model), "data": {"max_utterance_frames": 1500}}
-            exp_dir(name, task_config, "stage1", model, source, extra)
+            task_config = {"model": config} if task is None else _task_config("tts" if task == "maskgct_tts" else task, config, front_end)
+            exp_dir(name, task_config, "stage1", model, source)
             if config["n_phones"]:
                 vocab.save(staging / name / "phones.txt")
 
         loras, adapters = plan.files.get("lora", []), plan.files.get("adapter", [])
         for lora in loras:
-            folder = lora.parent.name
-            task = re.fullmatch(r"metis_([a-z]+)", folder)
-            task = task.group(1) if task else None
+            task = folder_task(lora)
             adapter = [a for a in adapters if a.parent == lora.parent]
-            if task not in PUBLISHED_LORA:
-                raise MetisError(f"{lora}: a LoRA file in folder '{folder}'; expected metis_vc, metis_se or metis_tse")
+            if task is None:
+                raise MetisError(f"{lora}: a LoRA file in folder '{lora.parent.name}'; expected metis_vc, metis_se or metis_tse")
             if len(adapter) != 1:
                 raise MetisError(f"{lora}: needs exactly one adapter file beside it in {lora.parent}; found {len(adapter)}")
             if base_state is None:
                 raise MetisError(f"{lora}: LoRA needs the base stage-1 model (metis_base/model.safetensors) in {plan.src}")
-            rank, alpha = (lora_rank, lora_alpha or 2 * lora_rank) if lora_rank else PUBLISHED_LORA[task]
-            alpha = lora_alpha or alpha
+            rank = lora_rank or PUBLISHED_LORA_RANK[task]
+            alpha = lora_alpha or 2 * rank
             state = merge_lora(merge_adapter(base_state, read_tensors(adapter[0])), read_tensors(lora), rank, alpha, where=str(lora))
             config, converted = convert_stage1(state, n_heads)
             model = load_converted(Stage1Model(Stage1Config.from_dict(config)), converted, str(lora))
-            task_config = {"task": task, "adaptation": {"mode": "full"}, "model": config, "ssl": _front_end(dst, ssl_model),
-                           "data": {"max_utterance_frames": 1500}}
-            exp_dir(task, task_config, "stage1", model, [base_path, adapter[0], lora],
+            exp_dir(task, _task_config(task, config, front_end), "stage1", model, [base_path, adapter[0], lora],
                     {"lora_rank": rank, "lora_alpha": alpha, "merged": True})
         orphans = [a for a in adapters if not any(l.parent == a.parent for l in loras)]
         if orphans:
