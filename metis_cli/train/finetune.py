@@ -53,15 +53,12 @@ class FinetuneTask(TokenTask):
     kinds = ("ssl_tokens",)
     extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl", "mixture")
     name = "stage1"
-    streams = False  # its inputs are made from the audio of data dirs
+    streams = False
+    no_streams_reason = "fine-tuning makes its inputs from the audio of data dirs"
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
         self.task = check_task(config.get("task"))
-        from metis_cli.data.shards import is_shard_dir
-
-        if any(is_shard_dir(d) for d in train_dirs):
-            raise MetisError("fine-tuning makes its inputs from the audio of data dirs; shards (metis data shard) are for "
-                             "pre-training and S2A: give --train-data a data dir")
+        self.reads_shards(train_dirs)  # refused here, before the SSL front end is read from the first dir
         self._mixture(config)
         self.exp_dir = trainer.exp_dir
         self.augment = AugmentConfig.from_dict(config.get("augment", {}))
@@ -357,35 +354,40 @@ class FinetuneTask(TokenTask):
     def validate(self, trainer: Trainer, out_dir) -> dict:
         if self.task == OMNI:  # each task of the mixture on its own, and their mean
             result = {}
-            lengths = self.val_data.lengths if self.val_data else {}
-            try:
-                for mode in self.modes:
-                    self.forced_mode = mode
-                    if mode in TEXT_TASKS and self.val_data:  # TTS on the utterances whose words it can spell
-                        self.val_data.lengths = {u: n for u, n in lengths.items() if u in self.phone_ids}
-                    found = super().validate(trainer, out_dir / mode)
-                    if self.val_data:
-                        self.val_data.lengths = lengths
-                    result.update({f"{k}_{mode}": v for k, v in found.items()})
-            finally:
-                self.forced_mode = None
-                if self.val_data:
-                    self.val_data.lengths = lengths
+            for mode in self.modes:
+                spellable = None  # TTS on the utterances whose words it can spell
+                if mode in TEXT_TASKS and self.val_data:
+                    spellable = {u: n for u, n in self.val_data.lengths.items() if u in self.phone_ids}
+                result.update(self._validate_variant(trainer, out_dir, mode, spellable, forced_mode=mode))
             if result:
                 for key in ("ce_bits", "acc"):
                     result[key] = sum(result[f"{key}_{m}"] for m in self.modes) / len(self.modes)
-                (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-            return result
-        result = super().validate(trainer, out_dir)
-        if self.task in VIDEO_TASKS and result:
-            self.shuffle_video = True
-            try:
-                shuffled = super().validate(trainer, out_dir / "shuffled_video")
-            finally:
-                self.shuffle_video = False
-            result.update({f"{k}_shuffled_video": v for k, v in shuffled.items()})
+        else:
+            result = super().validate(trainer, out_dir)
+            if self.task not in VIDEO_TASKS or not result:
+                return result
+            result.update(self._validate_variant(trainer, out_dir, "shuffled_video", shuffle_video=True))
+        if result:
             (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
+
+    def _validate_variant(self, trainer: Trainer, out_dir, name: str, lengths: dict | None = None, **settings) -> dict:
+        """The validation with attributes ``settings`` (and the validation utterances ``lengths``) in force,
+        in ``out_dir/name``, its keys suffixed ``_name``; everything is restored after."""
+        saved = {key: getattr(self, key) for key in settings}
+        saved_lengths = self.val_data.lengths if self.val_data else None
+        try:
+            for key, value in settings.items():
+                setattr(self, key, value)
+            if lengths is not None:
+                self.val_data.lengths = lengths
+            found = super().validate(trainer, out_dir / name)
+        finally:
+            for key, value in saved.items():
+                setattr(self, key, value)
+            if self.val_data:
+                self.val_data.lengths = saved_lengths
+        return {f"{k}_{name}": v for k, v in found.items()}
 
     def loss(self, batch, generator, model, layer=None):
         tokens, valid = batch["ssl_tokens"], batch["valid"]

@@ -43,6 +43,7 @@ class TokenTask:
     name = "model"
     find_unused_parameters = False  # DDP: True when some parameters sit out some steps
     streams = True  # can train from webdataset shards (metis_cli.data.shards) instead of data dirs
+    no_streams_reason = ""  # why not, where ``streams`` is False
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
         check_keys(config, COMMON_SECTIONS + self.extra_sections, f"{self.name} config sections")
@@ -52,10 +53,7 @@ class TokenTask:
         batching = dict(max_frames=int(data.get("max_frames", 4000)), max_utterance_frames=int(data.get("max_utterance_frames", 1500)),
                         seed=trainer.train.seed, pool_size=int(data.get("pool_size", 2000)), world_size=trainer.dist.world_size,
                         rank=trainer.dist.rank)
-        if any(is_shard_dir(d) for d in train_dirs):  # webdataset shards (metis data shard), streamed
-            if not self.streams or len(train_dirs) != 1:
-                raise MetisError(f"{self.name} training reads one shard dir (pre-training and S2A) or data dirs, not "
-                                 f"{', '.join(map(str, train_dirs))}")
+        if self.reads_shards(train_dirs):  # webdataset shards (metis data shard), streamed
             self.train_data = ShardData(train_dirs[0], self.kinds)
             self.batches = StreamBatches(self.train_data, **batching)
             n_train = self.train_data.index["utterances"]
@@ -82,6 +80,18 @@ class TokenTask:
             self.ema = trainer.add_model("ema", ema)
         logger.info("%s: %.2fM parameters; %d training utterances (%d batches per epoch)", self.name,
                     sum(p.numel() for p in model.parameters()) / 1e6, n_train, self.batches.batches_per_epoch)
+
+    def reads_shards(self, train_dirs) -> bool:
+        """Whether the training data is a shard dir to stream; shards this task cannot stream, or shards
+        mixed with other dirs, are an error."""
+        if not any(is_shard_dir(d) for d in train_dirs):
+            return False
+        if not self.streams:
+            raise MetisError(f"{self.no_streams_reason}; shards (metis data shard) are for pre-training and S2A: give --train-data a data dir")
+        if len(train_dirs) != 1:
+            raise MetisError(f"{self.name} training reads one shard dir (pre-training and S2A) or data dirs, not "
+                             f"{', '.join(map(str, train_dirs))}")
+        return True
 
     def select(self, data: UtteranceArrays, validation: bool) -> UtteranceArrays:
         """Leaves out utterances the task cannot use (by deleting them from ``data.lengths``)."""
