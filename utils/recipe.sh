@@ -78,13 +78,14 @@ help_message=$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^
 . "$root/utils/log.sh"
 
 command -v metis >/dev/null || die "the metis command is not installed; run: bash tools/install.sh"
+# input_scp_of <task>: the scp of the unprocessed input a task's output is scored against (the floor), or
+# nothing: TTS has none; L2S's floor is the same model with the video shuffled (stage 6); an Omni model's
+# floors come with each task's test set (stage 7).
+input_scp_of() {
+  case $1 in vc) echo src.scp ;; se) echo noisy.scp ;; tse) echo mix.scp ;; esac
+}
 case $task in
-  tts) input_scp="" ;;
-  vc) input_scp=src.scp ;;
-  se) input_scp=noisy.scp ;;
-  tse) input_scp=mix.scp ;;
-  l2s) input_scp="" ;;  # its floor is the same model with the video shuffled (stage 6)
-  omni) input_scp="" ;;  # each task's floor comes with its test set (stage 7)
+  tts|vc|se|tse|l2s|omni) ;;
   *) die "unknown --task $task: choose tts, vc, se, tse, l2s or omni" ;;
 esac
 if [ "$task" = omni ]; then
@@ -313,7 +314,7 @@ if in_stage 7 score; then
     scored=()
     for pair in $omni_test_sets; do
       mode=${pair%%:*} set=${pair#*:}
-      case $mode in vc) scp=src.scp ;; se) scp=noisy.scp ;; tse) scp=mix.scp ;; *) scp="" ;; esac
+      scp=$(input_scp_of "$mode")
       scored+=("$finetune_dir"/decode_*_"$set")
       # The single-task recipe's decode of this set and its references, when it has run (already
       # scored: one scoring of each reference); otherwise references of our own.
@@ -329,7 +330,7 @@ if in_stage 7 score; then
       [ -f "$single/${mode}_$conf_name/decode_$set/decode.json" ] && scored+=("$single/${mode}_$conf_name/decode_$set")
     done
   else
-    link_references "$task" "$test_set" "$input_scp"
+    link_references "$task" "$test_set" "$(input_scp_of "$task")"
     scored=("$exp_dir"/*/decode_*)
   fi
   # shellcheck disable=SC2086
