@@ -3,7 +3,7 @@
 Method: a keyed spectral ripple that breathes (classical spread spectrum in the log-magnitude STFT
 domain). The key draws a random sign for each 31.25 Hz frequency cell. Every STFT frame is multiplied by
 the gains ``10 ** (strength_db * sign * cos(2 pi f_mod t) / 20)``: a fine random equaliser ripple of
-±2 dB whose depth swings at f_mod = 8 Hz, then resynthesised by weighted overlap-add. Cells between 250
+±2.2 dB whose depth swings at f_mod = 8 Hz, then resynthesised by weighted overlap-add. Cells between 250
 and 3750 Hz carry the detection pattern; cells between 3750 and 7250 Hz carry the payload (each bit flips
 the signs of its 7 cells).
 
@@ -61,7 +61,7 @@ TAPER_ALPHA = 0.25  # Tukey taper of the 8 Hz Fourier sum: flat in the middle, s
 @dataclass(frozen=True)
 class WatermarkConfig:
     key: str = DEFAULT_KEY
-    strength_db: float = 2.0  # ripple depth per cell at the swing's peak
+    strength_db: float = 2.2  # ripple depth per cell at the swing's peak (PESQ-WB 4.34 on mini_test)
     modulation_hz: float = 8.0  # how fast the ripple's depth swings
     n_bits: int = 16
     threshold_p: float = 1e-3  # detected when the p-value is below this (the false-alarm probability)

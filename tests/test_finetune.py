@@ -194,7 +194,7 @@ def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_s
     assert info["task"] == task and info["stage1_settings"]["steps"] == 2 and info["real_time_factor"] > 0
     from metis_cli.watermark import payload_for
 
-    assert info["watermark"] == {"method": "keyed spectral ripple", "key": "default", "payload": f"{payload_for(exp.name):04x}", "strength_db": 2.0}
+    assert info["watermark"] == {"method": "keyed spectral ripple", "key": "default", "payload": f"{payload_for(exp.name):04x}", "strength_db": 2.2}
     wavs = sorted((out / "wav").glob("*.wav"))
     assert len(wavs) == 6 and len((out / "wav.scp").read_text().splitlines()) == 6
     import soundfile as sf
