@@ -35,9 +35,10 @@ class QuantizerConfig:
     codebook_dim: int = 8
     dropout: float = 0.5  # share of training batches that use a random number of codebooks
     commitment_weight: float = 0.25
-    # Dead-code restarts: every ``restart_every`` training steps, a code whose running share of the
-    # frames is under ``dead_code_threshold`` / codebook_size is moved onto a random frame of the batch.
-    # Without them a small codec trained briefly uses a few dozen of its 1024 codes. 0 = off (DAC).
+    # Dead-code restarts: every ``restart_every`` training steps, a code that got under
+    # ``dead_code_threshold`` of its uniform share of the frames since the last check is moved onto a
+    # random frame of the batch. Without them a small codec trained briefly uses a few dozen of its 1024
+    # codes. 0 = off (DAC).
     dead_code_threshold: float = 0.0
     restart_every: int = 50
 
@@ -158,7 +159,8 @@ class FactorizedVQ(nn.Module):
         self.out_proj = wn_conv(codebook_dim, input_dim, kernel_size=1)
         self.codebook = nn.Embedding(codebook_size, codebook_dim)
         self.dead_code_threshold, self.restart_every = dead_code_threshold, restart_every
-        self.register_buffer("usage", torch.full((codebook_size,), 1.0 / codebook_size))
+        # Each code's share of the frames, summed over the calls since the last restart check.
+        self.register_buffer("usage", torch.zeros(codebook_size))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -168,23 +170,26 @@ class FactorizedVQ(nn.Module):
 
     @torch.no_grad()
     def restart_dead_codes(self, e: torch.Tensor, codes: torch.Tensor) -> None:
-        """Tracks how often each code is used and moves unused ones onto random frames of ``e``. With
-        several ranks the counts are summed and rank 0's new codes are broadcast, so all ranks agree."""
+        """Counts how often each code is used and, every ``restart_every`` calls, moves the codes used too
+        little since the last check onto random frames of ``e``. A window rather than a running average:
+        a restarted code that stays unused is moved again at the next check (a fresh codebook collapses
+        onto one code, and a slow average kept the others idle for hundreds of steps). With several
+        ranks the counts are summed and rank 0's new codes are broadcast, so all ranks agree."""
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         size = self.codebook.num_embeddings
         counts = torch.bincount(codes.flatten(), minlength=size).float()
         if distributed:
             torch.distributed.all_reduce(counts)
-        self.usage.mul_(0.99).add_(counts / counts.sum(), alpha=0.01)
+        self.usage.add_(counts / counts.sum())
         self.calls += 1
         if int(self.calls) % self.restart_every:
             return
-        dead = self.usage < self.dead_code_threshold / size
+        dead = self.usage / self.restart_every < self.dead_code_threshold / size
         if dead.any():
             frames = e.detach().transpose(1, 2).reshape(-1, e.shape[1])
             pick = torch.randint(0, len(frames), (int(dead.sum()),), device=e.device)
             self.codebook.weight.data[dead] = frames[pick].to(self.codebook.weight.dtype)
-            self.usage[dead] = 1.0 / size
+        self.usage.zero_()
         if distributed:
             torch.distributed.broadcast(self.codebook.weight.data, 0)
 
