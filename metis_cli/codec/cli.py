@@ -41,7 +41,7 @@ def encode(
     out: Optional[Path] = typer.Option(None, help="Code store (default DATA_DIR/acoustic_codes)."),
     nj: int = typer.Option(1, help="Parallel processes."),
 ) -> None:
-    """Encode a data dir to acoustic codes ([frames, n_codebooks] per utterance; resumable).
+    """Encode a data dir to acoustic codes (one frames x codebooks array per utterance; resumable).
 
     Example: metis codec encode exp/codec_mini data/mini/mini_train --nj 2
     """
