@@ -156,6 +156,21 @@ def test_bad_configs_are_refused():
         Stage1Config.from_dict({"transformer": {"dim": 30, "n_heads": 4}})
     with pytest.raises(MetisError, match="predict_codebooks"):
         S2AConfig.from_dict({"n_codebooks": 3, "predict_codebooks": [2, 5]})
+    with pytest.raises(MetisError, match="dropout 1.0"):
+        S2AConfig.from_dict({"transformer": {"dropout": 1.0}})
+
+
+def test_dropout_acts_in_training_only_and_adds_no_weights():
+    plain, dropped = s2a(), s2a(transformer={**TINY, "dropout": 0.3})
+    assert plain.state_dict().keys() == dropped.state_dict().keys()  # checkpoints load either way
+    codes = torch.randint(0, 16, (2, 6, 3), generator=torch.Generator().manual_seed(1))
+    masked, valid = torch.rand(2, 6, generator=torch.Generator().manual_seed(2)) < 0.5, torch.ones(2, 6, dtype=torch.bool)
+    ssl, prompt, t = torch.randint(0, 20, (2, 6)), torch.zeros(2, 6, dtype=torch.bool), torch.tensor([0.5, 0.8])
+    with torch.no_grad():
+        ref = plain(codes, 1, masked, valid, t, ssl, prompt)
+        assert torch.equal(dropped(codes, 1, masked, valid, t, ssl, prompt), ref)  # eval: no dropout
+        dropped.train()
+        assert not torch.allclose(dropped(codes, 1, masked, valid, t, ssl, prompt), ref)
 
 
 def _stage1_batch(model):
@@ -228,6 +243,23 @@ def test_s2a_generation_shapes_and_codebook_settings():
                        [torch.zeros(3, 3, dtype=torch.long)], settings)
     with pytest.raises(MetisError, match="unknown key"):
         per_codebook_settings(3, {"step": 3})
+
+
+def test_oracle_codebooks_are_kept_and_the_rest_generated():
+    model, settings = s2a(), per_codebook_settings(3, {"steps": [2, 1]})
+    g = torch.Generator().manual_seed(4)
+    ssl, truth = [torch.randint(0, 20, (5,), generator=g), torch.randint(0, 20, (3,), generator=g)], [torch.randint(0, 16, (5, 3), generator=g), torch.randint(0, 16, (3, 3), generator=g)]
+    prompts = ([torch.randint(0, 20, (2,), generator=g)] * 2, [torch.randint(0, 16, (2, 3), generator=g)] * 2)
+
+    def run(k):
+        return generate_codes([model], ssl, *prompts, settings, torch.Generator().manual_seed(0), oracle_codes=[c[:, :k] for c in truth])
+
+    assert all(torch.equal(c, t) for c, t in zip(run(3), truth))  # every codebook given: the codes themselves
+    one = run(1)
+    assert all(torch.equal(c[:, 0], t[:, 0]) and ((c >= 0) & (c < 16)).all() for c, t in zip(one, truth))
+    assert any(not torch.equal(c[:, 1:], t[:, 1:]) for c, t in zip(one, truth))
+    with pytest.raises(MetisError, match=r"utterance 1: oracle codes of shape \(3, 2\)"):
+        generate_codes([model], ssl, *prompts, settings, oracle_codes=[truth[0][:, :1], truth[1][:, :2]])
 
 
 def test_lora_and_adapter_trainable_counts_match_the_published_ones():

@@ -15,7 +15,7 @@ from conftest import REPO, write_token_datadir
 from metis_cli.cli import app
 from metis_cli.errors import DataDirError, MetisError
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
-from metis_cli.train.batching import DynamicBatches, UtteranceArrays, unigram_entropy_bits
+from metis_cli.train.batching import DynamicBatches, Piece, UtteranceArrays, unigram_entropy_bits
 from metis_cli.train.config import load_config
 from metis_cli.train.pretrain import pretrain
 from metis_cli.train.s2a import train_s2a
@@ -200,6 +200,19 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     stamp = wavs[0].stat().st_mtime_ns
     result = runner.invoke(app, ["resynth", str(data), str(out), *opts])  # a rerun decodes nothing again
     assert result.exit_code == 0 and "0 decoded now" in result.output and wavs[0].stat().st_mtime_ns == stamp
+    oracle = tmp_path / "oracle_dev"  # every codebook from the ground truth: the codec's own resynthesis
+    result = runner.invoke(app, ["resynth", str(data), str(oracle), *opts, "--oracle-codebooks", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((oracle / "decode.json").read_text())["oracle_codebooks"] == 3
+    from metis_cli.audio import load_audio
+    from metis_cli.codec.inference import load_codec
+
+    truth = torch.from_numpy(UtteranceArrays([data], ("acoustic_codes",)).get(Piece(first, 0, arrays.lengths[first]))["acoustic_codes"])
+    with torch.no_grad():
+        expected = np.clip(load_codec(codec).decode(truth[None].long())[0].numpy(), -1, 1)
+    assert np.abs(load_audio(oracle / "wav" / f"{first}.wav")[0] - expected).max() < 1e-4  # 16-bit PCM
+    result = runner.invoke(app, ["resynth", str(data), str(tmp_path / "y"), *opts, "--oracle-codebooks", "4"])
+    assert result.exit_code == 1 and "oracle codebooks: 4 is not in 0..3" in result.output
     gen = tmp_path / "generate_dev"
     result = runner.invoke(app, ["resynth", str(data), str(gen), *opts, "--stage1", str(pretrained[0]), "--stage1-opt", "steps=2", "--no-prompt", "--bf16"])
     assert result.exit_code == 0, result.output

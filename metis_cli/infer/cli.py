@@ -26,6 +26,7 @@ def resynth(
     two_pass_cfg: bool = typer.Option(False, "--two-pass-cfg", help="Run the guidance branches as two passes instead of one batch."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     bf16: bool = typer.Option(False, "--bf16", help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16: 1.5-3.5x faster here)."),
+    oracle_codebooks: int = typer.Option(0, help="Diagnostic: take the first K codebooks from the utterance's own codes and generate only the rest."),
 ) -> None:
     """Hear the stages: ground-truth (or stage-1 generated) SSL tokens -> S2A with a same-speaker prompt -> codec.
 
@@ -36,13 +37,15 @@ def resynth(
       metis resynth data/mini/mini_test exp/s2a_mini/decode_mini_test --s2a exp/s2a_mini --codec exp/codec_mini
 
       metis resynth data/mini/mini_test exp/pretrain_mini/generate_mini_test --stage1 exp/pretrain_mini --s2a exp/s2a_mini --codec exp/codec_mini
+
+      metis resynth data/mini/mini_test exp/s2a_mini/oracle1_mini_test --s2a exp/s2a_mini --codec exp/codec_mini --oracle-codebooks 1
     """
     from metis_cli.infer.resynth import resynthesize
     from metis_cli.log import console, setup_logging
 
     setup_logging(log_file=out_dir / "log" / "decode.log")
     result = resynthesize(data_dir, out_dir, s2a, codec, stage1, prompt_seconds, not no_prompt, batch_size, seed,
-                          _settings(s2a_opt), _settings(stage1_opt), not two_pass_cfg, device, bf16)
+                          _settings(s2a_opt), _settings(stage1_opt), not two_pass_cfg, device, bf16, oracle_codebooks)
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
     if result["failed"]:

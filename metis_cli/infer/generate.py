@@ -110,11 +110,18 @@ def generate_ssl_tokens(model: Stage1Model, prompts: list[torch.Tensor], target_
 
 def generate_codes(models: list[S2AModel], ssl_tokens: list[torch.Tensor], prompt_ssl: list[torch.Tensor],
                    prompt_codes: list[torch.Tensor], settings: list[MaskPredictSettings],
-                   generator: torch.Generator | None = None, batched_cfg: bool = True) -> list[torch.Tensor]:
+                   generator: torch.Generator | None = None, batched_cfg: bool = True,
+                   oracle_codes: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """S2A: codes [T_i, n_codebooks] for the SSL tokens [T_i] of each utterance, in the voice and
-    conditions of its acoustic prompt (prompt_ssl [P_i], prompt_codes [P_i, n_codebooks]; P_i may be 0)."""
+    conditions of its acoustic prompt (prompt_ssl [P_i], prompt_codes [P_i, n_codebooks]; P_i may be 0).
+    ``oracle_codes`` [T_i, K] (a diagnostic): the first K codebooks are taken from them, not generated."""
     device = models[0].mask_emb.device
     n_codebooks = models[0].cfg.n_codebooks
+    n_oracle = oracle_codes[0].shape[-1] if oracle_codes else 0
+    for i, (oc, s) in enumerate(zip(oracle_codes or [], ssl_tokens)):
+        if tuple(oc.shape) != (len(s), n_oracle) or n_oracle > n_codebooks:
+            raise MetisError(f"utterance {i}: oracle codes of shape {tuple(oc.shape)} for {len(s)} SSL tokens; "
+                             f"expected [{len(s)}, K] with the same K <= {n_codebooks} for every utterance")
     prompt_lengths = [len(p) for p in prompt_ssl]
     for i, (ps, pc) in enumerate(zip(prompt_ssl, prompt_codes)):
         if len(ps) != len(pc) or (len(pc) and pc.shape[-1] != n_codebooks):
@@ -127,8 +134,10 @@ def generate_codes(models: list[S2AModel], ssl_tokens: list[torch.Tensor], promp
         ssl[i, : len(ps) + len(s)] = torch.cat([ps.to(device), s.to(device)])
         if len(pc):
             codes[i, : len(pc)] = pc.to(device)
+        if n_oracle:
+            codes[i, len(ps) : len(ps) + len(s), :n_oracle] = oracle_codes[i].to(device)
     by_layer = {j: model for model in models for j in model.cfg.codebooks}
-    for layer in range(n_codebooks):
+    for layer in range(n_oracle, n_codebooks):
         model = by_layer[layer]
 
         def hidden_fn(tok, masked, val, t, rows, unconditional, layer=layer, model=model):

@@ -3,6 +3,8 @@
 - resynthesis (task ``resynth``): each utterance's ground-truth SSL tokens -> S2A, with an acoustic
   prompt from *another* utterance of the same speaker -> codec decode. Scored against the original, it
   measures S2A + codec: how much of the speech the SSL tokens carry.
+  With ``oracle_codebooks`` K, the first K codebooks are the utterance's own codes and S2A generates
+  only the rest: how much each codebook's prediction costs (K = all of them is the codec alone).
 - generation (task ``generate``, with a stage-1 model): stage 1 first continues the prompt's SSL tokens
   (or, without a prompt, generates from nothing) for as many frames as the original has; the words are
   the model's own, so only voice similarity to the prompt and quality are scored.
@@ -50,7 +52,8 @@ def same_speaker_prompts(utts: list[str], utt2spk: dict[str, str]) -> dict[str, 
 
 def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt_seconds: float = 3.0,
                  use_prompt: bool = True, batch_size: int = 8, seed: int = 0, s2a_settings: dict | None = None,
-                 stage1_settings: dict | None = None, batched_cfg: bool = True, device: str = "cpu", bf16: bool = False) -> dict:
+                 stage1_settings: dict | None = None, batched_cfg: bool = True, device: str = "cpu", bf16: bool = False,
+                 oracle_codebooks: int = 0) -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (see the module doc);
     ``bf16`` runs the transformers in bfloat16 (the codec stays in float32)."""
     from metis_cli.audio import save_audio
@@ -67,6 +70,10 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     if codec.cfg.quantizer.n_codebooks != n_codebooks:
         raise MetisError(f"the codec {codec_dir} has {codec.cfg.quantizer.n_codebooks} codebooks, the S2A model {n_codebooks}")
     s2a_cfg = per_codebook_settings(n_codebooks, s2a_settings)
+    if not 0 <= oracle_codebooks <= n_codebooks:
+        raise MetisError(f"oracle codebooks: {oracle_codebooks} is not in 0..{n_codebooks}")
+    if oracle_codebooks and stage1_dir is not None:
+        raise MetisError("oracle codebooks need the ground-truth SSL tokens: leave out --stage1")
     stage1 = None
     if stage1_dir is not None:
         stage1 = load_stage1(stage1_dir, device).to(dtype)
@@ -107,7 +114,8 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
                 ssl = [torch.from_numpy(t["ssl_tokens"]) for t in targets]
                 if stage1 is not None:
                     ssl = generate_ssl_tokens(stage1, prompt_ssl, [len(s) for s in ssl], stage1_cfg, generator, batched_cfg)
-                codes = generate_codes(s2a_models, ssl, prompt_ssl, prompt_codes, s2a_cfg, generator, batched_cfg)
+                oracle = [torch.from_numpy(t["acoustic_codes"][:, :oracle_codebooks]) for t in targets] if oracle_codebooks else None
+                codes = generate_codes(s2a_models, ssl, prompt_ssl, prompt_codes, s2a_cfg, generator, batched_cfg, oracle)
                 for u, c in zip(batch, codes):
                     with torch.no_grad():
                         wav = codec.decode(c[None].to(device))[0].float().cpu().numpy()
@@ -131,6 +139,7 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     rtf = elapsed / seconds_audio if seconds_audio else None
     info = {"s2a": [str(Path(d).resolve()) for d in s2a_dirs], "codec": str(Path(codec_dir).resolve()),
             "stage1": str(Path(stage1_dir).resolve()) if stage1_dir else None, "prompt_seconds": prompt_seconds if use_prompt else 0,
+            "oracle_codebooks": oracle_codebooks,
             "s2a_settings": [vars(s) for s in s2a_cfg], "stage1_settings": vars(stage1_cfg) if stage1 else None,
             "seed": seed, "dtype": str(dtype).removeprefix("torch."), "seconds": round(elapsed, 2), "real_time_factor": rtf, "failed": len(failed)}
     write_decode_dir(out, "generate" if stage1 else "resynth", data_dir, done, sample_rate=codec.cfg.sample_rate, **info)
