@@ -118,10 +118,12 @@ def generate_codes(models: list[S2AModel], ssl_tokens: list[torch.Tensor], promp
     device = models[0].mask_emb.device
     n_codebooks = models[0].cfg.n_codebooks
     n_oracle = oracle_codes[0].shape[-1] if oracle_codes else 0
+    if n_oracle > n_codebooks:
+        raise MetisError(f"oracle codes of {n_oracle} codebooks; the S2A model has {n_codebooks}")
     for i, (oc, s) in enumerate(zip(oracle_codes or [], ssl_tokens)):
-        if tuple(oc.shape) != (len(s), n_oracle) or n_oracle > n_codebooks:
+        if tuple(oc.shape) != (len(s), n_oracle):
             raise MetisError(f"utterance {i}: oracle codes of shape {tuple(oc.shape)} for {len(s)} SSL tokens; "
-                             f"expected [{len(s)}, K] with the same K <= {n_codebooks} for every utterance")
+                             f"expected [{len(s)}, {n_oracle}] (the same number of codebooks for every utterance)")
     prompt_lengths = [len(p) for p in prompt_ssl]
     for i, (ps, pc) in enumerate(zip(prompt_ssl, prompt_codes)):
         if len(ps) != len(pc) or (len(pc) and pc.shape[-1] != n_codebooks):
