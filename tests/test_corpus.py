@@ -41,6 +41,36 @@ def test_default_size_meets_the_corpus_spec():
     assert sum(len(u) for u in planned.values()) >= 800
 
 
+def test_large_size_adds_training_speech_only():
+    default, large = (mini.plan_splits(mini.SIZES[name], seed=0) for name in ("default", "large"))
+    # Same dev and test sets (results stay comparable), and the default's training set inside the large one.
+    assert large["mini_dev"] == default["mini_dev"] and large["mini_test"] == default["mini_test"]
+    train = {u.utt_id: u for u in large["mini_train"]}
+    assert set(u.utt_id for u in default["mini_train"]) <= set(train)
+    assert len(train) == 660 + 36 * 120
+    speakers = {u.speaker for u in train.values()}
+    assert len(speakers) == 36 and not speakers & set(mini.SIZES["large"].test_speakers)
+    assert all(s in mini.SPEAKERS for s in speakers)
+    # Template sentences: many distinct ones, none of them a dev or test sentence.
+    texts = {u.text for u in train.values()}
+    assert len(texts) > 2000
+    held_out = {u.text for split in ("mini_dev", "mini_test") for u in large[split]}
+    assert not {u.text for u in train.values() if u.sentence_id.startswith("t")} & held_out
+
+
+def test_template_sentences():
+    from metis_cli.corpus.templates import template_sentences, plural
+
+    first = template_sentences(200, seed=0)
+    assert len(set(first.values())) == 200 and list(first)[:2] == ["t00001", "t00002"]
+    assert list(template_sentences(50, seed=0).items()) == list(first.items())[:50]
+    assert template_sentences(50, seed=1) != template_sentences(50, seed=0)
+    for text in first.values():
+        assert text[0].isupper() and text[-1] in ".?" and 5 <= len(text.split()) <= 16, text
+        assert " a a" not in text and " a e" not in text and "A o" not in text, text
+    assert [plural(w) for w in ("box", "lady", "key", "knife", "cup")] == ["boxes", "ladies", "keys", "knives", "cups"]
+
+
 def test_durations_and_timings(tiny_corpus):
     dd = DataDir(tiny_corpus / "mini_train")
     durations = {u: float(d) for u, d in dd.read("utt2dur").items()}

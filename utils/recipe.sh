@@ -44,7 +44,7 @@ ngpu=0                     # 0: CPU; 1: one GPU; N > 1: trainers run under torch
 corpus=mini                # mini (the embedded corpus) or librispeech, libritts, vctk, dns, libri2mix, lrs3
 corpus_dir=""              # your copy of the corpus (not for mini)
 data_dir=$root/data/mini   # the prepared data sets, shared by every recipe on this corpus
-mini_size=default          # corpus=mini: default (16 speakers, ~45 min) or tiny (CI: 6 speakers)
+mini_size=default          # corpus=mini: default (16 speakers, ~45 min), large (+24 training speakers, ~5 h; no L2S) or tiny (CI)
 prepare_opts=""            # more options for metis data prepare, e.g. "--train-parts train-clean-100"
 train_set=mini_train       # sets in <data-dir> (egs/<task>/corpus.conf names them)
 dev_set=mini_dev

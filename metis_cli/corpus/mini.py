@@ -36,6 +36,7 @@ import numpy as np
 
 from metis_cli.audio import load_audio, save_audio
 from metis_cli.corpus import noise
+from metis_cli.corpus.templates import TEMPLATE_PREFIX, template_sentences
 from metis_cli.corpus.voices import VOICES, check_voices, synthesize
 from metis_cli.data.datadir import DataDir, TimedToken, format_ctm, atomic_write_text
 from metis_cli.errors import CorpusError, MetisError
@@ -80,18 +81,53 @@ SPEAKERS = {
         Speaker("spk14", "festival_slt_hts", warp=0.92, stretch=0.95, gain_db=1.0),
         Speaker("spk15", "flite_kal16", f0_mean=190, warp=1.16, gain_db=-1.0),
         Speaker("spk16", "festival_ked", f0_mean=95, warp=0.95, stretch=0.90, gain_db=0.0),
+        # Training-only speakers of the 'large' size.
+        Speaker("spk17", "flite_kal16", f0_mean=110, warp=0.97, stretch=1.04, gain_db=0.5),
+        Speaker("spk18", "flite_kal16", f0_mean=165, warp=1.10, stretch=0.97, gain_db=-1.0),
+        Speaker("spk19", "flite_awb", warp=0.93, stretch=0.96, gain_db=1.0),
+        Speaker("spk20", "flite_awb", warp=1.14, gain_db=-2.0),
+        Speaker("spk21", "flite_rms", warp=0.90, stretch=1.06),
+        Speaker("spk22", "flite_rms", warp=1.04, stretch=0.90, gain_db=-1.5),
+        Speaker("spk23", "flite_slt", warp=1.06, stretch=1.04, gain_db=1.5),
+        Speaker("spk24", "flite_slt", warp=0.95, stretch=0.92, gain_db=-0.5),
+        Speaker("spk25", "festival_kal", f0_mean=120, warp=1.03, stretch=0.96, gain_db=-1.0),
+        Speaker("spk26", "festival_kal", f0_mean=100, warp=1.12, stretch=1.06, gain_db=1.0),
+        Speaker("spk27", "festival_ked", f0_mean=120, warp=1.05, gain_db=2.0),
+        Speaker("spk28", "festival_ked", f0_mean=170, warp=1.16, stretch=0.94, gain_db=-2.0),
+        Speaker("spk29", "festival_slt_hts", warp=1.05, stretch=1.05),
+        Speaker("spk30", "festival_slt_hts", warp=0.87, gain_db=-1.0),
+        Speaker("spk31", "flite_kal16", f0_mean=95, warp=0.90, stretch=1.08, gain_db=1.0),
+        Speaker("spk32", "flite_awb", warp=1.02, stretch=1.12, gain_db=0.5),
+        Speaker("spk33", "flite_rms", warp=1.15, stretch=1.02, gain_db=1.0),
+        Speaker("spk34", "flite_slt", warp=1.12, stretch=0.98, gain_db=-1.5),
+        Speaker("spk35", "festival_kal", f0_mean=140, warp=0.91, stretch=0.93),
+        Speaker("spk36", "festival_ked", f0_mean=105, warp=0.89, stretch=1.08, gain_db=1.5),
+        Speaker("spk37", "festival_slt_hts", warp=1.10, stretch=0.92, gain_db=2.0),
+        Speaker("spk38", "flite_kal16", f0_mean=210, warp=1.18, gain_db=-0.5),
+        Speaker("spk39", "flite_slt", warp=0.86, stretch=1.10, gain_db=0.5),
+        Speaker("spk40", "festival_kal", f0_mean=75, warp=0.88, gain_db=-1.5),
     )
 }
 
 
 @dataclass(frozen=True)
 class CorpusSize:
+    """Who reads what. Seen speakers read ``utts_per_seen`` hand-written sentences (``dev_per_seen`` of
+    them go to dev), test speakers ``utts_per_test`` of the ``held_out_sentences``. Larger sizes add
+    training speech only, so that dev and test stay those of ``default``: ``extra_speakers`` (train
+    only) and ``template_utts`` template sentences (``templates.py``) for every training speaker, drawn
+    from ``template_pool`` of them."""
+
     seen_speakers: tuple[str, ...]
     test_speakers: tuple[str, ...]
     utts_per_seen: int  # train + dev, per seen speaker
     dev_per_seen: int
     utts_per_test: int
     held_out_sentences: int
+    extra_speakers: tuple[str, ...] = ()
+    template_utts: int = 0
+    template_pool: int = 0
+    videos: bool = True  # mouth videos for lip-to-speech
 
 
 SIZES = {
@@ -102,6 +138,20 @@ SIZES = {
         dev_per_seen=5,
         utts_per_test=25,
         held_out_sentences=40,
+    ),
+    # The default's dev and test sets, and ~6x its training speech: 24 more training speakers, and 120
+    # template sentences for each of the 36 (S2A overfits the default's 33 minutes; README, S2A section).
+    "large": CorpusSize(
+        seen_speakers=tuple(f"spk{i:02d}" for i in range(1, 13)),
+        test_speakers=("spk13", "spk14", "spk15", "spk16"),
+        utts_per_seen=60,
+        dev_per_seen=5,
+        utts_per_test=25,
+        held_out_sentences=40,
+        extra_speakers=tuple(f"spk{i:02d}" for i in range(17, 41)),
+        template_utts=120,
+        template_pool=3000,
+        videos=False,
     ),
     "tiny": CorpusSize(
         seen_speakers=("spk01", "spk04", "spk05", "spk07"),
@@ -154,6 +204,14 @@ def plan_splits(size: CorpusSize, seed: int) -> dict[str, list[Utterance]]:
     for spk in size.test_speakers:
         picks = rng_for(seed, "read", spk).choice(len(held_out), size.utts_per_test, replace=False)
         splits["mini_test"] += [utt(spk, held_out[i]) for i in picks]
+    if size.template_utts:
+        templates = template_sentences(size.template_pool, seed)
+        template_ids = list(templates)
+        for spk in size.seen_speakers + size.extra_speakers:
+            picks = rng_for(seed, "templates", spk).choice(len(template_ids), size.template_utts, replace=False)
+            splits["mini_train"] += [
+                Utterance(f"{spk}_{template_ids[i]}", spk, template_ids[i], templates[template_ids[i]]) for i in picks
+            ]
     return {name: sorted(utts, key=lambda u: u.utt_id) for name, utts in splits.items()}
 
 
@@ -434,7 +492,7 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
                 f"{out} holds a corpus built with {json.dumps({k: previous.get(k) for k in settings})}; "
                 f"asked for {json.dumps(settings)}. Use another directory or delete {out}."
             )
-    speaker_ids = spec.seen_speakers + spec.test_speakers
+    speaker_ids = spec.seen_speakers + spec.extra_speakers + spec.test_speakers
     check_voices(SPEAKERS[s].voice for s in speaker_ids)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(settings_file, json.dumps(settings) + "\n")
@@ -443,7 +501,7 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
         "speaker\tvoice\tf0_mean\twarp\tstretch\tgain_db\tsplit\n"
         + "".join(
             f"{s.id}\t{s.voice}\t{s.f0_mean or '-'}\t{s.warp}\t{s.stretch}\t{s.gain_db}\t"
-            f"{'test' if s.id in spec.test_speakers else 'train/dev'}\n"
+            f"{'test' if s.id in spec.test_speakers else 'train' if s.id in spec.extra_speakers else 'train/dev'}\n"
             for s in (SPEAKERS[i] for i in speaker_ids)
         ),
     )
@@ -463,10 +521,11 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
     if dropped:
         logger.warning("%d utterance(s) outside %.0f-%.0f s left out: %s", len(dropped), MIN_DURATION, MAX_DURATION, ", ".join(dropped))
 
-    # Prompts, enrollments and VC references may be any other usable utterance of the speaker.
+    # Prompts, enrollments and VC references may be any other usable utterance of the speaker that
+    # reads a hand-written sentence (so that larger sizes keep the default's dev and test sets).
     pool: dict[str, list[str]] = {}
     for uid in sorted(metas):
-        if _usable(metas[uid]):
+        if _usable(metas[uid]) and not jobs[uid].sentence_id.startswith(TEMPLATE_PREFIX):
             pool.setdefault(metas[uid]["speaker"], []).append(uid)
     wavs = {uid: m["wav"] for uid, m in metas.items()}
 
@@ -488,9 +547,12 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
             name = f"mini_{task}_{part}"
             dirs[name] = _once(out / name, lambda n=name, b=build: b(n))
     # Lip-to-speech: a rendered mouth video for every utterance of train, dev and test (video.scp).
-    from metis_cli.corpus.lips import write_corpus_videos
+    if spec.videos:
+        from metis_cli.corpus.lips import write_corpus_videos
 
-    write_corpus_videos(out / "video", [dirs[n].path for n in ("mini_train", "mini_dev", "mini_test")], seed, num_jobs)
+        write_corpus_videos(out / "video", [dirs[n].path for n in ("mini_train", "mini_dev", "mini_test")], seed, num_jobs)
+    else:
+        logger.info("no mouth videos at size '%s' (lip-to-speech needs the default size)", size)
     logger.info("corpus ready in %s (%.1f s)", out, time.time() - start)
     return {name: _summary(dd) for name, dd in dirs.items()}
 

@@ -120,7 +120,7 @@ def split(
 @app.command("make-mini")
 def make_mini(
     out_dir: Path = typer.Argument(Path("data/mini"), help="Where the corpus goes."),
-    size: str = typer.Option("default", help="'default' (16 speakers, ~830 utterances, ~45 min) or 'tiny' (CI: 6 speakers, 22 utterances)."),
+    size: str = typer.Option("default", help="'default' (16 speakers, ~830 utterances, ~45 min), 'large' (the default's dev and test, 36 training speakers, ~4,900 training utterances, no mouth videos) or 'tiny' (CI: 6 speakers, 22 utterances)."),
     seed: int = typer.Option(0, help="Seed of every random choice; the same seed gives the same corpus."),
     nj: int = typer.Option(2, help="Parallel synthesis jobs."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -131,7 +131,11 @@ def make_mini(
     Writes mini_train, mini_dev (seen speakers), mini_test (held-out speakers) and
     mini_{se,tse,vc}_{dev,test}. Reruns reuse finished utterances.
 
-    Example: metis data make-mini data/mini --size tiny --nj 2
+    Examples:
+
+      metis data make-mini data/mini --size tiny --nj 2
+
+      metis data make-mini data/mini_large --size large --nj 2
     """
     from metis_cli.corpus.mini import make_mini_corpus
     from metis_cli.log import console, setup_logging
