@@ -139,7 +139,7 @@ SIZES = {
         utts_per_test=25,
         held_out_sentences=40,
     ),
-    # The default's dev and test sets, and ~6x its training speech: 24 more training speakers, and 120
+    # The default's dev and test sets, and 8.5x its training speech: 24 more training speakers, and 120
     # template sentences for each of the 36 (S2A overfits the default's 33 minutes; README, S2A section).
     "large": CorpusSize(
         seen_speakers=tuple(f"spk{i:02d}" for i in range(1, 13)),
