@@ -20,6 +20,7 @@ Layout under ``out_dir``::
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -130,24 +131,20 @@ class CorpusSize:
     videos: bool = True  # mouth videos for lip-to-speech
 
 
+_DEFAULT_SIZE = CorpusSize(
+    seen_speakers=tuple(f"spk{i:02d}" for i in range(1, 13)),
+    test_speakers=("spk13", "spk14", "spk15", "spk16"),
+    utts_per_seen=60,
+    dev_per_seen=5,
+    utts_per_test=25,
+    held_out_sentences=40,
+)
 SIZES = {
-    "default": CorpusSize(
-        seen_speakers=tuple(f"spk{i:02d}" for i in range(1, 13)),
-        test_speakers=("spk13", "spk14", "spk15", "spk16"),
-        utts_per_seen=60,
-        dev_per_seen=5,
-        utts_per_test=25,
-        held_out_sentences=40,
-    ),
+    "default": _DEFAULT_SIZE,
     # The default's dev and test sets, and 8.5x its training speech: 24 more training speakers, and 120
     # template sentences for each of the 36 (S2A overfits the default's 33 minutes; README, S2A section).
-    "large": CorpusSize(
-        seen_speakers=tuple(f"spk{i:02d}" for i in range(1, 13)),
-        test_speakers=("spk13", "spk14", "spk15", "spk16"),
-        utts_per_seen=60,
-        dev_per_seen=5,
-        utts_per_test=25,
-        held_out_sentences=40,
+    "large": dataclasses.replace(
+        _DEFAULT_SIZE,
         extra_speakers=tuple(f"spk{i:02d}" for i in range(17, 41)),
         template_utts=120,
         template_pool=3000,
