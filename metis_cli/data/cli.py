@@ -131,11 +131,9 @@ def make_mini(
     Writes mini_train, mini_dev (seen speakers), mini_test (held-out speakers) and
     mini_{se,tse,vc}_{dev,test}. Reruns reuse finished utterances.
 
-    Examples:
+    Example: metis data make-mini data/mini --size tiny --nj 2
 
-      metis data make-mini data/mini --size tiny --nj 2
-
-      metis data make-mini data/mini_large --size large --nj 2
+    More training speech (8.5x the default's): metis data make-mini data/mini_large --size large --nj 2
     """
     from metis_cli.corpus.mini import make_mini_corpus
     from metis_cli.log import console, setup_logging
