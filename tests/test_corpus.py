@@ -61,10 +61,10 @@ def test_large_size_adds_training_speech_only():
 def test_template_sentences():
     from metis_cli.corpus.templates import template_sentences, plural
 
-    first = template_sentences(200, seed=0)
+    first = template_sentences(200, mini.rng_for(0, "templates"))
     assert len(set(first.values())) == 200 and list(first)[:2] == ["t00001", "t00002"]
-    assert list(template_sentences(50, seed=0).items()) == list(first.items())[:50]
-    assert template_sentences(50, seed=1) != template_sentences(50, seed=0)
+    assert list(template_sentences(50, mini.rng_for(0, "templates")).items()) == list(first.items())[:50]
+    assert template_sentences(50, mini.rng_for(1, "templates")) != template_sentences(50, mini.rng_for(0, "templates"))
     for text in first.values():
         assert text[0].isupper() and text[-1] in ".?" and 5 <= len(text.split()) <= 16, text
         assert " a a" not in text and " a e" not in text and "A o" not in text, text

@@ -202,7 +202,7 @@ def plan_splits(size: CorpusSize, seed: int) -> dict[str, list[Utterance]]:
         picks = rng_for(seed, "read", spk).choice(len(held_out), size.utts_per_test, replace=False)
         splits["mini_test"] += [utt(spk, held_out[i]) for i in picks]
     if size.template_utts:
-        templates = template_sentences(size.template_pool, seed)
+        templates = template_sentences(size.template_pool, rng_for(seed, "templates"))
         template_ids = list(templates)
         for spk in size.seen_speakers + size.extra_speakers:
             picks = rng_for(seed, "templates", spk).choice(len(template_ids), size.template_utts, replace=False)

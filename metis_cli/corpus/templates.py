@@ -2,15 +2,16 @@
 
 The hand-written list (``sentences.txt``, 260 sentences) is what the default corpus reads, and what
 every dev and test set reads. The ``large`` corpus size adds training speech that needs far more
-distinct sentences than that: ``template_sentences(n, seed)`` draws them from the patterns below, so
-that no two training utterances of a speaker share their words and the phone contexts keep changing.
+distinct sentences than that: ``template_sentences(n, rng)`` draws them from the patterns below, so
+that no speaker reads a sentence twice and the word sequences keep changing.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 
 import numpy as np
+
+TEMPLATE_PREFIX = "t"  # sentence ids t00001, ... (the hand-written ones are s0001, ...)
 
 PEOPLE = (
     "baker", "farmer", "teacher", "doctor", "sailor", "painter", "driver", "gardener", "student", "pilot",
@@ -111,7 +112,6 @@ TIMES = (
     "three days ago", "last week", "at half past six", "before sunrise", "after the meeting",
     "during the holidays", "on her birthday", "on his birthday", "late in the evening", "early on",
 )
-TEMPLATE_PREFIX = "t"  # sentence ids t00001, ... (the hand-written ones are s0001, ...)
 NUMBERS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "twenty")
 PATTERNS = (
     "The {padj} {person} {past} the {adj} {thing} {place}.",
@@ -150,8 +150,9 @@ def _pick(rng: np.random.Generator, words, exclude: str | None = None) -> str:
 
 def _sentence(pattern: str, rng: np.random.Generator) -> str:
     verb_base, verb_past = _pick(rng, OBJECT_VERBS).split("/")
-    vbase, vpast = _pick(rng, PLAIN_VERBS).split("/")
-    vpast2 = _pick(rng, PLAIN_VERBS, f"{vbase}/{vpast}").split("/")[1]
+    plain_verb = _pick(rng, PLAIN_VERBS)
+    vpast = plain_verb.split("/")[1]
+    vpast2 = _pick(rng, PLAIN_VERBS, plain_verb).split("/")[1]
     name = _pick(rng, NAMES)
     animal = _pick(rng, ANIMALS)
     adj = _pick(rng, ADJECTIVES)
@@ -180,11 +181,9 @@ def _sentence(pattern: str, rng: np.random.Generator) -> str:
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", pattern.format(**slots))
 
 
-def template_sentences(n: int, seed: int) -> dict[str, str]:
-    """``n`` distinct template sentences, ids t00001, ...; the same for the same (n, seed), and the first
-    ``m`` of them do not depend on ``n``."""
-    digest = hashlib.sha256(f"{seed}:templates".encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+def template_sentences(n: int, rng: np.random.Generator) -> dict[str, str]:
+    """``n`` distinct template sentences, ids t00001, ...; the same for generators in the same state, and
+    the first ``m`` of them do not depend on ``n``."""
     seen: set[str] = set()
     out: dict[str, str] = {}
     while len(out) < n:
