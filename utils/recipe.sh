@@ -94,6 +94,12 @@ if [ "$task" = omni ]; then
     [[ $pair =~ ^(tts|vc|se|tse):[^:]+$ ]] || die "--omni-test-sets: '$pair' is not <tts|vc|se|tse>:<set>"
   done
 fi
+# Lip-to-speech needs mouth videos from fine-tuning on; the embedded corpus's large size renders none.
+l2s_needs_videos=false
+[ "$task" = l2s ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 5 ] && l2s_needs_videos=true
+if $l2s_needs_videos && [ "$corpus" = mini ] && [ "$mini_size" = large ]; then
+  die "--mini-size large has no mouth videos: lip-to-speech needs --mini-size default or tiny (or --stop-stage 4)"
+fi
 [ -n "$exp_dir" ] || exp_dir=$root/egs/$task/exp
 case $ngpu in
   0) export CUDA_VISIBLE_DEVICES="" ;;  # CPU only, even on a GPU machine
@@ -130,6 +136,9 @@ omni_sets=""
 for pair in $omni_test_sets; do omni_sets="$omni_sets ${pair#*:}"; done
 for set in $train_set $dev_set $test_set $omni_sets; do
   [ -d "$data_dir/$set" ] || [ "$stop_stage" -lt 1 ] || die "$data_dir/$set does not exist: run stage 0 first (or check --data-dir, --*-set)"
+  if $l2s_needs_videos && [ -d "$data_dir/$set" ] && [ ! -f "$data_dir/$set/video.scp" ]; then
+    die "$data_dir/$set has no video.scp: lip-to-speech needs mouth videos (the embedded corpus renders them at --mini-size default or tiny)"
+  fi
 done
 
 if [ "$ssl_extractor" = builtin ]; then
