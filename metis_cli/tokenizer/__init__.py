@@ -3,7 +3,7 @@ quality report.
 
 A tokenizer dir holds either ``kmeans.safetensors`` + ``kmeans.json`` (``metis kmeans``) or
 ``vq.safetensors`` + ``vq.json`` (``metis train-vq``); ``load_tokenizer`` tells them apart. Both
-loaded models have ``assign(features [T, D], utt) -> tokens [T]``, ``n_clusters``, ``config``, ``dir``.
+loaded models have ``assign(features [T, D], utt) -> tokens [T]``, ``n_clusters``, ``config``, ``dir``, ``kind``.
 """
 from __future__ import annotations
 

@@ -145,6 +145,8 @@ def train_kmeans(feats_dir, out_dir, n_clusters: int, portion: float = 0.1, iter
 class KMeansModel:
     """Saved centroids; ``assign`` gives the nearest centroid of each frame."""
 
+    kind = "kmeans"  # the key of TOKENIZER_FILES
+
     def __init__(self, model_dir):
         from safetensors.numpy import load_file
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
-from metis_cli.tokenizer import load_tokenizer, tokenizer_kind
+from metis_cli.tokenizer import load_tokenizer
 from metis_cli.tokenizer.kmeans import FeatureDimensionError
 
 
@@ -35,7 +35,7 @@ def tokenize(out_dir, model_dir, feats_dir=None, data_dir=None, tokenizer: str =
     if (feats_dir is None) == (data_dir is None):
         raise MetisError("give either stored features (--feats) or a data dir to extract from (--data)")
     model = load_tokenizer(model_dir, tokenizer)
-    kind = tokenizer_kind(model_dir)
+    kind = model.kind
     out = Path(out_dir)
     started = time.time()
     failed: dict[str, str] = {}

@@ -283,6 +283,8 @@ def export_vq(exp_dir, out_dir=None, checkpoint=None) -> dict:
 class VQTokenizer:
     """A tokenizer dir from ``export_vq``; ``assign`` gives each frame's code, like KMeansModel."""
 
+    kind = "vq"  # the key of TOKENIZER_FILES
+
     def __init__(self, model_dir, device: str | None = None):
         from safetensors.torch import load_file
 
