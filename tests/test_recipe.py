@@ -47,6 +47,8 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     assert result.returncode == 1 and "unknown --task l2x" in result.stderr
     result = recipe("vc", "--ngpu", "two")
     assert result.returncode == 1 and "--ngpu must be a number of GPUs" in result.stderr
+    result = recipe("vc", "--tokenizer", "hubert")
+    assert result.returncode == 1 and "unknown --tokenizer hubert: choose kmeans or vq" in result.stderr
     result = recipe("l2s", "--mini-size", "large", "--data-dir", data)
     assert result.returncode == 1 and "--mini-size large has no mouth videos" in result.stderr
     (data / "mini_test").mkdir()  # the sets exist, but without video.scp (a corpus prepared without videos)
@@ -217,6 +219,30 @@ def test_omni_recipe_decodes_every_task_and_compares_with_the_single_task_models
     for task in ("se", "vc", "tse"):  # their recipes ran before this test (when it runs alone, they are missing)
         if (tmp_path / f"{task}_exp" / f"{task}_mini").is_dir():
             assert f"{task}_exp/{task}_mini/decode_" in results
+
+
+@pytest.mark.slow
+def test_vq_tokenizer_stage_on_a_copy_of_the_tiny_corpus(tts_run, tmp_path):
+    """--tokenizer vq: stage 2 trains a VQ tokenizer with --n-clusters codes, tokenizes every set with it, and a
+    rerun finds it trained; the data dir is a copy, so the other tests keep their k-means tokens."""
+    mini_dir = tmp_path / "mini"
+    shutil.copytree(tts_run[0] / "mini", mini_dir, symlinks=True)
+    args = ["--data-dir", mini_dir, "--stage", 2, "--stop-stage", 2, "--exp-dir", tmp_path / "exp", "--tokenizer", "vq",
+            "--n-clusters", 16, "--vq-overrides", "train.max_steps=3 train.val_every=100 train.ckpt_every=100 data.val_utterances=2"]
+    result = run(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tokenizer_dir = mini_dir / "vq" / "builtin_k16" / "tokenizer"
+    assert json.loads((tokenizer_dir / "vq.json").read_text())["n_clusters"] == 16
+    for name in ("mini_train", "mini_dev", "mini_test"):
+        tokens = mini_dir / name / "ssl_tokens"
+        assert (tokens / ".done").read_text().strip() == str(tokenizer_dir)
+        assert json.loads((tokens / "tokens.json").read_text())["tokenizer"] == "vq"
+        store = ArrayStore(tokens)
+        assert len(store) == len((mini_dir / name / "utt2spk").read_text().splitlines())
+        assert all(0 <= store[u].min() and store[u].max() < 16 for u in store.keys())
+    assert json.loads((tokenizer_dir / "quality_mini_dev.json").read_text())["n_clusters"] == 16
+    again = run(*args)
+    assert again.returncode == 0 and "VQ tokenizer" not in again.stderr
 
 
 @pytest.mark.slow

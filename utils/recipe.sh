@@ -14,7 +14,8 @@
 # rerun skips finished work and a killed stage resumes; times go to <exp-dir>/stage_times.tsv):
 #   0 data      build the corpus once (local/data.sh: embedded, or metis data prepare), validate every set
 #   1 ssl       SSL features of train, dev (and the tts/l2s test set), train stats applied to all: <data-dir>/ssl/
-#   2 tokenize  k-means on the train features, SSL tokens of every set (<set>/ssl_tokens), quality report
+#   2 tokenize  the SSL tokenizer on the train features (k-means, or with --tokenizer vq a learned VQ),
+#               SSL tokens of every set (<set>/ssl_tokens), quality report
 #   3 codec     train the acoustic codec (shared: <root>/exp/codec_<conf>), encode every set to
 #               <set>/acoustic_codes, resynthesise the test set (tts, l2s: the ceiling; scored as task resynth)
 #   4 pretrain  stage-1 pre-training on the train set's SSL tokens (shared: <root>/exp/pretrain_<conf>),
@@ -55,9 +56,11 @@ seed=0
 exp_dir=""                 # default: <root>/egs/<task>/exp
 ssl_extractor=builtin      # or a local w2v-BERT 2.0 / HuBERT / WavLM model dir
 ssl_layer=17               # hidden_states index, for model dirs only
-n_clusters=128             # SSL token vocabulary
+tokenizer=kmeans           # kmeans (metis kmeans) or vq (metis train-vq with <config-dir>/vq.yaml)
+n_clusters=128             # SSL token vocabulary: k-means clusters or VQ codes
 kmeans_portion=0.5
-kmeans_dir=""              # default: <data-dir>/kmeans/<ssl>_k<n>; another corpus's, to reuse its tokens
+vq_overrides=""            # key=value overrides of vq.yaml, e.g. "train.max_steps=100"
+tokenizer_dir=""           # default: <data-dir>/kmeans/<ssl>_k<n> (vq: <data-dir>/vq/<ssl>_k<n>/tokenizer); another corpus's, to reuse its tokens
 config_dir=$root/conf/mini  # conf/mini (CPU, embedded corpus) or conf/full (published sizes)
 codec_overrides=""          # key=value overrides of codec.yaml, e.g. "train.max_steps=100"
 codec_dir=""               # default: <root>/exp/codec_<name of config_dir>, shared by all recipes
@@ -87,6 +90,10 @@ input_scp_of() {
 case $task in
   tts|vc|se|tse|l2s|omni) ;;
   *) die "unknown --task $task: choose tts, vc, se, tse, l2s or omni" ;;
+esac
+case $tokenizer in
+  kmeans|vq) ;;
+  *) die "unknown --tokenizer $tokenizer: choose kmeans or vq" ;;
 esac
 if [ "$task" = omni ]; then
   [ -n "$omni_test_sets" ] || die "--task omni needs --omni-test-sets (egs/omni/corpus.conf sets them)"
@@ -149,7 +156,12 @@ else
   layer_opt="--layer $ssl_layer"
 fi
 ssl_dir=$data_dir/ssl/$ssl_name
-[ -n "$kmeans_dir" ] || kmeans_dir=$data_dir/kmeans/${ssl_name}_k$n_clusters
+if [ -z "$tokenizer_dir" ]; then
+  case $tokenizer in
+    kmeans) tokenizer_dir=$data_dir/kmeans/${ssl_name}_k$n_clusters ;;
+    vq) tokenizer_dir=$data_dir/vq/${ssl_name}_k$n_clusters/tokenizer ;;  # metis train-vq writes <exp>/tokenizer
+  esac
+fi
 
 if in_stage 1 ssl; then
   log "$ssl_extractor features in $ssl_dir"
@@ -167,20 +179,29 @@ if in_stage 2 tokenize; then
   for set in $ssl_sets; do
     [ -f "$ssl_dir/$set/.done" ] || die "$ssl_dir/$set is missing: run stage 1 first"
   done
-  log "k-means ($n_clusters clusters) in $kmeans_dir"
-  [ -f "$kmeans_dir/kmeans.safetensors" ] ||
-    metis kmeans "$ssl_dir/$train_set" "$kmeans_dir" --n-clusters "$n_clusters" --portion "$kmeans_portion"
+  if [ "$tokenizer" = kmeans ]; then
+    log "k-means ($n_clusters clusters) in $tokenizer_dir"
+    [ -f "$tokenizer_dir/kmeans.safetensors" ] ||
+      metis kmeans "$ssl_dir/$train_set" "$tokenizer_dir" --n-clusters "$n_clusters" --portion "$kmeans_portion"
+  elif [ ! -f "$tokenizer_dir/vq.safetensors" ]; then
+    [ "$(basename "$tokenizer_dir")" = tokenizer ] ||
+      die "--tokenizer-dir $tokenizer_dir holds no VQ tokenizer; one to train must be <exp>/tokenizer (metis train-vq writes it there)"
+    log "VQ tokenizer ($n_clusters codes): $config_dir/vq.yaml in $(dirname "$tokenizer_dir")"
+    # shellcheck disable=SC2086
+    "${trainer[@]}" train-vq "$ssl_dir/$train_set" "$(dirname "$tokenizer_dir")" --config "$config_dir/vq.yaml" \
+      --val-feats "$ssl_dir/$dev_set" model.codebook_size="$n_clusters" $vq_overrides
+  fi
   for set in $ssl_sets; do
     tokens=$data_dir/$set/ssl_tokens
-    # Tokens made with another k-means model are redone; the marker names the model they came from.
-    if [ "$(cat "$tokens/.done" 2>/dev/null)" != "$kmeans_dir" ]; then
+    # Tokens made with another tokenizer are redone; the marker names the tokenizer they came from.
+    if [ "$(cat "$tokens/.done" 2>/dev/null)" != "$tokenizer_dir" ]; then
       rm -rf "$tokens"
-      metis tokenize "$tokens" --kmeans "$kmeans_dir" --feats "$ssl_dir/$set"
-      echo "$kmeans_dir" > "$tokens/.done"
+      metis tokenize "$tokens" --model "$tokenizer_dir" --tokenizer "$tokenizer" --feats "$ssl_dir/$set"
+      echo "$tokenizer_dir" > "$tokens/.done"
     fi
   done
   if [ -f "$data_dir/$dev_set/phones.ctm" ]; then  # phone alignments: the embedded corpus has them
-    metis token-report "$data_dir/$dev_set/ssl_tokens" --phones "$data_dir/$dev_set/phones.ctm" --json "$kmeans_dir/quality_$dev_set.json"
+    metis token-report "$data_dir/$dev_set/ssl_tokens" --phones "$data_dir/$dev_set/phones.ctm" --json "$tokenizer_dir/quality_$dev_set.json"
   fi
   end_stage
 fi
@@ -239,8 +260,8 @@ if in_stage 4 pretrain; then
     [ -f "$data_dir/$set/acoustic_codes/.done" ] || die "$data_dir/$set/acoustic_codes is missing: run stage 3 first"
   done
   log "$config_dir/pretrain.yaml in $pretrain_dir"
-  train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$kmeans_dir" "$pretrain_overrides"
-  inputs="$kmeans_dir $codec_dir"
+  train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$tokenizer_dir" "$pretrain_overrides"
+  inputs="$tokenizer_dir $codec_dir"
   if [ -f "$config_dir/s2a.yaml" ]; then
     log "S2A: $config_dir/s2a.yaml in $s2a_dir"
     train s2a "$config_dir/s2a.yaml" "$s2a_dir" "$inputs" "$s2a_overrides"
