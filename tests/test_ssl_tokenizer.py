@@ -182,7 +182,7 @@ def test_tokens_deterministic_from_features_and_audio(train_feats, tiny_corpus, 
     assert a.keys() == b.keys() == c.keys()
     for utt in a.keys():
         np.testing.assert_array_equal(a[utt], b[utt])
-        assert (a[utt] == c[utt]).mean() > 0.99, "float16 storage may flip a rare near-tie"
+        np.testing.assert_array_equal(a[utt], c[utt])  # from audio: the stored features' float16 rounding too
         assert a[utt].dtype == np.int16 and a[utt].max() < 20
     first = (tmp_path / "a" / "text.km").read_text().splitlines()[0].split()
     assert first[0] == a.keys()[0] and [int(t) for t in first[1:]] == a[a.keys()[0]].tolist()

@@ -73,7 +73,9 @@ def load_stats(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def normalize(features: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    return (features - mean) / np.sqrt(var + 1e-8)
+    """Mean/variance normalised features, rounded to float16 as they are stored (so tokens assigned on the
+    fly from audio equal tokens assigned from the stored features)."""
+    return ((features - mean) / np.sqrt(var + 1e-8)).astype(np.float16)
 
 
 def _pool(spec, layer, chunk_seconds, num_jobs):
@@ -165,7 +167,7 @@ def extract_ssl(
                     else:
                         if feats.shape[1] != dim:
                             raise MetisError(f"utterance '{utt}': features have {feats.shape[1]} dims, the stats {dim}")
-                        writer.write(utt, normalize(feats, mean, var).astype(np.float16))
+                        writer.write(utt, normalize(feats, mean, var))
                         logs[j].write(f"{utt}\t{len(feats)} frames\n")
                     logs[j].flush()
                     bar.advance(task)
