@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from conftest import REPO, make_datadir
 from metis_cli.cli import app
 from metis_cli.codec.inference import decode_codes, encode_datadir, load_codec
+from metis_cli.audio import resample as soxr_resample
 from metis_cli.codec.train import AudioSegments, train_codec
 from metis_cli.data.arrays import ArrayStore
 from metis_cli.data.datadir import DataDir
@@ -121,6 +122,30 @@ def test_other_sample_rates_are_resampled_and_said_once(tmp_path, caplog):
         batch = segments.batch(np.random.default_rng(0), 4)
     assert batch.shape == (4, 3200)
     assert caplog.text.count("resampling") == 1 and "48000 Hz to the codec's 16000 Hz" in caplog.text
+
+
+def test_segments_past_the_cache_are_read_from_the_files_alone(tmp_path):
+    """The same seed draws the same segments whether the audio is cached or read segment by segment; at the
+    codec's rate they are the same samples, and from a file at another rate the same to float precision
+    (read from a point on both sample grids, with a margin); the cache never holds more than its budget."""
+    import soundfile as sf
+
+    dd = make_datadir(tmp_path / "a")
+    cached, direct = AudioSegments(dd, 16000, 1600, cache_gb=1.0), AudioSegments(dd, 16000, 1600, cache_gb=0)
+    a, b = cached.batch(np.random.default_rng(3), 8), direct.batch(np.random.default_rng(3), 8)
+    assert a.shape == b.shape == (8, 1600) and a.abs().sum() > 0
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert cached.cache and cached.cache_bytes == sum(w.nbytes for w in cached.cache.values()) and not direct.cache
+    one = next(iter(cached.cache.values())).nbytes
+    bounded = AudioSegments(dd, 16000, 1600, cache_gb=1.5 * one / 2**30)
+    bounded.batch(np.random.default_rng(3), 8)
+    assert len(bounded.cache) == 1 and bounded.cache_bytes <= 1.5 * one
+    for wav in (tmp_path / "a" / "wav").glob("*.wav"):  # the same audio at 24 kHz
+        data, rate = sf.read(wav)
+        sf.write(wav, soxr_resample(data, rate, 24000), 24000)
+    cached, direct = AudioSegments(dd, 16000, 1600, cache_gb=1.0), AudioSegments(dd, 16000, 1600, cache_gb=0)
+    c, d = cached.batch(np.random.default_rng(3), 8), direct.batch(np.random.default_rng(3), 8)
+    assert (c - d).abs().max() < 1e-5 and (c - a).abs().max() < 0.05
 
 
 def test_config_overrides_are_checked():

@@ -1,8 +1,9 @@
 """``metis codec train``: the codec task for the shared Trainer.
 
 Config sections (conf/{mini,full}/codec.yaml): ``model`` (CodecConfig), ``data`` (segment length,
-batch size), ``optim`` (AdamW, warm-up then cosine decay), ``loss`` (weights), ``discriminator``
-(on/off and sizes), ``train`` (TrainConfig: steps, checkpoints, validation, time budget).
+batch size, ``cache_gb``: how much training audio is kept in memory, the rest being read segment by
+segment), ``optim`` (AdamW, warm-up then cosine decay), ``loss`` (weights), ``discriminator`` (on/off
+and sizes), ``train`` (TrainConfig: steps, checkpoints, validation, time budget).
 """
 from __future__ import annotations
 
@@ -30,10 +31,18 @@ SECTIONS = ("model", "data", "optim", "loss", "discriminator", "train")
 
 
 class AudioSegments:
-    """Random fixed-length segments of a data dir's audio at the codec's rate (audio kept in memory
-    after its first use; files at another rate are resampled, and the log says so once)."""
+    """Random fixed-length segments of a data dir's audio at the codec's rate.
 
-    def __init__(self, data_dir, sample_rate: int, segment_samples: int):
+    Whole utterances are kept in memory after their first use while they fit in ``cache_gb``; past
+    that, each segment is read from its file alone (a seek and a short read; with a margin around it
+    when the file is at another rate, which is resampled, and the log says so once). So a corpus of any
+    size trains in bounded memory. The segment's position comes from the length in the file's header
+    whichever way it is read, so batches do not depend on what happens to be cached (a resumed run
+    draws the same segments)."""
+
+    RESAMPLE_MARGIN = 0.05  # seconds read on each side of a segment that is resampled (soxr's edge effects)
+
+    def __init__(self, data_dir, sample_rate: int, segment_samples: int, cache_gb: float = 2.0):
         self.data = DataDir(data_dir)
         self.sources = self.data.audio_sources()
         self.utts = sorted(self.sources)
@@ -41,29 +50,74 @@ class AudioSegments:
             raise MetisError(f"{data_dir}: no utterances")
         self.sample_rate, self.segment = sample_rate, segment_samples
         self.cache: dict[str, np.ndarray] = {}
+        self.cache_bytes, self.cache_limit = 0, int(cache_gb * 2**30)
+        self.lengths: dict[str, tuple[int, int]] = {}  # utt -> (file rate, samples at the codec's rate)
         self._warned = False
 
-    def audio(self, utt: str) -> np.ndarray:
-        if utt not in self.cache:
-            from metis_cli.audio import audio_info, load_audio
+    def length(self, utt: str) -> tuple[int, int]:
+        """(the file's sample rate, the utterance's length in samples at the codec's rate), from the header."""
+        if utt not in self.lengths:
+            from metis_cli.audio import audio_info
 
             source, start, end = self.sources[utt]
-            rate = audio_info(source, utt_id=utt).sample_rate
+            info = audio_info(source, utt_id=utt)
+            rate = info.sample_rate
             if rate != self.sample_rate and not self._warned:
                 logger.info("resampling %s audio from %d Hz to the codec's %d Hz", self.data.path, rate, self.sample_rate)
                 self._warned = True
-            self.cache[utt] = load_audio(source, self.sample_rate, start=start, end=end, utt_id=utt)[0]
-        return self.cache[utt]
+            first = int(round(start * rate))
+            native = (info.frames if end is None else int(round(end * rate))) - first
+            self.lengths[utt] = rate, max(0, native * self.sample_rate // rate)
+        return self.lengths[utt]
+
+    def audio(self, utt: str) -> np.ndarray:
+        """The whole utterance at the codec's rate (cached while the cache has room)."""
+        if utt in self.cache:
+            return self.cache[utt]
+        from metis_cli.audio import load_audio
+
+        self.length(utt)  # the resampling note, once
+        source, start, end = self.sources[utt]
+        wav = load_audio(source, self.sample_rate, start=start, end=end, utt_id=utt)[0]
+        if self.cache_bytes + wav.nbytes <= self.cache_limit:
+            self.cache[utt] = wav
+            self.cache_bytes += wav.nbytes
+        return wav
+
+    def read_segment(self, utt: str, offset: int) -> np.ndarray:
+        """Samples ``offset``.. ``offset + segment`` of the utterance, read from its file alone. A file at
+        another rate is read from a point where both rates' sample grids meet, a margin before the
+        segment, so the resampled samples line up with those of the whole utterance resampled."""
+        import math
+
+        from metis_cli.audio import load_audio
+
+        rate, _ = self.length(utt)
+        source, start, end = self.sources[utt]
+        s0, sr = int(round(start * rate)), self.sample_rate
+        if rate == sr:
+            k0 = offset
+        else:
+            step = sr // math.gcd(rate, sr)  # codec samples between shared grid points
+            k0 = max(0, (offset - int(self.RESAMPLE_MARGIN * sr)) // step * step)
+        first = s0 + k0 * rate // sr
+        last = s0 + math.ceil((offset + self.segment) * rate / sr) + (0 if rate == sr else int(self.RESAMPLE_MARGIN * rate))
+        if end is not None:
+            last = min(last, int(round(end * rate)))
+        wav = load_audio(source, sr, start=first / rate, end=last / rate, utt_id=utt)[0]
+        return wav[offset - k0 : offset - k0 + self.segment]
 
     def batch(self, rng: np.random.Generator, size: int) -> torch.Tensor:
         out = np.zeros((size, self.segment), dtype=np.float32)
         for i in range(size):
-            wav = self.audio(self.utts[rng.integers(len(self.utts))])
-            if len(wav) > self.segment:
-                start = rng.integers(0, len(wav) - self.segment)
-                out[i] = wav[start : start + self.segment]
+            utt = self.utts[rng.integers(len(self.utts))]
+            length = self.length(utt)[1]
+            offset = int(rng.integers(0, length - self.segment)) if length > self.segment else 0
+            if utt in self.cache or self.cache_bytes + 4 * length <= self.cache_limit:
+                piece = self.audio(utt)[offset : offset + self.segment]
             else:
-                out[i, : len(wav)] = wav
+                piece = self.read_segment(utt, offset)
+            out[i, : len(piece)] = piece
         return torch.from_numpy(out)
 
 
@@ -86,7 +140,7 @@ class CodecTask:
         self.loss_weights = {"mel": 15.0, "stft": 1.0, "commitment": self.cfg.quantizer.commitment_weight,
                              "codebook": 1.0, "adversarial": 1.0, "feature_matching": 2.0, **loss.get("weights", {})}
         segment = int(float(data.get("segment_seconds", 1.0)) * self.cfg.sample_rate) // self.cfg.hop_length * self.cfg.hop_length
-        self.train_data = AudioSegments(train_dir, self.cfg.sample_rate, segment)
+        self.train_data = AudioSegments(train_dir, self.cfg.sample_rate, segment, float(data.get("cache_gb", 2.0)))
         self.val_dir = val_dir
         self.num_val_examples = int(data.get("val_utterances", 4))
 
@@ -149,7 +203,7 @@ class CodecTask:
 
         if self.val_dir is None:
             return {}
-        data = AudioSegments(self.val_dir, self.cfg.sample_rate, self.cfg.hop_length)
+        data = AudioSegments(self.val_dir, self.cfg.sample_rate, self.cfg.hop_length, cache_gb=0)
         codec = trainer.unwrap(self.codec)
         mel, stois = [], []
         for utt in data.utts[: self.num_val_examples]:
