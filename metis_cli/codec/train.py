@@ -141,6 +141,12 @@ class CodecTask:
                              "codebook": 1.0, "adversarial": 1.0, "feature_matching": 2.0, **loss.get("weights", {})}
         segment = int(float(data.get("segment_seconds", 1.0)) * self.cfg.sample_rate) // self.cfg.hop_length * self.cfg.hop_length
         self.train_data = AudioSegments(train_dir, self.cfg.sample_rate, segment, float(data.get("cache_gb", 2.0)))
+        # One thread reads the next step's audio while this step computes (every batch goes through it,
+        # so the segment cache is only ever touched by that thread).
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="codec-audio")
+        self._pending: dict[tuple[int, int], object] = {}
         self.val_dir = val_dir
         self.num_val_examples = int(data.get("val_utterances", 4))
 
@@ -163,14 +169,27 @@ class CodecTask:
             d_opt = torch.optim.AdamW(self.disc.parameters(), lr=float(optim.get("lr", 1e-3)), betas=betas)
             trainer.add_optimizer("discriminator", d_opt, torch.optim.lr_scheduler.LambdaLR(d_opt, schedule))
 
+    def _prefetch(self, trainer: Trainer, step: int, micro: int) -> None:
+        if (step, micro) not in self._pending:
+            rng = np.random.default_rng(step_seed(trainer.train.seed, step, trainer.dist.rank, micro))
+            self._pending[(step, micro)] = self._reader.submit(self.train_data.batch, rng, self.batch_size)
+
+    def _batch(self, trainer: Trainer, step: int, micro: int) -> torch.Tensor:
+        """The audio of a step's micro-batch: the same for a given seed, step, rank and micro-batch
+        whether it was read ahead or not."""
+        self._prefetch(trainer, step, micro)
+        for key in [k for k in self._pending if k < (step, micro)]:  # read ahead for a step not taken
+            self._pending.pop(key).cancel()
+        return self._pending.pop((step, micro)).result()
+
     def train_step(self, trainer: Trainer, step: int) -> dict:
         accum = trainer.train.grad_accum
         device = trainer.dist.device
         gan = self.use_disc and step >= self.disc_start
         totals: dict[str, float] = {}
         for micro in range(accum):
-            rng = np.random.default_rng(step_seed(trainer.train.seed, step, trainer.dist.rank, micro))
-            real = self.train_data.batch(rng, self.batch_size).to(device)
+            real = self._batch(trainer, step, micro).to(device)
+            self._prefetch(trainer, step + 1 if micro == accum - 1 else step, (micro + 1) % accum)
             with trainer.autocast():
                 out = self.codec(real)
             fake = out["wav"].float()
