@@ -57,6 +57,14 @@ def test_resume_reproduces_the_next_loss(trained, tiny_corpus, tmp_path):
     assert metrics(exp)[0]["total"] == pytest.approx(metrics(trained)[-1]["total"], rel=1e-5)
 
 
+def test_the_same_seed_gives_the_same_run(trained, tiny_corpus, tmp_path):
+    """Initial weights and batches come from the seed: a second run's first step has the same loss."""
+    train_codec(mini_config("train.max_steps=1"), tmp_path / "again", tiny_corpus / "mini_train")
+    assert metrics(tmp_path / "again")[0]["total"] == pytest.approx(metrics(trained)[0]["total"], rel=1e-6)
+    train_codec(mini_config("train.max_steps=1", "train.seed=1"), tmp_path / "seed1", tiny_corpus / "mini_train")
+    assert metrics(tmp_path / "seed1")[0]["total"] != pytest.approx(metrics(trained)[0]["total"], rel=1e-3)
+
+
 def test_truncated_checkpoint_falls_back_to_the_previous_one(trained, tiny_corpus, tmp_path, caplog):
     exp = tmp_path / "exp"
     shutil.copytree(trained, exp)

@@ -122,6 +122,16 @@ def test_train_vq_writes_a_tokenizer_dir(trained):
     assert result.exit_code == 0 and "step 4" in result.output, "a finished run resumes at its last step and trains no more"
 
 
+def test_the_same_seed_gives_the_same_tokenizer(trained, tmp_path):
+    from safetensors.numpy import load_file
+
+    feats, exp = trained
+    result = runner.invoke(app, ["train-vq", str(feats), str(tmp_path / "again"), *TRAIN_OVERRIDES, "--config", str(REPO / "conf/mini/vq.yaml")])
+    assert result.exit_code == 0, result.output
+    first, again = (load_file(str(d / "tokenizer" / "vq.safetensors")) for d in (exp, tmp_path / "again"))
+    assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)
+
+
 def test_assign_matches_the_models_quantizer(trained):
     feats, exp = trained
     tokenizer = VQTokenizer(exp / "tokenizer")

@@ -151,6 +151,7 @@ class CodecTask:
         self.num_val_examples = int(data.get("val_utterances", 4))
 
         device = trainer.dist.device
+        trainer.seed_weights()
         self.codec = trainer.add_model("codec", Codec(self.cfg))
         self.mel_loss = MultiScaleMelLoss(self.cfg.sample_rate, **loss.get("mel", {})).to(device)
         self.stft_loss = MultiResolutionSTFTLoss().to(device)

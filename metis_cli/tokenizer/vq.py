@@ -160,6 +160,7 @@ class VQTask:
         if self.val_store is not None and feature_dim(self.val_store) != self.cfg.input_dim:
             raise MetisError(f"{features['val']}: {feature_dim(self.val_store)}-dim features; the training features have {self.cfg.input_dim}")
         self.val_utterances = int(data.get("val_utterances", 16))
+        trainer.seed_weights()
         self.model = trainer.add_model(MODEL_NAME, VQTokenizerModel(self.cfg))
         opt = torch.optim.AdamW(self.model.parameters(), lr=float(optim.get("lr", 1e-3)), betas=tuple(optim.get("betas", (0.9, 0.99))),
                                 weight_decay=float(optim.get("weight_decay", 0.0)))

@@ -63,7 +63,7 @@ class TokenTask:
             n_train = len(self.train_data.lengths)
         self.val_data = self.select(UtteranceArrays(val_dirs, self.kinds), validation=True) if val_dirs else None
         self.val_utterances = int(data.get("val_utterances", 64))
-        torch.manual_seed(trainer.train.seed)  # the same initial weights for the same seed, on every rank
+        trainer.seed_weights()
         model = self.build_model()
         if trainer.dist.main:  # with the sizes that build_model read from the data
             save_config(config, trainer.exp_dir / "config.yaml")

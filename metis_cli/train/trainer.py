@@ -111,6 +111,11 @@ class Trainer:
             (self.exp_dir / "git_revision.txt").write_text(git_revision() + "\n")
 
     # --- set-up by the task -------------------------------------------------------------------
+    def seed_weights(self) -> None:
+        """Seeds torch with the run's seed. Each task calls it right before it builds its models, so one
+        seed gives the same initial weights in every run and on every rank."""
+        torch.manual_seed(self.train.seed)
+
     def add_model(self, name: str, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
         """Moves ``model`` to the device (wrapped in DDP when there are several ranks and it trains).
         ``find_unused_parameters``: some parameters sit out some steps (S2A's heads of other codebooks)."""
