@@ -239,9 +239,8 @@ def _modulation(wav: np.ndarray, sample_rate: int, config: WatermarkConfig) -> t
     if active.sum() < 4:
         return out, active_seconds
     log_power = 10 * np.log10(power[active] + 1e-12)
-    kernel = np.ones(2 * ENVELOPE_BINS + 1) / (2 * ENVELOPE_BINS + 1)
-    envelope = np.apply_along_axis(lambda row: np.convolve(row, kernel, mode="same"), 1, log_power)
-    residual = log_power - envelope
+    # (the bands stay more than ENVELOPE_BINS from 0 Hz and Nyquist, so the edges' padding never matters)
+    residual = log_power - _box_smooth(log_power, (1, 2 * ENVELOPE_BINS + 1))
     # Each time-frequency cell counts by the share of its power above the stationary noise floor: where
     # added noise dominates, the log-magnitude no longer follows the ripple (clean audio: weights ~1).
     smooth = _box_smooth(power, NOISE_SMOOTH)
