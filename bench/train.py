@@ -1,4 +1,4 @@
-"""Training throughput: stage-1 pre-training and S2A steps from the real configs, on synthetic token data.
+"""Training throughput: stage-1 pre-training, S2A and codec steps from the real configs, on synthetic data.
 
     python3 bench/train.py                                  # CPU: mini and full, then 2 gloo processes vs 1
     python3 bench/train.py --sizes mini --steps 10
@@ -8,10 +8,13 @@ Each measurement runs in a fresh process: it builds the Trainer and the task of 
 `metis train-s2a` from conf/<size>/pretrain.yaml and s2a.yaml (full: s2a_coarse.yaml), on a data dir of
 random SSL tokens and codec codes with the corpus's shape (utterances of 3-30 s at 50 Hz, the config's
 vocabularies), and times ``task.train_step`` (forward, backward, clipping, AdamW) after warm-up steps.
+The codec (`metis codec train`, conf/<size>/codec.yaml, its discriminators on from the first step when the
+config enables them) trains on a data dir of noise wavs at its rate, read through its real audio loader.
 
 Columns: seconds per step; frames/s (50 Hz positions of real, unpadded audio; x50 = seconds of audio per
-second); tokens/s (input tokens: stage 1 one SSL token per frame, S2A one SSL token plus every codebook's
-code per frame); model TFLOP/s (6 x matmul parameters x frames + 12 x layers x dim x frames^2 per
+second; codec: 50 Hz latent frames of its audio segments); tokens/s (input tokens: stage 1 one SSL token per
+frame, S2A one SSL token plus every codebook's code per frame, codec the codes it makes); model TFLOP/s
+(transformers only; not counted for the codec's convolutions) (6 x matmul parameters x frames + 12 x layers x dim x frames^2 per
 utterance for attention; padding not counted) and MFU against the peak that a large matrix product
 reaches on the same device in the same precision (measured first, printed), and peak memory.
 
@@ -61,6 +64,63 @@ def synthetic_data(root: Path, size: str, utterances: int, seed: int = 0) -> Pat
 
 
 CPU_FULL_MAX_FRAMES = 2000  # 40 s of audio per batch: what a full-size step on 24 GB of CPU memory holds
+
+
+def synthetic_audio(root: Path, size: str, utterances: int = 16, seconds: float = 5.0, seed: int = 0) -> Path:
+    """A data dir of ``utterances`` noise wavs at the codec's sample rate (for the codec's training step)."""
+    import soundfile as sf
+    import yaml
+
+    rate = yaml.safe_load((REPO / CONFIGS[size]["codec"]).read_text())["model"]["sample_rate"]
+    rng = np.random.default_rng(seed)
+    data = root / f"{size}_audio"
+    (data / "wav").mkdir(parents=True, exist_ok=True)
+    scp = []
+    for i in range(utterances):
+        path = data / "wav" / f"utt{i:05d}.wav"
+        sf.write(path, (0.1 * rng.standard_normal(int(seconds * rate))).astype(np.float32), rate)
+        scp.append(f"utt{i:05d} {path}")
+    (data / "wav.scp").write_text("\n".join(scp) + "\n")
+    (data / "utt2spk").write_text("".join(f"utt{i:05d} spk\n" for i in range(utterances)))
+    return data
+
+
+def measure_codec(size: str, device: str, steps: int, warmup: int, data: Path, bf16: bool) -> dict:
+    import yaml
+
+    from metis_cli.codec.train import CodecTask
+    from metis_cli.train.trainer import TrainConfig, Trainer
+
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    config = yaml.safe_load((REPO / CONFIGS[size]["codec"]).read_text())
+    config["train"].update(max_steps=warmup + steps, bf16=bf16, bf16_cpu=bf16, max_minutes=None)
+    config["optim"]["warmup_steps"] = 1
+    config["discriminator"]["start_step"] = 0
+    with tempfile.TemporaryDirectory() as exp:
+        trainer = Trainer(exp, config, TrainConfig.from_dict(config["train"]))
+        task = CodecTask(trainer, config, data)
+        dev = trainer.dist.device
+        for step in range(warmup):
+            task.train_step(trainer, step)
+        sync(dev)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        losses = []
+        start = time.time()
+        for step in range(warmup, warmup + steps):
+            losses.append(task.train_step(trainer, step)["total"])
+        sync(dev)
+        elapsed = time.time() - start
+        cfg, model = task.cfg, trainer.unwrap(task.codec)
+        params = sum(p.numel() for p in model.parameters()) + (sum(p.numel() for p in trainer.unwrap(task.disc).parameters()) if task.use_disc else 0)
+    frames = steps * task.batch_size * (task.train_data.segment // cfg.hop_length)  # at sample_rate / hop_length = 50 Hz
+    memory = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"size": size, "model": "codec" + (" +disc" if task.use_disc else ""), "processes": trainer.dist.world_size,
+            "device": torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}",
+            "dtype": "bf16" if bf16 else "fp32", "params_m": params / 1e6, "s_per_step": elapsed / steps, "frames_per_s": frames / elapsed,
+            "tokens_per_s": frames * cfg.quantizer.n_codebooks / elapsed, "padding": 0.0, "tflops": 0.0, "peak_tflops": 0.0, "mfu": 0.0,
+            "peak_mb": memory, "loss_first_last": [losses[0], losses[-1]], "max_frames": task.batch_size * task.train_data.segment // cfg.hop_length}
 
 
 def matmul_params(model: torch.nn.Module, kind: str) -> int:
@@ -189,7 +249,7 @@ def table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["mini", "full"], choices=sorted(CONFIGS))
-    parser.add_argument("--models", nargs="+", default=["stage1", "s2a"], choices=["stage1", "s2a"])
+    parser.add_argument("--models", nargs="+", default=["stage1", "s2a", "codec"], choices=["stage1", "s2a", "codec"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="bf16 autocast (the configs' default) or fp32")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="train.gradient_checkpointing: true (less memory, more compute)")
@@ -207,8 +267,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.one:
         size, kind = args.one
-        result = measure(size, kind, args.device, args.steps, args.warmup, Path(args.data) / f"{size}_data", args.precision == "bf16",
-                         args.gradient_checkpointing, args.max_frames or None)
+        if kind == "codec":
+            result = measure_codec(size, args.device, args.steps, args.warmup, Path(args.data) / f"{size}_audio", args.precision == "bf16")
+        else:
+            result = measure(size, kind, args.device, args.steps, args.warmup, Path(args.data) / f"{size}_data", args.precision == "bf16",
+                             args.gradient_checkpointing, args.max_frames or None)
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(result))
         return
@@ -217,11 +280,15 @@ def main() -> None:
         args.data_root = Path(root)
         for size in args.sizes:
             synthetic_data(args.data_root, size, args.utterances)
+            if "codec" in args.models:
+                synthetic_audio(args.data_root, size)
             for kind in args.models:
                 rows.append(run_one(args, size, kind, args.device, args.threads))
         if args.scaling if args.scaling is not None else args.device == "cpu":
             if "mini" not in args.sizes:
                 synthetic_data(args.data_root, "mini", args.utterances)
+                if "codec" in args.models:
+                    synthetic_audio(args.data_root, "mini")
             for kind in args.models:
                 group = [run_one(args, "mini", kind, "cpu", threads, processes) for threads, processes in ((1, 1), (2, 1), (1, 2))]
                 scaling.append((kind, *group))
