@@ -114,7 +114,8 @@ def measure_codec(size: str, device: str, steps: int, warmup: int, data: Path, b
         elapsed = time.time() - start
         cfg, model = task.cfg, trainer.unwrap(task.codec)
         params = sum(p.numel() for p in model.parameters()) + (sum(p.numel() for p in trainer.unwrap(task.disc).parameters()) if task.use_disc else 0)
-    frames = steps * task.batch_size * (task.train_data.segment // cfg.hop_length)  # at sample_rate / hop_length = 50 Hz
+    # 50 Hz latent frames (sample_rate / hop_length); every rank trained on its own batches
+    frames = steps * task.batch_size * (task.train_data.segment // cfg.hop_length) * trainer.dist.world_size
     memory = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"size": size, "model": "codec" + (" +disc" if task.use_disc else ""), "processes": trainer.dist.world_size,
             "device": torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}",
