@@ -49,6 +49,11 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     assert result.returncode == 1 and "--ngpu must be a number of GPUs" in result.stderr
     result = recipe("vc", "--tokenizer", "hubert")
     assert result.returncode == 1 and "unknown --tokenizer hubert: choose kmeans or vq" in result.stderr
+    for name in ("mini_train", "mini_dev"):  # stage 1's outputs, so that stage 2 gets to its tokenizer
+        (data / "ssl" / "builtin" / name).mkdir(parents=True)
+        (data / "ssl" / "builtin" / name / ".done").touch()
+    result = recipe("vc", "--stage", 2, "--stop-stage", 2, "--data-dir", data, "--tokenizer", "vq", "--tokenizer-dir", tmp_path / "vq")
+    assert result.returncode == 1 and f"--tokenizer-dir {tmp_path / 'vq'} holds no VQ tokenizer; one to train must be <exp>/tokenizer" in result.stderr
     result = recipe("l2s", "--mini-size", "large", "--data-dir", data)
     assert result.returncode == 1 and "--mini-size large has no mouth videos" in result.stderr
     (data / "mini_test").mkdir()  # the sets exist, but without video.scp (a corpus prepared without videos)
