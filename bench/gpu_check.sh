@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The GPU check: on a machine with an NVIDIA GPU, run the full-size models' training steps (stage 1 and
-# S2A, bf16, with and without gradient checkpointing), a full-size decode, k-means at Metis's size
-# (200k x 1024 points, 8192 clusters: torch on the GPU, and faiss-gpu when it is installed) and a
-# w2v-BERT 2.0-sized feature extractor, and print their tables. Random weights and synthetic data: it
-# needs no corpus and no download, only this checkout and a CUDA build of PyTorch (plus numpy, PyYAML,
-# safetensors, rich, transformers).
+# The GPU check: on a machine with an NVIDIA GPU, run the full-size training steps (stage 1, S2A and the
+# codec with its discriminators, bf16; stage 1 also with gradient checkpointing), a full-size decode,
+# k-means at Metis's size (200k x 1024 points, 8192 clusters: torch on the GPU, and faiss-gpu when it is
+# installed) and a w2v-BERT 2.0-sized feature extractor, and print their tables. Random weights and
+# synthetic data: it needs no corpus and no download, only this checkout and a CUDA build of PyTorch
+# (plus numpy, PyYAML, safetensors, soundfile, rich, transformers).
 #
-#   bash bench/gpu_check.sh                     # under 8 minutes on one H100/H200 (each part has a time limit)
+#   bash bench/gpu_check.sh                     # under 10 minutes on one H100/H200 (each part has a time limit)
 #   bash bench/gpu_check.sh --out gpu_check     # also keep each part's log in gpu_check/
 #   bash bench/gpu_check.sh --device cpu --sizes mini --big-points 20000   # a dry run of the script on a CPU
 set -uo pipefail
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     --sizes) sizes=$2; shift 2 ;;
     --big-points) big_points=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done
@@ -56,7 +56,7 @@ python3 -c 'import faiss; print("faiss", faiss.__version__, "| GPUs seen by fais
   || echo "faiss: not installed (k-means runs on torch)"
 
 # shellcheck disable=SC2086  # $sizes is a list of words
-part train 160 python3 "$root/bench/train.py" --device "$device" --sizes $sizes --steps 10 --warmup 3 --no-scaling
+part train 240 python3 "$root/bench/train.py" --device "$device" --sizes $sizes --steps 10 --warmup 3 --no-scaling
 # shellcheck disable=SC2086
 part train_checkpointing 80 python3 "$root/bench/train.py" --device "$device" --sizes $sizes --models stage1 --steps 5 --warmup 2 \
   --no-scaling --gradient-checkpointing
