@@ -58,7 +58,7 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     assert result.returncode == 1 and "--mini-size large has no mouth videos" in result.stderr
     (data / "mini_test").mkdir()  # the sets exist, but without video.scp (a corpus prepared without videos)
     result = recipe("l2s", "--stage", 5, "--data-dir", data)
-    assert result.returncode == 1 and f"{data}/mini_train has no video.scp: lip-to-speech needs mouth videos" in result.stderr
+    assert result.returncode == 1 and f"{data}/mini_train has no video.scp (nor visual feats.scp): lip-to-speech needs mouth videos" in result.stderr
     assert recipe("l2s", "--stage", 5, "--stop-stage", 4, "--data-dir", data).returncode == 0  # no stage to run: no check
 
 

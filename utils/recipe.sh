@@ -143,8 +143,8 @@ omni_sets=""
 for pair in $omni_test_sets; do omni_sets="$omni_sets ${pair#*:}"; done
 for set in $train_set $dev_set $test_set $omni_sets; do
   [ -d "$data_dir/$set" ] || [ "$stop_stage" -lt 1 ] || die "$data_dir/$set does not exist: run stage 0 first (or check --data-dir, --*-set)"
-  if $l2s_needs_videos && [ -d "$data_dir/$set" ] && [ ! -f "$data_dir/$set/video.scp" ]; then
-    die "$data_dir/$set has no video.scp: lip-to-speech needs mouth videos (the embedded corpus renders them at --mini-size default or tiny)"
+  if $l2s_needs_videos && [ -d "$data_dir/$set" ] && [ ! -f "$data_dir/$set/video.scp" ] && [ ! -f "$data_dir/$set/feats.scp" ]; then
+    die "$data_dir/$set has no video.scp (nor visual feats.scp): lip-to-speech needs mouth videos (the embedded corpus renders them at --mini-size default or tiny)"
   fi
 done
 
