@@ -16,7 +16,8 @@ second; codec: 50 Hz latent frames of its audio segments); tokens/s (input token
 frame, S2A one SSL token plus every codebook's code per frame, codec the codes it makes); model TFLOP/s
 (transformers only; not counted for the codec's convolutions) (6 x matmul parameters x frames + 12 x layers x dim x frames^2 per
 utterance for attention; padding not counted) and MFU against the peak that a large matrix product
-reaches on the same device in the same precision (measured first, printed), and peak memory.
+reaches on the same device in the same precision (measured first, printed; times the processes when
+there are several), and peak memory.
 
 Scaling (CPU, --scaling): 1 process with 1 thread, 1 process with 2 threads, and 2 processes (torchrun,
 gloo, 1 thread each, each rank its own batch: twice the global batch). Efficiency = throughput of 2
@@ -199,7 +200,8 @@ def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Pa
         frames, padded, flops = (float(x) for x in totals)
     codebooks = model.cfg.n_codebooks if kind == "s2a" else 0
     dtype = torch.bfloat16 if bf16 else torch.float32
-    peak = peak_tflops(dev, dtype) if trainer.dist.main else 0.0
+    # every rank has its own device (a GPU, or on the CPU its own core): the group's peak is world x one's
+    peak = peak_tflops(dev, dtype) * world if trainer.dist.main else 0.0
     memory = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"size": size, "model": kind, "device": torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}",
             "processes": world, "dtype": ("bf16" if bf16 else "fp32") + (" +ckpt" if checkpointing else ""), "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
