@@ -14,8 +14,8 @@ config enables them) trains on a data dir of noise wavs at its rate, read throug
 Columns: seconds per step; frames/s (50 Hz positions of real, unpadded audio; x50 = seconds of audio per
 second; codec: 50 Hz latent frames of its audio segments); tokens/s (input tokens: stage 1 one SSL token per
 frame, S2A one SSL token plus every codebook's code per frame, codec the codes it makes); model TFLOP/s
-(transformers only; not counted for the codec's convolutions) (6 x matmul parameters x frames + 12 x layers x dim x frames^2 per
-utterance for attention; padding not counted) and MFU against the peak that a large matrix product
+of the transformers (6 x matmul parameters x frames + 12 x layers x dim x frames^2 per utterance for
+attention; padding not counted; the codec's convolutions are not counted) and MFU against the peak that a large matrix product
 reaches on the same device in the same precision (measured first, printed; times the processes when
 there are several), and peak memory.
 
@@ -67,6 +67,13 @@ def synthetic_data(root: Path, size: str, utterances: int, seed: int = 0) -> Pat
 CPU_FULL_MAX_FRAMES = 2000  # 40 s of audio per batch: what a full-size step on 24 GB of CPU memory holds
 
 
+def synthetic_inputs(root: Path, size: str, utterances: int, models) -> None:
+    """The data dirs the measured models read: tokens and codes, and noise audio for the codec."""
+    synthetic_data(root, size, utterances)
+    if "codec" in models:
+        synthetic_audio(root, size)
+
+
 def synthetic_audio(root: Path, size: str, utterances: int = 16, seconds: float = 5.0, seed: int = 0) -> Path:
     """A data dir of ``utterances`` noise wavs at the codec's sample rate (for the codec's training step)."""
     import soundfile as sf
@@ -92,8 +99,7 @@ def measure_codec(size: str, device: str, steps: int, warmup: int, data: Path, b
     from metis_cli.codec.train import CodecTask
     from metis_cli.train.trainer import TrainConfig, Trainer
 
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    hide_gpus_for(device)
     config = yaml.safe_load((REPO / CONFIGS[size]["codec"]).read_text())
     config["train"].update(max_steps=warmup + steps, bf16=bf16, bf16_cpu=bf16, max_minutes=None)
     config["optim"]["warmup_steps"] = 1
@@ -101,28 +107,18 @@ def measure_codec(size: str, device: str, steps: int, warmup: int, data: Path, b
     with tempfile.TemporaryDirectory() as exp:
         trainer = Trainer(exp, config, TrainConfig.from_dict(config["train"]))
         task = CodecTask(trainer, config, data)
-        dev = trainer.dist.device
-        for step in range(warmup):
-            task.train_step(trainer, step)
-        sync(dev)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        losses = []
-        start = time.time()
-        for step in range(warmup, warmup + steps):
-            losses.append(task.train_step(trainer, step)["total"])
-        sync(dev)
-        elapsed = time.time() - start
-        cfg, model = task.cfg, trainer.unwrap(task.codec)
-        params = sum(p.numel() for p in model.parameters()) + (sum(p.numel() for p in trainer.unwrap(task.disc).parameters()) if task.use_disc else 0)
+        elapsed, losses = timed_steps(task, trainer, warmup, steps, "total")
+        cfg = task.cfg
+        models = [task.codec, task.disc] if task.use_disc else [task.codec]
+        params = sum(p.numel() for m in models for p in trainer.unwrap(m).parameters())
     # 50 Hz latent frames (sample_rate / hop_length); every rank trained on its own batches
-    frames = steps * task.batch_size * (task.train_data.segment // cfg.hop_length) * trainer.dist.world_size
-    memory = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    batch_frames = task.batch_size * (task.train_data.segment // cfg.hop_length)
+    frames = steps * batch_frames * trainer.dist.world_size
     return {"size": size, "model": "codec" + (" +disc" if task.use_disc else ""), "processes": trainer.dist.world_size,
-            "device": torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}",
-            "dtype": "bf16" if bf16 else "fp32", "params_m": params / 1e6, "s_per_step": elapsed / steps, "frames_per_s": frames / elapsed,
-            "tokens_per_s": frames * cfg.quantizer.n_codebooks / elapsed, "padding": 0.0, "tflops": 0.0, "peak_tflops": 0.0, "mfu": 0.0,
-            "peak_mb": memory, "loss_first_last": [losses[0], losses[-1]], "max_frames": task.batch_size * task.train_data.segment // cfg.hop_length}
+            **device_and_memory(trainer.dist.device), "dtype": "bf16" if bf16 else "fp32", "params_m": params / 1e6,
+            "s_per_step": elapsed / steps, "frames_per_s": frames / elapsed, "tokens_per_s": frames * cfg.quantizer.n_codebooks / elapsed,
+            "padding": 0.0, "tflops": 0.0, "peak_tflops": 0.0, "mfu": 0.0, "loss_first_last": [losses[0], losses[-1]],
+            "max_frames": batch_frames}
 
 
 def matmul_params(model: torch.nn.Module, kind: str) -> int:
@@ -154,6 +150,37 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def hide_gpus_for(device: str) -> None:
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the Trainer takes a GPU whenever it sees one
+
+
+def timed_steps(task, trainer, warmup: int, steps: int, loss_key: str, after_step=None) -> tuple[float, list[float]]:
+    """Runs ``warmup`` untimed steps, then ``steps`` timed ones (peak GPU memory counted from there);
+    ``after_step(step)`` runs after each timed step. Returns (seconds, the timed steps' losses)."""
+    dev = trainer.dist.device
+    for step in range(warmup):
+        task.train_step(trainer, step)
+    sync(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    losses = []
+    start = time.time()
+    for step in range(warmup, warmup + steps):
+        losses.append(task.train_step(trainer, step)[loss_key])
+        if after_step is not None:
+            after_step(step)
+    sync(dev)
+    return time.time() - start, losses
+
+
+def device_and_memory(dev: torch.device) -> dict:
+    """The result's device name and peak memory in MB (GPU: allocated; CPU: the process's peak RSS)."""
+    if dev.type == "cuda":
+        return {"device": torch.cuda.get_device_name(), "peak_mb": torch.cuda.max_memory_allocated() / 2**20}
+    return {"device": f"cpu x{torch.get_num_threads()}", "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Path, bf16: bool, checkpointing: bool,
             max_frames: int | None = None) -> dict:
     import yaml
@@ -162,8 +189,7 @@ def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Pa
     from metis_cli.train.s2a import S2ATask
     from metis_cli.train.trainer import TrainConfig, Trainer
 
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the Trainer takes a GPU whenever it sees one
+    hide_gpus_for(device)
     config = yaml.safe_load((REPO / CONFIGS[size][kind]).read_text())
     config["train"].update(max_steps=warmup + steps, bf16=bf16, bf16_cpu=bf16, max_minutes=None, gradient_checkpointing=checkpointing)
     config["optim"]["warmup_steps"] = 1
@@ -178,21 +204,16 @@ def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Pa
         model = trainer.unwrap(task.model)
         flops_per_frame = 6 * matmul_params(model, kind)
         layers, dim = model.cfg.transformer.n_layers, model.cfg.transformer.dim
-        for step in range(warmup):
-            task.train_step(trainer, step)
-        sync(dev)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        frames, padded, flops, losses = 0, 0, 0.0, []
-        start = time.time()
-        for step in range(warmup, warmup + steps):
-            losses.append(task.train_step(trainer, step)["loss"])
+        counts = {"frames": 0, "padded": 0, "flops": 0.0}
+
+        def count(step: int) -> None:
             lengths = [p.frames for p in task.batches(step, 0, 1)]
-            frames += sum(lengths)
-            padded += len(lengths) * max(lengths)
-            flops += flops_per_frame * sum(lengths) + 12 * layers * dim * sum(n * n for n in lengths)
-        sync(dev)
-        elapsed = time.time() - start
+            counts["frames"] += sum(lengths)
+            counts["padded"] += len(lengths) * max(lengths)
+            counts["flops"] += flops_per_frame * sum(lengths) + 12 * layers * dim * sum(n * n for n in lengths)
+
+        elapsed, losses = timed_steps(task, trainer, warmup, steps, "loss", count)
+        frames, padded, flops = counts["frames"], counts["padded"], counts["flops"]
     world = trainer.dist.world_size
     if world > 1:  # every rank ran its own batches: add them up
         totals = torch.tensor([frames, padded, flops], dtype=torch.float64)
@@ -202,12 +223,11 @@ def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Pa
     dtype = torch.bfloat16 if bf16 else torch.float32
     # every rank has its own device (a GPU, or on the CPU its own core): the group's peak is world x one's
     peak = peak_tflops(dev, dtype) * world if trainer.dist.main else 0.0
-    memory = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"size": size, "model": kind, "device": torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}",
-            "processes": world, "dtype": ("bf16" if bf16 else "fp32") + (" +ckpt" if checkpointing else ""), "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+    return {"size": size, "model": kind, **device_and_memory(dev), "processes": world,
+            "dtype": ("bf16" if bf16 else "fp32") + (" +ckpt" if checkpointing else ""), "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
             "s_per_step": elapsed / steps, "frames_per_s": frames / elapsed, "tokens_per_s": frames * (1 + codebooks) / elapsed,
             "padding": 1 - frames / padded, "tflops": flops / elapsed / 1e12, "peak_tflops": peak,
-            "mfu": flops / elapsed / 1e12 / peak if peak else 0.0, "peak_mb": memory, "loss_first_last": [losses[0], losses[-1]],
+            "mfu": flops / elapsed / 1e12 / peak if peak else 0.0, "loss_first_last": [losses[0], losses[-1]],
             "max_frames": config["data"]["max_frames"]}
 
 
@@ -282,16 +302,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         args.data_root = Path(root)
         for size in args.sizes:
-            synthetic_data(args.data_root, size, args.utterances)
-            if "codec" in args.models:
-                synthetic_audio(args.data_root, size)
+            synthetic_inputs(args.data_root, size, args.utterances, args.models)
             for kind in args.models:
                 rows.append(run_one(args, size, kind, args.device, args.threads))
         if args.scaling if args.scaling is not None else args.device == "cpu":
             if "mini" not in args.sizes:
-                synthetic_data(args.data_root, "mini", args.utterances)
-                if "codec" in args.models:
-                    synthetic_audio(args.data_root, "mini")
+                synthetic_inputs(args.data_root, "mini", args.utterances, args.models)
             for kind in args.models:
                 group = [run_one(args, "mini", kind, "cpu", threads, processes) for threads, processes in ((1, 1), (2, 1), (1, 2))]
                 scaling.append((kind, *group))
