@@ -70,6 +70,10 @@ class AudioSegments:
             self.lengths[utt] = rate, max(0, native * self.sample_rate // rate)
         return self.lengths[utt]
 
+    def fits(self, nbytes: int) -> bool:
+        """Whether the cache has room for ``nbytes`` more."""
+        return self.cache_bytes + nbytes <= self.cache_limit
+
     def audio(self, utt: str) -> np.ndarray:
         """The whole utterance at the codec's rate (cached while the cache has room)."""
         if utt in self.cache:
@@ -79,7 +83,7 @@ class AudioSegments:
         self.length(utt)  # the resampling note, once
         source, start, end = self.sources[utt]
         wav = load_audio(source, self.sample_rate, start=start, end=end, utt_id=utt)[0]
-        if self.cache_bytes + wav.nbytes <= self.cache_limit:
+        if self.fits(wav.nbytes):
             self.cache[utt] = wav
             self.cache_bytes += wav.nbytes
         return wav
@@ -113,7 +117,7 @@ class AudioSegments:
             utt = self.utts[rng.integers(len(self.utts))]
             length = self.length(utt)[1]
             offset = int(rng.integers(0, length - self.segment)) if length > self.segment else 0
-            if utt in self.cache or self.cache_bytes + 4 * length <= self.cache_limit:
+            if utt in self.cache or self.fits(4 * length):  # float32 samples
                 piece = self.audio(utt)[offset : offset + self.segment]
             else:
                 piece = self.read_segment(utt, offset)
