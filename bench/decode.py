@@ -58,7 +58,7 @@ def timed(fn, repeats: int) -> float:
 def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, device: str = "cpu") -> dict:
     import yaml
 
-    from metis_cli.codec.model import Codec, CodecConfig
+    from metis_cli.codec.inference import build_codec
     from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
     from metis_cli.infer.mask_predict import MaskPredictSettings, guided_hidden
     from metis_cli.models.s2a import S2AConfig, S2AModel
@@ -69,7 +69,7 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
     spec = SIZES[size]
     stage1 = Stage1Model(Stage1Config.from_dict(spec["stage1"])).to(device, dtype).eval()
     s2a = [S2AModel(S2AConfig.from_dict(c)).to(device, dtype).eval() for c in spec["s2a"]]
-    codec = Codec(CodecConfig.from_dict(yaml.safe_load((REPO / spec["codec"]).read_text())["model"])).to(device).eval()
+    codec = build_codec(yaml.safe_load((REPO / spec["codec"]).read_text())["model"]).to(device).eval()
     n_codebooks, vocab = s2a[0].cfg.n_codebooks, stage1.cfg.vocab_size
     length = prompt + target
     tokens = torch.randint(0, vocab, (1, length), device=device)

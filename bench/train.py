@@ -8,7 +8,7 @@ Each measurement runs in a fresh process: it builds the Trainer and the task of 
 `metis train-s2a` from conf/<size>/pretrain.yaml and s2a.yaml (full: s2a_coarse.yaml), on a data dir of
 random SSL tokens and codec codes with the corpus's shape (utterances of 3-30 s at 50 Hz, the config's
 vocabularies), and times ``task.train_step`` (forward, backward, clipping, AdamW) after warm-up steps.
-The codec (`metis codec train`, conf/<size>/codec.yaml, its discriminators on from the first step when the
+The neural codec (`metis codec train`, conf/mini/codec_neural.yaml and conf/full/codec.yaml, its discriminators on from the first step when the
 config enables them) trains on a data dir of noise wavs at its rate, read through its real audio loader.
 
 Columns: seconds per step; frames/s (50 Hz positions of real, unpadded audio; x50 = seconds of audio per
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = {"mini": {"stage1": "conf/mini/pretrain.yaml", "s2a": "conf/mini/s2a.yaml", "codec": "conf/mini/codec.yaml", "vocab": 128},
+CONFIGS = {"mini": {"stage1": "conf/mini/pretrain.yaml", "s2a": "conf/mini/s2a.yaml", "codec": "conf/mini/codec_neural.yaml", "vocab": 128},
            "full": {"stage1": "conf/full/pretrain.yaml", "s2a": "conf/full/s2a_coarse.yaml", "codec": "conf/full/codec.yaml", "vocab": 8192}}
 
 

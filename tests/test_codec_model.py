@@ -9,7 +9,7 @@ from metis_cli.errors import MetisError
 
 
 def config(name: str) -> CodecConfig:
-    return CodecConfig.from_dict(yaml.safe_load((REPO / "conf" / name / "codec.yaml").read_text())["model"])
+    return CodecConfig.from_dict(yaml.safe_load((REPO / "conf" / name / ("codec_neural.yaml" if name == "mini" else "codec.yaml")).read_text())["model"])
 
 
 def test_full_config_matches_the_published_sizes():

@@ -24,7 +24,7 @@ FAST = ["data.batch_size=2", "data.segment_seconds=0.32", "train.log_every=1", "
 
 
 def mini_config(*overrides):
-    return load_config(REPO / "conf" / "mini" / "codec.yaml", FAST + list(overrides))
+    return load_config(REPO / "conf" / "mini" / "codec_neural.yaml", FAST + list(overrides))
 
 
 def metrics(exp):

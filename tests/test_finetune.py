@@ -119,7 +119,7 @@ def models(tiny_corpus, tmp_path_factory):
     pre = root / "pretrain"
     pretrain(load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=2"]), pre, [tiny_corpus / "mini_train"])
     codec = root / "codec"
-    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", ["train.max_steps=1", "model.quantizer.n_codebooks=2",
+    train_codec(load_config(REPO / "conf" / "mini" / "codec_neural.yaml", ["train.max_steps=1", "model.quantizer.n_codebooks=2",
                                                                     "model.quantizer.codebook_size=16", "data.batch_size=1",
                                                                     "data.segment_seconds=0.32"]), codec, tiny_corpus / "mini_train")
     encode_datadir(codec, tiny_corpus / "mini_train")

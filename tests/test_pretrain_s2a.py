@@ -178,7 +178,7 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     from metis_cli.codec.train import train_codec
 
     codec = tmp_path / "codec"
-    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", ["train.max_steps=1", "model.quantizer.n_codebooks=3",
+    train_codec(load_config(REPO / "conf" / "mini" / "codec_neural.yaml", ["train.max_steps=1", "model.quantizer.n_codebooks=3",
                                                                     "model.quantizer.codebook_size=32", "data.batch_size=1",
                                                                     "data.segment_seconds=0.32"]), codec, tiny_corpus / "mini_train")
     s2a = tmp_path / "s2a"

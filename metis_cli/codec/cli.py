@@ -12,14 +12,15 @@ app = MetisTyper(help="The acoustic codec (stage 3): train it, encode data dirs 
 
 @app.command("train")
 def train(
-    config: Path = typer.Argument(..., help="YAML config (conf/mini/codec.yaml, conf/full/codec.yaml)."),
+    config: Path = typer.Argument(..., help="YAML config: conf/mini/codec.yaml (the parametric WORLD codec), conf/mini/codec_neural.yaml, conf/full/codec.yaml (neural)."),
     exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
     train_data: Path = typer.Option(..., help="Data dir to train on."),
     val_data: Optional[Path] = typer.Option(None, help="Data dir for the validation pass (a few decoded examples)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Train the codec; rerunning the same command resumes from the newest checkpoint.
+    """Train the codec; rerunning the same command resumes from the newest checkpoint. A neural codec trains
+    by gradient steps; the parametric one (model.kind: world) learns its quantiser by k-means in minutes.
 
     Multi-GPU: torchrun --nproc_per_node 8 -m metis_cli codec train ...
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from metis_cli.codec.model import Codec, CodecConfig
+from metis_cli.codec.world import WorldCodec, WorldCodecConfig, codec_kind
 from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
@@ -20,9 +21,19 @@ from metis_cli.train.trainer import load_weights
 logger = logging.getLogger(__name__)
 
 
-def load_codec(exp_dir, checkpoint=None, device: str = "cpu") -> Codec:
-    """The codec of an experiment dir: its config.yaml and the newest readable checkpoint (or ``checkpoint``)."""
-    model = Codec(CodecConfig.from_dict(read_exp_config(exp_dir)["model"]))
+def build_codec(model_config: dict):
+    """An untrained codec of the kind ``model_config`` names (``kind: world``: the parametric WorldCodec;
+    ``neural`` or nothing: the neural Codec). Both encode [B, samples] -> [B, frames, n_codebooks] and
+    decode back, and carry ``cfg.sample_rate``, ``cfg.hop_length`` and ``cfg.quantizer``."""
+    if codec_kind(model_config) == "world":
+        return WorldCodec(WorldCodecConfig.from_dict(model_config))
+    return Codec(CodecConfig.from_dict(model_config))
+
+
+def load_codec(exp_dir, checkpoint=None, device: str = "cpu") -> Codec | WorldCodec:
+    """The codec of an experiment dir, of either kind: its config.yaml and the newest readable checkpoint
+    (or ``checkpoint``)."""
+    model = build_codec(read_exp_config(exp_dir)["model"])
     load_weights(exp_dir, "codec", model, checkpoint, device, what="codec (`metis codec train`)")
     return model.to(device).eval()
 
@@ -40,7 +51,7 @@ def _encode_one(job):
     from metis_cli.audio import load_audio
 
     utt, source, start, end = job
-    codec: Codec = _worker["codec"]
+    codec = _worker["codec"]
     try:
         wav, _ = load_audio(source, codec.cfg.sample_rate, start=start, end=end, utt_id=utt)
     except MetisError as exc:
@@ -91,7 +102,7 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
         with open(out / "failed", "a") as f:
             f.writelines(f"{u}\t{r}\n" for u, r in sorted(failed.items()))
     cfg = codec.cfg
-    write_meta(out, kind="acoustic_codes", codec=str(Path(exp_dir).resolve()), sample_rate=cfg.sample_rate,
+    write_meta(out, kind="acoustic_codes", codec=str(Path(exp_dir).resolve()), codec_kind=codec.kind, sample_rate=cfg.sample_rate,
                hop_length=cfg.hop_length, n_codebooks=cfg.quantizer.n_codebooks, codebook_size=cfg.quantizer.codebook_size)
     store = ArrayStore(out)
     return {"utterances": len(store), "failed": len(failed), "frames": sum(e.shape[0] for e in store.entries.values()),

@@ -4,7 +4,8 @@
     codes --RVQ lookup--> latents --Vocos (ConvNeXt + inverse STFT)--> wav [B, frames * hop]
 
 Every size is a config value (``CodecConfig``); ``conf/full/codec.yaml`` gives the published 24 kHz,
-hop 480, 12 x 1024 codec, ``conf/mini/codec.yaml`` a small 16 kHz, 50 Hz one that trains on a CPU.
+hop 480, 12 x 1024 codec, ``conf/mini/codec_neural.yaml`` a small 16 kHz, 50 Hz one that trains on a CPU
+(the mini recipes use the parametric codec of metis_cli/codec/world.py by default).
 """
 from __future__ import annotations
 
@@ -73,6 +74,11 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
+        """From a config's ``model`` section; its ``kind``, when given, must be ``neural`` (the parametric
+        codec's sections are read by WorldCodecConfig)."""
+        d = dict(d)
+        if d.pop("kind", "neural") != "neural":
+            raise MetisError("codec config: this is not a neural codec's config (model.kind is not neural)")
         check_keys(d, cls, "codec config")
         try:
             return cls(
@@ -340,6 +346,8 @@ class VocosDecoder(ConvNeXtBackbone):
 
 
 class Codec(nn.Module):
+    kind = "neural"
+
     def __init__(self, cfg: CodecConfig):
         super().__init__()
         self.cfg = cfg

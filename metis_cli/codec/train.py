@@ -1,6 +1,6 @@
 """``metis codec train``: the codec task for the shared Trainer.
 
-Config sections (conf/{mini,full}/codec.yaml): ``model`` (CodecConfig), ``data`` (segment length,
+Config sections (conf/full/codec.yaml, conf/mini/codec_neural.yaml): ``model`` (CodecConfig), ``data`` (segment length,
 batch size, ``cache_gb``: how much training audio is kept in memory, the rest being read segment by
 segment), ``optim`` (AdamW, warm-up then cosine decay), ``loss`` (weights), ``discriminator`` (on/off
 and sizes), ``train`` (TrainConfig: steps, checkpoints, validation, time budget).
@@ -21,6 +21,7 @@ from metis_cli.codec.losses import (
     generator_losses,
 )
 from metis_cli.codec.model import Codec, CodecConfig
+from metis_cli.codec.world import codec_kind
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 from metis_cli.train.config import check_keys
@@ -241,6 +242,12 @@ class CodecTask:
 
 
 def train_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
+    """Trains the codec ``config`` describes: a neural one by gradient steps, or (``model.kind: world``)
+    the parametric one's quantiser by k-means (metis_cli.codec.world_train)."""
+    if codec_kind(config.get("model", {})) == "world":
+        from metis_cli.codec.world_train import train_world_codec
+
+        return train_world_codec(config, exp_dir, train_dir, val_dir)
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
     task = CodecTask(trainer, config, train_dir, val_dir)
     counts = trainer.unwrap(task.codec).parameter_counts()

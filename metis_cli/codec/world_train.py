@@ -1,0 +1,148 @@
+"""``metis codec train`` for a config of ``model.kind: world``: the parametric codec's quantiser, learned by
+k-means on the train set's WORLD features, no gradient training.
+
+It runs through the shared Trainer, so its exp dir is like any other (config.yaml, command.txt, git
+revision, ``checkpoints/step_N/codec.safetensors``, metrics.jsonl, log/, val/): step N fits codebook N-1
+(step 1 also the normalisation), each step is checkpointed, and a killed run resumes at the next
+codebook. The features themselves are kept in ``<exp>/features`` (a resumable array store), so a rerun
+analyses only what it had not.
+
+Config sections (conf/mini/codec.yaml): ``model`` (WorldCodecConfig, ``kind: world``), ``data``
+(``max_utterances``: analyse at most this many train utterances, a seeded pick, empty = all;
+``num_jobs``: analysis processes; ``val_utterances``), ``train`` (``seed``, ``kmeans_backend``).
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metis_cli.codec.world import WorldCodec, WorldCodecConfig, analyse, fit_quantizer
+from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
+from metis_cli.data.datadir import DataDir
+from metis_cli.errors import MetisError
+from metis_cli.train.config import check_keys
+from metis_cli.train.trainer import TrainConfig, Trainer
+
+logger = logging.getLogger(__name__)
+SECTIONS = ("model", "data", "train")
+DATA_KEYS = ("max_utterances", "num_jobs", "val_utterances")
+TRAIN_KEYS = ("seed", "kmeans_backend")
+
+
+def _features_job(job):
+    from metis_cli.audio import load_audio
+
+    utt, source, start, end, cfg = job
+    try:
+        wav, _ = load_audio(source, cfg.sample_rate, start=start, end=end, utt_id=utt)
+        return utt, analyse(wav, cfg), ""
+    except MetisError as exc:
+        return utt, None, f"utterance '{utt}': {exc}"
+
+
+def analyse_datadir(data_dir, out_dir, cfg: WorldCodecConfig, utts=None, num_jobs: int = 1, what: str = "analyse") -> dict:
+    """WORLD features of a data dir's utterances (all, or ``utts``) into an array store at ``out_dir``;
+    resumable (what the store holds is not analysed again). Returns {utterance: reason} of the failed."""
+    from metis_cli.log import progress
+
+    data = DataDir(data_dir)
+    sources = data.audio_sources()
+    utts = sorted(sources) if utts is None else sorted(utts)
+    writer = ShardedWriter(out_dir, utts, num_jobs)
+    todo = [(u, *sources[u], cfg) for u in utts if u not in writer.done]
+    failed = {}
+    pool = ProcessPoolExecutor(num_jobs) if num_jobs > 1 and len(todo) > 1 else None
+    results = pool.map(_features_job, todo, chunksize=4) if pool else map(_features_job, todo)
+    try:
+        with progress() as bar:
+            task = bar.add_task(f"{what} {data.path.name}", total=len(todo))
+            for utt, feats, error in results:
+                if feats is None:
+                    failed[utt] = error
+                    logger.warning("skipped %s", error)
+                else:
+                    writer.write(utt, feats)
+                bar.advance(task)
+    finally:
+        writer.close()
+        if pool is not None:
+            pool.shutdown()
+    write_meta(out_dir, kind="world_features", sample_rate=cfg.sample_rate, hop_length=cfg.hop_length, dim=cfg.feature_dim)
+    return failed
+
+
+class WorldCodecTask:
+    """One Trainer step per codebook: step s fits codebook s (step 0 also the normalisation)."""
+
+    def __init__(self, trainer: Trainer, config: dict, train_dir, val_dir=None):
+        check_keys(config, SECTIONS, "codec config sections (kind world)")
+        data, train = config.get("data", {}) or {}, config.get("train", {}) or {}
+        check_keys(data, DATA_KEYS, "codec data config (kind world)")
+        check_keys(train, TRAIN_KEYS, "codec train config (kind world)")
+        self.cfg = WorldCodecConfig.from_dict(config.get("model", {}))
+        self.backend = str(train.get("kmeans_backend", "auto"))
+        self.val_dir, self.num_val = val_dir, int(data.get("val_utterances", 4))
+        trainer.seed_weights()
+        self.codec = trainer.add_model("codec", WorldCodec(self.cfg))
+        utts = sorted(DataDir(train_dir).audio_sources())
+        if not utts:
+            raise MetisError(f"{train_dir}: no utterances to train the codec on")
+        limit = data.get("max_utterances")
+        if limit and len(utts) > int(limit):
+            rng = np.random.default_rng(trainer.train.seed)
+            utts = sorted(rng.choice(utts, int(limit), replace=False).tolist())
+        store = trainer.exp_dir / "features"
+        failed = analyse_datadir(train_dir, store, self.cfg, utts, int(data.get("num_jobs", 1)), what="WORLD analysis")
+        if failed:
+            logger.warning("%d training utterance(s) could not be analysed (see the log above)", len(failed))
+        features = ArrayStore(store)
+        self.features = np.concatenate([np.asarray(features[u]) for u in utts if u in features])
+        logger.info("codec: %d frames of WORLD features (%d dims) from %d utterances of %s", len(self.features),
+                    self.cfg.feature_dim, len(features), train_dir)
+
+    def train_step(self, trainer: Trainer, step: int) -> dict:
+        codec: WorldCodec = trainer.unwrap(self.codec)
+        q = self.cfg.quantizer
+        if step == 0:
+            codec.fit_normalisation(self.features)
+        residual = codec.to_vectors(self.features)
+        for i in range(step):  # the residual the earlier codebooks leave
+            book = codec.codebooks[i]
+            residual -= book[torch.cdist(residual, book).argmin(1)]
+        error = fit_quantizer(codec, residual, step, seed=trainer.train.seed + step, backend=self.backend)
+        return {"quantisation_error": error, "codebook": step, "of": q.n_codebooks}
+
+    @torch.no_grad()
+    def validate(self, trainer: Trainer, out_dir: Path) -> dict:
+        """Encodes and decodes a few held-out utterances: STOI, and the decoded wavs."""
+        from pystoi import stoi
+
+        from metis_cli.audio import load_audio, save_audio
+
+        if self.val_dir is None:
+            return {}
+        codec: WorldCodec = trainer.unwrap(self.codec)
+        sources = DataDir(self.val_dir).audio_sources()
+        scores = []
+        for utt in sorted(sources)[: self.num_val]:
+            wav, _ = load_audio(sources[utt][0], self.cfg.sample_rate, start=sources[utt][1], end=sources[utt][2], utt_id=utt)
+            decoded = codec.decode(codec.encode(torch.from_numpy(wav)[None]))[0].numpy()
+            ref = wav[: len(decoded)]
+            scores.append(float(stoi(ref, decoded, self.cfg.sample_rate)))
+            save_audio(out_dir / f"{utt}.wav", decoded, self.cfg.sample_rate)
+        return {"stoi": float(np.mean(scores))} if scores else {}
+
+
+def train_world_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
+    cfg = WorldCodecConfig.from_dict(config.get("model", {}))
+    n = cfg.quantizer.n_codebooks
+    train = TrainConfig(max_steps=n, log_every=1, ckpt_every=1, val_every=n, keep_checkpoints=1,
+                        seed=int((config.get("train") or {}).get("seed", 0)))
+    trainer = Trainer(exp_dir, config, train)
+    task = WorldCodecTask(trainer, config, train_dir, val_dir)
+    logger.info("codec (WORLD): %d x %d codes per frame, %.0f bit/s", n, cfg.quantizer.codebook_size, cfg.bitrate)
+    return trainer.fit(task)

@@ -1,0 +1,153 @@
+"""The parametric (WORLD) codec: frames as the SSL tokens count them, a trained round trip that speaks,
+determinism, the same interface as the neural codec, and bad input."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from conftest import REPO
+from metis_cli.cli import app
+from metis_cli.codec.inference import build_codec, decode_codes, encode_datadir, load_codec
+from metis_cli.codec.train import train_codec
+from metis_cli.codec.world import WorldCodec, WorldCodecConfig, analyse, synthesise
+from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
+from metis_cli.data.datadir import DataDir
+from metis_cli.errors import MetisError
+from metis_cli.ssl.extractors import MFCCExtractor
+from metis_cli.train.config import load_config
+
+runner = CliRunner()
+SMALL = ["model.quantizer.codebook_size=32", "model.quantizer.kmeans_iters=8", "data.val_utterances=2"]
+
+
+def speech(tiny_corpus, name="mini_dev", index=0) -> np.ndarray:
+    sources = DataDir(tiny_corpus / name).audio_sources()
+    return sf.read(sources[sorted(sources)[index]][0], dtype="float32")[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("world") / "exp"
+    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train", tiny_corpus / "mini_dev")
+    return exp
+
+
+def test_mini_config_is_the_world_codec_at_50_hz():
+    codec = build_codec(load_config(REPO / "conf" / "mini" / "codec.yaml")["model"])
+    cfg = codec.cfg
+    assert isinstance(codec, WorldCodec) and codec.kind == "world"
+    assert (cfg.sample_rate, cfg.hop_length, cfg.frame_rate, cfg.quantizer.n_codebooks, cfg.quantizer.codebook_size) == (16000, 320, 50, 8, 256)
+    assert cfg.feature_dim == 2 + 25 + 7 and cfg.bitrate == 3200 and cfg.quantizer.pitch_codebook == 1
+
+
+@pytest.mark.parametrize("samples", [16000 + 123, 4999, 3 * 320, 320 * 57 + 319])
+def test_frames_are_the_ssl_tokens_frames(samples):
+    wav = 0.1 * np.sin(2 * np.pi * 150 * np.arange(samples) / 16000).astype(np.float32)
+    features = analyse(wav, WorldCodecConfig())
+    assert features.shape == (samples // 320, 34) and len(MFCCExtractor()(wav)) == samples // 320
+    assert len(synthesise(features, WorldCodecConfig())) == samples // 320 * 320
+
+
+def test_analysis_and_synthesis_alone_keep_speech(tiny_corpus):
+    from pystoi import stoi
+
+    wav = speech(tiny_corpus)
+    out = synthesise(analyse(wav, WorldCodecConfig()), WorldCodecConfig())
+    score = stoi(wav[: len(out)], out, 16000)
+    print("WORLD analysis/synthesis STOI:", score)
+    assert score > 0.9
+
+
+def test_trained_round_trip_speaks_and_is_deterministic(trained, tiny_corpus):
+    from pystoi import stoi
+
+    codec = load_codec(trained)
+    assert isinstance(codec, WorldCodec) and sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["step_00000008"]
+    assert {"config.yaml", "command.txt", "git_revision.txt", "metrics.jsonl", "log", "features"} <= {p.name for p in trained.iterdir()}
+    wav = torch.from_numpy(speech(tiny_corpus, index=1))[None]
+    codes = codec.encode(wav)
+    assert codes.shape == (1, wav.shape[1] // 320, 8) and codes.dtype == torch.int64
+    assert 0 <= int(codes.min()) and int(codes.max()) < 32
+    assert torch.equal(codes, codec.encode(wav)), "the same audio gives the same codes"
+    out = codec.decode(codes)
+    assert out.shape == (1, codes.shape[1] * 320) and torch.isfinite(out).all()
+    score = stoi(wav[0, : out.shape[1]].numpy(), out[0].numpy(), 16000)
+    print("8 x 32 WORLD codec round trip STOI on a dev utterance:", score)
+    assert score > 0.8
+    assert codec.decode(codes[..., :3]).shape == out.shape, "fewer codebooks decode too"
+    # the pitch codebook: 0 exactly where the frame is unvoiced
+    voiced = analyse(wav[0].numpy(), codec.cfg)[:, 1] > 0.5
+    assert torch.equal(codes[0, :, 1] > 0, torch.from_numpy(voiced))
+    val = [line for line in (trained / "metrics.jsonl").read_text().splitlines() if "val_stoi" in line]
+    assert len(val) == 1
+
+
+def test_the_same_seed_learns_the_same_codebooks_and_a_rerun_resumes(trained, tiny_corpus, tmp_path):
+    exp = tmp_path / "again"
+    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train")
+    assert torch.equal(load_codec(exp).codebooks, load_codec(trained).codebooks)
+    stamp = (exp / "checkpoints" / "step_00000008" / "codec.safetensors").stat().st_mtime_ns
+    result = train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train")
+    assert result["step"] == 8 and (exp / "checkpoints" / "step_00000008" / "codec.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_encode_and_decode_a_data_dir_at_another_rate(trained, tiny_corpus, tmp_path):
+    import soxr
+
+    data = tmp_path / "data"
+    DataDir(data).path.mkdir()
+    sources = DataDir(tiny_corpus / "mini_dev").audio_sources()
+    utts = sorted(sources)[:3]
+    scp = {}
+    for utt, rate in zip(utts, (8000, 24000, 48000)):
+        wav = soxr.resample(sf.read(sources[utt][0], dtype="float32")[0], 16000, rate)
+        sf.write(tmp_path / f"{utt}.wav", wav, rate)
+        scp[utt] = str(tmp_path / f"{utt}.wav")
+    DataDir(data).write("wav.scp", scp)
+    summary = encode_datadir(trained, data, num_jobs=1)
+    store = ArrayStore(data / "acoustic_codes")
+    assert summary["utterances"] == 3 and store.meta["codec_kind"] == "world" and store.meta["n_codebooks"] == 8
+    for utt in utts:
+        assert store[utt].shape == (len(sf.read(sources[utt][0])[0]) // 320, 8)
+    decode_codes(trained, data / "acoustic_codes", tmp_path / "out")
+    out, rate = sf.read(tmp_path / "out" / "wav" / f"{utts[0]}.wav")
+    assert rate == 16000 and len(out) == store[utts[0]].shape[0] * 320 and np.isfinite(out).all()
+
+
+def test_silence_unvoiced_and_short_audio(trained):
+    codec = load_codec(trained)
+    silence = torch.zeros(1, 16000)
+    codes = codec.encode(silence)
+    assert codes.shape == (1, 50, 8) and int(codes[0, :, 1].max()) == 0, "silence is unvoiced throughout"
+    assert torch.isfinite(codec.decode(codes)).all()
+    noise = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))[None]
+    assert torch.isfinite(codec.decode(codec.encode(noise))).all()
+    two = codec.encode(0.1 * torch.randn(1, 2 * 320 + 5))
+    assert two.shape == (1, 2, 8) and codec.decode(two).shape == (1, 640)
+    with pytest.raises(MetisError, match="shorter than one codec frame"):
+        codec.encode(torch.zeros(1, 300))
+
+
+def test_codes_out_of_range_name_the_utterance(trained, tmp_path):
+    store = tmp_path / "codes"
+    with ArrayWriter(store, "part-1") as writer:
+        writer.write("bad_utt", np.full((10, 8), 300, dtype=np.int16))
+    write_meta(store, kind="acoustic_codes")
+    with pytest.raises(MetisError, match=r"utterance 'bad_utt': code values must be in 0\.\.31; got 300\.\.300"):
+        decode_codes(trained, store, tmp_path / "out")
+    with pytest.raises(MetisError, match="takes"):
+        load_codec(trained).decode(torch.zeros(1, 10, 9, dtype=torch.long))
+
+
+def test_bad_world_configs_are_refused(tiny_corpus, tmp_path):
+    base = load_config(REPO / "conf" / "mini" / "codec.yaml")
+    for key, value, message in (("f0_method", "yin", "f0_method must be one of harvest, dio"),
+                                ("bap_edges", [100, 50], "bap_edges must rise from 0"),
+                                ("kind", "vocoder", "kind must be world or neural")):
+        config = {**base, "model": {**base["model"], key: value}}
+        with pytest.raises(MetisError, match=message):
+            build_codec(config["model"])
+    result = runner.invoke(app, ["codec", "train", str(REPO / "conf" / "mini" / "codec.yaml"), str(tmp_path / "x"),
+                                 "model.quantizer.pitch_codebook=9", "--train-data", str(tiny_corpus / "mini_train")])
+    assert result.exit_code == 1 and "pitch_codebook must be empty or in 0..7, got 9" in result.output
