@@ -158,6 +158,20 @@ def test_results_md(scored_gt, tmp_path):
     assert "## Recipe stages" not in text
 
 
+def test_results_md_names_paths_below_the_working_dir_relatively(scored_gt, tmp_path, monkeypatch):
+    import shutil
+
+    decode = tmp_path / "exp" / "tts_gt"
+    shutil.copytree(scored_gt, decode)
+    info = json.loads((decode / "decode.json").read_text())
+    (decode / "decode.json").write_text(json.dumps({**info, "command": f"metis decode {tmp_path}/data --out {decode}"}))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "RESULTS.md"
+    assert runner.invoke(app, ["results", str(decode), "-o", str(out)]).exit_code == 0
+    text = out.read_text()
+    assert ": `metis decode data --out exp/tts_gt`" in text and f"{tmp_path}/" not in text
+
+
 def test_results_md_with_recipe_stage_times(scored_gt, tmp_path):
     times = tmp_path / "stage_times.tsv"
     times.write_text("5\tfinetune\t300\t2026-11-26 10:00:00\tbash egs/tts/run.sh --stage 5\n"

@@ -23,6 +23,12 @@ def _short(path) -> str:
         return str(path)
 
 
+def _short_command(command: str) -> str:
+    """A command line with the working directory's absolute paths made relative (a committed RESULTS.md
+    names no one's home directory)."""
+    return command.replace(str(Path.cwd().resolve()) + "/", "")
+
+
 def _cell(metric: dict | None) -> str:
     if metric is None:
         return "-"
@@ -71,7 +77,7 @@ def render_stage_times(rows: list[dict]) -> list[str]:
     total = sum(r["seconds"] for r in rows)
     lines += [f"| | total | {total / 60:.1f} | | |", "", "Commands (each stage's time is summed over the runs of these):", ""]
     commands = [c for r in rows for c in r["commands"]]
-    lines += [f"- `{c}`" for c in dict.fromkeys(commands)] + [""]
+    lines += [f"- `{_short_command(c)}`" for c in dict.fromkeys(commands)] + [""]
     return lines
 
 
@@ -81,7 +87,7 @@ def render_results(summaries: list[dict], title: str = "Results", stage_times: l
         if s.get("error"):
             continue
         groups.setdefault((s["task"], s.get("set") or Path(s["data_dir"]).name), []).append(s)
-    lines = [f"# {title}", "", f"Written by `{command_line()}` on {time.strftime('%Y-%m-%d %H:%M')}.",
+    lines = [f"# {title}", "", f"Written by `{_short_command(command_line())}` on {time.strftime('%Y-%m-%d %H:%M')}.",
              "Each cell: mean ± half width of the 95% confidence interval (WER and CER: corpus-level %, bootstrap).", ""]
     if stage_times:
         lines += render_stage_times(stage_times)
@@ -97,13 +103,13 @@ def render_results(summaries: list[dict], title: str = "Results", stage_times: l
         lines += ["", "Commands:", ""]
         for r in rows:
             if r.get("decode_command"):
-                lines.append(f"- decode `{_short(r['decode_dir'])}`: `{r['decode_command']}`")
+                lines.append(f"- decode `{_short(r['decode_dir'])}`: `{_short_command(r['decode_command'])}`")
             if r.get("command"):
-                lines.append(f"- score: `{r['command']}`")
+                lines.append(f"- score: `{_short_command(r['command'])}`")
         lines.append("")
     failed = [s for s in summaries if s.get("error")]
     if failed:
-        lines += ["## Not scored", ""] + [f"- `{s['decode_dir']}`: {s['error']}" for s in failed] + [""]
+        lines += ["## Not scored", ""] + [f"- `{_short(s['decode_dir'])}`: {_short_command(s['error'])}" for s in failed] + [""]
     lines += ["## Environment", "", "```"] + [f"{k}: {v}" for k, v in environment().items()] + ["```", ""]
     return "\n".join(lines)
 
