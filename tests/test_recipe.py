@@ -47,6 +47,10 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     assert result.returncode == 1 and "unknown --task l2x" in result.stderr
     result = recipe("vc", "--ngpu", "two")
     assert result.returncode == 1 and "--ngpu must be a number of GPUs" in result.stderr
+    result = recipe("vc", "--stage", 3, "--stop-stage", 3, "--data-dir", data, "--codec-config", "codec_nope.yaml")
+    assert result.returncode == 1 and f"--codec-config codec_nope.yaml: no such file in {REPO}/conf/mini" in result.stderr
+    result = recipe("vc", "--stage", 3, "--stop-stage", 3, "--data-dir", data, "--codec-config", "codec_neural.yaml", "--codec-dir", tmp_path / "c")
+    assert result.returncode == 1 and f"conf/mini/codec_neural.yaml in {tmp_path / 'c'}" in result.stderr
     result = recipe("vc", "--tokenizer", "hubert")
     assert result.returncode == 1 and "unknown --tokenizer hubert: choose kmeans or vq" in result.stderr
     for name in ("mini_train", "mini_dev"):  # stage 1's outputs, so that stage 2 gets to its tokenizer
@@ -110,7 +114,7 @@ def tts_run(tmp_path_factory):
     """The tts recipe, stages 0-7, on the tiny corpus with tiny models and a few steps per trainer."""
     tmp_path = tmp_path_factory.mktemp("recipe")
     mini_dir, exp_dir = tmp_path / "mini", tmp_path / "exp"
-    codec = "train.max_steps=2 data.batch_size=2 train.val_every=100 train.ckpt_every=100"
+    codec = "model.quantizer.codebook_size=32 model.quantizer.kmeans_iters=5 data.val_utterances=2"  # the WORLD codec, small
     small = ("train.max_steps=2 train.val_every=100 train.ckpt_every=100 model.transformer.dim=32 model.transformer.n_layers=1 "
              "model.transformer.n_heads=2 model.transformer.ffn_dim=64")
     shared = ["--data-dir", mini_dir, "--mini-size", "tiny", "--codec-dir", tmp_path / "codec", "--pretrain-dir", tmp_path / "pretrain",
@@ -134,8 +138,9 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
         assert (mini_dir / "ssl" / "builtin" / name / ".done").is_file()
         assert (mini_dir / name / "ssl_tokens" / "text.km").is_file()
     resynth = json.loads((exp_dir / "codec_resynth" / "decode_mini_test" / "scores" / "summary.json").read_text())
-    # Two training steps make no codec: its output may fail as clipped, but every utterance is accounted for.
-    assert resynth["task"] == "resynth" and resynth["counts"]["scored"] + resynth["counts"]["failed"] == 6
+    # The parametric codec speaks even with 8 x 32 codes learned from the 12 tiny training utterances.
+    assert resynth["task"] == "resynth" and resynth["counts"]["scored"] == 6 and resynth["metrics"]["stoi"]["mean"] > 0.8
+    assert json.loads((mini_dir / "mini_test" / "acoustic_codes" / "meta.json").read_text())["codec_kind"] == "world"
     assert ArrayStore(mini_dir / "mini_test" / "acoustic_codes")
     for name, task in (("s2a_resynth", "resynth"), ("pretrain_generate", "generate")):
         summary = json.loads((exp_dir / name / "decode_mini_test" / "scores" / "summary.json").read_text())

@@ -62,8 +62,10 @@ kmeans_portion=0.5
 vq_overrides=""            # key=value overrides of vq.yaml, e.g. "train.max_steps=100"
 tokenizer_dir=""           # default: <data-dir>/kmeans/<ssl>_k<n> (vq: <data-dir>/vq/<ssl>_k<n>/tokenizer); another corpus's, to reuse its tokens
 config_dir=$root/conf/mini  # conf/mini (CPU, embedded corpus) or conf/full (published sizes)
-codec_overrides=""          # key=value overrides of codec.yaml, e.g. "train.max_steps=100"
-codec_dir=""               # default: <root>/exp/codec_<name of config_dir>, shared by all recipes
+codec_config=codec.yaml    # the codec's config in <config-dir>: codec.yaml (mini: the parametric WORLD codec; full: the
+                           # published neural codec) or codec_neural.yaml (mini: a neural codec trained on the CPU)
+codec_overrides=""          # key=value overrides of the codec config, e.g. "data.max_utterances=100"
+codec_dir=""               # default: <root>/exp/codec_<name of config_dir> (codec_<name>_neural for codec_neural.yaml), shared by all recipes
 pretrain_overrides=""      # key=value overrides of pretrain.yaml
 pretrain_dir=""            # default: <root>/exp/pretrain_<name of config_dir>, shared by all recipes
 s2a_overrides=""           # key=value overrides of the S2A config(s)
@@ -207,7 +209,9 @@ if in_stage 2 tokenize; then
 fi
 
 conf_name=$(basename "$config_dir")
-[ -n "$codec_dir" ] || codec_dir=$root/exp/codec_$conf_name
+codec_variant=${codec_config%.yaml}
+codec_variant=${codec_variant#codec}
+[ -n "$codec_dir" ] || codec_dir=$root/exp/codec_$conf_name$codec_variant
 [ -n "$pretrain_dir" ] || pretrain_dir=$root/exp/pretrain_$conf_name
 [ -n "$s2a_dir" ] || s2a_dir=$root/exp/s2a_$conf_name
 [ -n "$finetune_dir" ] || finetune_dir=$exp_dir/${task}_$conf_name
@@ -229,8 +233,9 @@ train() {
 }
 
 if in_stage 3 codec; then
-  log "$config_dir/codec.yaml in $codec_dir"
-  train codec "$config_dir/codec.yaml" "$codec_dir" "$data_dir/$train_set" "$codec_overrides"
+  [ -f "$config_dir/$codec_config" ] || die "--codec-config $codec_config: no such file in $config_dir"
+  log "$config_dir/$codec_config in $codec_dir"
+  train codec "$config_dir/$codec_config" "$codec_dir" "$data_dir/$train_set" "$codec_overrides"
   for set in $ssl_sets; do
     codes=$data_dir/$set/acoustic_codes
     if [ "$(cat "$codes/.done" 2>/dev/null)" != "$codec_dir" ]; then
