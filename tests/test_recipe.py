@@ -265,3 +265,14 @@ def test_stage0_fails_loudly_on_a_corrupted_corpus(tmp_path):
     result = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp")
     assert result.returncode != 0
     assert "mini_dev" in result.stdout + result.stderr and not (mini_dir / ".done").exists()
+
+
+def test_shipped_configs_stop_on_steps_not_minutes():
+    """A recipe's result must not depend on how busy the machine is: no shipped config sets a time budget."""
+    import yaml
+
+    configs = sorted((REPO / "conf").glob("*/*.yaml"))
+    assert len(configs) >= 20
+    for path in configs:
+        train = yaml.safe_load(path.read_text()).get("train", {})
+        assert train.get("max_minutes") is None, f"{path} stops on train.max_minutes"
