@@ -54,16 +54,15 @@ def _encode_one(job):
     codec = _worker["codec"]
     try:
         wav, _ = load_audio(source, codec.cfg.sample_rate, start=start, end=end, utt_id=utt)
-    except MetisError as exc:
-        return utt, None, str(exc)
-    codes = codec.encode(torch.from_numpy(wav)[None])[0]
+        codes = codec.encode(torch.from_numpy(wav)[None])[0]
+    except MetisError as exc:  # unreadable, or (the WORLD codec) shorter than one frame
+        return utt, None, f"utterance '{utt}': {exc}" if utt not in str(exc) else str(exc)
     return utt, codes.numpy().astype(np.int16), ""
 
 
 def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     """Codes of every utterance of ``data_dir`` into ``out_dir`` (default ``<data_dir>/acoustic_codes``)."""
     from metis_cli.audio import audio_info
-    from metis_cli.log import progress
 
     data = DataDir(data_dir)
     out = Path(out_dir) if out_dir else data.path / "acoustic_codes"
@@ -74,7 +73,6 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     if rate != codec.cfg.sample_rate:
         logger.info("%s: audio at %d Hz is resampled to the codec's %d Hz", data.path, rate, codec.cfg.sample_rate)
     writer = ShardedWriter(out, utts, num_jobs)
-    failed = {}
     todo = [u for u in utts if u not in writer.done]
     started = time.time()
     if num_jobs > 1:
@@ -85,17 +83,8 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
         _worker["codec"] = codec
         results = map(_encode_one, [(u, *sources[u]) for u in todo])
     try:
-        with progress() as bar:
-            task = bar.add_task(f"codec encode {data.path.name}", total=len(todo))
-            for utt, codes, error in results:
-                if codes is None:
-                    failed[utt] = error
-                    logger.warning("skipped %s", error)
-                else:
-                    writer.write(utt, codes)
-                bar.advance(task)
+        failed = writer.write_all(results, len(todo), f"codec encode {data.path.name}")
     finally:
-        writer.close()
         if pool is not None:
             pool.shutdown()
     if failed:

@@ -47,28 +47,16 @@ def _features_job(job):
 def analyse_datadir(data_dir, out_dir, cfg: WorldCodecConfig, utts=None, num_jobs: int = 1, what: str = "analyse") -> dict:
     """WORLD features of a data dir's utterances (all, or ``utts``) into an array store at ``out_dir``;
     resumable (what the store holds is not analysed again). Returns {utterance: reason} of the failed."""
-    from metis_cli.log import progress
-
     data = DataDir(data_dir)
     sources = data.audio_sources()
     utts = sorted(sources) if utts is None else sorted(utts)
     writer = ShardedWriter(out_dir, utts, num_jobs)
     todo = [(u, *sources[u], cfg) for u in utts if u not in writer.done]
-    failed = {}
     pool = ProcessPoolExecutor(num_jobs) if num_jobs > 1 and len(todo) > 1 else None
     results = pool.map(_features_job, todo, chunksize=4) if pool else map(_features_job, todo)
     try:
-        with progress() as bar:
-            task = bar.add_task(f"{what} {data.path.name}", total=len(todo))
-            for utt, feats, error in results:
-                if feats is None:
-                    failed[utt] = error
-                    logger.warning("skipped %s", error)
-                else:
-                    writer.write(utt, feats)
-                bar.advance(task)
+        failed = writer.write_all(results, len(todo), f"{what} {data.path.name}")
     finally:
-        writer.close()
         if pool is not None:
             pool.shutdown()
     write_meta(out_dir, kind="world_features", sample_rate=cfg.sample_rate, hop_length=cfg.hop_length, dim=cfg.feature_dim)

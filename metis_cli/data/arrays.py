@@ -146,6 +146,28 @@ class ShardedWriter:
         for writer in self.writers:
             writer.close()
 
+    def write_all(self, results, total: int, description: str) -> dict[str, str]:
+        """Writes ``(utt, array, error)`` results as they come (an array of None: failed, with its error),
+        with a progress bar, and closes the shards. Returns {utterance: error} of the failed ones."""
+        import logging
+
+        from metis_cli.log import progress
+
+        failed = {}
+        try:
+            with progress() as bar:
+                task = bar.add_task(description, total=total)
+                for utt, array, error in results:
+                    if array is None:
+                        failed[utt] = error
+                        logging.getLogger(__name__).warning("skipped %s", error)
+                    else:
+                        self.write(utt, array)
+                    bar.advance(task)
+        finally:
+            self.close()
+        return failed
+
     def __enter__(self):
         return self
 
