@@ -115,6 +115,19 @@ def test_encode_and_decode_a_data_dir_at_another_rate(trained, tiny_corpus, tmp_
     assert rate == 16000 and len(out) == store[utts[0]].shape[0] * 320 and np.isfinite(out).all()
 
 
+def test_encoding_the_train_set_reuses_the_training_analysis(trained, tiny_corpus, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        summary = encode_datadir(trained, tiny_corpus / "mini_train", tmp_path / "codes", num_jobs=2)
+    assert "quantised from the WORLD features the codec was trained on" in caplog.text
+    store = ArrayStore(tmp_path / "codes")
+    assert summary["utterances"] == len(DataDir(tiny_corpus / "mini_train").audio_sources()) == len(store)
+    utt = sorted(store.keys())[0]
+    wav = torch.from_numpy(speech(tiny_corpus, "mini_train", 0))[None]
+    assert np.array_equal(store[utt], load_codec(trained).encode(wav)[0].numpy()), "the same codes as a fresh analysis"
+
+
 def test_silence_unvoiced_and_short_audio(trained):
     codec = load_codec(trained)
     silence = torch.zeros(1, 16000)

@@ -2,6 +2,7 @@
 (per-utterance [frames, n_codebooks] int16 arrays, sharded and resumable), decode codes to wav files."""
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -60,6 +61,19 @@ def _encode_one(job):
     return utt, codes.numpy().astype(np.int16), ""
 
 
+def world_features_of(exp_dir, data_dir) -> dict:
+    """The WORLD features a parametric codec's training analysed, when they are of ``data_dir`` (its train
+    set): {utterance: features}; empty otherwise. Analysis is deterministic, so quantising them gives the
+    codes a fresh analysis would."""
+    store_dir = Path(exp_dir) / "features"
+    if not (store_dir / "meta.json").is_file():
+        return {}
+    store = ArrayStore(store_dir)
+    if store.meta.get("data_dir") != str(Path(data_dir).resolve()):
+        return {}
+    return {u: np.asarray(store[u]) for u in store.keys()}
+
+
 def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     """Codes of every utterance of ``data_dir`` into ``out_dir`` (default ``<data_dir>/acoustic_codes``)."""
     from metis_cli.audio import audio_info
@@ -75,15 +89,21 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     writer = ShardedWriter(out, utts, num_jobs)
     todo = [u for u in utts if u not in writer.done]
     started = time.time()
-    if num_jobs > 1:
+    analysed = world_features_of(exp_dir, data.path) if codec.kind == "world" else {}
+    if analysed:
+        logger.info("%s: %d utterances quantised from the WORLD features the codec was trained on", data.path,
+                    sum(u in analysed for u in todo))
+    reused = ((u, codec.encode_features(analysed[u]).numpy().astype(np.int16), "") for u in todo if u in analysed)
+    jobs = [(u, *sources[u]) for u in todo if u not in analysed]
+    if num_jobs > 1 and jobs:
         pool = ProcessPoolExecutor(num_jobs, initializer=_init_worker, initargs=(str(exp_dir), 1))
-        results = pool.map(_encode_one, [(u, *sources[u]) for u in todo], chunksize=4)
+        results = pool.map(_encode_one, jobs, chunksize=4)
     else:
         pool = None
         _worker["codec"] = codec
-        results = map(_encode_one, [(u, *sources[u]) for u in todo])
+        results = map(_encode_one, jobs)
     try:
-        failed = writer.write_all(results, len(todo), f"codec encode {data.path.name}")
+        failed = writer.write_all(itertools.chain(reused, results), len(todo), f"codec encode {data.path.name}")
     finally:
         if pool is not None:
             pool.shutdown()

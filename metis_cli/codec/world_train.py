@@ -59,7 +59,8 @@ def analyse_datadir(data_dir, out_dir, cfg: WorldCodecConfig, utts=None, num_job
     finally:
         if pool is not None:
             pool.shutdown()
-    write_meta(out_dir, kind="world_features", sample_rate=cfg.sample_rate, hop_length=cfg.hop_length, dim=cfg.feature_dim)
+    write_meta(out_dir, kind="world_features", data_dir=str(data.path.resolve()), sample_rate=cfg.sample_rate,
+               hop_length=cfg.hop_length, dim=cfg.feature_dim)
     return failed
 
 
