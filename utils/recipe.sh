@@ -62,8 +62,7 @@ kmeans_portion=0.5
 vq_overrides=""            # key=value overrides of vq.yaml, e.g. "train.max_steps=100"
 tokenizer_dir=""           # default: <data-dir>/kmeans/<ssl>_k<n> (vq: <data-dir>/vq/<ssl>_k<n>/tokenizer); another corpus's, to reuse its tokens
 config_dir=$root/conf/mini  # conf/mini (CPU, embedded corpus) or conf/full (published sizes)
-codec_config=codec.yaml    # the codec's config in <config-dir>: codec.yaml (mini: the parametric WORLD codec; full: the
-                           # published neural codec) or codec_neural.yaml (mini: a neural codec trained on the CPU)
+codec_config=codec.yaml    # in <config-dir>: codec.yaml (mini: the parametric WORLD codec; full: the neural one) or codec_neural.yaml
 codec_overrides=""          # key=value overrides of the codec config, e.g. "data.max_utterances=100"
 codec_dir=""               # default: <root>/exp/codec_<name of config_dir> (codec_<name>_neural for codec_neural.yaml), shared by all recipes
 pretrain_overrides=""      # key=value overrides of pretrain.yaml
