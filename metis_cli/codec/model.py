@@ -52,16 +52,8 @@ class DecoderConfig:
     n_fft: int = 1920
 
 
-@dataclass
-class CodecConfig:
-    sample_rate: int = 24000
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-
-    @property
-    def hop_length(self) -> int:
-        return math.prod(self.encoder.strides)
+class CodecRates:
+    """Frame rate and bitrate of a codec config (either kind) with sample_rate, hop_length and quantizer."""
 
     @property
     def frame_rate(self) -> float:
@@ -71,6 +63,19 @@ class CodecConfig:
     def bitrate(self) -> float:
         """Bits per second at full codebook use."""
         return self.frame_rate * self.quantizer.n_codebooks * math.log2(self.quantizer.codebook_size)
+
+
+@dataclass
+class CodecConfig(CodecRates):
+    sample_rate: int = 24000
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.encoder.strides)
+
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":

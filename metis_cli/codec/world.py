@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from metis_cli.codec.model import CodecRates
 from metis_cli.errors import MetisError
 
 GRID = 4  # analysis and synthesis grid: 4 steps per code frame (5 ms at 20 ms), so pitch and envelope glide between frames
@@ -42,7 +43,7 @@ class WorldQuantizerConfig:
 
 
 @dataclass
-class WorldCodecConfig:
+class WorldCodecConfig(CodecRates):
     sample_rate: int = 16000
     hop_length: int = 320  # 20 ms at 16 kHz: the SSL tokens' frame rate
     f0_method: str = "harvest"  # harvest, or dio (+ StoneMask refinement): 4x faster, worse on real speech
@@ -65,13 +66,6 @@ class WorldCodecConfig:
     def feature_dim(self) -> int:
         return 2 + self.mcep_order + 1 + self.n_bands
 
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.hop_length
-
-    @property
-    def bitrate(self) -> float:
-        return self.frame_rate * self.quantizer.n_codebooks * math.log2(self.quantizer.codebook_size)
 
     @classmethod
     def from_dict(cls, d: dict) -> "WorldCodecConfig":
