@@ -92,6 +92,25 @@ def test_the_same_seed_learns_the_same_codebooks_and_a_rerun_resumes(trained, ti
     assert result["step"] == 8 and (exp / "checkpoints" / "step_00000008" / "codec.safetensors").stat().st_mtime_ns == stamp
 
 
+def test_a_run_killed_after_some_codebooks_resumes_to_the_same_codec(trained, tiny_corpus, tmp_path, monkeypatch):
+    from metis_cli.codec import world_train
+
+    exp, fit = tmp_path / "killed", world_train.fit_quantizer
+
+    def fit_until_three(codec, residual, index, **kwargs):
+        if index == 3:
+            raise KeyboardInterrupt
+        return fit(codec, residual, index, **kwargs)
+
+    monkeypatch.setattr(world_train, "fit_quantizer", fit_until_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train")
+    assert [p.name for p in (exp / "checkpoints").iterdir()] == ["step_00000003"]
+    monkeypatch.setattr(world_train, "fit_quantizer", fit)
+    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train")
+    assert torch.equal(load_codec(exp).codebooks, load_codec(trained).codebooks)
+
+
 def test_encode_and_decode_a_data_dir_at_another_rate(trained, tiny_corpus, tmp_path):
     import soxr
 

@@ -76,7 +76,6 @@ class CodecConfig(CodecRates):
     def hop_length(self) -> int:
         return math.prod(self.encoder.strides)
 
-
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
         """From a config's ``model`` section; its ``kind``, when given, must be ``neural`` (the parametric

@@ -274,15 +274,19 @@ class WorldCodec(nn.Module):
         levels = (residual[:, :1] - book[None, 1:, 0]).abs().argmin(1) + 1
         return torch.where(residual[:, 1] > 0, levels, torch.zeros_like(levels))
 
-    def quantize(self, vectors: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
-        """Greedy residual VQ: [T, dim] -> codes [T, n] (int64)."""
+    def residual_vq(self, vectors: torch.Tensor, n_codebooks: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy residual VQ with the first ``n_codebooks``: [T, dim] -> (codes [T, n] int64, what they leave [T, dim])."""
         residual = vectors.clone()
         codes = []
-        for i in range(n_codebooks or self.cfg.quantizer.n_codebooks):
+        for i in range(n_codebooks):
             code = self.assign(residual, i)
             residual -= self.codebooks[i].cpu()[code]
             codes.append(code)
-        return torch.stack(codes, 1)
+        return torch.stack(codes, 1) if codes else torch.zeros(len(vectors), 0, dtype=torch.long), residual
+
+    def quantize(self, vectors: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
+        """Greedy residual VQ: [T, dim] -> codes [T, n] (int64)."""
+        return self.residual_vq(vectors, n_codebooks or self.cfg.quantizer.n_codebooks)[0]
 
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
         books = self.codebooks.cpu()

@@ -89,6 +89,7 @@ class WorldCodecTask:
         if failed:
             logger.warning("%d training utterance(s) could not be analysed (see the log above)", len(failed))
         features = ArrayStore(store)
+        self.residual: torch.Tensor | None = None  # kept from step to step; fit_quantizer updates it
         self.features = np.concatenate([np.asarray(features[u]) for u in utts if u in features])
         logger.info("codec: %d frames of WORLD features (%d dims) from %d utterances of %s", len(self.features),
                     self.cfg.feature_dim, len(features), train_dir)
@@ -98,11 +99,9 @@ class WorldCodecTask:
         q = self.cfg.quantizer
         if step == 0:
             codec.fit_normalisation(self.features)
-        residual = codec.to_vectors(self.features)
-        for i in range(step):  # the residual the earlier codebooks leave
-            book = codec.codebooks[i]
-            residual -= book[torch.cdist(residual, book).argmin(1)]
-        error = fit_quantizer(codec, residual, step, seed=trainer.train.seed + step, backend=self.backend)
+        if step == 0 or self.residual is None:  # the residual the earlier codebooks leave (a resumed run: once)
+            self.residual = codec.residual_vq(codec.to_vectors(self.features), step)[1]
+        error = fit_quantizer(codec, self.residual, step, seed=trainer.train.seed + step, backend=self.backend)
         return {"quantisation_error": error, "codebook": step, "of": q.n_codebooks}
 
     @torch.no_grad()

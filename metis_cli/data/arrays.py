@@ -9,6 +9,7 @@ Readers memory-map: a lookup by utterance id reads only that array.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 from metis_cli.data.datadir import contiguous_parts
 from metis_cli.errors import DataDirError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,6 @@ class ShardedWriter:
     def write_all(self, results, total: int, description: str) -> dict[str, str]:
         """Writes ``(utt, array, error)`` results as they come (an array of None: failed, with its error),
         with a progress bar, and closes the shards. Returns {utterance: error} of the failed ones."""
-        import logging
-
         from metis_cli.log import progress
 
         failed = {}
@@ -160,7 +161,7 @@ class ShardedWriter:
                 for utt, array, error in results:
                     if array is None:
                         failed[utt] = error
-                        logging.getLogger(__name__).warning("skipped %s", error)
+                        logger.warning("skipped %s", error)
                     else:
                         self.write(utt, array)
                     bar.advance(task)
