@@ -53,12 +53,15 @@ def main() -> None:
     settings = per_codebook_settings(n)
     ks = sorted({1, 2, 3, 4, n})
     predicted, truth, accuracy = {k: [] for k in ks}, {k: [] for k in ks}, []
+    expected = {k: [] for k in ks} if hasattr(codec, "decode_expected") else None
 
     def as_long(a) -> torch.Tensor:
         return torch.from_numpy(np.asarray(a, dtype=np.int64))
 
     def score(codes: torch.Tensor, ref: np.ndarray) -> float:
-        wav = codec.decode(codes[None])[0].numpy()
+        return score_wav(codec.decode(codes[None])[0].numpy(), ref)
+
+    def score_wav(wav: np.ndarray, ref: np.ndarray) -> float:
         m = min(len(wav), len(ref))
         return float(stoi(ref[:m], wav[:m], codec.cfg.sample_rate))
 
@@ -67,18 +70,23 @@ def main() -> None:
         frames = min(len(tokens[utt]), len(codes_store[utt]))
         prompt_tokens = [as_long(tokens[prompt][:prompt_frames])] if prompt else [as_long(tokens[utt][:0])]
         prompt_codes = [as_long(codes_store[prompt][:prompt_frames])] if prompt else [as_long(codes_store[utt][:0])]
-        codes = generate_codes(s2a, [as_long(tokens[utt][:frames])], prompt_tokens, prompt_codes, settings, generator, True, None)[0]
+        codes, probs = generate_codes(s2a, [as_long(tokens[utt][:frames])], prompt_tokens, prompt_codes, settings, generator,
+                                      True, None, return_probs=True)
+        codes, probs = codes[0], probs[0]
         gt = as_long(codes_store[utt][:frames])
         ref = sf.read(sources[utt][0], dtype="float32")[0]
         for k in ks:
             predicted[k].append(score(codes[:, :k], ref))
             truth[k].append(score(gt[:, :k], ref))
+            if expected is not None:
+                expected[k].append(score_wav(codec.decode_expected(probs[None, :, :k])[0].numpy(), ref))
         accuracy.append((codes[:, :2] == gt[:, :2]).float().mean(0).tolist())
     print(f"{len(accuracy)} utterances of {args.data}; accuracy of codebooks 0 and 1 against the ground truth: "
           f"{np.mean([a[0] for a in accuracy]):.3f}, {np.mean([a[1] for a in accuracy]):.3f}")
-    print("\n| codebooks decoded | STOI, S2A's codes | STOI, ground-truth codes |\n|---:|---:|---:|")
+    print("\n| codebooks decoded | STOI, S2A's codes | STOI, S2A's expected vector | STOI, ground-truth codes |\n|---:|---:|---:|---:|")
     for k in ks:
-        print(f"| {k} | {np.mean(predicted[k]):.3f} | {np.mean(truth[k]):.3f} |")
+        soft = f"{np.mean(expected[k]):.3f}" if expected is not None else "-"
+        print(f"| {k} | {np.mean(predicted[k]):.3f} | {soft} | {np.mean(truth[k]):.3f} |")
 
 
 if __name__ == "__main__":

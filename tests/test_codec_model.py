@@ -43,6 +43,15 @@ def test_encode_decode_round_trip_lengths(name):
     assert model.decode(codes[..., :3]).shape == (1, frames * cfg.hop_length), "fewer codebooks decode too"
 
 
+def test_the_neural_codec_decodes_codes_not_distributions():
+    from metis_cli.infer.generate import resolve_codec_input
+
+    codec = Codec(config("mini"))
+    assert resolve_codec_input(codec, "auto") == "codes"
+    with pytest.raises(MetisError, match="use --codec-input codes"):
+        resolve_codec_input(codec, "expected")
+
+
 def test_quantizer_dropout_uses_fewer_codebooks():
     torch.manual_seed(0)
     cfg = config("mini")

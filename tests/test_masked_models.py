@@ -215,6 +215,38 @@ def test_mask_predict_fills_only_targets_and_is_deterministic(steps):
         MaskPredictSettings(steps=0)
 
 
+def test_mask_predict_keeps_each_positions_distribution_from_the_step_that_fixed_it():
+    model = stage1()
+    tokens, valid, target, hidden_fn = _stage1_batch(model)
+    settings = MaskPredictSettings(steps=1, cfg_scale=0.0, top_k_ratio=0.5)
+    out, probs = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, return_probs=True)
+    assert torch.equal(out, mask_predict(hidden_fn, model.logits, tokens, target, valid, settings))
+    assert probs.shape == (3, 9, 20)
+    assert torch.allclose(probs[target].sum(-1), torch.ones(int(target.sum())))
+    assert (probs[~target] == 0).all()
+    # one step: every position is fixed at step 0 from the whole vocabulary's softmax; argmax of it is the token
+    with torch.no_grad():
+        expected = model.logits(model.hidden(tokens, target, valid, torch.ones(3))[target]).softmax(-1)
+    assert torch.allclose(probs[target], expected, atol=1e-6)
+    assert torch.equal(probs[target].argmax(-1), out[target])
+    settings = MaskPredictSettings(steps=5, temperature=1.0, top_k_ratio=0.5)
+    several, probs = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), return_probs=True)
+    assert torch.allclose(probs[target].sum(-1), torch.ones(int(target.sum())))
+    assert torch.equal(several, mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0)))
+
+
+def test_s2a_distributions_are_one_hot_for_oracle_codebooks():
+    model, settings = s2a(), per_codebook_settings(3, {"steps": [2, 1]})
+    g = torch.Generator().manual_seed(4)
+    ssl, truth = [torch.randint(0, 20, (5,), generator=g)], [torch.randint(0, 16, (5, 3), generator=g)]
+    codes, probs = generate_codes([model], ssl, [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, 3, dtype=torch.long)], settings,
+                                  torch.Generator().manual_seed(0), oracle_codes=[truth[0][:, :1]], return_probs=True)
+    assert probs[0].shape == (5, 3, 16) and torch.allclose(probs[0].sum(-1), torch.ones(5, 3))
+    assert torch.equal(probs[0][:, 0], torch.nn.functional.one_hot(truth[0][:, 0], 16).float())
+    assert torch.equal(codes[0], generate_codes([model], ssl, [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, 3, dtype=torch.long)],
+                                                settings, torch.Generator().manual_seed(0), oracle_codes=[truth[0][:, :1]])[0])
+
+
 def test_batch_decoding_equals_one_by_one():
     model = stage1()
     prompts = [torch.tensor([1, 2, 3]), torch.tensor([], dtype=torch.long), torch.tensor([4])]

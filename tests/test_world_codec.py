@@ -172,6 +172,24 @@ def test_codes_out_of_range_name_the_utterance(trained, tmp_path):
         load_codec(trained).decode(torch.zeros(1, 10, 9, dtype=torch.long))
 
 
+def test_expected_vector_decoding(trained, tiny_corpus):
+    from metis_cli.infer.generate import resolve_codec_input
+
+    codec = load_codec(trained)
+    codes = codec.encode(torch.from_numpy(speech(tiny_corpus))[None])
+    one_hot = torch.nn.functional.one_hot(codes, 32).float()
+    assert torch.allclose(codec.decode_expected(one_hot), codec.decode(codes), atol=1e-5), "certain codes: the codes themselves"
+    spread = one_hot.clone()
+    spread[:, :, 7] = 1 / 32  # a codebook spread evenly: its mean entry
+    assert torch.isfinite(codec.decode_expected(spread)).all()
+    assert torch.allclose(codec.decode_expected(one_hot[:, :, :2]), codec.decode(codes[:, :, :2]), atol=1e-5)
+    with pytest.raises(MetisError, match=r"code distributions of shape \(1, 5, 8, 16\)"):
+        codec.decode_expected(torch.ones(1, 5, 8, 16))
+    assert resolve_codec_input(codec, "auto") == "expected" and resolve_codec_input(codec, "codes") == "codes"
+    with pytest.raises(MetisError, match="unknown codec input 'soft'"):
+        resolve_codec_input(codec, "soft")
+
+
 def test_bad_world_configs_are_refused(tiny_corpus, tmp_path):
     base = load_config(REPO / "conf" / "mini" / "codec.yaml")
     for key, value, message in (("f0_method", "yin", "f0_method must be one of harvest, dio"),

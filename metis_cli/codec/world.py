@@ -322,6 +322,21 @@ class WorldCodec(nn.Module):
         wavs = [synthesise(self.decode_features(c), self.cfg) for c in codes]
         return torch.from_numpy(np.stack(wavs)).to(codes.device)
 
+    @torch.no_grad()
+    def decode_expected(self, probs: torch.Tensor) -> torch.Tensor:
+        """Distributions over codes [B, frames, n, codebook_size] (what S2A predicts) -> [B, frames * hop]: WORLD
+        synthesis of the expected vector, sum over codebooks of sum_j p_j * entry_j (the features are continuous,
+        so the mean of what S2A finds likely is the least-squares estimate, where a sampled code can be far off;
+        a codebook S2A cannot predict adds its mean entry, near zero). Codebooks past n count as zero."""
+        q = self.cfg.quantizer
+        if probs.ndim != 4 or probs.shape[2] > q.n_codebooks or probs.shape[3] != q.codebook_size:
+            raise MetisError(f"code distributions of shape {tuple(probs.shape)}: this codec takes "
+                             f"[batch, frames, <= {q.n_codebooks}, {q.codebook_size}]")
+        books = self.codebooks.cpu()[: probs.shape[2]]
+        vectors = torch.einsum("btnv,nvd->btd", probs.float().cpu(), books)
+        wavs = [synthesise(self.from_vectors(v), self.cfg) for v in vectors]
+        return torch.from_numpy(np.stack(wavs)).to(probs.device)
+
     def parameter_counts(self) -> dict[str, int]:
         return {"codebooks": int(self.codebooks.numel()), "total": int(sum(b.numel() for b in self.buffers()))}
 

@@ -11,6 +11,9 @@ def _settings(items: Optional[list[str]]) -> dict:
     return dict(parse_override(item) for item in items or [])
 
 
+CODEC_INPUT = typer.Option("auto", help="What the codec decodes: codes (S2A's codes, as published), expected (the expected codebook vector under S2A's distributions; WORLD codec), auto (expected where the codec can).")
+
+
 def resynth(
     data_dir: Path = typer.Argument(..., help="Data dir with ssl_tokens/ and acoustic_codes/ (for the prompts)."),
     out_dir: Path = typer.Argument(..., help="Decode dir to write: wav/, wav.scp, prompt.scp, decode.json."),
@@ -27,6 +30,7 @@ def resynth(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     bf16: bool = typer.Option(False, "--bf16", help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16: 1.5-3.5x faster here)."),
     oracle_codebooks: int = typer.Option(0, help="Diagnostic: take the first K codebooks from the utterance's own codes and generate only the rest."),
+    codec_input: str = CODEC_INPUT,
 ) -> None:
     """Hear the stages: ground-truth (or stage-1 generated) SSL tokens -> S2A with a same-speaker prompt -> codec.
 
@@ -45,7 +49,8 @@ def resynth(
 
     setup_logging(log_file=out_dir / "log" / "decode.log")
     result = resynthesize(data_dir, out_dir, s2a, codec, stage1, prompt_seconds, not no_prompt, batch_size, seed,
-                          _settings(s2a_opt), _settings(stage1_opt), not two_pass_cfg, device, bf16, oracle_codebooks)
+                          _settings(s2a_opt), _settings(stage1_opt), not two_pass_cfg, device, bf16, oracle_codebooks,
+                          codec_input)
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
     if result["failed"]:
@@ -82,6 +87,7 @@ def decode(
     no_watermark: bool = NO_WATERMARK,
     watermark_key: Optional[str] = WATERMARK_KEY,
     shuffle_video: bool = typer.Option(False, "--shuffle-video", help="l2s: scramble the video frames in time (the baseline that shows the model reads the lips)."),
+    codec_input: str = CODEC_INPUT,
 ) -> None:
     """Decode a data dir with a fine-tuned task model (stage 6): wav/*.wav, wav.scp, decode.json.
 
@@ -98,7 +104,7 @@ def decode(
     setup_logging(log_file=out / "log" / "decode.log")
     result = decode_task(model, data_dir, out, s2a, codec, task, batch_size, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16,
                          watermark=not no_watermark, watermark_key=watermark_key, shuffle_video=shuffle_video, mode=mode,
-                         text_guided=text_guided)
+                         text_guided=text_guided, codec_input=codec_input)
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
     if result["failed"]:
@@ -127,6 +133,7 @@ def synth(
     bf16: bool = BF16,
     no_watermark: bool = NO_WATERMARK,
     watermark_key: Optional[str] = WATERMARK_KEY,
+    codec_input: str = CODEC_INPUT,
 ) -> None:
     """Run a fine-tuned task model on single files (watermarked: check with metis detect).
 
@@ -187,6 +194,7 @@ def synth(
             console.print(f"transcript of {ref} (give --ref-text to set it): {ref_text!r}")
         item.prompt_text = ref_text
     result = synthesize(model, s2a, codec, output, item, task, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16,
-                        watermark=not no_watermark, watermark_key=watermark_key, mode=mode if omni else None)
+                        watermark=not no_watermark, watermark_key=watermark_key, mode=mode if omni else None,
+                        codec_input=codec_input)
     console.print(f"{result['out']}: {result['seconds_audio']:.2f} s of audio in {result['seconds']:.1f} s "
                   f"(real-time factor {result['real_time_factor']:.2f})")

@@ -75,9 +75,15 @@ def guided_hidden(hidden_fn: HiddenFn, tokens, masked, valid, target, t, setting
 @torch.no_grad()
 def mask_predict(hidden_fn: HiddenFn, logits_fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor,
                  target: torch.Tensor, valid: torch.Tensor, settings: MaskPredictSettings,
-                 generator: torch.Generator | None = None, batched_cfg: bool = True) -> torch.Tensor:
-    """Fills ``tokens[target]`` ([B, L] long; the other positions are kept) and returns the new tokens."""
+                 generator: torch.Generator | None = None, batched_cfg: bool = True,
+                 return_probs: bool = False):
+    """Fills ``tokens[target]`` ([B, L] long; the other positions are kept) and returns the new tokens.
+
+    ``return_probs``: also returns ``probs`` [B, L, V], each target position's predicted distribution (the
+    model's softmax at temperature 1, over the whole vocabulary, guidance applied) at the step that fixed
+    its token; zero elsewhere."""
     tokens = tokens.clone()
+    kept = None
     target = target & valid
     masked = target.clone()
     n_target = target.sum(1)
@@ -88,6 +94,11 @@ def mask_predict(hidden_fn: HiddenFn, logits_fn: Callable[[torch.Tensor], torch.
         hidden = guided_hidden(hidden_fn, tokens, masked, valid, target, t, settings, batched_cfg)
         logits = logits_fn(hidden[masked]).float()
         vocab = logits.shape[-1]
+        if return_probs:
+            if kept is None:
+                kept = torch.zeros(*tokens.shape, vocab, device=tokens.device)
+            step_probs = torch.zeros_like(kept)
+            step_probs[masked] = logits.softmax(-1)
         k = max(1, math.ceil(settings.top_k_ratio * vocab))
         threshold = logits.topk(k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
@@ -99,11 +110,19 @@ def mask_predict(hidden_fn: HiddenFn, logits_fn: Callable[[torch.Tensor], torch.
             sampled = (logits / temperature + _gumbel(logits.shape, generator, logits.device)).argmax(-1)
         tokens[masked] = sampled
         if last:
+            if return_probs:
+                kept[masked] = step_probs[masked]
             break
         probs = logits.softmax(-1).gather(-1, sampled[:, None])[:, 0]
         confidence = torch.full(tokens.shape, float("inf"), device=tokens.device)
         confidence[masked] = probs + t_i * _gumbel(probs.shape, generator, probs.device)
         n_masked = torch.floor(math.sin(math.pi / 2 * (1.0 - (i + 1) / steps)) * n_target).long()
         ranks = confidence.argsort(dim=1).argsort(dim=1)
-        masked = (ranks < n_masked[:, None]) & masked
+        still = (ranks < n_masked[:, None]) & masked
+        if return_probs:
+            fixed = masked & ~still
+            kept[fixed] = step_probs[fixed]
+        masked = still
+    if return_probs:
+        return tokens, kept if kept is not None else torch.zeros(*tokens.shape, 0, device=tokens.device)
     return tokens

@@ -24,11 +24,12 @@ from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 from metis_cli.infer.generate import (
     STAGE1_DEFAULTS,
-    generate_codes,
+    generate_audio,
     generate_ssl_tokens,
     load_s2a,
     load_stage1,
     per_codebook_settings,
+    resolve_codec_input,
 )
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.train.config import check_keys
@@ -53,9 +54,10 @@ def same_speaker_prompts(utts: list[str], utt2spk: dict[str, str]) -> dict[str, 
 def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt_seconds: float = 3.0,
                  use_prompt: bool = True, batch_size: int = 8, seed: int = 0, s2a_settings: dict | None = None,
                  stage1_settings: dict | None = None, batched_cfg: bool = True, device: str = "cpu", bf16: bool = False,
-                 oracle_codebooks: int = 0) -> dict:
+                 oracle_codebooks: int = 0, codec_input: str = "auto") -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (see the module doc);
-    ``bf16`` runs the transformers in bfloat16 (the codec stays in float32)."""
+    ``bf16`` runs the transformers in bfloat16 (the codec stays in float32); ``codec_input``: what the codec
+    decodes (``generate.CODEC_INPUTS``)."""
     from metis_cli.audio import save_audio
     from metis_cli.codec.inference import load_codec
     from metis_cli.data.decode_dir import write_decode_dir
@@ -70,6 +72,7 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     if codec.cfg.quantizer.n_codebooks != n_codebooks:
         raise MetisError(f"the codec {codec_dir} has {codec.cfg.quantizer.n_codebooks} codebooks, the S2A model {n_codebooks}")
     s2a_cfg = per_codebook_settings(n_codebooks, s2a_settings)
+    codec_input = resolve_codec_input(codec, codec_input)
     if not 0 <= oracle_codebooks <= n_codebooks:
         raise MetisError(f"oracle codebooks: {oracle_codebooks} is not in 0..{n_codebooks}")
     if oracle_codebooks and stage1_dir is not None:
@@ -115,10 +118,9 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
                 if stage1 is not None:
                     ssl = generate_ssl_tokens(stage1, prompt_ssl, [len(s) for s in ssl], stage1_cfg, generator, batched_cfg)
                 oracle = [torch.from_numpy(t["acoustic_codes"][:, :oracle_codebooks]) for t in targets] if oracle_codebooks else None
-                codes = generate_codes(s2a_models, ssl, prompt_ssl, prompt_codes, s2a_cfg, generator, batched_cfg, oracle)
-                for u, c in zip(batch, codes):
-                    with torch.no_grad():
-                        wav = codec.decode(c[None].to(device))[0].float().cpu().numpy()
+                wavs = generate_audio(s2a_models, codec, ssl, prompt_ssl, prompt_codes, s2a_cfg, generator, batched_cfg, oracle,
+                                      codec_input)
+                for u, wav in zip(batch, wavs):
                     save_audio(wav_path(u), wav, codec.cfg.sample_rate)
                     seconds_audio += len(wav) / codec.cfg.sample_rate
             except MetisError as exc:
@@ -139,7 +141,7 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     rtf = elapsed / seconds_audio if seconds_audio else None
     info = {"s2a": [str(Path(d).resolve()) for d in s2a_dirs], "codec": str(Path(codec_dir).resolve()),
             "stage1": str(Path(stage1_dir).resolve()) if stage1_dir else None, "prompt_seconds": prompt_seconds if use_prompt else 0,
-            "oracle_codebooks": oracle_codebooks,
+            "oracle_codebooks": oracle_codebooks, "codec_input": codec_input,
             "s2a_settings": [vars(s) for s in s2a_cfg], "stage1_settings": vars(stage1_cfg) if stage1 else None,
             "seed": seed, "dtype": str(dtype).removeprefix("torch."), "seconds": round(elapsed, 2), "real_time_factor": rtf, "failed": len(failed)}
     write_decode_dir(out, "generate" if stage1 else "resynth", data_dir, done, sample_rate=codec.cfg.sample_rate, **info)

@@ -34,7 +34,7 @@ import torch
 
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
-from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, load_s2a, per_codebook_settings
+from metis_cli.infer.generate import generate_audio, generate_ssl_tokens, load_s2a, per_codebook_settings, resolve_codec_input
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, for_inference, merged
@@ -122,7 +122,7 @@ class TaskModel:
 
     def __init__(self, exp_dir, s2a_dirs, codec_dir, task: str | None = None, device: str = "cpu", bf16: bool = False,
                  stage1_settings: dict | None = None, s2a_settings: dict | None = None, checkpoint=None, shuffle_video: bool = False,
-                 mode: str | None = None):
+                 mode: str | None = None, codec_input: str = "auto"):
         from metis_cli.codec.inference import load_codec
 
         config = read_exp_config(exp_dir)
@@ -160,7 +160,8 @@ class TaskModel:
         check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
         self.stage1_settings = MaskPredictSettings(**settings)
         self.s2a_settings = per_codebook_settings(n_codebooks, s2a_settings)
-        self.info = {"model": str(self.exp_dir.resolve()), "model_task": self.model_task, "s2a": [str(Path(d).resolve()) for d in s2a_dirs], "shuffle_video": shuffle_video,
+        self.codec_input = resolve_codec_input(self.codec, codec_input)
+        self.info = {"codec_input": self.codec_input, "model": str(self.exp_dir.resolve()), "model_task": self.model_task, "s2a": [str(Path(d).resolve()) for d in s2a_dirs], "shuffle_video": shuffle_video,
                      "codec": str(Path(codec_dir).resolve()), "stage1_settings": vars(self.stage1_settings),
                      "s2a_settings": [vars(s) for s in self.s2a_settings], "dtype": str(self.dtype).removeprefix("torch.")}
 
@@ -250,8 +251,8 @@ class TaskModel:
             self.stage1, prompts, [p["frames"] for p in prepared], self.stage1_settings, generator,
             phones=[p["phones"] for p in prepared] if "phones" in prepared[0] else None,
             frame_conditions=[p["condition"] for p in prepared] if "condition" in prepared[0] else None)
-        codes = generate_codes(self.s2a, ssl, prompts, [p["prompt_codes"] for p in prepared], self.s2a_settings, generator)
-        return [self.codec.decode(c[None].to(self.device))[0].float().cpu().numpy() for c in codes]
+        return generate_audio(self.s2a, self.codec, ssl, prompts, [p["prompt_codes"] for p in prepared], self.s2a_settings,
+                              generator, codec_input=self.codec_input)
 
 
 def _resample(wav: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -310,7 +311,7 @@ def datadir_inputs(data_dir, task: str, video_features: bool = False, text_guide
 def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | None = None, batch_size: int = 8, seed: int = 0,
                 stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False,
                 watermark: bool = True, watermark_key: str | None = None, shuffle_video: bool = False, mode: str | None = None,
-                text_guided: bool = False) -> dict:
+                text_guided: bool = False, codec_input: str = "auto") -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (wav/<utt>.wav, wav.scp,
     decode.json with the settings and the real-time factor). A rerun skips what is written; an
     utterance whose inputs are bad is logged (``failed``) and skipped. Every output carries the
@@ -322,7 +323,7 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
     from metis_cli.watermark import marker_for
 
     model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings, shuffle_video=shuffle_video,
-                      mode=mode)
+                      mode=mode, codec_input=codec_input)
     marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     task = model.task
     if text_guided and (task in TEXT_TASKS + VIDEO_TASKS or not model.stage1.cfg.n_phones):
@@ -377,13 +378,13 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
 
 def synthesize(exp_dir, s2a_dirs, codec_dir, out_path, item: TaskInput, task: str | None = None, seed: int = 0,
                stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False,
-               watermark: bool = True, watermark_key: str | None = None, mode: str | None = None) -> dict:
+               watermark: bool = True, watermark_key: str | None = None, mode: str | None = None, codec_input: str = "auto") -> dict:
     """One output file from one TaskInput (``metis synth``), watermarked unless ``watermark`` is False;
     nothing is written if anything fails. ``mode``: the task an Omni model runs."""
     from metis_cli.audio import save_audio
     from metis_cli.watermark import marker_for
 
-    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings, mode=mode)
+    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings, mode=mode, codec_input=codec_input)
     marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     started = time.time()
     prepared = model.prepare(item)
