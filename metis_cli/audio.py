@@ -40,8 +40,13 @@ def _where(source, utt_id: str | None) -> str:
     return f"utterance '{utt_id}' ({source})" if utt_id else str(source)
 
 
-def _open(source, utt_id: str | None):
-    """Returns something soundfile can open: the path itself or the bytes a pipe printed."""
+def _open(source, utt_id: str | None, commands: bool = False):
+    """Returns something soundfile can open: the path itself or the bytes a pipe printed. A source ending in
+    ``|`` is a shell command (Kaldi's convention), run only where ``commands`` allows it: entries of a data
+    dir's audio scp files, never a path given on the command line or found in any other file."""
+    if is_pipe(source) and not commands:
+        raise AudioError(f"{_where(source, utt_id)}: a path ending in '|' is a shell command, which only wav.scp "
+                         f"entries may be; give an audio file (or put the command in a wav.scp)")
     if is_pipe(source):
         command = str(source).rstrip()[:-1]
         proc = subprocess.run(command, shell=True, capture_output=True)
@@ -58,10 +63,50 @@ def _open(source, utt_id: str | None):
     return path
 
 
-def audio_info(source, utt_id: str | None = None) -> AudioInfo:
-    """Sample rate, channels and length from the header (pipes are run and read)."""
+def _wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """For a RIFF/WAVE file whose data chunk is cut short: (samples its header promises, samples it holds);
+    None otherwise. libsndfile quietly reads what is there, so a copy killed halfway would pass for whole."""
     try:
-        info = sf.info(_open(source, utt_id))
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+                    continue
+                if chunk[:4] == b"data":
+                    held = os.fstat(f.fileno()).st_size - f.tell()
+                    # 0 or 0xFFFFFFFF: a streamed header that never learned the length
+                    if block_align and size not in (0, 0xFFFFFFFF) and held < size:
+                        return size // block_align, held // block_align
+                    return None
+                f.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def _check_complete(source, utt_id: str | None) -> None:
+    if is_pipe(source):
+        return
+    short = _wav_shortfall(Path(source))
+    if short:
+        raise AudioError(f"{_where(source, utt_id)}: truncated: the header promises {short[0]} samples, the file holds "
+                         f"{short[1]}; copy or re-encode it again")
+
+
+def audio_info(source, utt_id: str | None = None, commands: bool = False) -> AudioInfo:
+    """Sample rate, channels and length from the header (pipes, where ``commands`` allows them, are run and read)."""
+    handle = _open(source, utt_id, commands)
+    _check_complete(source, utt_id)
+    try:
+        info = sf.info(handle)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioError(f"{_where(source, utt_id)}: cannot read audio header ({exc})") from None
     return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames))
@@ -84,14 +129,17 @@ def load_audio(
     start: float = 0.0,
     end: float | None = None,
     utt_id: str | None = None,
+    commands: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Reads ``source`` as float32 in [-1, 1].
 
     ``mono`` averages the channels (shape [time]); otherwise the shape is [time, channels].
     ``sample_rate`` resamples to that rate (None keeps the file's). ``start``/``end`` (seconds) cut a
-    segment, as Kaldi ``segments`` files do. Returns (samples, sample_rate).
+    segment, as Kaldi ``segments`` files do. ``commands``: ``source`` may be a shell command ending in ``|``
+    (pass it for entries of a data dir's scp files only). Returns (samples, sample_rate).
     """
-    handle = _open(source, utt_id)
+    handle = _open(source, utt_id, commands)
+    _check_complete(source, utt_id)
     try:
         with sf.SoundFile(handle) as f:
             file_sr = int(f.samplerate)
@@ -104,6 +152,10 @@ def load_audio(
             f.seek(first)
             count = -1 if end is None else max(0, int(round(end * file_sr)) - first)
             wav = f.read(frames=count, dtype="float32", always_2d=True)
+            promised = f.frames - first if count < 0 else min(count, f.frames - first)
+            if wav.shape[0] < promised:  # e.g. a FLAC whose stream info promises more than its frames hold
+                raise AudioError(f"{_where(source, utt_id)}: truncated: the header promises {f.frames} samples, "
+                                 f"{first + wav.shape[0]} could be read; copy or re-encode it again")
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioError(f"{_where(source, utt_id)}: cannot decode audio ({exc})") from None
     if wav.shape[0] == 0:

@@ -3,6 +3,10 @@
 Sub-command modules import only typer at module level; numpy, soundfile and torch are imported inside
 the commands, so ``metis --help`` stays fast.
 """
+from typing import Optional
+
+import typer
+
 from metis_cli import __version__
 from metis_cli.cli_utils import MetisTyper
 from metis_cli.codec.cli import app as codec_app
@@ -26,6 +30,20 @@ app = MetisTyper(
         "  bash egs/tts/run.sh --stage 0 --stop-stage 0"
     ),
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Optional[bool] = typer.Option(None, "--version", callback=_print_version, is_eager=True,
+                                                     help="Print the metis version and exit.")) -> None:
+    pass
+
+
 app.add_typer(data_app, name="data")
 app.command("extract-ssl")(ssl_cli.extract_ssl)
 app.command("kmeans")(tokenizer_cli.kmeans)

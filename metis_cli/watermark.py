@@ -292,8 +292,9 @@ def detect(wav: np.ndarray, sample_rate: int, config: WatermarkConfig | None = N
     return Detection(score, p_value, p_value < config.threshold_p, payload, confidence, active_seconds)
 
 
-def detect_sources(sources: dict[str, str], config: WatermarkConfig | None = None) -> list[dict]:
-    """One row per audio source (name -> path or Kaldi pipe): the detection, or the error reading it."""
+def detect_sources(sources: dict[str, str], config: WatermarkConfig | None = None, commands: frozenset = frozenset()) -> list[dict]:
+    """One row per audio source (name -> path; a Kaldi pipe for the names in ``commands``, wav.scp entries):
+    the detection, or the error reading it."""
     from metis_cli.audio import load_audio
     from metis_cli.errors import AudioError
 
@@ -303,7 +304,7 @@ def detect_sources(sources: dict[str, str], config: WatermarkConfig | None = Non
         row = {"name": name, "seconds": None, "score": None, "p_value": None, "watermarked": None, "payload": None,
                "weakest_bit": None, "note": ""}
         try:
-            wav, rate = load_audio(source)
+            wav, rate = load_audio(source, commands=name in commands)
         except AudioError as exc:
             rows.append({**row, "watermarked": "error", "note": str(exc)})
             continue

@@ -55,13 +55,33 @@ def test_flac_write_and_info(tmp_path):
 
 def test_pipe_source(tmp_path):
     path = write_wav(tmp_path / "a.wav", seconds=0.5)
-    wav, sr = load_audio(f"cat {path} |")
+    wav, sr = load_audio(f"cat {path} |", commands=True)
     assert sr == 16000 and len(wav) == 8000
+    assert audio_info(f"cat {path} |", commands=True).frames == 8000
+
+
+def test_a_path_is_never_a_command_unless_it_comes_from_an_scp(tmp_path):
+    flag = tmp_path / "ran"
+    for read in (lambda s: load_audio(s), lambda s: audio_info(s, utt_id="u1")):
+        with pytest.raises(AudioError, match=r"a path ending in '\|' is a shell command, which only wav.scp entries may be"):
+            read(f"touch {flag} |")
+    assert not flag.exists()
 
 
 def test_failing_pipe_names_the_utterance():
     with pytest.raises(AudioError, match=r"utterance 'u1'.*exit code 3"):
-        load_audio("exit 3 |", utt_id="u1")
+        load_audio("exit 3 |", utt_id="u1", commands=True)
+
+
+def test_a_truncated_file_is_refused(tmp_path):
+    path = write_wav(tmp_path / "a.wav", seconds=1.0)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    for read in (load_audio, audio_info):  # the header still promises the whole second
+        with pytest.raises(AudioError, match=r"cut\.wav: truncated: the header promises 16000 samples, the file holds 79\d\d; copy"):
+            read(cut)
+    assert len(load_audio(f"cat {cut} |", commands=True)[0]) < 8000  # a pipe's stream may not know its length: read as is
 
 
 def test_missing_file_names_file_and_utterance(tmp_path):

@@ -62,6 +62,28 @@ def test_validate_failure_exits_1_and_names_the_problem(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_an_id_that_would_write_outside_the_output_dir_is_refused(tmp_path):
+    dd = make_datadir(tmp_path)
+    for name in ("wav.scp", "utt2spk", "text"):
+        table = (dd / name).read_text().replace("spkA_u0", "../../x")
+        (dd / name).write_text(table)
+    result = run("data", "validate", dd)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "id '../../x' contains '/', '\\' or '..'; ids name files, so rename it" in " ".join(result.output.split())
+
+
+def test_a_command_line_path_is_never_run_as_a_command(tmp_path):
+    flag = tmp_path / "ran"
+    result = run("detect", f"touch {flag} |")
+    assert not flag.exists()
+    assert "shell command, which only wav.scp entries may be" in " ".join(result.output.split())
+
+
+def test_version_option():
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.strip() == run("version").output.strip()
+
+
 def test_validate_fix_sorts(tmp_path):
     dd = make_datadir(tmp_path)
     lines = (dd / "utt2spk").read_text().splitlines(keepends=True)

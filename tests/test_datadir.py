@@ -3,6 +3,7 @@ import pytest
 from metis_cli.data.datadir import (
     DataDir,
     TimedToken,
+    id_path,
     read_ctm,
     read_table,
     spk2utt_from_utt2spk,
@@ -53,6 +54,17 @@ def test_missing_value_and_empty_line(tmp_path):
 def test_write_rejects_ids_with_whitespace(tmp_path):
     with pytest.raises(DataDirError, match="contains whitespace"):
         write_table(tmp_path / "text", {"bad id": "x"})
+
+
+@pytest.mark.parametrize("bad, why", [("../../x", "contains '/'"), ("..", "contains '/'"), ("a\\b", "contains '/'"),
+                                      ("-rf", "starts with '-'"), ("a\x07b", "control characters")])
+def test_ids_that_could_leave_a_folder_are_refused_where_they_are_read(tmp_path, bad, why):
+    (tmp_path / "wav.scp").write_text(f"good /a.wav\n{bad} /b.wav\n")
+    with pytest.raises(DataDirError, match=rf"wav.scp: line 2: id .* {why}.*; ids name files, so rename it"):
+        read_table(tmp_path / "wav.scp")
+    with pytest.raises(DataDirError, match=why):
+        id_path(tmp_path, bad, ".wav")
+    assert id_path(tmp_path, "spk1_u-0.1", ".wav") == tmp_path / "spk1_u-0.1.wav"
 
 
 def test_spk2utt_from_utt2spk():

@@ -88,6 +88,19 @@ def test_unknown_option_fails():
     assert result.returncode == 1 and "unknown option --bogus" in result.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--stage", "99"], "--stage '99': give a stage number in 0..7"),
+    (["--stage", "abc"], "--stage 'abc': give a stage number in 0..7"),
+    (["--stage", "-1"], "--stage '-1': give a stage number in 0..7"),
+    (["--stop-stage", "x"], "--stop-stage 'x': give a stage number in 0..7"),
+    (["--stage", "5", "--stop-stage", "3"], "--stop-stage 3 is before --stage 5: nothing would run"),
+    (["--nj", "0"], "--nj '0': give a number of parallel jobs, 1 or more"),
+])
+def test_stages_and_jobs_out_of_range_are_refused(args, message):
+    result = run(*args)
+    assert result.returncode == 1 and message in result.stderr and "Stage" not in result.stderr
+
+
 def test_trailing_option_without_value_fails():
     result = run("--stage")
     assert result.returncode == 1 and "option --stage needs a value" in result.stderr

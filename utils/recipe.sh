@@ -81,6 +81,11 @@ help_message=$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^
 . "$root/utils/parse_options.sh"
 . "$root/utils/log.sh"
 
+last_stage=7
+[[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -le $last_stage ] || die "--stage '$stage': give a stage number in 0..$last_stage (see --help)"
+[[ $stop_stage =~ ^[0-9]+$ ]] || die "--stop-stage '$stop_stage': give a stage number in $stage..$last_stage (see --help)"
+[ "$stop_stage" -ge "$stage" ] || die "--stop-stage $stop_stage is before --stage $stage: nothing would run; give a stop stage in $stage..$last_stage"
+[[ $nj =~ ^[1-9][0-9]*$ ]] || die "--nj '$nj': give a number of parallel jobs, 1 or more"
 command -v metis >/dev/null || die "the metis command is not installed; run: bash tools/install.sh"
 # input_scp_of <task>: the scp of the unprocessed input a task's output is scored against (the floor), or
 # nothing: TTS has none; L2S's floor is the same model with the video shuffled (stage 6); an Omni model's

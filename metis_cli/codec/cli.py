@@ -40,7 +40,7 @@ def encode(
     exp_dir: Path = typer.Argument(..., help="Codec experiment dir."),
     data_dir: Path = typer.Argument(..., help="Data dir to encode."),
     out: Optional[Path] = typer.Option(None, help="Code store (default DATA_DIR/acoustic_codes)."),
-    nj: int = typer.Option(1, help="Parallel processes."),
+    nj: int = typer.Option(1, min=1, help="Parallel processes."),
 ) -> None:
     """Encode a data dir to acoustic codes (one frames x codebooks array per utterance; resumable).
 

@@ -14,7 +14,7 @@ import torch
 from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.codec.world import WorldCodec, WorldCodecConfig, codec_kind
 from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
-from metis_cli.data.datadir import DataDir
+from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.train.config import read_exp_config
 from metis_cli.train.trainer import load_weights
@@ -54,7 +54,7 @@ def _encode_one(job):
     utt, source, start, end = job
     codec = _worker["codec"]
     try:
-        wav, _ = load_audio(source, codec.cfg.sample_rate, start=start, end=end, utt_id=utt)
+        wav, _ = load_audio(source, codec.cfg.sample_rate, start=start, end=end, utt_id=utt, commands=True)
         codes = codec.encode(torch.from_numpy(wav)[None])[0]
     except MetisError as exc:  # unreadable, or (the WORLD codec) shorter than one frame
         return utt, None, f"utterance '{utt}': {exc}" if utt not in str(exc) else str(exc)
@@ -83,7 +83,7 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     codec = load_codec(exp_dir)
     sources = data.audio_sources()
     utts = sorted(sources)
-    rate = audio_info(sources[utts[0]][0], utt_id=utts[0]).sample_rate if utts else codec.cfg.sample_rate
+    rate = audio_info(sources[utts[0]][0], utt_id=utts[0], commands=True).sample_rate if utts else codec.cfg.sample_rate
     if rate != codec.cfg.sample_rate:
         logger.info("%s: audio at %d Hz is resampled to the codec's %d Hz", data.path, rate, codec.cfg.sample_rate)
     writer = ShardedWriter(out, utts, num_jobs)
@@ -138,7 +138,7 @@ def decode_codes(exp_dir, codes_dir, out_dir, data_dir=None) -> dict:
                 wav = codec.decode(codes[None])[0].numpy()
             except MetisError as exc:
                 raise MetisError(f"{codes_dir}: utterance '{utt}': {exc}") from None
-            wav_scp[utt] = str(save_audio(out / "wav" / f"{utt}.wav", wav, codec.cfg.sample_rate).resolve())
+            wav_scp[utt] = str(save_audio(id_path(out / "wav", utt, ".wav"), wav, codec.cfg.sample_rate).resolve())
             bar.advance(task)
     if data_dir is not None:
         from metis_cli.data.decode_dir import write_decode_dir

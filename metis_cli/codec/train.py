@@ -22,7 +22,7 @@ from metis_cli.codec.losses import (
 )
 from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.codec.world import codec_kind
-from metis_cli.data.datadir import DataDir
+from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.train.config import check_keys
 from metis_cli.train.trainer import TrainConfig, Trainer, step_seed, warmup_cosine
@@ -61,7 +61,7 @@ class AudioSegments:
             from metis_cli.audio import audio_info
 
             source, start, end = self.sources[utt]
-            info = audio_info(source, utt_id=utt)
+            info = audio_info(source, utt_id=utt, commands=True)
             rate = info.sample_rate
             if rate != self.sample_rate and not self._warned:
                 logger.info("resampling %s audio from %d Hz to the codec's %d Hz", self.data.path, rate, self.sample_rate)
@@ -83,7 +83,7 @@ class AudioSegments:
 
         self.length(utt)  # the resampling note, once
         source, start, end = self.sources[utt]
-        wav = load_audio(source, self.sample_rate, start=start, end=end, utt_id=utt)[0]
+        wav = load_audio(source, self.sample_rate, start=start, end=end, utt_id=utt, commands=True)[0]
         if self.fits(wav.nbytes):
             self.cache[utt] = wav
             self.cache_bytes += wav.nbytes
@@ -109,7 +109,7 @@ class AudioSegments:
         last = s0 + math.ceil((offset + self.segment) * rate / sr) + (0 if rate == sr else int(self.RESAMPLE_MARGIN * rate))
         if end is not None:
             last = min(last, int(round(end * rate)))
-        wav = load_audio(source, sr, start=first / rate, end=last / rate, utt_id=utt)[0]
+        wav = load_audio(source, sr, start=first / rate, end=last / rate, utt_id=utt, commands=True)[0]
         return wav[offset - k0 : offset - k0 + self.segment]
 
     def batch(self, rng: np.random.Generator, size: int) -> torch.Tensor:
@@ -237,7 +237,7 @@ class CodecTask:
             mel.append(float(self.mel_loss(decoded, wav)))
             ref, est = wav[0].cpu().numpy(), decoded[0].cpu().numpy()
             stois.append(float(stoi(ref, est, self.cfg.sample_rate)))
-            save_audio(out_dir / f"{utt}.wav", est, self.cfg.sample_rate)
+            save_audio(id_path(out_dir, utt, ".wav"), est, self.cfg.sample_rate)
         return {"mel": float(np.mean(mel)), "stoi": float(np.mean(stois))}
 
 

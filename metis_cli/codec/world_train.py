@@ -22,7 +22,7 @@ import torch
 
 from metis_cli.codec.world import WorldCodec, WorldCodecConfig, analyse, fit_quantizer
 from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
-from metis_cli.data.datadir import DataDir
+from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.train.config import check_keys
 from metis_cli.train.trainer import TrainConfig, Trainer
@@ -38,7 +38,7 @@ def _features_job(job):
 
     utt, source, start, end, cfg = job
     try:
-        wav, _ = load_audio(source, cfg.sample_rate, start=start, end=end, utt_id=utt)
+        wav, _ = load_audio(source, cfg.sample_rate, start=start, end=end, utt_id=utt, commands=True)
         return utt, analyse(wav, cfg), ""
     except MetisError as exc:
         return utt, None, f"utterance '{utt}': {exc}"
@@ -117,11 +117,11 @@ class WorldCodecTask:
         sources = DataDir(self.val_dir).audio_sources()
         scores = []
         for utt in sorted(sources)[: self.num_val]:
-            wav, _ = load_audio(sources[utt][0], self.cfg.sample_rate, start=sources[utt][1], end=sources[utt][2], utt_id=utt)
+            wav, _ = load_audio(sources[utt][0], self.cfg.sample_rate, start=sources[utt][1], end=sources[utt][2], utt_id=utt, commands=True)
             decoded = codec.decode(codec.encode(torch.from_numpy(wav)[None]))[0].numpy()
             ref = wav[: len(decoded)]
             scores.append(float(stoi(ref, decoded, self.cfg.sample_rate)))
-            save_audio(out_dir / f"{utt}.wav", decoded, self.cfg.sample_rate)
+            save_audio(id_path(out_dir, utt, ".wav"), decoded, self.cfg.sample_rate)
         return {"stoi": float(np.mean(scores))} if scores else {}
 
 

@@ -39,7 +39,7 @@ from metis_cli.audio import load_audio, save_audio
 from metis_cli.corpus import noise
 from metis_cli.corpus.templates import TEMPLATE_PREFIX, template_sentences
 from metis_cli.corpus.voices import VOICES, check_voices, synthesize
-from metis_cli.data.datadir import DataDir, TimedToken, format_ctm, atomic_write_text
+from metis_cli.data.datadir import DataDir, TimedToken, atomic_write_text, format_ctm, id_path
 from metis_cli.errors import CorpusError, MetisError
 
 logger = logging.getLogger(__name__)
@@ -381,7 +381,7 @@ def write_se_set(out: Path, src: DataDir, wav_dir: Path, seed: int) -> DataDir:
             speech = noise.reverberate(speech, noise.room_impulse_response(rng, rt60, SAMPLE_RATE))
         snr = float(rng.uniform(-5, 20))
         mixture = speech + noise.scale_to_snr(clean, noise.make_noise(kind, rng, len(clean), SAMPLE_RATE, talkers), snr)
-        path = save_audio(wav_dir / f"{utt}.wav", mixture * noise.peak_limit(mixture), SAMPLE_RATE)
+        path = save_audio(id_path(wav_dir, utt, ".wav"), mixture * noise.peak_limit(mixture), SAMPLE_RATE)
         noisy[utt], snrs[utt], kinds[utt], rt60s[utt] = str(path.resolve()), f"{snr:.2f}", kind, f"{rt60:.2f}"
     dd.write("wav.scp", src.read("wav.scp"))
     dd.write("noisy.scp", noisy)
@@ -417,7 +417,7 @@ def write_tse_set(
         interferer = noise.random_excerpt(rng, interferer, len(target))
         sir = float(rng.uniform(-5, 5))
         mixture = target + noise.scale_to_snr(target, interferer, sir)
-        path = save_audio(wav_dir / f"{utt}.wav", mixture * noise.peak_limit(mixture), SAMPLE_RATE)
+        path = save_audio(id_path(wav_dir, utt, ".wav"), mixture * noise.peak_limit(mixture), SAMPLE_RATE)
         enroll_id = enroll_choices[rng.integers(len(enroll_choices))]
         mix[utt], sirs[utt], interferers[utt] = str(path.resolve()), f"{sir:.2f}", interferer_id
         enroll[utt], enroll_ids[utt] = wavs[enroll_id], enroll_id

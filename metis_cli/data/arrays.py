@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metis_cli.data.datadir import contiguous_parts
+from metis_cli.data.datadir import check_id, contiguous_parts, id_path
 from metis_cli.errors import DataDirError
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def _read_index(path: Path) -> dict[str, Entry]:
             utt, offset, dtype, shape = fields[0], int(fields[1]), fields[2], tuple(int(s) for s in fields[3].split("x") if s)
         except (IndexError, ValueError):
             raise DataDirError(f"{path}: line {number}: expected '<utt> <offset> <dtype> <shape>'") from None
+        check_id(utt, f"{path}: line {number}")
         entries[utt] = Entry(path.stem, offset, dtype, shape)
     return entries
 
@@ -55,7 +56,7 @@ class ArrayWriter:
         self.dir = Path(store_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.shard = shard
-        self.bin_path, self.idx_path = self.dir / f"{shard}.bin", self.dir / f"{shard}.idx"
+        self.bin_path, self.idx_path = id_path(self.dir, shard, ".bin"), id_path(self.dir, shard, ".idx")
         self.entries = _read_index(self.idx_path)
         end = max((e.offset + e.nbytes for e in self.entries.values()), default=0)
         with open(self.bin_path, "ab") as f:
@@ -67,6 +68,7 @@ class ArrayWriter:
         return utt in self.entries
 
     def write(self, utt: str, array: np.ndarray) -> None:
+        check_id(utt, str(self.idx_path))
         array = np.ascontiguousarray(array)
         offset = self._bin.tell()
         self._bin.write(array.tobytes())

@@ -122,7 +122,7 @@ def make_mini(
     out_dir: Path = typer.Argument(Path("data/mini"), help="Where the corpus goes."),
     size: str = typer.Option("default", help="'default' (16 speakers, ~830 utterances, ~45 min), 'large' (the default's dev and test, 36 training speakers, ~4,900 training utterances, no mouth videos) or 'tiny' (CI: 6 speakers, 22 utterances)."),
     seed: int = typer.Option(0, help="Seed of every random choice; the same seed gives the same corpus."),
-    nj: int = typer.Option(2, help="Parallel synthesis jobs."),
+    nj: int = typer.Option(2, min=1, help="Parallel synthesis jobs."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Synthesise the embedded multi-speaker English corpus and its SE, TSE and VC test sets.
@@ -158,8 +158,8 @@ def prepare(
     train_parts: Optional[str] = typer.Option(None, help="Space-separated training parts (default: every part named train*; lrs3: trainval)."),
     dev_part: Optional[str] = typer.Option(None, help="Dev part (librispeech/libritts: dev-clean; libri2mix: dev)."),
     test_part: Optional[str] = typer.Option(None, help="Test part (librispeech/libritts: test-clean; libri2mix, lrs3: test)."),
-    test_speakers: int = typer.Option(8, help="vctk: hold out the last N speakers for the VC test set."),
-    dev_fraction: float = typer.Option(0.02, help="vctk, dns, lrs3 (no dev part): this share of each speaker's training utterances."),
+    test_speakers: int = typer.Option(8, min=1, help="vctk: hold out the last N speakers for the VC test set."),
+    dev_fraction: float = typer.Option(0.02, min=0.0, max=0.5, help="vctk, dns, lrs3 (no dev part): this share of each speaker's training utterances."),
     mixture: str = typer.Option("mix_clean", help="libri2mix: mix_clean or mix_both (mixtures with noise)."),
     transcripts: Optional[Path] = typer.Option(None, help="libri2mix: a LibriSpeech copy to take the texts from."),
     seed: int = typer.Option(0, help="Seed of the prompt, enrollment and reference choices."),
@@ -200,7 +200,7 @@ def shard(
     data_dirs: list[Path] = typer.Argument(..., help="Data dirs whose token data to shard (e.g. every training part)."),
     out: Path = typer.Option(..., "--out", "-o", help="Shard dir to write (shard-NNNNNN.tar + .lengths, shards.json)."),
     kinds: list[str] = typer.Option(["ssl_tokens", "acoustic_codes"], "--kind", help="Arrays to put in the shards (repeat)."),
-    shard_mb: float = typer.Option(256.0, help="Target size of one shard in MB."),
+    shard_mb: float = typer.Option(256.0, min=0.001, help="Target size of one shard in MB."),
     seed: int = typer.Option(0, help="Utterances are shuffled across shards with this seed (Kaldi dirs are sorted by speaker)."),
     no_shuffle: bool = typer.Option(False, "--no-shuffle", help="Keep the sorted order (shards then group speakers)."),
 ) -> None:

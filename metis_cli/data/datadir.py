@@ -49,6 +49,33 @@ class TimedToken:
         return self.start + self.duration
 
 
+def id_problem(key: str) -> str | None:
+    """Why ``key`` cannot be an id (ids become file names: <utt>.wav, shard names), or None."""
+    if not key:
+        return "is empty"
+    if any(c.isspace() or not c.isprintable() for c in key):
+        return "contains whitespace or control characters"
+    if "/" in key or "\\" in key or ".." in key:
+        return "contains '/', '\\' or '..'"
+    if key.startswith("-"):
+        return "starts with '-'"
+    return None
+
+
+def check_id(key: str, where: str = "") -> str:
+    """``key`` if it can name a file; else a DataDirError that says why and what to do."""
+    problem = id_problem(key)
+    if problem:
+        raise DataDirError(f"{where + ': ' if where else ''}id {key!r} {problem}; ids name files, so rename it "
+                           f"(letters, digits, '_', '-', '.'; no '/', '..', leading '-' or whitespace)")
+    return key
+
+
+def id_path(directory: Path, key: str, suffix: str = "") -> Path:
+    """``directory / (key + suffix)`` for an id checked to name a file inside ``directory``."""
+    return Path(directory) / f"{check_id(key)}{suffix}"
+
+
 def read_lines(path: Path) -> list[Line]:
     """Parses a table file without judging it (duplicates and order are kept for the validator)."""
     path = Path(path)
@@ -68,6 +95,7 @@ def read_lines(path: Path) -> list[Line]:
         if "\t" in key:
             key, _, rest = key.partition("\t")
             value = f"{rest} {value}".strip()
+        check_id(key, f"{path}: line {number}")
         lines.append(Line(number, key, value.strip()))
     return lines
 
@@ -106,8 +134,7 @@ def sort_key(key: str) -> bytes:
 def format_table(table: dict[str, str]) -> str:
     """The file content of a table: ``<id> <value>`` lines sorted by id."""
     for key in table:
-        if not key or any(c.isspace() for c in key):
-            raise DataDirError(f"id {key!r} is empty or contains whitespace")
+        check_id(key)
     return "".join(f"{key} {table[key]}".rstrip() + "\n" for key in sorted(table, key=sort_key))
 
 
@@ -256,4 +283,4 @@ class DataDir:
         if utt not in sources:
             raise DataDirError(f"{self.file(scp)}: unknown utterance id '{utt}'")
         source, start, end = sources[utt]
-        return load_audio(source, sample_rate, start=start, end=end, utt_id=utt)
+        return load_audio(source, sample_rate, start=start, end=end, utt_id=utt, commands=True)

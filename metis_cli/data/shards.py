@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metis_cli.data.datadir import check_id
 from metis_cli.errors import DataDirError, MetisError
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 25
         for kind in kinds:
             buffer = io.BytesIO()
             np.save(buffer, arrays[kind].astype(np.int16 if arrays[kind].max() < 2**15 else np.int32))
-            info = tarfile.TarInfo(f"{utt}.{kind}.npy")
+            info = tarfile.TarInfo(check_id(utt) + f".{kind}.npy")
             info.size = buffer.tell()
             buffer.seek(0)
             current.addfile(info, buffer)
@@ -121,7 +122,14 @@ class ShardData:
         self.dir = Path(shard_dir)
         if not is_shard_dir(self.dir):
             raise DataDirError(f"{self.dir}: no {INDEX}; write shards with `metis data shard`")
-        self.index = json.loads((self.dir / INDEX).read_text())
+        try:
+            self.index = json.loads((self.dir / INDEX).read_text())
+            names = [shard["name"] for shard in self.index["shards"]]
+            self.index["kinds"], self.index["meta"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataDirError(f"{self.dir / INDEX}: not a shard index ({type(exc).__name__}: {exc}); write it again with `metis data shard`") from None
+        for name in names:  # shard names become file names: none may lead out of the shard dir
+            check_id(str(name), f"{self.dir / INDEX}: shard name")
         missing = [k for k in kinds if k not in self.index["kinds"]]
         if missing:
             raise DataDirError(f"{self.dir}: the shards hold {', '.join(self.index['kinds'])}, not {', '.join(missing)}")

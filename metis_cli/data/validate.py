@@ -134,9 +134,9 @@ def _check_audio(dd: DataDir, utts: set[str], report: ValidationReport) -> None:
                 if utt not in utts:
                     continue
                 try:
-                    info = audio_info(source, utt_id=utt)
+                    info = audio_info(source, utt_id=utt, commands=True)
                     # Decoding every sample is what catches a truncated file whose header looks fine.
-                    wav, sr = load_audio(source, start=start, end=end, utt_id=utt)
+                    wav, sr = load_audio(source, start=start, end=end, utt_id=utt, commands=True)
                 except AudioError as exc:
                     report.error(scp, str(exc))
                     continue

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from metis_cli.data.datadir import DataDir
+from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.infer.generate import (
     STAGE1_DEFAULTS,
@@ -94,7 +94,7 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
                        data_dir, sum(p is None for p in prompts.values()))
 
     def wav_path(utt):
-        return out / "wav" / f"{utt}.wav"
+        return id_path(out / "wav", utt, ".wav")
 
     def prompt_piece(utt) -> Piece:
         source = prompts[utt]

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metis_cli.data.datadir import DataDir
+from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.infer.generate import generate_audio, generate_ssl_tokens, load_s2a, per_codebook_settings, resolve_codec_input
 from metis_cli.infer.mask_predict import MaskPredictSettings
@@ -93,20 +93,20 @@ def check_audio(wav: np.ndarray, what: str, min_seconds: float = 0.0) -> None:
         raise MetisError(f"{what} is silent ({level:.0f} dBFS); there is no speech to work with")
 
 
-def load_input(source, what: str, strict: bool, utt: str | None = None) -> np.ndarray:
-    """16 kHz mono audio of a file or pipe. ``strict`` (condition audio): another rate or several
-    channels is an error; otherwise (prompts) the audio is converted."""
+def load_input(source, what: str, strict: bool, utt: str | None = None, commands: bool = False) -> np.ndarray:
+    """16 kHz mono audio of a file (or, with ``commands``, for a data dir's scp entries: a pipe). ``strict``
+    (condition audio): another rate or several channels is an error; otherwise (prompts) the audio is converted."""
     from metis_cli.audio import audio_info, load_audio
 
     sr = FrameConditioner.sample_rate
     if strict:
-        info = audio_info(source, utt)
+        info = audio_info(source, utt, commands)
         if info.sample_rate != sr:
             raise MetisError(f"{what} {source}: {info.sample_rate} Hz; this model takes {sr} Hz audio "
                              f"(resample it first, e.g. `sox in.wav -r {sr} out.wav`)")
         if info.channels != 1:
             raise MetisError(f"{what} {source}: {info.channels} channels; give one channel (e.g. `sox in.wav -c 1 out.wav`)")
-    return load_audio(source, sr, utt_id=utt)[0]
+    return load_audio(source, sr, utt_id=utt, commands=commands)[0]
 
 
 def load_task_stage1(exp_dir, config: dict, device: str = "cpu", checkpoint=None) -> Stage1Model:
@@ -290,12 +290,12 @@ def datadir_inputs(data_dir, task: str, video_features: bool = False, text_guide
 
                 item.visual = read_visual_input(tables[condition_scp][utt], video_features, utt)
             else:
-                item.condition = load_input(tables[condition_scp][utt], f"'{utt}': {CONDITION_NAME[task]}", strict=True, utt=utt)
+                item.condition = load_input(tables[condition_scp][utt], f"'{utt}': {CONDITION_NAME[task]}", strict=True, utt=utt, commands=True)
         if PROMPT_SCP.get(task):
             scp = PROMPT_SCP[task]
             if utt not in tables[scp]:
                 raise MetisError(f"{data.file(scp)}: no entry for '{utt}'")
-            item.prompt = load_input(tables[scp][utt], f"'{utt}': {PROMPT_NAME[task]}", strict=False, utt=utt)
+            item.prompt = load_input(tables[scp][utt], f"'{utt}': {PROMPT_NAME[task]}", strict=False, utt=utt, commands=True)
         if with_text:
             item.text = tables["text"].get(utt)
             if item.text is None:
@@ -332,7 +332,7 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
     utts, load = datadir_inputs(data_dir, task, model.video_features, text_guided)
 
     def wav_path(utt):
-        return out / "wav" / f"{utt}.wav"
+        return id_path(out / "wav", utt, ".wav")
 
     data = DataDir(data_dir)
     durations = data.read("utt2dur") if data.has("utt2dur") else {}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metis_cli.data.datadir import id_path
 from metis_cli.data.decode_dir import INPUT_SCP, DecodeDir
 from metis_cli.score.scoring import METRIC_COLUMNS, read_per_utt
 
@@ -133,10 +134,10 @@ def write_report(decode_dir, max_utts: int = 20) -> Path:
         wavs = {}
         for label, source in sources.items():
             try:
-                wavs[label] = load_audio(source, 16000, utt_id=utt)[0]
+                wavs[label] = load_audio(source, 16000, utt_id=utt, commands=True)[0]
             except AudioError:
                 continue
-        image = media / f"{utt}.png"
+        image = id_path(media, utt, ".png")
         if wavs:
             _spectrogram_png(wavs, image)
         values = ", ".join(f"{c}={row[c]}" for c in metric_columns if row.get(c))

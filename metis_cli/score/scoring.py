@@ -63,7 +63,7 @@ class UttJob:
 def _load_16k(source: str, utt: str) -> np.ndarray:
     from metis_cli.audio import load_audio
 
-    return load_audio(source, SAMPLE_RATE, utt_id=utt)[0]
+    return load_audio(source, SAMPLE_RATE, utt_id=utt, commands=True)[0]
 
 
 def check_output(wav: np.ndarray) -> str | None:
@@ -90,7 +90,7 @@ def score_utterance(job: UttJob, scorers: Scorers) -> dict:
 
     row: dict = {"utt": job.utt, "failure": "", "notes": ""}
     try:
-        rate = audio_info(job.output, utt_id=job.utt).sample_rate
+        rate = audio_info(job.output, utt_id=job.utt, commands=True).sample_rate
         if job.expected_sample_rate and rate != job.expected_sample_rate:
             return {**row, "failure": f"sample rate {rate} Hz, decode.json says {job.expected_sample_rate} Hz"}
         wav = _load_16k(job.output, job.utt)

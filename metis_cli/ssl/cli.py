@@ -10,11 +10,11 @@ def extract_ssl(
     out_dir: Path = typer.Argument(..., help="Feature folder (sharded, resumable)."),
     extractor: str = typer.Option("builtin", help="'builtin' (MFCC+deltas, no weights) or a local w2v-BERT 2.0 / HuBERT / WavLM dir."),
     layer: Optional[int] = typer.Option(None, help="hidden_states index for model dirs (0 = embeddings; Metis: 17 of w2v-BERT 2.0)."),
-    nj: int = typer.Option(1, help="Parallel jobs (processes); one per GPU on GPU machines."),
+    nj: int = typer.Option(1, min=1, help="Parallel jobs (processes); one per GPU on GPU machines."),
     stats: Optional[Path] = typer.Option(None, help="Use these mean/var stats instead of computing them."),
-    stats_utts: int = typer.Option(200, help="Utterances the stats are computed on."),
+    stats_utts: int = typer.Option(200, min=1, help="Utterances the stats are computed on."),
     seed: int = typer.Option(0, help="Seed of the stats subset."),
-    chunk_seconds: float = typer.Option(30.0, help="Longer audio runs through the model in chunks of this length."),
+    chunk_seconds: float = typer.Option(30.0, min=1.0, help="Longer audio runs through the model in chunks of this length."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Extract normalised SSL features for every utterance of a data dir (stage 1).

@@ -47,7 +47,7 @@ def _features(job: tuple[str, str, float, float | None]) -> tuple[str, np.ndarra
 
     utt, source, start, end = job
     try:
-        wav, _ = load_audio(source, SAMPLE_RATE, start=start, end=end, utt_id=utt)
+        wav, _ = load_audio(source, SAMPLE_RATE, start=start, end=end, utt_id=utt, commands=True)
         return utt, _worker["extractor"](wav), ""
     except MetisError as exc:
         return utt, None, str(exc)

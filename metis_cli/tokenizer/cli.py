@@ -8,9 +8,9 @@ import typer
 def kmeans(
     feats_dir: Path = typer.Argument(..., help="Features from `metis extract-ssl`."),
     out_dir: Path = typer.Argument(..., help="Where kmeans.safetensors and kmeans.json go."),
-    n_clusters: int = typer.Option(..., help="K (Metis: 8192)."),
-    portion: float = typer.Option(0.1, help="Share of the frames to learn from."),
-    iters: int = typer.Option(20, help="Lloyd iterations."),
+    n_clusters: int = typer.Option(..., min=2, help="K (Metis: 8192)."),
+    portion: float = typer.Option(0.1, min=1e-6, max=1.0, help="Share of the frames to learn from."),
+    iters: int = typer.Option(20, min=1, help="Lloyd iterations."),
     seed: int = typer.Option(0),
     backend: str = typer.Option("auto", help="auto (faiss on GPU, torch on CPU), torch, faiss, sklearn."),
     max_frames: Optional[int] = typer.Option(None, help="Cap on the frames sampled."),

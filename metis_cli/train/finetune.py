@@ -233,7 +233,7 @@ class FinetuneTask(TokenTask):
         wav = self.audio.get(utt)
         if wav is None:
             source, start, end = self.sources[utt]
-            wav, _ = load_audio(source, FrameConditioner.sample_rate, start=start, end=end, utt_id=utt)
+            wav, _ = load_audio(source, FrameConditioner.sample_rate, start=start, end=end, utt_id=utt, commands=True)
             if self.cache_audio:
                 self.audio[utt] = wav
         return wav
