@@ -100,6 +100,40 @@ def test_resume_reproduces_the_next_loss(pretrained, token_data, tmp_path):
     assert losses(exp)[0]["loss"] == pytest.approx(losses(pretrained[0])[-1]["loss"], rel=1e-5)
 
 
+def test_another_config_in_a_trained_exp_dir_is_refused_and_overwrite_starts_again(pretrained, token_data, tmp_path):
+    exp = tmp_path / "exp"
+    shutil.copytree(pretrained[0], exp)
+    before = sorted(p.name for p in (exp / "checkpoints").iterdir())
+    with pytest.raises(MetisError, match=r"holds a run with another config \(model.transformer.dim: 32 -> 48\); to start again there pass --overwrite, or give a new exp dir"):
+        pretrain(config("pretrain", "train.max_steps=3", "model.transformer.dim=48"), exp, [token_data[0]])
+    assert sorted(p.name for p in (exp / "checkpoints").iterdir()) == before  # nothing lost
+    assert load_config(exp / "config.yaml")["model"]["transformer"]["dim"] == 32
+    pretrain(config("pretrain", "train.max_steps=4"), exp, [token_data[0]])  # more steps: the same run, resumed
+    assert losses(exp)[-1]["step"] == 4
+    args = ["pretrain", str(REPO / "conf" / "mini" / "pretrain.yaml"), str(exp), *SMALL, "train.max_steps=1", "model.transformer.dim=48",
+            "--train-data", str(token_data[0])]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "--overwrite" in refused.output and "Traceback" not in refused.output
+    result = runner.invoke(app, args + ["--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert load_config(exp / "config.yaml")["model"]["transformer"]["dim"] == 48 and losses(exp)[-1]["step"] == 1
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    refused = runner.invoke(app, ["pretrain", str(REPO / "conf" / "mini" / "pretrain.yaml"), str(other), "--train-data", str(token_data[0]), "--overwrite"])
+    assert refused.exit_code == 1 and "not an experiment dir" in refused.output and (other / "keep.txt").exists()
+
+
+def test_two_trainers_cannot_share_an_exp_dir(token_data, tmp_path):
+    from metis_cli.train.trainer import Trainer, TrainConfig
+
+    first = Trainer(tmp_path / "exp", {"a": 1}, TrainConfig())
+    with pytest.raises(MetisError, match=rf"exp is being trained by pid {os.getpid()}; wait for it to finish or use another exp dir"):
+        Trainer(tmp_path / "exp", {"a": 1}, TrainConfig())
+    first.release()
+    Trainer(tmp_path / "exp", {"a": 1}, TrainConfig()).release()
+
+
 def test_gradient_checkpointing_changes_memory_not_the_losses(token_data, tmp_path):
     for name, value in (("plain", "false"), ("checkpointed", "true")):
         torch.manual_seed(0)

@@ -18,6 +18,7 @@ def train(
     train_data: Path = typer.Option(..., help="Data dir to train on."),
     val_data: Optional[Path] = typer.Option(None, help="Data dir for the validation pass (a few decoded examples)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."),
 ) -> None:
     """Train the codec; rerunning the same command resumes from the newest checkpoint. A neural codec trains
     by gradient steps; the parametric one (model.kind: world) learns its quantiser by k-means in minutes.
@@ -29,7 +30,10 @@ def train(
     from metis_cli.codec.train import train_codec
     from metis_cli.log import console, setup_logging
     from metis_cli.train.config import load_config
+    from metis_cli.train.trainer import clear_exp_dir
 
+    if overwrite:
+        clear_exp_dir(exp_dir)
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
     result = train_codec(load_config(config, overrides or []), exp_dir, train_data, val_data)
     console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min)")

@@ -35,6 +35,7 @@ def train_vq(
     config: Path = typer.Option(..., help="YAML config (conf/mini/vq.yaml, conf/full/vq.yaml)."),
     val_feats: Optional[Path] = typer.Option(None, help="Held-out features for validation (reconstruction L1, codebook use)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."),
 ) -> None:
     """Train a VQ SSL tokenizer (ConvNeXt encoder, one cosine-lookup codebook, ConvNeXt decoder): the
     learned alternative to `metis kmeans` (stage 2).
@@ -49,7 +50,10 @@ def train_vq(
     from metis_cli.log import console, setup_logging
     from metis_cli.tokenizer.vq import train_vq as run
     from metis_cli.train.config import load_config
+    from metis_cli.train.trainer import clear_exp_dir
 
+    if overwrite:
+        clear_exp_dir(exp_dir)
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
     result = run(load_config(config, overrides or []), exp_dir, feats_dir, val_feats)
     console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "

@@ -7,10 +7,17 @@ import typer
 TRAIN_DATA_HELP = "Data dir with ssl_tokens/ to train on (repeat for several)."
 
 
-def _run(kind: str, config: Path, exp_dir: Path, overrides, train_data, val_data, verbose: bool, **settings) -> None:
+OVERWRITE = typer.Option(False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config).")
+
+
+def _run(kind: str, config: Path, exp_dir: Path, overrides, train_data, val_data, verbose: bool, overwrite: bool = False,
+         **settings) -> None:
     from metis_cli.log import console, setup_logging
     from metis_cli.train.config import load_config
+    from metis_cli.train.trainer import clear_exp_dir
 
+    if overwrite:
+        clear_exp_dir(exp_dir)
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
     if kind == "pretrain":
         from metis_cli.train.pretrain import pretrain as run
@@ -37,15 +44,16 @@ def pretrain(
     train_data: list[Path] = typer.Option(..., help=TRAIN_DATA_HELP),
     val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) with ssl_tokens/ for validation (masked-token CE and accuracy)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Stage-1 pre-training: masked generative modelling of SSL tokens, no condition (stage 4).
 
-    Rerunning the same command resumes from the newest checkpoint. Multi-GPU:
+    Rerunning the same command resumes from the newest checkpoint (another config is refused; --overwrite starts again). Multi-GPU:
     torchrun --nproc_per_node 8 -m metis_cli pretrain conf/full/pretrain.yaml exp/pretrain_full --train-data data/train
 
     Example: metis pretrain conf/mini/pretrain.yaml exp/pretrain_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
     """
-    _run("pretrain", config, exp_dir, overrides, train_data, val_data, verbose)
+    _run("pretrain", config, exp_dir, overrides, train_data, val_data, verbose, overwrite)
 
 
 def train_s2a(
@@ -55,14 +63,15 @@ def train_s2a(
     train_data: list[Path] = typer.Option(..., help="Data dir with ssl_tokens/ and acoustic_codes/ (repeat for several)."),
     val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) for validation (per-codebook CE and accuracy)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Train S2A, the masked acoustic decoder: codec codes given SSL tokens (stage 4).
 
-    Rerunning the same command resumes from the newest checkpoint.
+    Rerunning the same command resumes from the newest checkpoint (another config is refused; --overwrite starts again).
 
     Example: metis train-s2a conf/mini/s2a.yaml exp/s2a_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
     """
-    _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose)
+    _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose, overwrite)
 
 
 def finetune(
@@ -74,13 +83,14 @@ def finetune(
     train_data: list[Path] = typer.Option(..., help="Clean data dir with wav.scp, ssl_tokens/ (and text for TTS); repeat for several."),
     val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) for validation (inputs made the same way, with seed 0)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Fine-tune the pre-trained stage-1 model for a task (stage 5): LoRA, full or adapter-only.
 
     The training inputs are made on the fly from clean speech: noisy + reverberant (se), mixed with
-    another speaker (tse), timbre-perturbed (vc); TTS reads the transcripts. Rerunning resumes.
+    another speaker (tse), timbre-perturbed (vc); TTS reads the transcripts. Rerunning resumes (another config is refused; --overwrite starts again).
 
     Example: metis finetune conf/mini/finetune_se.yaml exp/se_mini --task se --init exp/pretrain_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
     """
-    _run("finetune", config, exp_dir, overrides, train_data, val_data, verbose, task=task,
+    _run("finetune", config, exp_dir, overrides, train_data, val_data, verbose, overwrite, task=task,
          init={"exp_dir": str(init.resolve())})

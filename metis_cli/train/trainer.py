@@ -55,6 +55,36 @@ class TrainConfig:
         return cls(**d)
 
 
+# train settings a resumed run may change: how long it runs and how often it logs, validates and saves
+RESUMABLE_KEYS = {"train.max_steps", "train.max_minutes", "train.log_every", "train.ckpt_every", "train.val_every",
+                  "train.keep_checkpoints"}
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf where two configs differ (dotted keys), except RESUMABLE_KEYS and keys
+    the new config leaves unset (null: resolved from the data later, e.g. the vocabulary size)."""
+    out = []
+    for key in list(old) + [k for k in new if k not in old]:
+        name, a, b = f"{prefix}{key}", old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, name + ".")
+        elif a != b and b is not None and name not in RESUMABLE_KEYS:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
+
+
+def clear_exp_dir(exp_dir) -> None:
+    """``--overwrite``: deletes the experiment dir ``exp_dir`` (what was trained there and decoded with it), so
+    a run starts afresh. A folder that is not an experiment dir (no config.yaml) but holds files is refused."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.exists():
+        return
+    if not (exp_dir / "config.yaml").is_file() and any(exp_dir.iterdir()):
+        raise MetisError(f"--overwrite: {exp_dir} is not an experiment dir (no config.yaml) and is not empty; "
+                         f"refusing to delete it; give the exp dir a trainer made")
+    shutil.rmtree(exp_dir)
+
+
 class Distributed:
     """torchrun's environment, or a single process."""
 
@@ -103,12 +133,59 @@ class Trainer:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.step = 0
+        self._lock = None
         if self.dist.main:
             (self.exp_dir / "log").mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            self._check_same_run(config)
             save_config(config, self.exp_dir / "config.yaml")
             with open(self.exp_dir / "command.txt", "a") as f:
                 f.write(command_line() + "\n")
             (self.exp_dir / "git_revision.txt").write_text(git_revision() + "\n")
+
+    def _take_lock(self) -> None:
+        """One trainer per exp dir: a second one would write the same checkpoints. The lock (flock) goes
+        with the process, so a killed run never leaves it behind."""
+        import fcntl
+
+        self._lock = open(self.exp_dir / ".lock", "a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "another process"
+            self._lock.close()
+            self._lock = None
+            raise MetisError(f"{self.exp_dir} is being trained by {holder}; wait for it to finish or use another exp dir") from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"pid {os.getpid()}\n")
+        self._lock.flush()
+
+    def release(self) -> None:
+        """Gives up the exp dir's lock (at the end of ``fit``)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _check_same_run(self, config: dict) -> None:
+        """Resuming is only for the run the exp dir holds: another config (another model size, data or
+        learning rate) would load the old checkpoint into a different run, or throw it away."""
+        import yaml
+
+        saved = self.exp_dir / "config.yaml"
+        if not saved.is_file() or not any(self.checkpoint_dir.glob("step_*")):
+            return
+        try:
+            old = yaml.safe_load(saved.read_text()) or {}
+        except yaml.YAMLError:
+            return  # unreadable: the checkpoints' loading decides
+        diffs = config_differences(old, yaml.safe_load(yaml.safe_dump(config, sort_keys=False)) or {})
+        if diffs:
+            self.release()
+            shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+            raise MetisError(f"{self.exp_dir} holds a run with another config ({shown}); to start again there pass "
+                             f"--overwrite, or give a new exp dir")
 
     # --- set-up by the task -------------------------------------------------------------------
     def seed_weights(self) -> None:
@@ -213,10 +290,19 @@ class Trainer:
         self.step = int(trainer_state["step"])
 
     def resume(self) -> bool:
-        """Loads the newest readable checkpoint; returns whether there was one."""
+        """Loads the newest readable checkpoint; returns whether there was one. A checkpoint that reads but
+        does not fit the models (other shapes or names) is an error, not a reason to start again."""
         for path in sorted(self.checkpoint_dir.glob("step_*"), reverse=True):
             try:
                 self.load_checkpoint(path)
+            except RuntimeError as exc:
+                lines = [line.strip() for line in str(exc).splitlines()]
+                fit = [line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))]
+                if fit:
+                    raise MetisError(f"{path} does not fit this model ({fit[0][:200]}); the exp dir holds another run: "
+                                     f"pass --overwrite or give a new exp dir") from None
+                logger.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
+                continue
             except Exception as exc:  # a truncated or corrupt file: fall back to the one before
                 logger.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
                 continue
@@ -227,6 +313,12 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------
     def fit(self, task) -> dict:
         """Runs ``task.train_step(trainer, step)`` until ``max_steps`` (or ``max_minutes``)."""
+        try:
+            return self._fit(task)
+        finally:
+            self.release()
+
+    def _fit(self, task) -> dict:
         from metis_cli.log import progress
 
         self.resume()
