@@ -4,11 +4,14 @@ Steps i = 0..S-1 with mask time t_i = 1 - i/S; every target position starts mask
 model predicts every masked position; the top ``ceil(top_k_ratio * V)`` logits are kept and a token is
 sampled with Gumbel noise at temperature ``temperature * t_i`` (argmax at the last step); its confidence
 is its probability plus ``t_i`` times Gumbel noise, and the ``floor(sin(pi/2 * t_{i+1}) * T)`` least
-confident positions are masked again. Unmasked positions never change.
+confident positions are masked again. Unmasked positions never change. A single-step decode (S2A's upper
+codebooks) samples with Gumbel noise at temperature 0.2 instead of taking the argmax, as the published decoder does.
 
 Classifier-free guidance acts on hidden states before the output head: ``g_u`` is the model on the
 target alone (prompt and text invisible, frame conditions kept), ``g_cfg = g + w (g - g_u)``, rescaled
-to the conditional spread per position, ``out = r * g_cfg * std(g) / std(g_cfg) + (1 - r) * g_cfg``.
+to the conditional spread, ``out = r * g_cfg * std(g) / std(g_cfg) + (1 - r) * g_cfg``, where std is one
+standard deviation over all target positions and channels of each utterance (the published decoder's, which
+decodes one utterance at a time; per utterance, batching does not change it).
 Both branches run as one batch of 2B rows (``batched_cfg``) or as two passes.
 
 Everything is batched over utterances of different lengths: ``target`` says which positions to generate
@@ -43,6 +46,20 @@ class MaskPredictSettings:
             raise MetisError(f"mask-predict needs at least 1 step, got {self.steps}")
 
 
+ONE_STEP_TEMPERATURE = 0.2  # the published decoder's sampling temperature when a codebook is decoded in one step
+
+
+def _utterance_std(h: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """[N, L, d] hidden states -> [N, 1, 1]: each row's standard deviation (unbiased, as ``Tensor.std``) over the
+    positions ``where`` [N, L] and all channels."""
+    h = h.float()
+    weight = where[..., None].to(h.dtype)
+    n = weight.sum((1, 2)) * h.shape[-1]
+    mean = (h * weight).sum((1, 2)) / n.clamp(min=1)
+    var = (((h - mean[:, None, None]) ** 2) * weight).sum((1, 2)) / (n - 1).clamp(min=1)
+    return var.sqrt()[:, None, None]
+
+
 def _gumbel(shape, generator, device) -> torch.Tensor:
     """Gumbel noise on ``device``, drawn where the generator lives (decoding seeds a CPU generator, so the
     same seed gives the same noise on a GPU as on the CPU)."""
@@ -68,7 +85,9 @@ def guided_hidden(hidden_fn: HiddenFn, tokens, masked, valid, target, t, setting
         g = hidden_fn(tokens, masked, valid, t, rows, conditional)
         g_u = hidden_fn(tokens, masked, uncond_valid, t, rows, ~conditional)
     g_cfg = g + settings.cfg_scale * (g - g_u)
-    rescaled = g_cfg * g.std(-1, keepdim=True) / g_cfg.std(-1, keepdim=True).clamp(min=1e-6)
+    where = target & valid
+    scale = _utterance_std(g, where) / _utterance_std(g_cfg, where).clamp(min=1e-6)
+    rescaled = g_cfg * scale.to(g_cfg.dtype)
     return settings.cfg_rescale * rescaled + (1 - settings.cfg_rescale) * g_cfg
 
 
@@ -103,7 +122,9 @@ def mask_predict(hidden_fn: HiddenFn, logits_fn: Callable[[torch.Tensor], torch.
         threshold = logits.topk(k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
         last = i == steps - 1
-        if last:
+        if last and steps == 1:
+            sampled = (logits / ONE_STEP_TEMPERATURE + _gumbel(logits.shape, generator, logits.device)).argmax(-1)
+        elif last:
             sampled = logits.argmax(-1)
         else:
             temperature = max(settings.temperature * t_i, 1e-3)
