@@ -244,3 +244,22 @@ def test_transformers_models_from_local_dirs(tiny_corpus, tmp_path):
     summary = score_decode_dir(path, Scorers(asr=str(ctc_dir), sim=str(sv_dir)), metrics=["wer", "sim"])
     assert summary["counts"]["scored"] == 6 and summary["scorers"]["asr"] == str(ctc_dir)
     assert -1.0 <= summary["metrics"]["sim"]["mean"] <= 1.0 and summary["metrics"]["wer"]["n"] == 6
+    # the cache is keyed on the scorer: the default models recompute what the tiny ones made, and back again
+    random_wer = summary["metrics"]["wer"]["mean"]
+    default = score_decode_dir(path, Scorers(), metrics=["wer"])
+    assert default["metrics"]["wer"]["mean"] < 60 < random_wer, "pocketsphinx's WER, not the random CTC model's relabelled"
+    assert default["scorers"]["per_metric"]["wer"] == "asr:pocketsphinx"
+    assert default["scorers"]["per_metric"]["sim"] == f"sim:{sv_dir}", "SIM, not asked for now, keeps its maker"
+    again = score_decode_dir(path, Scorers(asr=str(ctc_dir), sim=str(sv_dir)), metrics=["wer"])
+    assert again["metrics"]["wer"]["mean"] == pytest.approx(random_wer)
+    (ctc_dir / "config.json").write_text("{broken")
+    from metis_cli.errors import MetisError
+    from metis_cli.score.models import load_asr
+    from metis_cli.score.scoring import check_scorers
+
+    load_asr.cache_clear()
+    with pytest.raises(MetisError, match=rf"ASR model '{ctc_dir}' cannot be loaded"):
+        check_scorers(Scorers(asr=str(ctc_dir)), ["wer"])
+    check_scorers(Scorers(asr=str(ctc_dir)), ["stoi"])  # not needed: not loaded
+    result = runner.invoke(app, ["score", str(path), "--asr", str(tmp_path / "nothing-here")])
+    assert result.exit_code == 1 and "never downloaded" in result.output and "Traceback" not in result.output

@@ -186,6 +186,15 @@ def test_tokens_deterministic_from_features_and_audio(train_feats, tiny_corpus, 
         assert a[utt].dtype == np.int16 and a[utt].max() < 20
     first = (tmp_path / "a" / "text.km").read_text().splitlines()[0].split()
     assert first[0] == a.keys()[0] and [int(t) for t in first[1:]] == a[a.keys()[0]].tolist()
+    # a data dir without audio, or whose audio all fails, produces nothing: exit 1, not an empty store
+    no_audio = tmp_path / "no_audio"
+    no_audio.mkdir()
+    shutil.copy(tiny_corpus / "mini_train" / "utt2spk", no_audio / "utt2spk")
+    result = runner.invoke(app, ["tokenize", str(tmp_path / "none"), "--kmeans", str(tmp_path / "km"), "--data", str(no_audio)])
+    assert result.exit_code == 1 and "wav.scp: not found" in result.output and not (tmp_path / "none").exists()
+    (no_audio / "wav.scp").write_text("".join(f"{u} {tmp_path}/gone.wav\n" for u in (no_audio / "utt2spk").read_text().split()[::2]))
+    result = runner.invoke(app, ["tokenize", str(tmp_path / "none"), "--kmeans", str(tmp_path / "km"), "--data", str(no_audio)])
+    assert result.exit_code == 1 and "utterances could be tokenized" in " ".join(result.output.split())
 
 
 def test_wrong_feature_dimension_is_an_error(train_feats, tmp_path):

@@ -170,6 +170,15 @@ def test_codes_out_of_range_name_the_utterance(trained, tmp_path):
         decode_codes(trained, store, tmp_path / "out")
     with pytest.raises(MetisError, match="takes"):
         load_codec(trained).decode(torch.zeros(1, 10, 9, dtype=torch.long))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "wav.scp").write_text("")
+    with pytest.raises(MetisError, match="wav.scp: no utterances to encode"):
+        encode_datadir(trained, empty)
+    (tmp_path / "no_codes").mkdir()
+    write_meta(tmp_path / "no_codes", kind="acoustic_codes")
+    with pytest.raises(MetisError, match="no codes to decode"):
+        decode_codes(trained, tmp_path / "no_codes", tmp_path / "out2")
 
 
 def test_expected_vector_decoding(trained, tiny_corpus):

@@ -83,7 +83,9 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     codec = load_codec(exp_dir)
     sources = data.audio_sources()
     utts = sorted(sources)
-    rate = audio_info(sources[utts[0]][0], utt_id=utts[0], commands=True).sample_rate if utts else codec.cfg.sample_rate
+    if not utts:
+        raise MetisError(f"{data.file('wav.scp')}: no utterances to encode")
+    rate = audio_info(sources[utts[0]][0], utt_id=utts[0], commands=True).sample_rate
     if rate != codec.cfg.sample_rate:
         logger.info("%s: audio at %d Hz is resampled to the codec's %d Hz", data.path, rate, codec.cfg.sample_rate)
     writer = ShardedWriter(out, utts, num_jobs)
@@ -114,6 +116,8 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     write_meta(out, kind="acoustic_codes", codec=str(Path(exp_dir).resolve()), codec_kind=codec.kind, sample_rate=cfg.sample_rate,
                hop_length=cfg.hop_length, n_codebooks=cfg.quantizer.n_codebooks, codebook_size=cfg.quantizer.codebook_size)
     store = ArrayStore(out)
+    if not len(store):
+        raise MetisError(f"{out}: none of the {len(utts)} utterances could be encoded (e.g. {next(iter(failed.values()), '')}); see {out / 'failed'}")
     return {"utterances": len(store), "failed": len(failed), "frames": sum(e.shape[0] for e in store.entries.values()),
             "seconds": time.time() - started, "out": str(out)}
 
@@ -126,6 +130,8 @@ def decode_codes(exp_dir, codes_dir, out_dir, data_dir=None) -> dict:
 
     codec = load_codec(exp_dir)
     store = ArrayStore(codes_dir)
+    if not len(store):
+        raise MetisError(f"{codes_dir}: no codes to decode")
     out = Path(out_dir)
     wav_scp = {}
     with progress() as bar:

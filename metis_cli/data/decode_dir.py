@@ -121,10 +121,20 @@ def write_decode_dir(path, task: str, data_dir, outputs: dict[str, str], **info)
     return DecodeDir.load(path)
 
 
-def link_decode_dir(data_dir, path, task: str, scp: str = "wav.scp") -> DecodeDir:
+def link_decode_dir(data_dir, path, task: str, scp: str = "wav.scp", overwrite: bool = False) -> DecodeDir:
     """A decode dir whose outputs are audio the data dir already has: ``wav.scp`` (the ground truth:
-    the ceiling a model is read against) or an input such as ``noisy.scp`` or ``mix.scp`` (the floor)."""
+    the ceiling a model is read against) or an input such as ``noisy.scp`` or ``mix.scp`` (the floor).
+    An existing decode dir at ``path`` is replaced only with ``overwrite``; another non-empty folder never."""
+    import shutil
+
     data = DataDir(data_dir)
     if not data.has(scp):
         raise DataDirError(f"{data.file(scp)}: not found")
+    path = Path(path)
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / "decode.json").is_file():
+            raise DataDirError(f"{path} exists and is not a decode dir; give a new folder")
+        if not overwrite:
+            raise DataDirError(f"{path} is already a decode dir; pass --overwrite to replace it (its scores go too)")
+        shutil.rmtree(path)
     return write_decode_dir(path, task, data_dir, data.read(scp), source=f"{scp} of {data_dir}")

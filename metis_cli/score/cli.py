@@ -74,7 +74,7 @@ def score(
     """
     from metis_cli.errors import MetisError
     from metis_cli.log import setup_logging
-    from metis_cli.score.scoring import METRICS, Scorers, score_decode_dir
+    from metis_cli.score.scoring import METRICS, Scorers, check_scorers, score_decode_dir
 
     setup_logging(verbose)
     chosen = None
@@ -84,6 +84,7 @@ def score(
         if unknown:
             raise MetisError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     scorers = Scorers(asr=asr, sim=sim)
+    check_scorers(scorers, chosen)
     summaries = []
     for decode_dir in decode_dirs:
         summary = score_decode_dir(decode_dir, scorers, num_jobs=nj, metrics=chosen)
@@ -119,6 +120,7 @@ def link_decode(
     out_dir: Path = typer.Argument(..., help="New decode dir."),
     task: str = typer.Option(..., help="tts, vc, se, tse, l2s, resynth or generate: decides the metrics."),
     scp: str = typer.Option("wav.scp", help="wav.scp (ground truth: the ceiling) or an input such as noisy.scp (the floor)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing decode dir at OUT_DIR."),
 ) -> None:
     """Make a decode dir from audio a data dir already has, to score ground truth and raw inputs.
 
@@ -127,7 +129,7 @@ def link_decode(
     from metis_cli.data.decode_dir import link_decode_dir
     from metis_cli.log import console
 
-    decode = link_decode_dir(data_dir, out_dir, task, scp)
+    decode = link_decode_dir(data_dir, out_dir, task, scp, overwrite)
     console.print(f"{decode.path}: {len(decode.outputs())} outputs ({scp} of {data_dir}), task {task}")
 
 

@@ -293,6 +293,47 @@ def _result_text(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scorer_identity(metric: str, scorers: Scorers) -> str:
+    """What a metric's values depend on besides the audio: the ASR model for WER, the speaker model for SIM."""
+    if metric == "wer":
+        return f"asr:{scorers.asr}"
+    if metric in ("sim", "sim_other"):
+        return f"sim:{scorers.sim}"
+    return metric
+
+
+def check_scorers(scorers: Scorers, metrics=None) -> None:
+    """Loads the ASR and speaker models the metrics need, so that a missing or broken one stops the run before
+    anything is scored (one line naming it), instead of leaving every WER or SIM cell empty."""
+    from metis_cli.score import models
+
+    wanted = set(METRICS if metrics is None else metrics)
+    for needed, what, spec, load in ((wanted & {"wer"}, "ASR", scorers.asr, models.load_asr),
+                                     (wanted & {"sim", "sim_other"}, "speaker", scorers.sim, models.load_speaker_model)):
+        if not needed:
+            continue
+        try:
+            load(spec)
+        except MetisError:
+            raise
+        except Exception as exc:  # a model dir that exists but does not load
+            raise MetisError(f"{what} model '{spec}' cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                             f"give a working local model dir") from None
+
+
+def _scorer_record(scores: Path) -> dict[str, str]:
+    """Which scorer made each metric's cached values (scores/scorers.json; older dirs: summary.json's scorers)."""
+    record = scores / "scorers.json"
+    try:
+        if record.is_file():
+            return json.loads(record.read_text())
+        summary = json.loads((scores / "summary.json").read_text()) if (scores / "summary.json").is_file() else {}
+    except ValueError:
+        return {}
+    old = summary.get("scorers") or {}
+    return {m: scorer_identity(m, Scorers(old["asr"], old["sim"])) for m in ("wer", "sim", "sim_other")} if "asr" in old and "sim" in old else {}
+
+
 def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metrics=None) -> dict:
     """Scores one decode dir (see the module doc) and returns its summary.
 
@@ -313,6 +354,13 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
         chosen = [m for m in TASK_METRICS[decode.task] if metrics is None or m in metrics]
         per_utt = scores / "per_utt.tsv"
         previous = read_per_utt(per_utt)
+        made_by = _scorer_record(scores)
+        # values another ASR or speaker model made are recomputed with this one, not relabelled
+        stale = [m for m in chosen if made_by.get(m, scorer_identity(m, scorers)) != scorer_identity(m, scorers)]
+        for row in previous.values():
+            for m in stale:
+                for column in METRIC_COLUMNS[m]:
+                    row[column] = ""
         stamp = per_utt.stat().st_mtime if per_utt.is_file() else 0.0
         jobs, failures, summary["counts"]["references"] = plan_jobs(decode, chosen, previous, stamp)
         summary["counts"]["outputs"] = len(decode.outputs())
@@ -332,6 +380,8 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
     present = {c for r in previous.values() for c, v in r.items() if v}
     chosen = [m for m in TASK_METRICS[decode.task] if m in chosen or present & set(METRIC_COLUMNS[m])]
     write_per_utt(scores / "per_utt.tsv", rows, chosen)
+    made_by.update({m: scorer_identity(m, scorers) for m in chosen if m in TASK_METRICS[decode.task] and (metrics is None or m in metrics)})
+    (scores / "scorers.json").write_text(json.dumps(made_by, indent=2) + "\n")
     # Summaries come from the table as written (sorted, rounded), so a rerun or another --nj gives
     # exactly the same numbers.
     rows = read_per_utt(scores / "per_utt.tsv")
@@ -340,7 +390,7 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
     summary["metrics"] = summarize(rows, chosen)
     summary["failures"] = [{"utt": u, "reason": reason} for u, reason in sorted(failed.items())]
     summary["counts"].update(scored=len(rows) - len(failed), failed=len(failed))
-    summary["scorers"] = {"asr": scorers.asr, "sim": scorers.sim, "dnsmos": "speechmos ONNX (P.835 + P.808)"}
+    summary["scorers"] = {"asr": scorers.asr, "sim": scorers.sim, "dnsmos": "speechmos ONNX (P.835 + P.808)", "per_metric": made_by}
     summary["command"] = command_line()
     summary["seconds"] = round(time.time() - started, 1)
     (scores / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

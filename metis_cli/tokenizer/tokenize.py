@@ -55,11 +55,15 @@ def tokenize(out_dir, model_dir, feats_dir=None, data_dir=None, tokenizer: str =
         extractor = load_extractor(ssl["extractor"], ssl.get("layer"))
         mean, var = load_stats(ssl["stats"])
         data = DataDir(data_dir)
+        if not data.has("wav.scp"):
+            raise MetisError(f"{data.file('wav.scp')}: not found; give a data dir with audio (or --feats)")
         utts = data.utt_ids()
 
         def frames(utt):
             return normalize(extractor(data.load_audio(utt, 16000)[0]), mean, var)
 
+    if not utts:
+        raise MetisError(f"{feats_dir or data_dir}: no utterances to tokenize")
     with ArrayWriter(out, "part-1") as writer, progress() as bar:
         task = bar.add_task(f"tokenize {out}", total=len(utts))
         for utt in utts:
@@ -74,6 +78,8 @@ def tokenize(out_dir, model_dir, feats_dir=None, data_dir=None, tokenizer: str =
                 failed[utt] = str(exc)
     if failed:
         (out / "failed").write_text("".join(f"{u}\t{r}\n" for u, r in sorted(failed.items())))
+        if len(failed) == len(utts):
+            raise MetisError(f"{out}: none of the {len(utts)} utterances could be tokenized (e.g. {next(iter(failed.values()))}); see {out / 'failed'}")
     write_meta(out, kind="ssl_tokens", n_clusters=model.n_clusters, frame_rate=50)
     (out / "tokens.json").write_text(json.dumps({"tokenizer": kind, "kmeans": str(Path(model_dir).resolve()), "ssl": model.config.get("ssl"),
                                                  "source": str(feats_dir or data_dir)}, indent=2) + "\n")
