@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from metis_cli.errors import AudioError
+from metis_cli.files import umask_mode
 
 WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
@@ -186,6 +187,7 @@ def save_audio(path, wav: np.ndarray, sample_rate: int, subtype: str = "PCM_16")
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the target and rename, so that a killed job never leaves a half-written file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, umask_mode())
     os.close(fd)
     try:
         sf.write(tmp, wav, sample_rate, subtype=subtype, format=fmt)

@@ -129,3 +129,17 @@ def test_save_clips_instead_of_wrapping(tmp_path):
 def test_save_is_atomic_leaves_no_temp_files(tmp_path):
     save_audio(tmp_path / "a.wav", tone(), 16000)
     assert [p.name for p in tmp_path.iterdir()] == ["a.wav"]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from metis_cli.data.datadir import write_table
+
+    old = os.umask(0o022)
+    try:
+        audio = save_audio(tmp_path / "a.wav", tone(seconds=0.1), 16000)
+        table = write_table(tmp_path / "wav.scp", {"a": str(audio)})
+    finally:
+        os.umask(old)
+    assert (audio.stat().st_mode & 0o777, table.stat().st_mode & 0o777) == (0o644, 0o644)

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from conftest import REPO, make_datadir
@@ -163,3 +164,22 @@ def test_config_overrides_are_checked():
         apply_overrides(config, ["train.max_step=7"])
     with pytest.raises(MetisError, match="is not key=value"):
         apply_overrides(config, ["train.max_steps"])
+    # values take the type of what they replace
+    with pytest.raises(MetisError, match=r"override 'train.max_steps=abc': train.max_steps takes an integer \(the config has \d+\), not 'abc'"):
+        apply_overrides(config, ["train.max_steps=abc"])
+    with pytest.raises(MetisError, match="takes an integer"):
+        apply_overrides(config, ["train.max_steps=2.5"])
+    with pytest.raises(MetisError, match="takes true or false"):
+        apply_overrides(config, ["train.bf16=1"])
+    typed = apply_overrides(config, ["optim.lr=1e-4", "train.max_steps=3.0", "optim.weight_decay=0"])
+    assert typed["optim"]["lr"] == 1e-4 and typed["train"]["max_steps"] == 3 and isinstance(typed["optim"]["weight_decay"], float)
+
+
+def test_unknown_data_optim_and_ema_keys_are_refused(tmp_path):
+    from metis_cli.train.pretrain import pretrain
+
+    config = yaml.safe_load((REPO / "conf" / "mini" / "pretrain.yaml").read_text())
+    for section, typo in (("data", "max_frame"), ("optim", "learning_rate"), ("ema", "decay_rate")):
+        bad = {**config, section: {**(config.get(section) or {}), typo: 1}}
+        with pytest.raises(MetisError, match=rf"stage1 config {section}: unknown key\(s\) {typo}"):
+            pretrain(bad, tmp_path / section, [tmp_path])

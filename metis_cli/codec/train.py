@@ -138,6 +138,8 @@ def code_perplexity(codes: torch.Tensor, codebook_size: int) -> float:
 class CodecTask:
     def __init__(self, trainer: Trainer, config: dict, train_dir, val_dir=None):
         check_keys(config, SECTIONS, "codec config sections")
+        check_keys(config.get("data") or {}, ("batch_size", "cache_gb", "segment_seconds", "val_utterances"), "codec config data")
+        check_keys(config.get("optim") or {}, ("lr", "betas", "weight_decay", "warmup_steps", "final_lr_ratio"), "codec config optim")
         self.cfg = CodecConfig.from_dict(config.get("model", {}))
         data, optim, loss = config.get("data", {}), config.get("optim", {}), config.get("loss", {})
         disc = config.get("discriminator", {})

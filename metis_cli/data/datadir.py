@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metis_cli.errors import DataDirError
+from metis_cli.files import umask_mode
 
 SPEAKER_KEYED = ("spk2utt", "spk2gender")
 RECORDING_KEYED = ("reco2dur", "reco2file_and_channel")
@@ -118,6 +119,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -46,8 +46,43 @@ def read_exp_config(exp_dir) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def _typed(item: str, key: str, old, value):
+    """``value`` as the type of the value it replaces (the config's own): an int where there was an int, a
+    float where there was a float (``1e-3``, which YAML reads as a string, included), a bool, a list, a
+    section; anything where there was null. Otherwise a one-line error naming the key and the type."""
+    if old is None or value is None:
+        return value
+    kinds = ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"),
+             (list, "a list, e.g. [1,2]"), (dict, "a section"))
+    want = next(name for kind, name in kinds if isinstance(old, kind))
+    if isinstance(old, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(old, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if isinstance(value, float) and value.is_integer():
+            value, ok = int(value), True
+    elif isinstance(old, float):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(old, str):
+        ok = not isinstance(value, (list, dict))
+        value = str(value) if ok and not isinstance(value, bool) else value
+        ok = ok and isinstance(value, str)
+    else:
+        ok = isinstance(value, type(old))
+    if not ok:
+        raise MetisError(f"override '{item}': {key} takes {want} (the config has {old!r}), not {value!r}")
+    return value
+
+
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
-    """``a.b=3`` sets config["a"]["b"] = 3 (the value parsed as YAML); the key must already exist."""
+    """``a.b=3`` sets config["a"]["b"] = 3 (the value parsed as YAML, checked against the type of the value
+    it replaces: ``_typed``); the key must already exist."""
     config = copy.deepcopy(config)
     for item in overrides:
         key, value = parse_override(item)
@@ -59,7 +94,7 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
             node = node[part]
         if parts[-1] not in node:
             raise MetisError(f"override '{item}': unknown key '{key}' (known here: {', '.join(sorted(node))})")
-        node[parts[-1]] = value
+        node[parts[-1]] = _typed(item, key, node[parts[-1]], value)
     return config
 
 

@@ -52,6 +52,7 @@ BABBLE_TALKERS = 3
 class FinetuneTask(TokenTask):
     kinds = ("ssl_tokens",)
     extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl", "mixture")
+    extra_data_keys = ("cache_audio",)
     name = "stage1"
     streams = False
     no_streams_reason = "fine-tuning makes its inputs from the audio of data dirs"

@@ -24,6 +24,9 @@ from metis_cli.train.trainer import Trainer, step_seed, warmup_cosine
 
 logger = logging.getLogger(__name__)
 COMMON_SECTIONS = ("model", "masking", "data", "optim", "ema", "train")
+DATA_KEYS = ("max_frames", "max_utterance_frames", "pool_size", "val_utterances")
+OPTIM_KEYS = ("lr", "betas", "weight_decay", "warmup_steps", "final_lr_ratio")
+EMA_KEYS = ("decay",)
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -40,6 +43,7 @@ class TokenTask:
 
     kinds: tuple[str, ...] = ("ssl_tokens",)
     extra_sections: tuple[str, ...] = ()
+    extra_data_keys: tuple[str, ...] = ()
     name = "model"
     find_unused_parameters = False  # DDP: True when some parameters sit out some steps
     streams = True  # can train from webdataset shards (metis_cli.data.shards) instead of data dirs
@@ -47,6 +51,9 @@ class TokenTask:
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
         check_keys(config, COMMON_SECTIONS + self.extra_sections, f"{self.name} config sections")
+        check_keys(config.get("data") or {}, DATA_KEYS + self.extra_data_keys, f"{self.name} config data")
+        check_keys(config.get("optim") or {}, OPTIM_KEYS, f"{self.name} config optim")
+        check_keys(config.get("ema") or {}, EMA_KEYS, f"{self.name} config ema")
         self.config = config
         data = config.get("data", {})
         self.masking = MaskingConfig.from_dict(config.get("masking", {}))
