@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from metis_cli.errors import AudioError
-from metis_cli.files import umask_mode
+from metis_cli.files import umask_mode, write_failure
 
 WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
@@ -192,6 +192,9 @@ def save_audio(path, wav: np.ndarray, sample_rate: int, subtype: str = "PCM_16")
     try:
         sf.write(tmp, wav, sample_rate, subtype=subtype, format=fmt)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors; a full disk, a read-only folder
+        Path(tmp).unlink(missing_ok=True)
+        raise AudioError(write_failure(path, exc)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -14,10 +14,23 @@ class MetisCommand(TyperCommand):
         try:
             return super().invoke(ctx)
         except MetisError as exc:
-            from metis_cli.log import err_console
+            _fail(str(exc))
+        except OSError as exc:
+            import errno
 
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            # the file system refused (full disk, quota, read-only, permissions): say where and why, no traceback
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise
+            from metis_cli.files import write_failure
+
+            _fail(write_failure(exc.filename or "output", exc))
+
+
+def _fail(message: str):
+    from metis_cli.log import err_console
+
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(1) from None
 
 
 class MetisTyper(typer.Typer):

@@ -14,6 +14,27 @@ PACKAGES = ("metis", "torch", "numpy", "soundfile", "soxr", "faiss-cpu", "faiss-
             "pocketsphinx", "resemblyzer", "speechmos", "onnxruntime", "pesq", "pystoi", "librosa")
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here; else a one-line error that says so (instead of a failure later,
+    far from its cause, such as a checkpoint that "cannot be read")."""
+    import torch
+
+    from metis_cli.errors import MetisError
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise MetisError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MetisError(f"--device {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False); use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise MetisError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif parsed.type != "cpu":
+        raise MetisError(f"--device {device}: metis runs on cpu or cuda")
+    return device
+
+
 def command_line() -> str:
     """The command as a user would type it again (program name without its install path)."""
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])

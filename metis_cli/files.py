@@ -11,3 +11,19 @@ def umask_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def write_failure(path, exc: BaseException) -> str:
+    """One line for a failed write to ``path``: the cause, and the fix when the disk is full."""
+    import errno
+    import shutil
+
+    cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    if not full:
+        try:
+            full = shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or ".").free < 1 << 20
+        except OSError:
+            pass
+    hint = "; the disk is full: free space (or write elsewhere) and rerun, finished work is kept" if full else ""
+    return f"{path}: cannot write ({cause}){hint}"

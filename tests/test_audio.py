@@ -143,3 +143,43 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (audio.stat().st_mode & 0o777, table.stat().st_mode & 0o777) == (0o644, 0o644)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import errno
+
+    import metis_cli.audio as audio
+    from metis_cli.data.arrays import ArrayStore, ArrayWriter
+    from metis_cli.errors import DataDirError
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audio.sf, "write", full)
+    with pytest.raises(AudioError, match=r"a\.wav: cannot write \(No space left on device\); the disk is full: free space"):
+        save_audio(tmp_path / "a.wav", tone(seconds=0.1), 16000)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    with ArrayWriter(tmp_path / "store", "part-1") as writer:
+        writer.write("u1", np.arange(10, dtype=np.int16))
+        real = writer._bin
+
+        class FillsUp:  # writes a few bytes, then the disk is full
+            def write(self, data):
+                real.write(data[:3])
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        writer._bin = FillsUp()
+        with pytest.raises(DataDirError, match=r"part-1\.bin: cannot write \(No space left on device\).*\(utterance 'u2'\)"):
+            writer.write("u2", np.arange(10, dtype=np.int16))
+        writer._bin = real
+    assert (tmp_path / "store" / "part-1.bin").stat().st_size == 20, "the partial array is cut off"
+    with ArrayWriter(tmp_path / "store", "part-1") as writer:  # the rerun resumes after u1
+        assert "u1" in writer and "u2" not in writer
+        writer.write("u2", np.arange(5, dtype=np.int16))
+    store = ArrayStore(tmp_path / "store")
+    assert store["u1"].tolist() == list(range(10)) and store["u2"].tolist() == list(range(5))

@@ -415,6 +415,9 @@ def test_synth_bad_input_fails_clearly_and_writes_nothing(models, tuned, tmp_pat
         (["--task", "se", "--model", str(tuned["se"]), "--noisy", speech, "--text", "hi"], "--task se takes --noisy, not --text"),
         (["--task", "se", "--model", str(models["pretrain"]), "--noisy", speech], "not a fine-tuned task model"),
         (["--task", "tts", "--model", str(tuned["tts"]), "--text", " ".join([text] * 30), "--ref", prompt, "--ref-text", prompt_text], "longer than the model's limit"),
+        (["--task", "se", "--model", str(tuned["se"]), "--noisy", f"cat {speech} |"], "shell command, which only wav.scp entries may be"),
+        (["--task", "se", "--model", str(tuned["se"]), "--noisy", speech, "--device", "cuda:7" if torch.cuda.is_available() else "cuda"],
+         "--device cuda"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["synth", *args, *common, "-o", str(out)])

@@ -124,6 +124,16 @@ def test_another_config_in_a_trained_exp_dir_is_refused_and_overwrite_starts_aga
     assert refused.exit_code == 1 and "not an experiment dir" in refused.output and (other / "keep.txt").exists()
 
 
+def test_a_checkpoint_that_does_not_fit_says_why_on_its_first_line(pretrained):
+    from metis_cli.train.trainer import load_weights
+
+    other = Stage1Model(Stage1Config.from_dict({"vocab_size": 16, "transformer": {"dim": 48, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}}))
+    with pytest.raises(MetisError) as caught:
+        load_weights(pretrained[0], "stage1", other)
+    first = str(caught.value).splitlines()[0]
+    assert "no readable model checkpoint in" in first and "size mismatch for" in first
+
+
 def test_two_trainers_cannot_share_an_exp_dir(token_data, tmp_path):
     from metis_cli.train.trainer import Trainer, TrainConfig
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from metis_cli.data.datadir import check_id, contiguous_parts, id_path
 from metis_cli.errors import DataDirError
+from metis_cli.files import write_failure
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class ArrayWriter:
         end = max((e.offset + e.nbytes for e in self.entries.values()), default=0)
         with open(self.bin_path, "ab") as f:
             f.truncate(end)
-        self._bin = open(self.bin_path, "ab")
+        self._bin = open(self.bin_path, "ab", buffering=0)  # unbuffered: a failed write leaves nothing in a buffer
         self._idx = open(self.idx_path, "a")
 
     def __contains__(self, utt: str) -> bool:
@@ -71,12 +72,16 @@ class ArrayWriter:
         check_id(utt, str(self.idx_path))
         array = np.ascontiguousarray(array)
         offset = self._bin.tell()
-        self._bin.write(array.tobytes())
-        self._bin.flush()
-        os.fsync(self._bin.fileno())
         shape = "x".join(str(s) for s in array.shape)
-        self._idx.write(f"{utt} {offset} {array.dtype.str} {shape}\n")
-        self._idx.flush()
+        try:
+            self._bin.write(array.tobytes())
+            self._bin.flush()
+            os.fsync(self._bin.fileno())
+            self._idx.write(f"{utt} {offset} {array.dtype.str} {shape}\n")
+            self._idx.flush()
+        except OSError as exc:  # a full disk: cut this array's partial bytes; the arrays before it stay
+            os.ftruncate(self._bin.fileno(), offset)
+            raise DataDirError(write_failure(self.bin_path, exc) + f" (utterance '{utt}')") from None
         self.entries[utt] = Entry(self.shard, offset, array.dtype.str, array.shape)
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metis_cli.errors import DataDirError
-from metis_cli.files import umask_mode
+from metis_cli.files import umask_mode, write_failure
 
 SPEAKER_KEYED = ("spk2utt", "spk2gender")
 RECORDING_KEYED = ("reco2dur", "reco2file_and_channel")
@@ -123,6 +123,9 @@ def atomic_write_text(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataDirError(write_failure(path, exc)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

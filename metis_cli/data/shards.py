@@ -69,23 +69,29 @@ def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 25
     order = sorted(data.lengths)
     if shuffle_seed is not None:
         order = [order[i] for i in np.random.default_rng(shuffle_seed).permutation(len(order))]
-    for utt in order:
-        if current is None or size >= shard_mb * 2**20:
-            close()
-            name = f"shard-{len(shards):06d}"
-            shards.append({"name": name})
-            current, size, lengths = tarfile.open(tmp / f"{name}.tar", "w"), 0, []
-        arrays = data.get(Piece(utt, 0, data.lengths[utt]))
-        for kind in kinds:
-            buffer = io.BytesIO()
-            np.save(buffer, arrays[kind].astype(np.int16 if arrays[kind].max() < 2**15 else np.int32))
-            info = tarfile.TarInfo(check_id(utt) + f".{kind}.npy")
-            info.size = buffer.tell()
-            buffer.seek(0)
-            current.addfile(info, buffer)
-            size += info.size
-        lengths.append((utt, data.lengths[utt]))
-    close()
+    try:
+        for utt in order:
+            if current is None or size >= shard_mb * 2**20:
+                close()
+                name = f"shard-{len(shards):06d}"
+                shards.append({"name": name})
+                current, size, lengths = tarfile.open(tmp / f"{name}.tar", "w"), 0, []
+            arrays = data.get(Piece(utt, 0, data.lengths[utt]))
+            for kind in kinds:
+                buffer = io.BytesIO()
+                np.save(buffer, arrays[kind].astype(np.int16 if arrays[kind].max() < 2**15 else np.int32))
+                info = tarfile.TarInfo(check_id(utt) + f".{kind}.npy")
+                info.size = buffer.tell()
+                buffer.seek(0)
+                current.addfile(info, buffer)
+                size += info.size
+            lengths.append((utt, data.lengths[utt]))
+        close()
+    except OSError as exc:  # a full disk: no half-made shard dir is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        from metis_cli.files import write_failure
+
+        raise DataDirError(write_failure(tmp, exc)) from None
     index = {"kinds": list(kinds), "meta": {kind: data.meta(kind) for kind in kinds}, "shards": shards, "shuffle_seed": shuffle_seed,
              "utterances": sum(s["utterances"] for s in shards), "frames": sum(s["frames"] for s in shards)}
     (tmp / INDEX).write_text(json.dumps(index, indent=2) + "\n")

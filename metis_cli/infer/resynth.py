@@ -63,6 +63,9 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     from metis_cli.data.decode_dir import write_decode_dir
     from metis_cli.log import progress
 
+    from metis_cli.env import check_device
+
+    check_device(device)
     data_dir, out = Path(data_dir), Path(out_dir)
     arrays = UtteranceArrays([data_dir], ("ssl_tokens", "acoustic_codes"), min_frames=1)
     dtype = torch.bfloat16 if bf16 else torch.float32

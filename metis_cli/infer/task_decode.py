@@ -124,7 +124,9 @@ class TaskModel:
                  stage1_settings: dict | None = None, s2a_settings: dict | None = None, checkpoint=None, shuffle_video: bool = False,
                  mode: str | None = None, codec_input: str = "auto"):
         from metis_cli.codec.inference import load_codec
+        from metis_cli.env import check_device
 
+        check_device(device)
         config = read_exp_config(exp_dir)
         found = config.get("task")
         if not found:

@@ -399,9 +399,12 @@ def load_weights(exp_dir, name: str, model: nn.Module, checkpoint=None, device: 
     errors = []
     for path in candidates:
         try:
-            model.load_state_dict(load_file(str(path / f"{name}.safetensors"), device=device))
+            # read on the CPU: the caller moves the model where it runs
+            model.load_state_dict(load_file(str(path / f"{name}.safetensors"), device="cpu"))
             return path
         except Exception as exc:
-            errors.append(f"{path}: {type(exc).__name__}: {exc}")
-            logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, exc)
-    raise MetisError(f"no readable {what} checkpoint:\n  " + "\n  ".join(errors))
+            detail = next((line.strip() for line in str(exc).splitlines() if line.strip().startswith(("size mismatch", "Missing key", "Unexpected key"))),
+                          str(exc).splitlines()[0] if str(exc) else "")
+            errors.append(f"{path}: {type(exc).__name__}: {detail}")
+            logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, detail)
+    raise MetisError(f"no readable {what} checkpoint in {exp_dir} ({errors[0]})" + ("".join(f"; {e}" for e in errors[1:3])))
