@@ -234,6 +234,9 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     assert result.exit_code == 0, result.output
     info = json.loads((out / "decode.json").read_text())
     assert info["task"] == "resynth" and [s["steps"] for s in info["s2a_settings"]] == [2, 1, 1]
+    assert info["codec_input"] == "codes"  # the neural codec decodes codes, as published
+    assert info["checkpoints"]["s2a"] == [{"path": str((s2a / "checkpoints" / "step_00000001").resolve()), "weights": "s2a", "step": 1}]
+    assert info["checkpoints"]["codec"]["step"] == 1 and "stage1" not in info["checkpoints"]
     wavs = sorted((out / "wav").glob("*.wav"))
     assert len(wavs) == 6
     import soundfile as sf
@@ -262,6 +265,7 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     assert result.exit_code == 0, result.output
     assert json.loads((gen / "decode.json").read_text())["task"] == "generate"
     assert json.loads((gen / "decode.json").read_text())["dtype"] == "bfloat16"
+    assert json.loads((gen / "decode.json").read_text())["checkpoints"]["stage1"]["step"] == 3
     result = runner.invoke(app, ["resynth", str(data), str(tmp_path / "x"), "--s2a", str(tmp_path / "missing"), "--codec", str(codec)])
     assert result.exit_code == 1 and "config.yaml: not found" in result.output
 

@@ -263,3 +263,20 @@ def test_transformers_models_from_local_dirs(tiny_corpus, tmp_path):
     check_scorers(Scorers(asr=str(ctc_dir)), ["stoi"])  # not needed: not loaded
     result = runner.invoke(app, ["score", str(path), "--asr", str(tmp_path / "nothing-here")])
     assert result.exit_code == 1 and "never downloaded" in result.output and "Traceback" not in result.output
+
+
+def test_the_comparison_keeps_every_decode_dir_and_metric_in_a_100_column_terminal(monkeypatch):
+    from metis_cli.log import console
+    from metis_cli.score.cli import _print_comparison
+
+    monkeypatch.setattr(console, "width", 100)
+    names = ["wer", "cer", "sim", "sim_other", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "pesq_wb", "stoi", "sisdr"]
+    summary = {"decode_dir": "egs/tts/exp/tts_mini/decode_mini_test", "task": "tts", "failures": [],
+               "counts": {"scored": 100, "references": 100, "failed": 0}, "metrics": {n: {"mean": 1.234, "ci95": 0.05} for n in names}}
+    with console.capture() as captured:
+        _print_comparison([summary])
+    text = captured.get()
+    assert text.count("egs/tts/exp/tts_mini/decode_mini_test") >= 2 and "…" not in text
+    assert max(map(len, text.splitlines())) <= 100
+    for short in ("wer", "sim_other", "sig", "p808", "pesq_wb", "stoi", "sisdr"):
+        assert f" {short} " in text

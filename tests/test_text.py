@@ -23,6 +23,12 @@ def test_espeak_ipa_with_word_boundaries_and_punctuation():
     assert "t" in phones and "uː" in "".join(phones)  # the number was read as "two"
 
 
+def test_numbers_are_read_in_the_text_s_own_language():
+    french = text_to_phones("J'ai 3 chats.", make_phonemizer("espeak", "fr"))
+    assert "".join(french).replace("|", " ").split()[1] == "tʁwˈa", "trois, not English three"
+    assert "θɹˈiː" in "".join(text_to_phones("I have 3 cats.", make_phonemizer("espeak", "en")))
+
+
 def test_arpabet_offline_with_dictionary_and_model():
     arpabet = make_phonemizer("arpabet")
     assert text_to_phones("Hello world.", arpabet) == ["HH", "AH0", "L", "OW1", WORD, "W", "ER1", "L", "D", "."]

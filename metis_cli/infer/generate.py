@@ -67,6 +67,14 @@ def per_codebook_settings(n_codebooks: int, overrides: dict | None = None) -> li
     return [MaskPredictSettings(**{k: pick(k, j) for k in values}) for j in range(n_codebooks)]
 
 
+def checkpoints_of(**models) -> dict:
+    """For decode.json: each model's checkpoint (path, weights file, step), as ``load_weights`` recorded it."""
+    def info(m):
+        return [info(x) for x in m] if isinstance(m, (list, tuple)) else getattr(m, "checkpoint_info", None)
+
+    return {name: info(m) for name, m in models.items() if m is not None}
+
+
 def resolve_codec_input(codec, codec_input: str) -> str:
     """``codec_input`` (one of CODEC_INPUTS) for this codec: "codes" or "expected"."""
     if codec_input not in CODEC_INPUTS:

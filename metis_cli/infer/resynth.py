@@ -28,6 +28,7 @@ from metis_cli.infer.generate import (
     generate_ssl_tokens,
     load_s2a,
     load_stage1,
+    checkpoints_of,
     per_codebook_settings,
     resolve_codec_input,
 )
@@ -145,6 +146,7 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     info = {"s2a": [str(Path(d).resolve()) for d in s2a_dirs], "codec": str(Path(codec_dir).resolve()),
             "stage1": str(Path(stage1_dir).resolve()) if stage1_dir else None, "prompt_seconds": prompt_seconds if use_prompt else 0,
             "oracle_codebooks": oracle_codebooks, "codec_input": codec_input,
+            "checkpoints": checkpoints_of(stage1=stage1, s2a=s2a_models, codec=codec),
             "s2a_settings": [vars(s) for s in s2a_cfg], "stage1_settings": vars(stage1_cfg) if stage1 else None,
             "seed": seed, "dtype": str(dtype).removeprefix("torch."), "seconds": round(elapsed, 2), "real_time_factor": rtf, "failed": len(failed)}
     write_decode_dir(out, "generate" if stage1 else "resynth", data_dir, done, sample_rate=codec.cfg.sample_rate, **info)

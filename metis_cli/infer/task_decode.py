@@ -34,7 +34,8 @@ import torch
 
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
-from metis_cli.infer.generate import generate_audio, generate_ssl_tokens, load_s2a, per_codebook_settings, resolve_codec_input
+from metis_cli.infer.generate import (checkpoints_of, generate_audio, generate_ssl_tokens, load_s2a, per_codebook_settings,
+                                      resolve_codec_input)
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, for_inference, merged
@@ -114,7 +115,10 @@ def load_task_stage1(exp_dir, config: dict, device: str = "cpu", checkpoint=None
     model = Stage1Model(Stage1Config.from_dict(config["model"]))
     for_inference(model, AdaptationConfig.from_dict(config.get("adaptation", {})))
     load_weights(exp_dir, weights_name(config, "stage1"), model, checkpoint, device, what=f"{config['task']} model (`metis finetune`)")
-    return merged(model).to(device).eval()
+    info = model.checkpoint_info
+    model = merged(model)
+    model.checkpoint_info = info
+    return model.to(device).eval()
 
 
 class TaskModel:
@@ -163,7 +167,7 @@ class TaskModel:
         self.stage1_settings = MaskPredictSettings(**settings)
         self.s2a_settings = per_codebook_settings(n_codebooks, s2a_settings)
         self.codec_input = resolve_codec_input(self.codec, codec_input)
-        self.info = {"codec_input": self.codec_input, "model": str(self.exp_dir.resolve()), "model_task": self.model_task, "s2a": [str(Path(d).resolve()) for d in s2a_dirs], "shuffle_video": shuffle_video,
+        self.info = {"codec_input": self.codec_input, "checkpoints": checkpoints_of(stage1=self.stage1, s2a=self.s2a, codec=self.codec), "model": str(self.exp_dir.resolve()), "model_task": self.model_task, "s2a": [str(Path(d).resolve()) for d in s2a_dirs], "shuffle_video": shuffle_video,
                      "codec": str(Path(codec_dir).resolve()), "stage1_settings": vars(self.stage1_settings),
                      "s2a_settings": [vars(s) for s in self.s2a_settings], "dtype": str(self.dtype).removeprefix("torch.")}
 

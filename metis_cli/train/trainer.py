@@ -401,6 +401,9 @@ def load_weights(exp_dir, name: str, model: nn.Module, checkpoint=None, device: 
         try:
             # read on the CPU: the caller moves the model where it runs
             model.load_state_dict(load_file(str(path / f"{name}.safetensors"), device="cpu"))
+            step = path.name.rsplit("_", 1)[-1]
+            # what decode.json records: which checkpoint (and training step) the weights came from
+            model.checkpoint_info = {"path": str(path.resolve()), "weights": name, "step": int(step) if step.isdigit() else None}
             return path
         except Exception as exc:
             detail = next((line.strip() for line in str(exc).splitlines() if line.strip().startswith(("size mismatch", "Missing key", "Unexpected key"))),
