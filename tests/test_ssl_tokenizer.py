@@ -152,6 +152,17 @@ def test_one_bad_utterance_is_skipped_and_listed(tiny_corpus, tmp_path):
     assert len(ArrayStore(tmp_path / "feats")) == 3
 
 
+def test_normalisation_is_the_published_formula():
+    from metis_cli.ssl.extract import normalize
+
+    rng = np.random.default_rng(0)
+    x, mean, var = rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32), rng.uniform(0.01, 4, 4).astype(np.float32)
+    np.testing.assert_array_equal(normalize(x, mean, var), ((x - mean) / np.sqrt(var)).astype(np.float16))  # float32, no epsilon
+    var[2] = 0.0  # a constant dimension is centred, not divided by zero
+    out = normalize(x, mean, var)
+    assert np.isfinite(out).all() and np.allclose(out[:, 2], (x[:, 2] - mean[2]).astype(np.float16))
+
+
 def test_kmeans_recovers_known_blobs():
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 10, size=(5, 8)).astype(np.float32)

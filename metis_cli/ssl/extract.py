@@ -73,9 +73,14 @@ def load_stats(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def normalize(features: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """Mean/variance normalised features, rounded to float16 as they are stored (so tokens assigned on the
-    fly from audio equal tokens assigned from the stored features)."""
-    return ((features - mean) / np.sqrt(var + 1e-8)).astype(np.float16)
+    """Mean/variance normalised features as the published model computes them, ``(x - mean) / sqrt(var)`` in
+    float32 with no epsilon (a dimension of zero variance, which would divide by zero, is only centred), then
+    rounded to float16 as they are stored (so tokens assigned on the fly from audio equal tokens assigned from
+    the stored features)."""
+    mean, var = np.asarray(mean, dtype=np.float32), np.asarray(var, dtype=np.float32)
+    std = np.sqrt(var)
+    std = np.where(std > 0, std, np.float32(1.0))
+    return ((np.asarray(features, dtype=np.float32) - mean) / std).astype(np.float16)
 
 
 def _pool(spec, layer, chunk_seconds, num_jobs):
