@@ -142,7 +142,7 @@ _DEFAULT_SIZE = CorpusSize(
 SIZES = {
     "default": _DEFAULT_SIZE,
     # The default's dev and test sets, and 8.5x its training speech: 24 more training speakers, and 120
-    # template sentences for each of the 36 (S2A overfits the default's 33 minutes; README, S2A section).
+    # template sentences for each of the 36 (S2A overfits the default's 33 minutes; docs/s2a_mini_neural_codec.md).
     "large": dataclasses.replace(
         _DEFAULT_SIZE,
         extra_speakers=tuple(f"spk{i:02d}" for i in range(17, 41)),
