@@ -184,6 +184,9 @@ def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_s
         assert config["model"]["frame_condition_dim"] == 39
     val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_ce_bits" in line]
     assert val and val[-1]["val_ce_bits"] > 0
+    # the floors the validation reads a condition against: another utterance's text, the video shuffled in time
+    floor = {"tts": "val_ce_bits_shuffled_text", "l2s": "val_ce_bits_shuffled_video"}.get(task)
+    assert (floor in val[-1] and val[-1][floor] > 0) if floor else not any("shuffled" in k for k in val[-1])
     out = tmp_path / "decode"
     opts = ["--task", task, "--model", str(exp), "--s2a", str(models["s2a"]), "--codec", str(models["codec"]),
             "--out", str(out), "--stage1-opt", "steps=2", "--s2a-opt", "steps=[2,1]", "--batch-size", "2"]

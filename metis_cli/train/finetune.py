@@ -22,6 +22,8 @@ Training pairs per task, drawn for every batch (see metis_cli.tasks.augment):
   the adapter (or pre-computed visual features, feats.scp, when ``model.visual`` is null); zero over the
   prompt, as the reference does. Its validation also reports the cross-entropy with each clip's frames
   shuffled in time (``ce_bits_shuffled_video``): the gap to ``ce_bits`` is what the model reads off the lips.
+- TTS validation likewise reports the cross-entropy with each utterance given another one's phones
+  (``ce_bits_shuffled_text``): the gap to ``ce_bits`` is what the model reads from the text.
 """
 from __future__ import annotations
 
@@ -81,6 +83,7 @@ class FinetuneTask(TokenTask):
         self.videos: dict[str, str] = {}  # L2S: utterance -> video (or feature) file
         self.video_cache: dict[str, np.ndarray] = {}
         self.shuffle_video = False  # L2S validation: scramble each clip's frames in time (seeded)
+        self.shuffle_text = False  # TTS validation: each utterance gets the next validation utterance's phones
         self.use_features = self.task in VIDEO_TASKS and not (config.get("model") or {}).get("visual")
         super().__init__(trainer, config, train_dirs, val_dirs)
 
@@ -273,7 +276,7 @@ class FinetuneTask(TokenTask):
         mode = self._draw_mode(generator)
         batch["mode"] = torch.tensor(self.modes.index(mode))
         if mode in TEXT_TASKS:
-            ids = [self.phone_ids[p.utt] for p in pieces]
+            ids = [self.phone_ids[self._other_text(p.utt) if self.shuffle_text else p.utt] for p in pieces]
             phones = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
             for i, row in enumerate(ids):
                 phones[i, : len(row)] = torch.tensor(row)
@@ -294,6 +297,11 @@ class FinetuneTask(TokenTask):
                 clean_condition[i, : p.frames] = torch.from_numpy(self.conditioner(wav, p.frames))
         batch["condition"], batch["clean_condition"] = condition, clean_condition
         return batch
+
+    def _other_text(self, utt: str) -> str:
+        """The validation utterance after ``utt`` (sorted, wrapping round) that has phones: whose text it gets."""
+        order = [u for u in sorted(self.val_data.lengths) if u in self.phone_ids]
+        return order[(order.index(utt) + 1) % len(order)] if utt in order else utt
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self):
@@ -365,9 +373,12 @@ class FinetuneTask(TokenTask):
                     result[key] = sum(result[f"{key}_{m}"] for m in self.modes) / len(self.modes)
         else:
             result = super().validate(trainer, out_dir)
-            if self.task not in VIDEO_TASKS or not result:
+            if not result or (self.task not in VIDEO_TASKS and self.task not in TEXT_TASKS):
                 return result
-            result.update(self._validate_variant(trainer, out_dir, "shuffled_video", shuffle_video=True))
+            if self.task in VIDEO_TASKS:
+                result.update(self._validate_variant(trainer, out_dir, "shuffled_video", shuffle_video=True))
+            else:
+                result.update(self._validate_variant(trainer, out_dir, "shuffled_text", shuffle_text=True))
         if result:
             (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
