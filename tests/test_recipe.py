@@ -63,7 +63,8 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     (data / "mini_test").mkdir()  # the sets exist, but without video.scp (a corpus prepared without videos)
     result = recipe("l2s", "--stage", 5, "--data-dir", data)
     assert result.returncode == 1 and f"{data}/mini_train has no video.scp (nor visual feats.scp): lip-to-speech needs mouth videos" in result.stderr
-    assert recipe("l2s", "--stage", 5, "--stop-stage", 4, "--data-dir", data).returncode == 0  # no stage to run: no check
+    result = recipe("l2s", "--stage", 5, "--stop-stage", 4, "--data-dir", data)  # no stage to run: refused before any check
+    assert result.returncode == 1 and "--stop-stage 4 is before --stage 5: nothing would run" in result.stderr
 
 
 def test_corpus_file_names_the_data_and_a_missing_corpus_dir_fails(tmp_path):
