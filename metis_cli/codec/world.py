@@ -66,7 +66,6 @@ class WorldCodecConfig(CodecRates):
     def feature_dim(self) -> int:
         return 2 + self.mcep_order + 1 + self.n_bands
 
-
     @classmethod
     def from_dict(cls, d: dict) -> "WorldCodecConfig":
         from metis_cli.train.config import check_keys
@@ -319,8 +318,7 @@ class WorldCodec(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, frames, n] -> [B, frames * hop] (float32, on the codes' device)."""
         self.check_codes(codes)
-        wavs = [synthesise(self.decode_features(c), self.cfg) for c in codes]
-        return torch.from_numpy(np.stack(wavs)).to(codes.device)
+        return self._synthesise([self.dequantize(c.long().cpu()) for c in codes], codes.device)
 
     @torch.no_grad()
     def decode_expected(self, probs: torch.Tensor) -> torch.Tensor:
@@ -333,9 +331,11 @@ class WorldCodec(nn.Module):
             raise MetisError(f"code distributions of shape {tuple(probs.shape)}: this codec takes "
                              f"[batch, frames, <= {q.n_codebooks}, {q.codebook_size}]")
         books = self.codebooks.cpu()[: probs.shape[2]]
-        vectors = torch.einsum("btnv,nvd->btd", probs.float().cpu(), books)
-        wavs = [synthesise(self.from_vectors(v), self.cfg) for v in vectors]
-        return torch.from_numpy(np.stack(wavs)).to(probs.device)
+        return self._synthesise(torch.einsum("btnv,nvd->btd", probs.float().cpu(), books), probs.device)
+
+    def _synthesise(self, vectors, device) -> torch.Tensor:
+        """Vectors in the VQ's space, one [frames, dim] per item -> WORLD synthesis [B, frames * hop] on ``device``."""
+        return torch.from_numpy(np.stack([synthesise(self.from_vectors(v), self.cfg) for v in vectors])).to(device)
 
     def parameter_counts(self) -> dict[str, int]:
         return {"codebooks": int(self.codebooks.numel()), "total": int(sum(b.numel() for b in self.buffers()))}

@@ -28,6 +28,7 @@ import torch
 
 from metis_cli.data.datadir import check_id
 from metis_cli.errors import DataDirError, MetisError
+from metis_cli.files import write_failure
 
 logger = logging.getLogger(__name__)
 INDEX = "shards.json"
@@ -89,8 +90,6 @@ def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 25
         close()
     except OSError as exc:  # a full disk: no half-made shard dir is left
         shutil.rmtree(tmp, ignore_errors=True)
-        from metis_cli.files import write_failure
-
         raise DataDirError(write_failure(tmp, exc)) from None
     index = {"kinds": list(kinds), "meta": {kind: data.meta(kind) for kind in kinds}, "shards": shards, "shuffle_seed": shuffle_seed,
              "utterances": sum(s["utterances"] for s in shards), "frames": sum(s["frames"] for s in shards)}

@@ -113,11 +113,10 @@ def mask_predict(hidden_fn: HiddenFn, logits_fn: Callable[[torch.Tensor], torch.
         hidden = guided_hidden(hidden_fn, tokens, masked, valid, target, t, settings, batched_cfg)
         logits = logits_fn(hidden[masked]).float()
         vocab = logits.shape[-1]
-        if return_probs:
+        if return_probs:  # overwritten while a position stays masked: what remains is the step that fixed it
             if kept is None:
                 kept = torch.zeros(*tokens.shape, vocab, device=tokens.device)
-            step_probs = torch.zeros_like(kept)
-            step_probs[masked] = logits.softmax(-1)
+            kept[masked] = logits.softmax(-1)
         k = max(1, math.ceil(settings.top_k_ratio * vocab))
         threshold = logits.topk(k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
@@ -131,19 +130,11 @@ def mask_predict(hidden_fn: HiddenFn, logits_fn: Callable[[torch.Tensor], torch.
             sampled = (logits / temperature + _gumbel(logits.shape, generator, logits.device)).argmax(-1)
         tokens[masked] = sampled
         if last:
-            if return_probs:
-                kept[masked] = step_probs[masked]
             break
         probs = logits.softmax(-1).gather(-1, sampled[:, None])[:, 0]
         confidence = torch.full(tokens.shape, float("inf"), device=tokens.device)
         confidence[masked] = probs + t_i * _gumbel(probs.shape, generator, probs.device)
         n_masked = torch.floor(math.sin(math.pi / 2 * (1.0 - (i + 1) / steps)) * n_target).long()
         ranks = confidence.argsort(dim=1).argsort(dim=1)
-        still = (ranks < n_masked[:, None]) & masked
-        if return_probs:
-            fixed = masked & ~still
-            kept[fixed] = step_probs[fixed]
-        masked = still
-    if return_probs:
-        return tokens, kept if kept is not None else torch.zeros(*tokens.shape, 0, device=tokens.device)
-    return tokens
+        masked = (ranks < n_masked[:, None]) & masked
+    return (tokens, kept) if return_probs else tokens

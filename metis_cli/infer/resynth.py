@@ -24,11 +24,11 @@ from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.infer.generate import (
     STAGE1_DEFAULTS,
+    checkpoints_of,
     generate_audio,
     generate_ssl_tokens,
     load_s2a,
     load_stage1,
-    checkpoints_of,
     per_codebook_settings,
     resolve_codec_input,
 )
@@ -62,9 +62,8 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     from metis_cli.audio import save_audio
     from metis_cli.codec.inference import load_codec
     from metis_cli.data.decode_dir import write_decode_dir
-    from metis_cli.log import progress
-
     from metis_cli.env import check_device
+    from metis_cli.log import progress
 
     check_device(device)
     data_dir, out = Path(data_dir), Path(out_dir)

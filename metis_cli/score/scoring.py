@@ -378,9 +378,9 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
     rows.update(failures)
     # Metrics an earlier run computed stay in the table (and the summary) even if not asked for now.
     present = {c for r in previous.values() for c, v in r.items() if v}
+    made_by.update({m: scorer_identity(m, scorers) for m in chosen})  # what this run was asked for
     chosen = [m for m in TASK_METRICS[decode.task] if m in chosen or present & set(METRIC_COLUMNS[m])]
     write_per_utt(scores / "per_utt.tsv", rows, chosen)
-    made_by.update({m: scorer_identity(m, scorers) for m in chosen if m in TASK_METRICS[decode.task] and (metrics is None or m in metrics)})
     (scores / "scorers.json").write_text(json.dumps(made_by, indent=2) + "\n")
     # Summaries come from the table as written (sorted, rounded), so a rerun or another --nj gives
     # exactly the same numbers.

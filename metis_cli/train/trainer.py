@@ -73,6 +73,13 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def state_dict_mismatch(exc: BaseException) -> str | None:
+    """The line of a ``load_state_dict`` error that says why a checkpoint does not fit a model (size mismatch,
+    missing or unexpected keys; it is not the first line), or None for any other error."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return next((line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))), None)
+
+
 def clear_exp_dir(exp_dir) -> None:
     """``--overwrite``: deletes the experiment dir ``exp_dir`` (what was trained there and decoded with it), so
     a run starts afresh. A folder that is not an experiment dir (no config.yaml) but holds files is refused."""
@@ -296,10 +303,9 @@ class Trainer:
             try:
                 self.load_checkpoint(path)
             except RuntimeError as exc:
-                lines = [line.strip() for line in str(exc).splitlines()]
-                fit = [line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))]
-                if fit:
-                    raise MetisError(f"{path} does not fit this model ({fit[0][:200]}); the exp dir holds another run: "
+                mismatch = state_dict_mismatch(exc)
+                if mismatch:
+                    raise MetisError(f"{path} does not fit this model ({mismatch[:200]}); the exp dir holds another run: "
                                      f"pass --overwrite or give a new exp dir") from None
                 logger.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
                 continue
@@ -406,8 +412,7 @@ def load_weights(exp_dir, name: str, model: nn.Module, checkpoint=None, device: 
             model.checkpoint_info = {"path": str(path.resolve()), "weights": name, "step": int(step) if step.isdigit() else None}
             return path
         except Exception as exc:
-            detail = next((line.strip() for line in str(exc).splitlines() if line.strip().startswith(("size mismatch", "Missing key", "Unexpected key"))),
-                          str(exc).splitlines()[0] if str(exc) else "")
+            detail = state_dict_mismatch(exc) or (str(exc).splitlines()[0] if str(exc) else "")
             errors.append(f"{path}: {type(exc).__name__}: {detail}")
             logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, detail)
     raise MetisError(f"no readable {what} checkpoint in {exp_dir} ({errors[0]})" + ("".join(f"; {e}" for e in errors[1:3])))
