@@ -4,6 +4,7 @@ Dependencies live in requirements/{cpu,gpu}.txt (pinned). What both profiles sha
 the package; `pip install -e .[cpu]` or `.[gpu]` adds the torch/faiss build of each profile.
 `bash tools/install.sh` does all of it, Debian packages included.
 """
+
 from pathlib import Path
 
 from setuptools import find_packages, setup

@@ -8,6 +8,7 @@
    MCD, for the mini codec and for Opus at the lowest bitrate libsndfile writes (compression level 1.0),
    with the bitrate each one spends.
 """
+
 import argparse
 import os
 import tempfile
@@ -62,7 +63,9 @@ def main() -> None:
     args = parser.parse_args()
 
     mini = load_codec(args.exp)
-    full = Codec(CodecConfig.from_dict(yaml.safe_load((REPO / "conf" / "full" / "codec.yaml").read_text())["model"])).eval()
+    full = Codec(
+        CodecConfig.from_dict(yaml.safe_load((REPO / "conf" / "full" / "codec.yaml").read_text())["model"])
+    ).eval()
     print(f"real-time factors, fp32, {torch.get_num_threads()} threads, {args.seconds:.0f} s of audio")
     print(f"{'codec':<34}{'encode RTF':>12}{'decode RTF':>12}")
     for name, codec in (("mini (trained)", mini), ("full (published shape, random)", full)):

@@ -9,6 +9,7 @@ seconds and peak memory. Needs ~20 GB of disk in --work and ~12 GB of memory.
     python3 bench/convert.py                  # published sizes
     python3 bench/convert.py --size tiny      # seconds, for a smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,9 @@ def peak_gb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=("full", "tiny"), default="full")
-    parser.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temporary one, removed after).")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="Scratch folder (default: a temporary one, removed after)."
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -77,10 +80,15 @@ def main() -> None:
                 if model.cfg.frame_condition_dim:
                     kwargs["frame_condition"] = torch.randn(1, frames, model.cfg.frame_condition_dim)
                 if model.cfg.n_phones:
-                    kwargs.update(phones=torch.randint(1, model.cfg.n_phones, (1, 60)), phone_valid=torch.ones(1, 60, dtype=torch.bool))
+                    kwargs.update(
+                        phones=torch.randint(1, model.cfg.n_phones, (1, 60)),
+                        phone_valid=torch.ones(1, 60, dtype=torch.bool),
+                    )
                 started = time.time()
                 logits = model(tokens, masked, torch.ones(1, frames, dtype=torch.bool), torch.tensor([1.0]), **kwargs)
-                rows.append((f"stage 1 {name}: one step", f"{tuple(logits.shape)}, load {load_s:.1f} s", time.time() - started))
+                rows.append(
+                    (f"stage 1 {name}: one step", f"{tuple(logits.shape)}, load {load_s:.1f} s", time.time() - started)
+                )
                 del model
             started = time.time()
             s2a = load_s2a([exp / "s2a_coarse", exp / "s2a_fine"])
@@ -90,17 +98,39 @@ def main() -> None:
             ssl = torch.randint(0, sizes.ssl_vocab, (1, frames))
             for model, layer in ((s2a[0], 0), (s2a[1], 1)):
                 started = time.time()
-                logits = model(codes, layer, ~is_prompt, torch.ones(1, frames, dtype=torch.bool), torch.tensor([1.0]), ssl, is_prompt)
-                rows.append((f"S2A codebook {layer}: one step", f"{tuple(logits.shape)}, load (both) {load_s:.1f} s", time.time() - started))
+                logits = model(
+                    codes,
+                    layer,
+                    ~is_prompt,
+                    torch.ones(1, frames, dtype=torch.bool),
+                    torch.tensor([1.0]),
+                    ssl,
+                    is_prompt,
+                )
+                rows.append(
+                    (
+                        f"S2A codebook {layer}: one step",
+                        f"{tuple(logits.shape)}, load (both) {load_s:.1f} s",
+                        time.time() - started,
+                    )
+                )
             del s2a
             codec = load_codec(exp / "codec")
             started = time.time()
             wav = codec.decode(codes[:, prompt:])
-            rows.append(("codec decode, 5 s", f"{tuple(wav.shape)} at {codec.cfg.sample_rate} Hz", time.time() - started))
+            rows.append(
+                ("codec decode, 5 s", f"{tuple(wav.shape)} at {codec.cfg.sample_rate} Hz", time.time() - started)
+            )
             tokenizer = load_tokenizer(exp / "semantic_tokenizer")
             started = time.time()
             tokens = tokenizer.assign(torch.randn(target, sizes.ssl_dim).numpy())
-            rows.append(("VQ tokenizer, 5 s of features", f"{tokens.shape}, max id {int(tokens.max())} < {tokenizer.n_clusters}", time.time() - started))
+            rows.append(
+                (
+                    "VQ tokenizer, 5 s of features",
+                    f"{tokens.shape}, max id {int(tokens.max())} < {tokenizer.n_clusters}",
+                    time.time() - started,
+                )
+            )
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -16,6 +16,7 @@ Per configuration (each in a fresh process, so that its peak memory is its own):
 - the real-time factor (seconds of compute per second of generated audio) and the peak memory (resident
   memory on the CPU, allocated GPU memory on a GPU).
 """
+
 import argparse
 import json
 import resource
@@ -28,14 +29,33 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {
-    "mini": {"stage1": {"vocab_size": 128, "transformer": {"dim": 256, "n_layers": 6, "n_heads": 4, "ffn_dim": 1024}},
-             "s2a": [{"ssl_vocab_size": 128, "n_codebooks": 8, "codebook_size": 1024, "predict_codebooks": [0, 8],
-                      "transformer": {"dim": 256, "n_layers": 6, "n_heads": 4, "ffn_dim": 1024}}],
-             "codec": "conf/mini/codec.yaml"},
-    "full": {"stage1": {"vocab_size": 8192, "transformer": {"dim": 1536, "n_layers": 16, "n_heads": 16, "ffn_dim": 6144}},
-             "s2a": [{"ssl_vocab_size": 8192, "n_codebooks": 12, "codebook_size": 1024, "predict_codebooks": p,
-                      "transformer": {"dim": 1024, "n_layers": 16, "n_heads": 16, "ffn_dim": 4096}} for p in ([0, 1], [1, 12])],
-             "codec": "conf/full/codec.yaml"},
+    "mini": {
+        "stage1": {"vocab_size": 128, "transformer": {"dim": 256, "n_layers": 6, "n_heads": 4, "ffn_dim": 1024}},
+        "s2a": [
+            {
+                "ssl_vocab_size": 128,
+                "n_codebooks": 8,
+                "codebook_size": 1024,
+                "predict_codebooks": [0, 8],
+                "transformer": {"dim": 256, "n_layers": 6, "n_heads": 4, "ffn_dim": 1024},
+            }
+        ],
+        "codec": "conf/mini/codec.yaml",
+    },
+    "full": {
+        "stage1": {"vocab_size": 8192, "transformer": {"dim": 1536, "n_layers": 16, "n_heads": 16, "ffn_dim": 6144}},
+        "s2a": [
+            {
+                "ssl_vocab_size": 8192,
+                "n_codebooks": 12,
+                "codebook_size": 1024,
+                "predict_codebooks": p,
+                "transformer": {"dim": 1024, "n_layers": 16, "n_heads": 16, "ffn_dim": 4096},
+            }
+            for p in ([0, 1], [1, 12])
+        ],
+        "codec": "conf/full/codec.yaml",
+    },
 }
 REFERENCE = {"mini": (6.9, 1.4), "full": (200.0, 40.0)}  # reference implementation, same CPU: total s, RTF
 
@@ -88,33 +108,59 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
         model = next(m for m in s2a if layer in m.cfg.codebooks)
 
         def fn(tok, masked, val, tt, rows, unconditional):
-            return model.hidden(codes[rows], layer, masked, val, tt, tokens[rows], prompt_mask[rows] & ~unconditional[:, None])
+            return model.hidden(
+                codes[rows], layer, masked, val, tt, tokens[rows], prompt_mask[rows] & ~unconditional[:, None]
+            )
+
         return fn
 
     out = {"size": size, "dtype": dtype_name, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
     with torch.no_grad():
-        out["stage1_cfg_batched"] = timed(lambda: guided_hidden(stage1_hidden, tokens, is_target, valid, is_target, t, cfg, True), repeats)
-        out["stage1_cfg_two_pass"] = timed(lambda: guided_hidden(stage1_hidden, tokens, is_target, valid, is_target, t, cfg, False), repeats)
+        out["stage1_cfg_batched"] = timed(
+            lambda: guided_hidden(stage1_hidden, tokens, is_target, valid, is_target, t, cfg, True), repeats
+        )
+        out["stage1_cfg_two_pass"] = timed(
+            lambda: guided_hidden(stage1_hidden, tokens, is_target, valid, is_target, t, cfg, False), repeats
+        )
         plain = MaskPredictSettings(cfg_scale=0.0)
-        out["s2a_no_cfg"] = timed(lambda: guided_hidden(s2a_hidden(0), tokens, is_target, valid, is_target, t, plain, True), repeats)
-        out["s2a_cfg"] = timed(lambda: guided_hidden(s2a_hidden(1), tokens, is_target, valid, is_target, t, cfg, True), repeats)
+        out["s2a_no_cfg"] = timed(
+            lambda: guided_hidden(s2a_hidden(0), tokens, is_target, valid, is_target, t, plain, True), repeats
+        )
+        out["s2a_cfg"] = timed(
+            lambda: guided_hidden(s2a_hidden(1), tokens, is_target, valid, is_target, t, cfg, True), repeats
+        )
         out["codec_decode"] = timed(lambda: codec.decode(codes[:, prompt:]), 1)
         steps = per_codebook_settings(n_codebooks)
         cfg_forwards = sum(s.steps for s in steps if s.cfg_scale)
-        out["estimated_total"] = (25 * out["stage1_cfg_batched"] + sum(s.steps for s in steps if not s.cfg_scale) * out["s2a_no_cfg"]
-                                  + cfg_forwards * out["s2a_cfg"] + out["codec_decode"])
+        out["estimated_total"] = (
+            25 * out["stage1_cfg_batched"]
+            + sum(s.steps for s in steps if not s.cfg_scale) * out["s2a_no_cfg"]
+            + cfg_forwards * out["s2a_cfg"]
+            + out["codec_decode"]
+        )
         if size == "mini" or device == "cuda":
             sync()
             start = time.time()
-            ssl = generate_ssl_tokens(stage1, [tokens[0, :prompt]], [target], MaskPredictSettings(steps=25, cfg_scale=2.5),
-                                      torch.Generator().manual_seed(0))
-            generated = generate_codes(s2a, ssl, [tokens[0, :prompt]], [codes[0, :prompt]], steps, torch.Generator().manual_seed(0))
+            ssl = generate_ssl_tokens(
+                stage1,
+                [tokens[0, :prompt]],
+                [target],
+                MaskPredictSettings(steps=25, cfg_scale=2.5),
+                torch.Generator().manual_seed(0),
+            )
+            generated = generate_codes(
+                s2a, ssl, [tokens[0, :prompt]], [codes[0, :prompt]], steps, torch.Generator().manual_seed(0)
+            )
             codec.decode(generated[0][None].to(device))
             sync()
             out["measured_total"] = time.time() - start
     out["total"] = out.get("measured_total", out["estimated_total"])
     out["rtf"] = out["total"] / (target / 50)
-    out["peak_mb"] = (torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+    out["peak_mb"] = (
+        torch.cuda.max_memory_allocated()
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    ) / 2**20
     return out
 
 
@@ -137,26 +183,58 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         for dtype in args.dtypes:
-            cmd = [sys.executable, __file__, "--one", size, dtype, "--prompt-seconds", str(args.prompt_seconds),
-                   "--target-seconds", str(args.target_seconds), "--repeats", str(args.repeats), "--threads", str(args.threads), "--device", args.device]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                size,
+                dtype,
+                "--prompt-seconds",
+                str(args.prompt_seconds),
+                "--target-seconds",
+                str(args.target_seconds),
+                "--repeats",
+                str(args.repeats),
+                "--threads",
+                str(args.threads),
+                "--device",
+                args.device,
+            ]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode:
                 sys.exit(f"{size} {dtype} failed:\n{result.stderr[-3000:]}")
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
             print(f"done: {size} {dtype}", file=sys.stderr)
     where = rows[0]["device"] if args.device == "cuda" else f"{args.threads} threads"
-    print(f"\nDecode of a {args.target_seconds:g} s target with a {args.prompt_seconds:g} s prompt, {where}, "
-          f"torch {torch.__version__}; seconds per forward, then the whole decode")
-    header = ("size", "dtype", "st1 CFG 1 batch", "st1 CFG 2 pass", "S2A fwd", "S2A CFG fwd", "codec", "total s", "RTF",
-              "ref. total s (2-core CPU)", "speed-up", "peak MB")
+    print(
+        f"\nDecode of a {args.target_seconds:g} s target with a {args.prompt_seconds:g} s prompt, {where}, "
+        f"torch {torch.__version__}; seconds per forward, then the whole decode"
+    )
+    header = (
+        "size",
+        "dtype",
+        "st1 CFG 1 batch",
+        "st1 CFG 2 pass",
+        "S2A fwd",
+        "S2A CFG fwd",
+        "codec",
+        "total s",
+        "RTF",
+        "ref. total s (2-core CPU)",
+        "speed-up",
+        "peak MB",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
         ref_total, _ = REFERENCE[r["size"]]
         total = f"{r['total']:.1f}" + ("" if "measured_total" in r else " (est.)")
-        print(f"| {r['size']} | {r['dtype']} | {r['stage1_cfg_batched']:.3f} | {r['stage1_cfg_two_pass']:.3f} | {r['s2a_no_cfg']:.3f} | "
-              f"{r['s2a_cfg']:.3f} | {r['codec_decode']:.3f} | {total} | {r['rtf']:.2f} | {ref_total:g} | "
-              f"{ref_total / r['total']:.1f}x | {r['peak_mb']:.0f} |")
+        print(
+            f"| {r['size']} | {r['dtype']} | {r['stage1_cfg_batched']:.3f} | {r['stage1_cfg_two_pass']:.3f} | "
+            f"{r['s2a_no_cfg']:.3f} | "
+            f"{r['s2a_cfg']:.3f} | {r['codec_decode']:.3f} | {total} | {r['rtf']:.2f} | {ref_total:g} | "
+            f"{ref_total / r['total']:.1f}x | {r['peak_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ settings), the codec decodes the first K codebooks of that prediction, and STOI 
 the original audio. Codes past K count as absent (for the WORLD codec: the residual they would add is left
 out). The accuracy of codebooks 0 and 1 against the ground truth is printed too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,17 @@ def main() -> None:
         frames = min(len(tokens[utt]), len(codes_store[utt]))
         prompt_tokens = [as_long(tokens[prompt][:prompt_frames])] if prompt else [as_long(tokens[utt][:0])]
         prompt_codes = [as_long(codes_store[prompt][:prompt_frames])] if prompt else [as_long(codes_store[utt][:0])]
-        codes, probs = generate_codes(s2a, [as_long(tokens[utt][:frames])], prompt_tokens, prompt_codes, settings, generator,
-                                      True, None, return_probs=True)
+        codes, probs = generate_codes(
+            s2a,
+            [as_long(tokens[utt][:frames])],
+            prompt_tokens,
+            prompt_codes,
+            settings,
+            generator,
+            True,
+            None,
+            return_probs=True,
+        )
         codes, probs = codes[0], probs[0]
         gt = as_long(codes_store[utt][:frames])
         ref = sf.read(sources[utt][0], dtype="float32")[0]
@@ -81,9 +91,14 @@ def main() -> None:
             if expected is not None:
                 expected[k].append(score_wav(codec.decode_expected(probs[None, :, :k])[0].numpy(), ref))
         accuracy.append((codes[:, :2] == gt[:, :2]).float().mean(0).tolist())
-    print(f"{len(accuracy)} utterances of {args.data}; accuracy of codebooks 0 and 1 against the ground truth: "
-          f"{np.mean([a[0] for a in accuracy]):.3f}, {np.mean([a[1] for a in accuracy]):.3f}")
-    print("\n| codebooks decoded | STOI, S2A's codes | STOI, S2A's expected vector | STOI, ground-truth codes |\n|---:|---:|---:|---:|")
+    print(
+        f"{len(accuracy)} utterances of {args.data}; accuracy of codebooks 0 and 1 against the ground truth: "
+        f"{np.mean([a[0] for a in accuracy]):.3f}, {np.mean([a[1] for a in accuracy]):.3f}"
+    )
+    print(
+        "\n| codebooks decoded | STOI, S2A's codes | STOI, S2A's expected vector | STOI, ground-truth codes "
+        "|\n|---:|---:|---:|---:|"
+    )
     for k in ks:
         soft = f"{np.mean(expected[k]):.3f}" if expected is not None else "-"
         print(f"| {k} | {np.mean(predicted[k]):.3f} | {soft} | {np.mean(truth[k]):.3f} |")

@@ -10,6 +10,7 @@ Scores, with the default scorers (pocketsphinx, Resemblyzer, DNSMOS):
 Prints tables and writes <out>/reference.json. Builds nothing: run `bash egs/tts/run.sh --stop-stage 0`
 (or `metis data make-mini`) first.
 """
+
 import argparse
 import json
 import time
@@ -61,9 +62,14 @@ def speaker_pairs(mini_dir: Path) -> dict[str, float]:
     spk = dd.utt2spk
     same = [cosine(emb[a], emb[b]) for a in emb for b in emb if a < b and spk[a] == spk[b]]
     diff = [cosine(emb[a], emb[b]) for a in emb for b in emb if a < b and spk[a] != spk[b]]
-    return {"same_speaker_mean": float(np.mean(same)), "same_speaker_min": float(np.min(same)),
-            "different_speaker_mean": float(np.mean(diff)), "different_speaker_max": float(np.max(diff)),
-            "pairs_same": len(same), "pairs_different": len(diff)}
+    return {
+        "same_speaker_mean": float(np.mean(same)),
+        "same_speaker_min": float(np.min(same)),
+        "different_speaker_mean": float(np.mean(diff)),
+        "different_speaker_max": float(np.max(diff)),
+        "pairs_same": len(same),
+        "pairs_different": len(diff),
+    }
 
 
 def main() -> None:
@@ -85,22 +91,41 @@ def main() -> None:
     per_voice = wer_per_voice(args.mini_dir, [args.out / "ground_truth_dev", args.out / "ground_truth_test"])
     pairs = speaker_pairs(args.mini_dir)
 
-    print(f"\nWER of ground-truth audio per base voice (pocketsphinx), mini_dev + mini_test")
+    print("\nWER of ground-truth audio per base voice (pocketsphinx), mini_dev + mini_test")
     print(f"{'voice':<18}{'WER %':>8}{'words':>8}{'utts':>6}")
     for voice, v in sorted(per_voice.items(), key=lambda kv: kv[1]["wer"]):
         print(f"{voice:<18}{v['wer']:8.1f}{v['words']:8d}{v['utterances']:6d}")
     print("\nSpeaker similarity (Resemblyzer) in mini_test")
     for key, value in pairs.items():
         print(f"  {key:<24}{value:8.3f}" if isinstance(value, float) else f"  {key:<24}{value:8d}")
-    columns = ["wer", "cer", "sim", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "pesq_wb", "stoi", "estoi", "sisdr"]
+    columns = [
+        "wer",
+        "cer",
+        "sim",
+        "dnsmos_sig",
+        "dnsmos_bak",
+        "dnsmos_ovrl",
+        "dnsmos_p808",
+        "pesq_wb",
+        "stoi",
+        "estoi",
+        "sisdr",
+    ]
     print("\nBaselines (mean over utterances; WER/CER corpus-level %)")
     print(f"{'decode dir':<20}" + "".join(f"{c[-8:]:>9}" for c in columns))
     for name, s in summaries.items():
-        print(f"{name:<20}" + "".join(f"{s['metrics'][c]['mean']:9.2f}" if c in s["metrics"] else f"{'-':>9}" for c in columns))
+        print(
+            f"{name:<20}"
+            + "".join(f"{s['metrics'][c]['mean']:9.2f}" if c in s["metrics"] else f"{'-':>9}" for c in columns)
+        )
     seconds = time.time() - start
     print(f"\ntotal {seconds:.0f} s")
-    report = {"per_voice_wer": per_voice, "speaker_pairs": pairs, "seconds": seconds,
-              "baselines": {n: s["metrics"] for n, s in summaries.items()}}
+    report = {
+        "per_voice_wer": per_voice,
+        "speaker_pairs": pairs,
+        "seconds": seconds,
+        "baselines": {n: s["metrics"] for n, s in summaries.items()},
+    }
     (args.out / "reference.json").write_text(json.dumps(report, indent=2) + "\n")
 
 

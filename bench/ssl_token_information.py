@@ -10,6 +10,7 @@ It bounds what a frame-wise predictor learns from the tokens alone; S2A also see
 and the prompt, so it can go below the second column, but a codebook whose entropy the token does not lower
 (pitch, the residual codebooks) has to come from elsewhere.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,15 @@ def frames(tokens_dir: Path, codes_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="Data root with <set>/ssl_tokens and <set>/acoustic_codes.")
-    parser.add_argument("--tokens", type=Path, default=None, help="Other SSL tokens: a folder holding <set>/ (default: <data>/<set>/ssl_tokens).")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="Data root with <set>/ssl_tokens and <set>/acoustic_codes."
+    )
+    parser.add_argument(
+        "--tokens",
+        type=Path,
+        default=None,
+        help="Other SSL tokens: a folder holding <set>/ (default: <data>/<set>/ssl_tokens).",
+    )
     parser.add_argument("--train-set", default="mini_train")
     parser.add_argument("--dev-set", default="mini_dev")
     args = parser.parse_args()

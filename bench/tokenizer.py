@@ -15,6 +15,7 @@ Python's own tokenize module for every script in this folder.)
 On a GPU (--device cuda) the torch k-means and the w2v-BERT model run there; faiss uses the GPU when
 faiss-gpu is installed (a backend that is not installed is reported, not fatal).
 """
+
 import argparse
 import time
 
@@ -104,19 +105,35 @@ def main() -> None:
     parser.add_argument("--big-points", type=int, default=200_000)
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--skip-small", action="store_true")
-    parser.add_argument("--big-backends", nargs="+", default=["torch", "faiss", "sklearn"], choices=["torch", "faiss", "sklearn"])
-    parser.add_argument("--big-iters", type=int, default=None, help="Iterations per backend on the big set (default: torch 2, others 1).")
+    parser.add_argument(
+        "--big-backends", nargs="+", default=["torch", "faiss", "sklearn"], choices=["torch", "faiss", "sklearn"]
+    )
+    parser.add_argument(
+        "--big-iters",
+        type=int,
+        default=None,
+        help="Iterations per backend on the big set (default: torch 2, others 1).",
+    )
     parser.add_argument("--w2v-seconds", type=float, default=10.0)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="Where the w2v-BERT model runs (k-means: torch and faiss-gpu take a GPU when there is one).")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="Where the w2v-BERT model runs (k-means: torch and faiss-gpu take a GPU when there is one).",
+    )
     args = parser.parse_args()
 
     if not args.skip_small:
         small = sample_features(ArrayStore(args.feats), portion=1.0, seed=0)
-        bench_kmeans(small, args.small_k, {"faiss": 10, "torch": 10, "sklearn": 10}, "small (embedded corpus, builtin features)")
+        bench_kmeans(
+            small, args.small_k, {"faiss": 10, "torch": 10, "sklearn": 10}, "small (embedded corpus, builtin features)"
+        )
     if not args.skip_big:
         rng = np.random.default_rng(0)
         centres = rng.normal(size=(8192, 1024)).astype(np.float32)
-        big = centres[rng.integers(0, 8192, args.big_points)] + rng.normal(scale=2.0, size=(args.big_points, 1024)).astype(np.float32)
+        big = centres[rng.integers(0, 8192, args.big_points)] + rng.normal(
+            scale=2.0, size=(args.big_points, 1024)
+        ).astype(np.float32)
         iters = {b: args.big_iters or (2 if b == "torch" else 1) for b in args.big_backends}
         bench_kmeans(big, 8192, iters, "big (Metis size)")
     bench_extractors(args.audio, args.w2v_seconds, args.device)

@@ -8,14 +8,16 @@ Each measurement runs in a fresh process: it builds the Trainer and the task of 
 `metis train-s2a` from conf/<size>/pretrain.yaml and s2a.yaml (full: s2a_coarse.yaml), on a data dir of
 random SSL tokens and codec codes with the corpus's shape (utterances of 3-30 s at 50 Hz, the config's
 vocabularies), and times ``task.train_step`` (forward, backward, clipping, AdamW) after warm-up steps.
-The neural codec (`metis codec train`, conf/mini/codec_neural.yaml and conf/full/codec.yaml, its discriminators on from the first step when the
+The neural codec (`metis codec train`, conf/mini/codec_neural.yaml and conf/full/codec.yaml, its discriminators on
+from the first step when the
 config enables them) trains on a data dir of noise wavs at its rate, read through its real audio loader.
 
 Columns: seconds per step; frames/s (50 Hz positions of real, unpadded audio; x50 = seconds of audio per
 second; codec: 50 Hz latent frames of its audio segments); tokens/s (input tokens: stage 1 one SSL token per
 frame, S2A one SSL token plus every codebook's code per frame, codec the codes it makes); model TFLOP/s
 of the transformers (6 x matmul parameters x frames + 12 x layers x dim x frames^2 per utterance for
-attention; padding not counted; the codec's convolutions are not counted) and MFU against the peak that a large matrix product
+attention; padding not counted; the codec's convolutions are not counted) and MFU against the peak that a large
+matrix product
 reaches on the same device in the same precision (measured first, printed; times the processes when
 there are several), and peak memory.
 
@@ -23,6 +25,7 @@ Scaling (CPU, --scaling): 1 process with 1 thread, 1 process with 2 threads, and
 gloo, 1 thread each, each rank its own batch: twice the global batch). Efficiency = throughput of 2
 processes / (2 x throughput of 1 process with 1 thread).
 """
+
 import argparse
 import json
 import os
@@ -37,8 +40,20 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = {"mini": {"stage1": "conf/mini/pretrain.yaml", "s2a": "conf/mini/s2a.yaml", "codec": "conf/mini/codec_neural.yaml", "vocab": 128},
-           "full": {"stage1": "conf/full/pretrain.yaml", "s2a": "conf/full/s2a_coarse.yaml", "codec": "conf/full/codec.yaml", "vocab": 8192}}
+CONFIGS = {
+    "mini": {
+        "stage1": "conf/mini/pretrain.yaml",
+        "s2a": "conf/mini/s2a.yaml",
+        "codec": "conf/mini/codec_neural.yaml",
+        "vocab": 128,
+    },
+    "full": {
+        "stage1": "conf/full/pretrain.yaml",
+        "s2a": "conf/full/s2a_coarse.yaml",
+        "codec": "conf/full/codec.yaml",
+        "vocab": 8192,
+    },
+}
 
 
 def synthetic_data(root: Path, size: str, utterances: int, seed: int = 0) -> Path:
@@ -114,11 +129,23 @@ def measure_codec(size: str, device: str, steps: int, warmup: int, data: Path, b
     # 50 Hz latent frames (sample_rate / hop_length); every rank trained on its own batches
     batch_frames = task.batch_size * (task.train_data.segment // cfg.hop_length)
     frames = steps * batch_frames * trainer.dist.world_size
-    return {"size": size, "model": "codec" + (" +disc" if task.use_disc else ""), "processes": trainer.dist.world_size,
-            **device_and_memory(trainer.dist.device), "dtype": "bf16" if bf16 else "fp32", "params_m": params / 1e6,
-            "s_per_step": elapsed / steps, "frames_per_s": frames / elapsed, "tokens_per_s": frames * cfg.quantizer.n_codebooks / elapsed,
-            "padding": 0.0, "tflops": 0.0, "peak_tflops": 0.0, "mfu": 0.0, "loss_first_last": [losses[0], losses[-1]],
-            "max_frames": batch_frames}
+    return {
+        "size": size,
+        "model": "codec" + (" +disc" if task.use_disc else ""),
+        "processes": trainer.dist.world_size,
+        **device_and_memory(trainer.dist.device),
+        "dtype": "bf16" if bf16 else "fp32",
+        "params_m": params / 1e6,
+        "s_per_step": elapsed / steps,
+        "frames_per_s": frames / elapsed,
+        "tokens_per_s": frames * cfg.quantizer.n_codebooks / elapsed,
+        "padding": 0.0,
+        "tflops": 0.0,
+        "peak_tflops": 0.0,
+        "mfu": 0.0,
+        "loss_first_last": [losses[0], losses[-1]],
+        "max_frames": batch_frames,
+    }
 
 
 def matmul_params(model: torch.nn.Module, kind: str) -> int:
@@ -178,11 +205,23 @@ def device_and_memory(dev: torch.device) -> dict:
     """The result's device name and peak memory in MB (GPU: allocated; CPU: the process's peak RSS)."""
     if dev.type == "cuda":
         return {"device": torch.cuda.get_device_name(), "peak_mb": torch.cuda.max_memory_allocated() / 2**20}
-    return {"device": f"cpu x{torch.get_num_threads()}", "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "device": f"cpu x{torch.get_num_threads()}",
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
-def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Path, bf16: bool, checkpointing: bool,
-            max_frames: int | None = None) -> dict:
+def measure(
+    size: str,
+    kind: str,
+    device: str,
+    steps: int,
+    warmup: int,
+    data: Path,
+    bf16: bool,
+    checkpointing: bool,
+    max_frames: int | None = None,
+) -> dict:
     import yaml
 
     from metis_cli.train.pretrain import PretrainTask
@@ -191,7 +230,9 @@ def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Pa
 
     hide_gpus_for(device)
     config = yaml.safe_load((REPO / CONFIGS[size][kind]).read_text())
-    config["train"].update(max_steps=warmup + steps, bf16=bf16, bf16_cpu=bf16, max_minutes=None, gradient_checkpointing=checkpointing)
+    config["train"].update(
+        max_steps=warmup + steps, bf16=bf16, bf16_cpu=bf16, max_minutes=None, gradient_checkpointing=checkpointing
+    )
     config["optim"]["warmup_steps"] = 1
     if max_frames:  # a smaller batch than the config's (the full size on a CPU: 10,000 frames need > 24 GB)
         config["data"]["max_frames"] = max_frames
@@ -223,33 +264,74 @@ def measure(size: str, kind: str, device: str, steps: int, warmup: int, data: Pa
     dtype = torch.bfloat16 if bf16 else torch.float32
     # every rank has its own device (a GPU, or on the CPU its own core): the group's peak is world x one's
     peak = peak_tflops(dev, dtype) * world if trainer.dist.main else 0.0
-    return {"size": size, "model": kind, **device_and_memory(dev), "processes": world,
-            "dtype": ("bf16" if bf16 else "fp32") + (" +ckpt" if checkpointing else ""), "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "s_per_step": elapsed / steps, "frames_per_s": frames / elapsed, "tokens_per_s": frames * (1 + codebooks) / elapsed,
-            "padding": 1 - frames / padded, "tflops": flops / elapsed / 1e12, "peak_tflops": peak,
-            "mfu": flops / elapsed / 1e12 / peak if peak else 0.0, "loss_first_last": [losses[0], losses[-1]],
-            "max_frames": config["data"]["max_frames"]}
+    return {
+        "size": size,
+        "model": kind,
+        **device_and_memory(dev),
+        "processes": world,
+        "dtype": ("bf16" if bf16 else "fp32") + (" +ckpt" if checkpointing else ""),
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "s_per_step": elapsed / steps,
+        "frames_per_s": frames / elapsed,
+        "tokens_per_s": frames * (1 + codebooks) / elapsed,
+        "padding": 1 - frames / padded,
+        "tflops": flops / elapsed / 1e12,
+        "peak_tflops": peak,
+        "mfu": flops / elapsed / 1e12 / peak if peak else 0.0,
+        "loss_first_last": [losses[0], losses[-1]],
+        "max_frames": config["data"]["max_frames"],
+    }
 
 
 def plan(args, size: str, device: str) -> tuple[int, int, int | None]:
     """(timed steps, warm-up steps, batch frames or None for the config's): a full-size model on the CPU
     takes tens of seconds per step, and its 10,000-frame batch does not fit 24 GB of memory."""
     slow = size == "full" and device == "cpu"
-    return (args.steps or (2 if slow else 10), args.warmup if args.warmup is not None else (1 if slow else 2),
-            args.max_frames or (CPU_FULL_MAX_FRAMES if slow else None))
+    return (
+        args.steps or (2 if slow else 10),
+        args.warmup if args.warmup is not None else (1 if slow else 2),
+        args.max_frames or (CPU_FULL_MAX_FRAMES if slow else None),
+    )
 
 
 def run_one(args, size: str, kind: str, device: str, threads: int, processes: int = 1) -> dict:
     steps, warmup, max_frames = plan(args, size, device)
-    one = ["--one", size, kind, "--device", device, "--steps", str(steps), "--warmup", str(warmup), "--max-frames", str(max_frames or 0),
-           "--threads", str(threads), "--data", str(args.data_root), "--precision", args.precision]
+    one = [
+        "--one",
+        size,
+        kind,
+        "--device",
+        device,
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+        "--max-frames",
+        str(max_frames or 0),
+        "--threads",
+        str(threads),
+        "--data",
+        str(args.data_root),
+        "--precision",
+        args.precision,
+    ]
     if args.gradient_checkpointing:
         one.append("--gradient-checkpointing")
     if processes == 1:
         cmd = [sys.executable, __file__, *one]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", __file__, *one]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            __file__,
+            *one,
+        ]
+    env = dict(
+        os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    )
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode or not lines:
@@ -259,14 +341,34 @@ def run_one(args, size: str, kind: str, device: str, threads: int, processes: in
 
 
 def table(rows: list[dict]) -> None:
-    header = ("size", "model", "device", "procs", "dtype", "params M", "batch frames", "s/step", "frames/s", "x realtime", "tokens/s",
-              "padding", "model TFLOP/s", "peak TFLOP/s", "MFU", "peak MB")
+    header = (
+        "size",
+        "model",
+        "device",
+        "procs",
+        "dtype",
+        "params M",
+        "batch frames",
+        "s/step",
+        "frames/s",
+        "x realtime",
+        "tokens/s",
+        "padding",
+        "model TFLOP/s",
+        "peak TFLOP/s",
+        "MFU",
+        "peak MB",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        print(f"| {r['size']} | {r['model']} | {r['device']} | {r['processes']} | {r['dtype']} | {r['params_m']:.1f} | {r.get('max_frames', '')} | "
-              f"{r['s_per_step']:.3f} | {r['frames_per_s']:.0f} | {r['frames_per_s'] / 50:.1f} | {r['tokens_per_s']:.0f} | "
-              f"{r['padding']:.1%} | {r['tflops']:.3f} | {r['peak_tflops']:.2f} | {r['mfu']:.1%} | {r['peak_mb']:.0f} |")
+        print(
+            f"| {r['size']} | {r['model']} | {r['device']} | {r['processes']} | {r['dtype']} | {r['params_m']:.1f} | "
+            f"{r.get('max_frames', '')} | "
+            f"{r['s_per_step']:.3f} | {r['frames_per_s']:.0f} | {r['frames_per_s'] / 50:.1f} | "
+            f"{r['tokens_per_s']:.0f} | "
+            f"{r['padding']:.1%} | {r['tflops']:.3f} | {r['peak_tflops']:.2f} | {r['mfu']:.1%} | {r['peak_mb']:.0f} |"
+        )
 
 
 def main() -> None:
@@ -274,16 +376,32 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["mini", "full"], choices=sorted(CONFIGS))
     parser.add_argument("--models", nargs="+", default=["stage1", "s2a", "codec"], choices=["stage1", "s2a", "codec"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="bf16 autocast (the configs' default) or fp32")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="train.gradient_checkpointing: true (less memory, more compute)")
-    parser.add_argument("--steps", type=int, default=None, help="Timed steps (default: cpu mini 10, cpu full 2, cuda 10).")
+    parser.add_argument(
+        "--precision", default="bf16", choices=["bf16", "fp32"], help="bf16 autocast (the configs' default) or fp32"
+    )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="train.gradient_checkpointing: true (less memory, more compute)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="Timed steps (default: cpu mini 10, cpu full 2, cuda 10)."
+    )
     parser.add_argument("--warmup", type=int, default=None, help="Untimed steps first (default: 2, cpu full 1).")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-frames", type=int, default=None,
-                        help=f"Batch frames (default: the config's; full size on the CPU {CPU_FULL_MAX_FRAMES}).")
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help=f"Batch frames (default: the config's; full size on the CPU {CPU_FULL_MAX_FRAMES}).",
+    )
     parser.add_argument("--utterances", type=int, default=400, help="Synthetic utterances per data dir.")
-    parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=None,
-                        help="2 gloo processes vs 1 on the mini configs (default: on for --device cpu).")
+    parser.add_argument(
+        "--scaling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="2 gloo processes vs 1 on the mini configs (default: on for --device cpu).",
+    )
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -291,10 +409,21 @@ def main() -> None:
     if args.one:
         size, kind = args.one
         if kind == "codec":
-            result = measure_codec(size, args.device, args.steps, args.warmup, Path(args.data) / f"{size}_audio", args.precision == "bf16")
+            result = measure_codec(
+                size, args.device, args.steps, args.warmup, Path(args.data) / f"{size}_audio", args.precision == "bf16"
+            )
         else:
-            result = measure(size, kind, args.device, args.steps, args.warmup, Path(args.data) / f"{size}_data", args.precision == "bf16",
-                             args.gradient_checkpointing, args.max_frames or None)
+            result = measure(
+                size,
+                kind,
+                args.device,
+                args.steps,
+                args.warmup,
+                Path(args.data) / f"{size}_data",
+                args.precision == "bf16",
+                args.gradient_checkpointing,
+                args.max_frames or None,
+            )
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(result))
         return
@@ -309,16 +438,23 @@ def main() -> None:
             if "mini" not in args.sizes:
                 synthetic_inputs(args.data_root, "mini", args.utterances, args.models)
             for kind in args.models:
-                group = [run_one(args, "mini", kind, "cpu", threads, processes) for threads, processes in ((1, 1), (2, 1), (1, 2))]
+                group = [
+                    run_one(args, "mini", kind, "cpu", threads, processes)
+                    for threads, processes in ((1, 1), (2, 1), (1, 2))
+                ]
                 scaling.append((kind, *group))
     print(f"\nTraining throughput, torch {torch.__version__}, synthetic tokens of the real configs' shapes")
     table(rows)
     if scaling:
-        print("\nScaling on this machine (mini configs): 1 process x 1 thread, 1 x 2 threads, 2 gloo processes x 1 thread")
+        print(
+            "\nScaling on this machine (mini configs): 1 process x 1 thread, 1 x 2 threads, 2 gloo processes x 1 thread"
+        )
         table([r for _, *group in scaling for r in group])
         for kind, one, _, two in scaling:
-            print(f"{kind}: 2 processes give {two['frames_per_s'] / one['frames_per_s']:.2f}x the frames/s of 1 "
-                  f"(efficiency {two['frames_per_s'] / (2 * one['frames_per_s']):.0%})")
+            print(
+                f"{kind}: 2 processes give {two['frames_per_s'] / one['frames_per_s']:.2f}x the frames/s of 1 "
+                f"(efficiency {two['frames_per_s'] / (2 * one['frames_per_s']):.0%})"
+            )
 
 
 if __name__ == "__main__":

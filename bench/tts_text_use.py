@@ -8,6 +8,7 @@ token that the text is worth to the model. The pre-trained model without any tex
 point (its ``val_ce_bits`` in metrics.jsonl, with its own masking settings). Fine-tuning logs the same two
 numbers at every validation since the shuffled-text variant exists.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,9 @@ sys.path.insert(0, str(REPO))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("exp_dir", type=Path, help="A fine-tuned TTS exp dir (metis finetune --task tts).")
-    parser.add_argument("--train-data", type=Path, required=True, help="The data dir it was fine-tuned on (for the phone vocabulary).")
+    parser.add_argument(
+        "--train-data", type=Path, required=True, help="The data dir it was fine-tuned on (for the phone vocabulary)."
+    )
     parser.add_argument("--val-data", type=Path, required=True)
     args = parser.parse_args()
 
@@ -45,8 +48,17 @@ def main() -> None:
         result = task.validate(trainer, exp / "val")
         trainer.release()
     gap = result["ce_bits_shuffled_text"] - result["ce_bits"]
-    print(json.dumps({"exp_dir": str(args.exp_dir), "step": trainer.step, **{k: round(v, 4) for k, v in result.items()},
-                      "text_worth_bits": round(gap, 4)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "exp_dir": str(args.exp_dir),
+                "step": trainer.step,
+                **{k: round(v, 4) for k, v in result.items()},
+                "text_worth_bits": round(gap, 4),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

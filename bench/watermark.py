@@ -9,6 +9,7 @@ the whole utterance; utterances shorter than the length are skipped), then trans
 TPR is reported at the default threshold (p < 1e-3) and at the score threshold that keeps the measured
 false-positive rate of that clip length at or below 1%.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,7 +87,7 @@ def main() -> None:
     snrs, pesqs = [], []
     scores: dict[tuple[str, str], list[float]] = {}
     bit_accuracy: list[float] = []
-    for i, (utt, wav) in enumerate(zip(utts, bank)):
+    for i, wav in enumerate(bank):
         payload = int(rng.integers(0, 2**config.n_bits))
         marked = embed(wav, RATE, payload, config)
         snrs.append(10 * np.log10((wav**2).sum() / ((wav - marked) ** 2).sum()))
@@ -131,12 +132,22 @@ def main() -> None:
     print(file=sys.stderr)
 
     default_score = -np.log(config.threshold_p)  # p = exp(-score)
-    print(f"\nwatermark: keyed spectral ripple, ±{config.strength_db} dB, {config.modulation_hz} Hz swing, {config.n_bits}-bit payload; "
-          f"{len(utts)} marked test utterances, {n_null} unmarked utterances x {len(keys)} keys; {time.time() - started:.0f} s")
-    print(f"imperceptibility: SNR of the mark {np.mean(snrs):.1f} dB (min {np.min(snrs):.1f}); "
-          f"PESQ-WB marked vs unmarked {np.mean(pesqs):.3f} (min {np.min(pesqs):.3f}, 5th percentile {np.percentile(pesqs, 5):.3f})")
+    print(
+        f"\nwatermark: keyed spectral ripple, ±{config.strength_db} dB, {config.modulation_hz} Hz swing, "
+        f"{config.n_bits}-bit payload; "
+        f"{len(utts)} marked test utterances, {n_null} unmarked utterances x {len(keys)} keys; "
+        f"{time.time() - started:.0f} s"
+    )
+    print(
+        f"imperceptibility: SNR of the mark {np.mean(snrs):.1f} dB (min {np.min(snrs):.1f}); "
+        f"PESQ-WB marked vs unmarked {np.mean(pesqs):.3f} (min {np.min(pesqs):.3f}, 5th percentile "
+        f"{np.percentile(pesqs, 5):.3f})"
+    )
     print(f"payload bit accuracy, clean 3 s clips: {100 * np.mean(bit_accuracy):.2f}% ({len(bit_accuracy)} clips)")
-    print(f"lossy coding bitrates: mp3 {np.mean(kbps['mp3']):.1f} kbps, opus {np.mean(kbps['opus']):.1f} kbps (Ogg container included)")
+    print(
+        f"lossy coding bitrates: mp3 {np.mean(kbps['mp3']):.1f} kbps, opus {np.mean(kbps['opus']):.1f} kbps (Ogg "
+        "container included)"
+    )
     thresholds = {}
     print("\nfalse positives on unmarked speech")
     print(f"{'clip':<6}{'clips':>8}{'FPR @ p<1e-3':>15}{'score @ FPR 1%':>16}")
@@ -151,8 +162,11 @@ def main() -> None:
         cells = []
         for name in LENGTHS:
             values = np.array(scores.get((tname, name), []))
-            cells.append("-" if len(values) == 0 else
-                         f"{100 * np.mean(values > default_score):.1f} | {100 * np.mean(values > thresholds[name]):.1f}")
+            cells.append(
+                "-"
+                if len(values) == 0
+                else f"{100 * np.mean(values > default_score):.1f} | {100 * np.mean(values > thresholds[name]):.1f}"
+            )
         print(f"{tname:<22}" + "".join(f"{c:>18}" for c in cells))
 
 

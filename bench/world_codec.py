@@ -8,6 +8,7 @@ printing STOI and PESQ-WB after the first 1, 2, 4 and all codebooks, and the log
 in both. WORLD analysis/synthesis without quantisation is the ceiling row. Features are cached in
 ``--cache`` (default /tmp/metis_world_bench), so a second run only fits and decodes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,9 @@ def main() -> None:
     base = yaml.safe_load((REPO / "conf" / "mini" / "codec.yaml").read_text())["model"]
     cfg0 = WorldCodecConfig.from_dict(base)
     train_utts = sorted(DataDir(args.data / "mini_train").audio_sources())
-    train_utts = sorted(np.random.default_rng(0).choice(train_utts, min(args.train_utts, len(train_utts)), replace=False).tolist())
+    train_utts = sorted(
+        np.random.default_rng(0).choice(train_utts, min(args.train_utts, len(train_utts)), replace=False).tolist()
+    )
     test_sources = DataDir(args.data / "mini_test").audio_sources()
     test_utts = sorted(test_sources)[: args.utts]
     started = time.time()
@@ -75,8 +78,11 @@ def main() -> None:
     for name, overrides in LAYOUTS.items():
         overrides = dict(overrides)
         zscore = overrides.pop("_zscore", False)
-        model = {**base, **{k: v for k, v in overrides.items() if k != "quantizer"},
-                 "quantizer": {**base["quantizer"], **overrides.get("quantizer", {})}}
+        model = {
+            **base,
+            **{k: v for k, v in overrides.items() if k != "quantizer"},
+            "quantizer": {**base["quantizer"], **overrides.get("quantizer", {})},
+        }
         cfg = WorldCodecConfig.from_dict(model)
         codec = WorldCodec(cfg)
         codec.fit_normalisation(features)

@@ -4,6 +4,7 @@ An audio *source* is what a ``wav.scp`` line holds after the utterance id: a fil
 command ending in ``|`` whose standard output is an audio file (Kaldi's pipe convention).
 Every failure raises :class:`AudioError` naming the source and, when known, the utterance id.
 """
+
 from __future__ import annotations
 
 import io
@@ -46,8 +47,10 @@ def _open(source, utt_id: str | None, commands: bool = False):
     ``|`` is a shell command (Kaldi's convention), run only where ``commands`` allows it: entries of a data
     dir's audio scp files, never a path given on the command line or found in any other file."""
     if is_pipe(source) and not commands:
-        raise AudioError(f"{_where(source, utt_id)}: a path ending in '|' is a shell command, which only wav.scp "
-                         f"entries may be; give an audio file (or put the command in a wav.scp)")
+        raise AudioError(
+            f"{_where(source, utt_id)}: a path ending in '|' is a shell command, which only wav.scp "
+            f"entries may be; give an audio file (or put the command in a wav.scp)"
+        )
     if is_pipe(source):
         command = str(source).rstrip()[:-1]
         proc = subprocess.run(command, shell=True, capture_output=True)
@@ -98,8 +101,10 @@ def _check_complete(source, utt_id: str | None) -> None:
         return
     short = _wav_shortfall(Path(source))
     if short:
-        raise AudioError(f"{_where(source, utt_id)}: truncated: the header promises {short[0]} samples, the file holds "
-                         f"{short[1]}; copy or re-encode it again")
+        raise AudioError(
+            f"{_where(source, utt_id)}: truncated: the header promises {short[0]} samples, the file holds "
+            f"{short[1]}; copy or re-encode it again"
+        )
 
 
 def audio_info(source, utt_id: str | None = None, commands: bool = False) -> AudioInfo:
@@ -155,8 +160,10 @@ def load_audio(
             wav = f.read(frames=count, dtype="float32", always_2d=True)
             promised = f.frames - first if count < 0 else min(count, f.frames - first)
             if wav.shape[0] < promised:  # e.g. a FLAC whose stream info promises more than its frames hold
-                raise AudioError(f"{_where(source, utt_id)}: truncated: the header promises {f.frames} samples, "
-                                 f"{first + wav.shape[0]} could be read; copy or re-encode it again")
+                raise AudioError(
+                    f"{_where(source, utt_id)}: truncated: the header promises {f.frames} samples, "
+                    f"{first + wav.shape[0]} could be read; copy or re-encode it again"
+                )
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioError(f"{_where(source, utt_id)}: cannot decode audio ({exc})") from None
     if wav.shape[0] == 0:

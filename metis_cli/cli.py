@@ -3,6 +3,7 @@
 Sub-command modules import only typer at module level; numpy, soundfile and torch are imported inside
 the commands, so ``metis --help`` stays fast.
 """
+
 from typing import Optional
 
 import typer
@@ -39,8 +40,11 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _options(version: Optional[bool] = typer.Option(None, "--version", callback=_print_version, is_eager=True,
-                                                     help="Print the metis version and exit.")) -> None:
+def _options(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_print_version, is_eager=True, help="Print the metis version and exit."
+    ),
+) -> None:
     pass
 
 

@@ -3,6 +3,7 @@
 Commands raise :class:`MetisError` for anything a user can fix; the command class prints the message on
 stderr without a traceback and exits with status 1.
 """
+
 import typer
 from typer.core import TyperCommand, TyperGroup
 

@@ -1,4 +1,5 @@
 """Signal processing shared by scorers, reports and feature extractors (numpy; torch callers convert)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,9 @@ def mel_to_hz(mel):
     return 700.0 * (10 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None
+) -> np.ndarray:
     """[n_mels, n_fft // 2 + 1] triangular filters on the HTK mel scale, each of unit area."""
     f_max = sample_rate / 2 if f_max is None else f_max
     bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
@@ -33,6 +36,8 @@ def stft_power(wav: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return np.abs(np.fft.rfft(frames, axis=1)) ** 2
 
 
-def log_mel_spectrogram(wav: np.ndarray, sample_rate: int, n_fft: int = 1024, hop: int = 256, n_mels: int = 80) -> np.ndarray:
+def log_mel_spectrogram(
+    wav: np.ndarray, sample_rate: int, n_fft: int = 1024, hop: int = 256, n_mels: int = 80
+) -> np.ndarray:
     """[frames, n_mels] natural-log mel power spectrogram."""
     return np.log(stft_power(wav, n_fft, hop) @ mel_filterbank(sample_rate, n_fft, n_mels).T + 1e-10)

@@ -1,5 +1,6 @@
 """What an experiment records about how it was run: the command line, the git revision, the software
 and the hardware. Experiment dirs and RESULTS.md use it so that every number comes with its recipe."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,23 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("metis", "torch", "numpy", "soundfile", "soxr", "faiss-cpu", "faiss-gpu", "transformers",
-            "pocketsphinx", "resemblyzer", "speechmos", "onnxruntime", "pesq", "pystoi", "librosa")
+PACKAGES = (
+    "metis",
+    "torch",
+    "numpy",
+    "soundfile",
+    "soxr",
+    "faiss-cpu",
+    "faiss-gpu",
+    "transformers",
+    "pocketsphinx",
+    "resemblyzer",
+    "speechmos",
+    "onnxruntime",
+    "pesq",
+    "pystoi",
+    "librosa",
+)
 
 
 def check_device(device: str) -> str:
@@ -27,7 +43,9 @@ def check_device(device: str) -> str:
         raise MetisError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
-            raise MetisError(f"--device {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False); use --device cpu")
+            raise MetisError(
+                f"--device {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False); use --device cpu"
+            )
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             raise MetisError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     elif parsed.type != "cpu":
@@ -44,8 +62,12 @@ def git_revision(path: Path | None = None) -> str:
     """The commit of the checkout holding this package, with '-dirty' for uncommitted changes."""
     where = path or Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=where, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True
+        ).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"

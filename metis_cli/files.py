@@ -1,4 +1,5 @@
 """File-system helpers at the bottom of the package (no metis imports): the mode new files get."""
+
 from __future__ import annotations
 
 import os

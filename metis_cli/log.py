@@ -1,4 +1,5 @@
 """Consoles and logging shared by all commands: rich output on the terminal, plain lines in log files."""
+
 import logging
 import sys
 from pathlib import Path
@@ -55,14 +56,23 @@ class _LogProgress:
         decile = int(10 * done / max(total, 1))
         if decile > last_decile or done == total:
             entry[3] = decile
-            err_console.print(f"{description}: {done}/{total} ({time.time() - start:.0f} s)", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"{description}: {done}/{total} ({time.time() - start:.0f} s)", highlight=False, soft_wrap=True
+            )
 
 
 def progress(**kwargs):
     """A rich progress bar on stderr; a line per 10% when stderr is not a terminal."""
     if not sys.stderr.isatty():
         return _LogProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"),

@@ -3,6 +3,7 @@ visual features (``.npy``, one row per video frame at 25 fps, any dimension, e.g
 
 Every failure raises :class:`VideoError` naming the file (and the utterance when known).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,10 +46,14 @@ def read_video(source, utt_id: str | None = None) -> np.ndarray:
         raise VideoError(f"{where}: the video has no frames")
     height, width = frames[0].shape
     if not (MIN_CROP <= height <= MAX_CROP and MIN_CROP <= width <= MAX_CROP and 0.7 <= width / height <= 1.4):
-        raise VideoError(f"{where}: frames of {width}x{height} are not a mouth crop (expected a roughly square crop of "
-                         f"{MIN_CROP}-{MAX_CROP} px, e.g. 88x88 as in LRS3); crop the mouth region first")
+        raise VideoError(
+            f"{where}: frames of {width}x{height} are not a mouth crop (expected a roughly square crop of "
+            f"{MIN_CROP}-{MAX_CROP} px, e.g. 88x88 as in LRS3); crop the mouth region first"
+        )
     if not (CONVERTIBLE_FPS[0] <= rate <= CONVERTIBLE_FPS[1]):
-        raise VideoError(f"{where}: {rate:.2f} fps is far from 25 fps; convert it first (ffmpeg -i in.mp4 -r 25 out.mp4)")
+        raise VideoError(
+            f"{where}: {rate:.2f} fps is far from 25 fps; convert it first (ffmpeg -i in.mp4 -r 25 out.mp4)"
+        )
     video = np.stack(frames)
     if abs(rate - FPS) > 0.01:
         n_out = max(1, int(round(len(video) * FPS / rate)))
@@ -67,7 +72,9 @@ def read_visual_features(source, utt_id: str | None = None) -> np.ndarray:
     except (ValueError, OSError) as exc:
         raise VideoError(f"{where}: not a readable .npy array ({exc})") from None
     if feats.ndim != 2 or len(feats) == 0 or not np.issubdtype(feats.dtype, np.number):
-        raise VideoError(f"{where}: expected a numeric [frames, dim] array at 25 fps, got shape {feats.shape} ({feats.dtype})")
+        raise VideoError(
+            f"{where}: expected a numeric [frames, dim] array at 25 fps, got shape {feats.shape} ({feats.dtype})"
+        )
     if not np.isfinite(feats).all():
         raise VideoError(f"{where}: the features hold NaN or infinite values")
     return feats.astype(np.float32)
@@ -82,4 +89,7 @@ def check_alignment(n_video_frames: int, audio_seconds: float, where: str, toler
     """Video and audio of one utterance must cover the same time (within ``tolerance_s``)."""
     video_seconds = n_video_frames / FPS
     if abs(video_seconds - audio_seconds) > tolerance_s:
-        raise VideoError(f"{where}: the video lasts {video_seconds:.2f} s but the audio {audio_seconds:.2f} s; they must cover the same speech")
+        raise VideoError(
+            f"{where}: the video lasts {video_seconds:.2f} s but the audio {audio_seconds:.2f} s; they must cover "
+            "the same speech"
+        )

@@ -29,6 +29,7 @@ estimate the ripple and invert it; the key is a shared secret, not a signature; 
 speech drowns it on short clips. Learned watermarks (AudioSeal, WavMark) resist more attacks but need
 trained weights that cannot be downloaded here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -95,14 +96,20 @@ class Marker:
 
     @property
     def info(self) -> dict:
-        return {"method": "keyed spectral ripple", "key": key_id(self.config.key), "payload": f"{self.payload:04x}",
-                "strength_db": self.config.strength_db}
+        return {
+            "method": "keyed spectral ripple",
+            "key": key_id(self.config.key),
+            "payload": f"{self.payload:04x}",
+            "strength_db": self.config.strength_db,
+        }
 
 
 def marker_for(model_name: str, enabled: bool = True, key: str | None = None) -> Marker | None:
     """The marker for a model's outputs (payload: toolkit id + model byte), or None with a warning."""
     if not enabled:
-        logger.warning("watermarking is off: these outputs cannot later be told apart from real recordings by metis detect")
+        logger.warning(
+            "watermarking is off: these outputs cannot later be told apart from real recordings by metis detect"
+        )
         return None
     return Marker(WatermarkConfig(key=resolve_key(key)), payload_for(model_name))
 
@@ -202,7 +209,10 @@ def _box_smooth(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         pad[axis] = (width // 2, width - 1 - width // 2)
         sums = np.cumsum(np.pad(x, pad, mode="edge"), axis=axis)
         sums = np.concatenate([np.zeros_like(np.take(sums, [0], axis=axis)), sums], axis=axis)
-        x = (np.take(sums, np.arange(width, sums.shape[axis]), axis=axis) - np.take(sums, np.arange(0, sums.shape[axis] - width), axis=axis)) / width
+        x = (
+            np.take(sums, np.arange(width, sums.shape[axis]), axis=axis)
+            - np.take(sums, np.arange(0, sums.shape[axis] - width), axis=axis)
+        ) / width
     return x
 
 
@@ -255,8 +265,9 @@ def _modulation(wav: np.ndarray, sample_rate: int, config: WatermarkConfig) -> t
     for name, band in (("sync", SYNC_HZ), ("payload", PAYLOAD_HZ)):
         cells = _cells(freqs, band)
         inside = cells >= 0
-        per_cell = np.bincount(cells[inside], weights=coefficient[inside].real, minlength=_band_cells(band)) + 1j * np.bincount(
-            cells[inside], weights=coefficient[inside].imag, minlength=_band_cells(band))
+        per_cell = np.bincount(
+            cells[inside], weights=coefficient[inside].real, minlength=_band_cells(band)
+        ) + 1j * np.bincount(cells[inside], weights=coefficient[inside].imag, minlength=_band_cells(band))
         band_db = 10 * np.log10(power[active][:, inside].mean() + 1e-20)
         out[name] = (per_cell, band_db > energy_db[active].mean() - 40.0)
     return out, active_seconds
@@ -270,8 +281,15 @@ def detect(wav: np.ndarray, sample_rate: int, config: WatermarkConfig | None = N
         wav = wav.mean(axis=1)
     bands, active_seconds = _modulation(wav, sample_rate, config)
     if active_seconds < MIN_ACTIVE_SECONDS:
-        return Detection(None, None, None, None, None, active_seconds,
-                         f"only {active_seconds:.2f} s of active audio; a verdict needs {MIN_ACTIVE_SECONDS} s")
+        return Detection(
+            None,
+            None,
+            None,
+            None,
+            None,
+            active_seconds,
+            f"only {active_seconds:.2f} s of active audio; a verdict needs {MIN_ACTIVE_SECONDS} s",
+        )
     sync, payload_signs, bit_of = key_pattern(config.key, config.n_bits)
     m, _ = bands["sync"]
     # The key's correlation and the same pattern's correlation at every other circular shift (the null).
@@ -292,7 +310,9 @@ def detect(wav: np.ndarray, sample_rate: int, config: WatermarkConfig | None = N
     return Detection(score, p_value, p_value < config.threshold_p, payload, confidence, active_seconds)
 
 
-def detect_sources(sources: dict[str, str], config: WatermarkConfig | None = None, commands: frozenset = frozenset()) -> list[dict]:
+def detect_sources(
+    sources: dict[str, str], config: WatermarkConfig | None = None, commands: frozenset = frozenset()
+) -> list[dict]:
     """One row per audio source (name -> path; a Kaldi pipe for the names in ``commands``, wav.scp entries):
     the detection, or the error reading it."""
     from metis_cli.audio import load_audio
@@ -301,16 +321,38 @@ def detect_sources(sources: dict[str, str], config: WatermarkConfig | None = Non
     config = config or WatermarkConfig()
     rows = []
     for name, source in sources.items():
-        row = {"name": name, "seconds": None, "score": None, "p_value": None, "watermarked": None, "payload": None,
-               "weakest_bit": None, "note": ""}
+        row = {
+            "name": name,
+            "seconds": None,
+            "score": None,
+            "p_value": None,
+            "watermarked": None,
+            "payload": None,
+            "weakest_bit": None,
+            "note": "",
+        }
         try:
             wav, rate = load_audio(source, commands=name in commands)
         except AudioError as exc:
             rows.append({**row, "watermarked": "error", "note": str(exc)})
             continue
         found = detect(wav, rate, config)
-        payload = f"{found.payload:04x}" if found.detected and found.payload is not None else None  # only a found mark has one
-        note = found.reason or ("no payload band (audio below 16 kHz?)" if found.detected and found.payload is None else "")
-        rows.append({**row, "seconds": len(wav) / rate, "score": found.score, "p_value": found.p_value, "watermarked": found.verdict,
-                     "payload": payload, "weakest_bit": found.bit_confidence if payload else None, "note": note})
+        payload = (
+            f"{found.payload:04x}" if found.detected and found.payload is not None else None
+        )  # only a found mark has one
+        note = found.reason or (
+            "no payload band (audio below 16 kHz?)" if found.detected and found.payload is None else ""
+        )
+        rows.append(
+            {
+                **row,
+                "seconds": len(wav) / rate,
+                "score": found.score,
+                "p_value": found.p_value,
+                "watermarked": found.verdict,
+                "payload": payload,
+                "weakest_bit": found.bit_confidence if payload else None,
+                "note": note,
+            }
+        )
     return rows

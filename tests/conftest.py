@@ -1,4 +1,5 @@
 """Shared fixtures: generated audio, small data dirs, and the tiny embedded corpus (built once)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,9 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return out
 
 
-def write_token_datadir(root: Path, n_utts=12, vocab=16, n_codebooks=3, codebook_size=32, seed=0,
-                        min_frames=20, max_frames=60) -> Path:
+def write_token_datadir(
+    root: Path, n_utts=12, vocab=16, n_codebooks=3, codebook_size=32, seed=0, min_frames=20, max_frames=60
+) -> Path:
     """A data dir with ``ssl_tokens`` and ``acoustic_codes`` stores but no audio: tokens run in segments
     of 2-6 repeated frames (like phones), and every codebook is a fixed function of the token, so a
     model can learn both."""
@@ -66,7 +68,10 @@ def write_token_datadir(root: Path, n_utts=12, vocab=16, n_codebooks=3, codebook
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     utts = [f"spk{i % 3}_u{i:03d}" for i in range(n_utts)]
-    with ArrayWriter(root / "ssl_tokens", "part-1") as tokens_out, ArrayWriter(root / "acoustic_codes", "part-1") as codes_out:
+    with (
+        ArrayWriter(root / "ssl_tokens", "part-1") as tokens_out,
+        ArrayWriter(root / "acoustic_codes", "part-1") as codes_out,
+    ):
         for utt in sorted(utts):
             length = int(rng.integers(min_frames, max_frames + 1))
             tokens, value = [], int(rng.integers(vocab))
@@ -74,7 +79,9 @@ def write_token_datadir(root: Path, n_utts=12, vocab=16, n_codebooks=3, codebook
                 value = (value + int(rng.integers(1, 4))) % vocab
                 tokens += [value] * int(rng.integers(2, 7))
             tokens = np.array(tokens[:length], dtype=np.int16)
-            codes = np.stack([(tokens.astype(np.int64) * (j + 3) + j) % codebook_size for j in range(n_codebooks)], axis=1)
+            codes = np.stack(
+                [(tokens.astype(np.int64) * (j + 3) + j) % codebook_size for j in range(n_codebooks)], axis=1
+            )
             tokens_out.write(utt, tokens)
             codes_out.write(utt, codes.astype(np.int16))
     write_meta(root / "ssl_tokens", kind="ssl_tokens", n_clusters=vocab, frame_rate=50)

@@ -63,7 +63,9 @@ def test_pipe_source(tmp_path):
 def test_a_path_is_never_a_command_unless_it_comes_from_an_scp(tmp_path):
     flag = tmp_path / "ran"
     for read in (lambda s: load_audio(s), lambda s: audio_info(s, utt_id="u1")):
-        with pytest.raises(AudioError, match=r"a path ending in '\|' is a shell command, which only wav.scp entries may be"):
+        with pytest.raises(
+            AudioError, match=r"a path ending in '\|' is a shell command, which only wav.scp entries may be"
+        ):
             read(f"touch {flag} |")
     assert not flag.exists()
 
@@ -79,9 +81,13 @@ def test_a_truncated_file_is_refused(tmp_path):
     cut = tmp_path / "cut.wav"
     cut.write_bytes(data[: len(data) // 2])
     for read in (load_audio, audio_info):  # the header still promises the whole second
-        with pytest.raises(AudioError, match=r"cut\.wav: truncated: the header promises 16000 samples, the file holds 79\d\d; copy"):
+        with pytest.raises(
+            AudioError, match=r"cut\.wav: truncated: the header promises 16000 samples, the file holds 79\d\d; copy"
+        ):
             read(cut)
-    assert len(load_audio(f"cat {cut} |", commands=True)[0]) < 8000  # a pipe's stream may not know its length: read as is
+    assert (
+        len(load_audio(f"cat {cut} |", commands=True)[0]) < 8000
+    )  # a pipe's stream may not know its length: read as is
 
 
 def test_missing_file_names_file_and_utterance(tmp_path):
@@ -156,7 +162,9 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_file(tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(audio.sf, "write", full)
-    with pytest.raises(AudioError, match=r"a\.wav: cannot write \(No space left on device\); the disk is full: free space"):
+    with pytest.raises(
+        AudioError, match=r"a\.wav: cannot write \(No space left on device\); the disk is full: free space"
+    ):
         save_audio(tmp_path / "a.wav", tone(seconds=0.1), 16000)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
@@ -174,7 +182,9 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_file(tmp_
                 return getattr(real, name)
 
         writer._bin = FillsUp()
-        with pytest.raises(DataDirError, match=r"part-1\.bin: cannot write \(No space left on device\).*\(utterance 'u2'\)"):
+        with pytest.raises(
+            DataDirError, match=r"part-1\.bin: cannot write \(No space left on device\).*\(utterance 'u2'\)"
+        ):
             writer.write("u2", np.arange(10, dtype=np.int16))
         writer._bin = real
     assert (tmp_path / "store" / "part-1.bin").stat().st_size == 20, "the partial array is cut off"

@@ -1,4 +1,5 @@
 """The metis command: help texts, start-up cost, exit codes and messages."""
+
 import json
 import subprocess
 import sys

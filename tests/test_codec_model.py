@@ -1,4 +1,5 @@
 """The codec's shapes, sizes and invariants, at the full and mini configs."""
+
 import pytest
 import torch
 import yaml
@@ -9,7 +10,11 @@ from metis_cli.errors import MetisError
 
 
 def config(name: str) -> CodecConfig:
-    return CodecConfig.from_dict(yaml.safe_load((REPO / "conf" / name / ("codec_neural.yaml" if name == "mini" else "codec.yaml")).read_text())["model"])
+    return CodecConfig.from_dict(
+        yaml.safe_load((REPO / "conf" / name / ("codec_neural.yaml" if name == "mini" else "codec.yaml")).read_text())[
+            "model"
+        ]
+    )
 
 
 def test_full_config_matches_the_published_sizes():
@@ -18,7 +23,12 @@ def test_full_config_matches_the_published_sizes():
     print("full codec parameters:", counts)
     assert counts["encoder"] == pytest.approx(42.5e6, rel=0.01)
     assert counts["quantizer"] + counts["decoder"] == pytest.approx(128.2e6, rel=0.01)
-    assert (cfg.sample_rate, cfg.hop_length, cfg.quantizer.n_codebooks, cfg.quantizer.codebook_size) == (24000, 480, 12, 1024)
+    assert (cfg.sample_rate, cfg.hop_length, cfg.quantizer.n_codebooks, cfg.quantizer.codebook_size) == (
+        24000,
+        480,
+        12,
+        1024,
+    )
     assert cfg.frame_rate == 50 and cfg.bitrate == 6000
 
 

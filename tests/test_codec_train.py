@@ -1,4 +1,5 @@
 """Training the codec with the shared Trainer: a real step, exact resume, safe checkpoints, encode/decode."""
+
 import json
 import logging
 import shutil
@@ -20,8 +21,14 @@ from metis_cli.errors import MetisError
 from metis_cli.train.config import apply_overrides, load_config
 
 runner = CliRunner()
-FAST = ["data.batch_size=2", "data.segment_seconds=0.32", "train.log_every=1", "train.ckpt_every=1",
-        "train.val_every=1000", "optim.warmup_steps=2"]
+FAST = [
+    "data.batch_size=2",
+    "data.segment_seconds=0.32",
+    "train.log_every=1",
+    "train.ckpt_every=1",
+    "train.val_every=1000",
+    "optim.warmup_steps=2",
+]
 
 
 def mini_config(*overrides):
@@ -43,8 +50,16 @@ def test_training_steps_are_finite_and_recorded(trained):
     rows = metrics(trained)
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(np.isfinite(r[k]) for r in rows for k in ("mel", "stft", "commitment", "codebook", "total", "grad_norm"))
-    assert (trained / "config.yaml").is_file() and (trained / "command.txt").is_file() and (trained / "git_revision.txt").is_file()
-    assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["step_00000001", "step_00000002", "step_00000003"]
+    assert (
+        (trained / "config.yaml").is_file()
+        and (trained / "command.txt").is_file()
+        and (trained / "git_revision.txt").is_file()
+    )
+    assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == [
+        "step_00000001",
+        "step_00000002",
+        "step_00000003",
+    ]
     assert len(list((trained / "val" / "step_00000003").glob("*.wav"))) == 4
 
 
@@ -89,13 +104,29 @@ def test_checkpoints_load_without_unpickling(trained):
 
 
 def test_discriminators_train_too(tiny_corpus, tmp_path):
-    result = train_codec(mini_config("train.max_steps=1", "discriminator.enabled=true"), tmp_path / "gan", tiny_corpus / "mini_train")
+    result = train_codec(
+        mini_config("train.max_steps=1", "discriminator.enabled=true"), tmp_path / "gan", tiny_corpus / "mini_train"
+    )
     row = metrics(tmp_path / "gan")[0]
-    assert result["step"] == 1 and all(np.isfinite(row[k]) for k in ("discriminator", "adversarial", "feature_matching"))
+    assert result["step"] == 1 and all(
+        np.isfinite(row[k]) for k in ("discriminator", "adversarial", "feature_matching")
+    )
 
 
 def test_encode_decode_a_data_dir(trained, tiny_corpus, tmp_path):
-    result = runner.invoke(app, ["codec", "encode", str(trained), str(tiny_corpus / "mini_test"), "--out", str(tmp_path / "codes"), "--nj", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "codec",
+            "encode",
+            str(trained),
+            str(tiny_corpus / "mini_test"),
+            "--out",
+            str(tmp_path / "codes"),
+            "--nj",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     store = ArrayStore(tmp_path / "codes")
     durations = DataDir(tiny_corpus / "mini_test").read("utt2dur")
@@ -165,14 +196,21 @@ def test_config_overrides_are_checked():
     with pytest.raises(MetisError, match="is not key=value"):
         apply_overrides(config, ["train.max_steps"])
     # values take the type of what they replace
-    with pytest.raises(MetisError, match=r"override 'train.max_steps=abc': train.max_steps takes an integer \(the config has \d+\), not 'abc'"):
+    with pytest.raises(
+        MetisError,
+        match=r"override 'train.max_steps=abc': train.max_steps takes an integer \(the config has \d+\), not 'abc'",
+    ):
         apply_overrides(config, ["train.max_steps=abc"])
     with pytest.raises(MetisError, match="takes an integer"):
         apply_overrides(config, ["train.max_steps=2.5"])
     with pytest.raises(MetisError, match="takes true or false"):
         apply_overrides(config, ["train.bf16=1"])
     typed = apply_overrides(config, ["optim.lr=1e-4", "train.max_steps=3.0", "optim.weight_decay=0"])
-    assert typed["optim"]["lr"] == 1e-4 and typed["train"]["max_steps"] == 3 and isinstance(typed["optim"]["weight_decay"], float)
+    assert (
+        typed["optim"]["lr"] == 1e-4
+        and typed["train"]["max_steps"] == 3
+        and isinstance(typed["optim"]["weight_decay"], float)
+    )
 
 
 def test_unknown_data_optim_and_ema_keys_are_refused(tmp_path):

@@ -1,4 +1,5 @@
 """metis convert: published (Amphion) layouts -> this toolkit's models, at small widths."""
+
 import math
 
 import numpy as np
@@ -7,16 +8,37 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from metis_cli.convert.amphion import convert_codec, convert_s2a, convert_stage1, load_converted, merge_lora
+from metis_cli.convert.amphion import convert_s2a, load_converted, merge_lora
 from metis_cli.convert.convert import convert_amphion
 from metis_cli.convert.layouts import detect_layout
-from metis_cli.convert.synthetic import TINY, codec_decoder_state, codec_encoder_state, lora_state, s2a_state, stage1_state, write_published
+from metis_cli.convert.synthetic import (
+    TINY,
+    codec_decoder_state,
+    codec_encoder_state,
+    lora_state,
+    s2a_state,
+    stage1_state,
+    write_published,
+)
 from metis_cli.errors import MetisError
 from metis_cli.models.s2a import S2AConfig, S2AModel
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.models.transformer import timestep_embedding
 
-MODEL_PARTS = ["semantic_codec", "acoustic_codec", "s2a_model", "metis_base", "t2s", "metis_vc", "metis_l2s", "metis_omni", "metis_se", "metis_tse", "ckpt", "g2p"]
+MODEL_PARTS = [
+    "semantic_codec",
+    "acoustic_codec",
+    "s2a_model",
+    "metis_base",
+    "t2s",
+    "metis_vc",
+    "metis_l2s",
+    "metis_omni",
+    "metis_se",
+    "metis_tse",
+    "ckpt",
+    "g2p",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +51,11 @@ def converted(tmp_path_factory):
 
 def test_every_published_file_is_recognised():
     layouts = {
-        "stage1": stage1_state(TINY), "s2a": s2a_state(TINY, 1), "acoustic_encoder": codec_encoder_state(TINY),
-        "acoustic_decoder": codec_decoder_state(TINY), "lora": lora_state(TINY, 4),
+        "stage1": stage1_state(TINY),
+        "s2a": s2a_state(TINY, 1),
+        "acoustic_encoder": codec_encoder_state(TINY),
+        "acoustic_decoder": codec_decoder_state(TINY),
+        "lora": lora_state(TINY, 4),
     }
     for name, state in layouts.items():
         assert detect_layout(state, name).name == name
@@ -59,11 +84,34 @@ def test_amphion_time_embedding_formula():
 
 def test_conversion_writes_every_model(converted):
     exp, written = converted
-    assert set(written) == {"ssl_stats.safetensors", "semantic_tokenizer", "codec", "s2a_coarse", "s2a_fine", "pretrain", "tts", "vc", "l2s", "omni", "se", "tse"}
+    assert set(written) == {
+        "ssl_stats.safetensors",
+        "semantic_tokenizer",
+        "codec",
+        "s2a_coarse",
+        "s2a_fine",
+        "pretrain",
+        "tts",
+        "vc",
+        "l2s",
+        "omni",
+        "se",
+        "tse",
+    }
     assert not any(p.name.startswith(".") for p in exp.parent.iterdir())  # no staging folder left
     vc = yaml.safe_load((exp / "vc" / "config.yaml").read_text())
-    assert vc["task"] == "vc" and vc["model"]["frame_condition_dim"] == TINY.ssl_dim and vc["model"]["adapter_gate"] is True
-    assert vc["model"]["transformer"] == {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 128, "time_embedding": "amphion"}
+    assert (
+        vc["task"] == "vc"
+        and vc["model"]["frame_condition_dim"] == TINY.ssl_dim
+        and vc["model"]["adapter_gate"] is True
+    )
+    assert vc["model"]["transformer"] == {
+        "dim": 32,
+        "n_layers": 2,
+        "n_heads": 2,
+        "ffn_dim": 128,
+        "time_embedding": "amphion",
+    }
     assert vc["ssl"]["layer"] == 17 and vc["ssl"]["stats"] == str(exp / "ssl_stats.safetensors")
     l2s = yaml.safe_load((exp / "l2s" / "config.yaml").read_text())
     assert l2s["model"]["adapter_gate"] is False and l2s["model"]["frame_condition_dim"] == TINY.l2s_dim
@@ -72,7 +120,11 @@ def test_conversion_writes_every_model(converted):
     fine = yaml.safe_load((exp / "s2a_fine" / "config.yaml").read_text())["model"]
     assert fine["predict_codebooks"] == [1, 4] and fine["mask_higher_codebooks"] is True
     coarse = yaml.safe_load((exp / "s2a_coarse" / "config.yaml").read_text())["model"]
-    assert coarse["predict_codebooks"] == [0, 1] and coarse["n_codebooks"] == 4 and coarse["mask_higher_codebooks"] is False
+    assert (
+        coarse["predict_codebooks"] == [0, 1]
+        and coarse["n_codebooks"] == 4
+        and coarse["mask_higher_codebooks"] is False
+    )
 
 
 def test_stage1_weights_are_the_published_ones(converted, tmp_path):
@@ -80,7 +132,9 @@ def test_stage1_weights_are_the_published_ones(converted, tmp_path):
     src = load_file(str(next((exp.parent / "amphion" / "metis_vc").glob("*.safetensors"))))
     ours = load_file(str(exp / "vc" / "checkpoints" / "step_00000000" / "stage1.safetensors"))
     assert torch.equal(ours["token_emb.weight"], src["cond_emb.weight"])
-    assert torch.equal(ours["transformer.layers.1.mlp.down_proj.weight"], src["diff_estimator.layers.1.mlp.down_proj.weight"])
+    assert torch.equal(
+        ours["transformer.layers.1.mlp.down_proj.weight"], src["diff_estimator.layers.1.mlp.down_proj.weight"]
+    )
     assert torch.equal(ours["transformer.time_mlp.2.bias"], src["diff_estimator.diff_step_mlp.2.bias"])
     assert torch.equal(ours["frame_adapter.gate_scale"], src["cond_adapter.gate_scale"])
 
@@ -164,7 +218,9 @@ def test_converted_models_run_one_decode_step(converted):
         if model.cfg.frame_condition_dim:
             kwargs["frame_condition"] = torch.randn(1, 12, model.cfg.frame_condition_dim)
         if model.cfg.n_phones:
-            kwargs.update(phones=torch.randint(1, model.cfg.n_phones, (1, 5)), phone_valid=torch.ones(1, 5, dtype=torch.bool))
+            kwargs.update(
+                phones=torch.randint(1, model.cfg.n_phones, (1, 5)), phone_valid=torch.ones(1, 5, dtype=torch.bool)
+            )
         logits = model(tokens, masked, torch.ones(1, 12, dtype=torch.bool), torch.tensor([0.5]), **kwargs)
         assert logits.shape == (1, 12, TINY.ssl_vocab) and torch.isfinite(logits).all()
     coarse, fine = load_s2a([exp / "s2a_fine", exp / "s2a_coarse"])
@@ -184,7 +240,13 @@ def test_codebook0_model_ignores_higher_codebooks_like_the_published_one():
     other = codes.clone()
     other[..., 1:] = torch.randint(0, TINY.codebook_size, (1, 8, TINY.n_codebooks - 1))
     prompt = torch.arange(8)[None] < 3
-    args = (~prompt, torch.ones(1, 8, dtype=torch.bool), torch.tensor([0.4]), torch.randint(0, TINY.ssl_vocab, (1, 8)), prompt)
+    args = (
+        ~prompt,
+        torch.ones(1, 8, dtype=torch.bool),
+        torch.tensor([0.4]),
+        torch.randint(0, TINY.ssl_vocab, (1, 8)),
+        prompt,
+    )
     assert torch.equal(model(codes, 0, *args), model(other, 0, *args))
 
 
@@ -196,9 +258,19 @@ def test_fine_model_adds_one_mask_embedding_per_higher_codebook():
     masked = torch.ones(1, 6, dtype=torch.bool)
     captured = {}
     model.transformer.register_forward_hook(lambda m, inputs, out: captured.setdefault("x", inputs[0]))
-    model(codes, 1, masked, torch.ones(1, 6, dtype=torch.bool), torch.tensor([1.0]), torch.zeros(1, 6, dtype=torch.long), prompt)
+    model(
+        codes,
+        1,
+        masked,
+        torch.ones(1, 6, dtype=torch.bool),
+        torch.tensor([1.0]),
+        torch.zeros(1, 6, dtype=torch.long),
+        prompt,
+    )
     expected = model.code_emb[0](codes[..., 0]) + (TINY.n_codebooks - 1) * model.mask_emb
-    expected = expected + model.cond_mlp(model.ssl_emb(torch.zeros(1, 6, dtype=torch.long)) + model.layer_emb(torch.ones(1, 6, dtype=torch.long)))
+    expected = expected + model.cond_mlp(
+        model.ssl_emb(torch.zeros(1, 6, dtype=torch.long)) + model.layer_emb(torch.ones(1, 6, dtype=torch.long))
+    )
     assert torch.allclose(captured["x"], expected, atol=1e-5)
 
 
@@ -236,4 +308,8 @@ def test_cli_convert_refuses_a_non_empty_destination(tmp_path):
     result = CliRunner().invoke(app, ["convert", str(src), "--to", str(tmp_path / "new"), "--n-heads", "2"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["s2a_coarse", "s2a_fine"]
-    assert np.isfinite(load_file(str(tmp_path / "new" / "s2a_fine" / "checkpoints" / "step_00000000" / "s2a.safetensors"))["mask_emb"].numpy()).all()
+    assert np.isfinite(
+        load_file(str(tmp_path / "new" / "s2a_fine" / "checkpoints" / "step_00000000" / "s2a.safetensors"))[
+            "mask_emb"
+        ].numpy()
+    ).all()

@@ -56,8 +56,16 @@ def test_write_rejects_ids_with_whitespace(tmp_path):
         write_table(tmp_path / "text", {"bad id": "x"})
 
 
-@pytest.mark.parametrize("bad, why", [("../../x", "contains '/'"), ("..", "contains '/'"), ("a\\b", "contains '/'"),
-                                      ("-rf", "starts with '-'"), ("a\x07b", "control characters")])
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        ("../../x", "contains '/'"),
+        ("..", "contains '/'"),
+        ("a\\b", "contains '/'"),
+        ("-rf", "starts with '-'"),
+        ("a\x07b", "control characters"),
+    ],
+)
 def test_ids_that_could_leave_a_folder_are_refused_where_they_are_read(tmp_path, bad, why):
     (tmp_path / "wav.scp").write_text(f"good /a.wav\n{bad} /b.wav\n")
     with pytest.raises(DataDirError, match=rf"wav.scp: line 2: id .* {why}.*; ids name files, so rename it"):

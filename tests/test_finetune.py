@@ -1,5 +1,6 @@
 """Task fine-tuning (TTS, VC, SE, TSE, L2S): on-the-fly inputs, adaptation modes, `metis finetune`,
 `metis decode --task`, `metis synth`, and their bad input."""
+
 import json
 
 import numpy as np
@@ -19,9 +20,17 @@ from metis_cli.train.config import load_config
 
 runner = CliRunner()
 SR = 16000
-SMALL = ["model.transformer.dim=32", "model.transformer.n_layers=2", "model.transformer.n_heads=2",
-         "model.transformer.ffn_dim=64", "train.log_every=1", "train.ckpt_every=2", "train.val_every=2",
-         "optim.warmup_steps=1", "train.max_minutes=null"]
+SMALL = [
+    "model.transformer.dim=32",
+    "model.transformer.n_layers=2",
+    "model.transformer.n_heads=2",
+    "model.transformer.ffn_dim=64",
+    "train.log_every=1",
+    "train.ckpt_every=2",
+    "train.val_every=2",
+    "optim.warmup_steps=1",
+    "train.max_minutes=null",
+]
 TUNE = [o for o in SMALL if not o.startswith("model.")]  # a fine-tuned model takes its sizes from the pre-trained one
 
 
@@ -29,7 +38,7 @@ def voiced(seconds=1.0, f0=120.0, seed=0):
     """A harmonic signal with a formant-like envelope: enough structure for pitch and formant edits."""
     t = np.arange(int(seconds * SR)) / SR
     rng = np.random.default_rng(seed)
-    wav = sum(np.exp(-((k * f0 - 700) / 400) ** 2) * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 30))
+    wav = sum(np.exp(-(((k * f0 - 700) / 400) ** 2)) * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 30))
     return (0.3 * wav / np.abs(wav).max() + 0.001 * rng.standard_normal(len(t))).astype(np.float32)
 
 
@@ -74,14 +83,24 @@ def test_noise_and_interference_are_added_at_the_drawn_level():
 
 def test_trainable_counts_match_the_published_ones_at_full_size():
     with torch.device("meta"):
+
         def model(**kw):
-            return Stage1Model(Stage1Config(vocab_size=8192, transformer=TransformerConfig(dim=1536, n_layers=16, n_heads=16, ffn_dim=6144), **kw))
+            return Stage1Model(
+                Stage1Config(
+                    vocab_size=8192,
+                    transformer=TransformerConfig(dim=1536, n_layers=16, n_heads=16, ffn_dim=6144),
+                    **kw,
+                )
+            )
 
         lora = adapt(model(), AdaptationConfig(mode="lora", rank=32))
         adapter = adapt(model(frame_condition_dim=1024), AdaptationConfig(mode="adapter"))
         both = adapt(model(frame_condition_dim=1024), AdaptationConfig(mode="lora", rank=16))
         full = adapt(model(n_phones=1024), AdaptationConfig(mode="full"))
-    print(f"\nLoRA r=32: {lora['trainable']:,}; adapter: {adapter['trainable']:,}; LoRA r=16 + adapter: {both['trainable']:,}")
+    print(
+        f"\nLoRA r=32: {lora['trainable']:,}; adapter: {adapter['trainable']:,}; LoRA r=16 + adapter: "
+        f"{both['trainable']:,}"
+    )
     assert lora["trainable"] == lora["lora"] == 18_087_936
     assert adapter["trainable"] == adapter["condition"] == 15_736_321
     assert both["trainable"] == 9_043_968 + 15_736_321
@@ -117,23 +136,58 @@ def models(tiny_corpus, tmp_path_factory):
     for name in ("train", "dev"):
         tokenize(tiny_corpus / f"mini_{name}" / "ssl_tokens", root / "kmeans", feats_dir=root / "ssl" / name)
     pre = root / "pretrain"
-    pretrain(load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=2"]), pre, [tiny_corpus / "mini_train"])
+    pretrain(
+        load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=2"]),
+        pre,
+        [tiny_corpus / "mini_train"],
+    )
     codec = root / "codec"
-    train_codec(load_config(REPO / "conf" / "mini" / "codec_neural.yaml", ["train.max_steps=1", "model.quantizer.n_codebooks=2",
-                                                                    "model.quantizer.codebook_size=16", "data.batch_size=1",
-                                                                    "data.segment_seconds=0.32"]), codec, tiny_corpus / "mini_train")
+    train_codec(
+        load_config(
+            REPO / "conf" / "mini" / "codec_neural.yaml",
+            [
+                "train.max_steps=1",
+                "model.quantizer.n_codebooks=2",
+                "model.quantizer.codebook_size=16",
+                "data.batch_size=1",
+                "data.segment_seconds=0.32",
+            ],
+        ),
+        codec,
+        tiny_corpus / "mini_train",
+    )
     encode_datadir(codec, tiny_corpus / "mini_train")
     s2a = root / "s2a"
-    train_s2a(load_config(REPO / "conf" / "mini" / "s2a.yaml", SMALL + ["train.max_steps=1"]), s2a, [tiny_corpus / "mini_train"])
+    train_s2a(
+        load_config(REPO / "conf" / "mini" / "s2a.yaml", SMALL + ["train.max_steps=1"]),
+        s2a,
+        [tiny_corpus / "mini_train"],
+    )
     return {"root": root, "pretrain": pre, "codec": codec, "s2a": s2a, "corpus": tiny_corpus}
 
 
 def finetune(models, task, exp, *overrides):
-    return runner.invoke(app, ["finetune", str(REPO / "conf" / "mini" / f"finetune_{task}.yaml"), str(exp),
-                               *TUNE, "train.max_steps=2", "data.val_utterances=2", *overrides, "--task", task,
-                               "--init", str(models["pretrain"]), "--train-data", str(models["corpus"] / "mini_train"),
-                               # the tiny dev set has phones the 12 training texts lack: validate on seen text
-                               "--val-data", str(models["corpus"] / ("mini_train" if task in ("tts", "omni") else "mini_dev"))])
+    return runner.invoke(
+        app,
+        [
+            "finetune",
+            str(REPO / "conf" / "mini" / f"finetune_{task}.yaml"),
+            str(exp),
+            *TUNE,
+            "train.max_steps=2",
+            "data.val_utterances=2",
+            *overrides,
+            "--task",
+            task,
+            "--init",
+            str(models["pretrain"]),
+            "--train-data",
+            str(models["corpus"] / "mini_train"),
+            # the tiny dev set has phones the 12 training texts lack: validate on seen text
+            "--val-data",
+            str(models["corpus"] / ("mini_train" if task in ("tts", "omni") else "mini_dev")),
+        ],
+    )
 
 
 def tts_set(corpus, path):
@@ -165,8 +219,16 @@ def tuned(models):
     return exps
 
 
-@pytest.mark.parametrize("task,test_set", [("tts", "mini_test"), ("vc", "mini_vc_test"), ("se", "mini_se_test"), ("tse", "mini_tse_test"),
-                                           ("l2s", "mini_test")])
+@pytest.mark.parametrize(
+    "task,test_set",
+    [
+        ("tts", "mini_test"),
+        ("vc", "mini_vc_test"),
+        ("se", "mini_se_test"),
+        ("tse", "mini_tse_test"),
+        ("l2s", "mini_test"),
+    ],
+)
 def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_set, tmp_path):
     exp = tuned[task]
     config = load_config(exp / "config.yaml")
@@ -188,8 +250,24 @@ def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_s
     floor = {"tts": "val_ce_bits_shuffled_text", "l2s": "val_ce_bits_shuffled_video"}.get(task)
     assert (floor in val[-1] and val[-1][floor] > 0) if floor else not any("shuffled" in k for k in val[-1])
     out = tmp_path / "decode"
-    opts = ["--task", task, "--model", str(exp), "--s2a", str(models["s2a"]), "--codec", str(models["codec"]),
-            "--out", str(out), "--stage1-opt", "steps=2", "--s2a-opt", "steps=[2,1]", "--batch-size", "2"]
+    opts = [
+        "--task",
+        task,
+        "--model",
+        str(exp),
+        "--s2a",
+        str(models["s2a"]),
+        "--codec",
+        str(models["codec"]),
+        "--out",
+        str(out),
+        "--stage1-opt",
+        "steps=2",
+        "--s2a-opt",
+        "steps=[2,1]",
+        "--batch-size",
+        "2",
+    ]
     data = tts_set(models["corpus"], tmp_path / "tts_set") if task == "tts" else models["corpus"] / test_set
     result = runner.invoke(app, ["decode", str(data), *opts])
     assert result.exit_code == 0, result.output
@@ -197,7 +275,12 @@ def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_s
     assert info["task"] == task and info["stage1_settings"]["steps"] == 2 and info["real_time_factor"] > 0
     from metis_cli.watermark import payload_for
 
-    assert info["watermark"] == {"method": "keyed spectral ripple", "key": "default", "payload": f"{payload_for(exp.name):04x}", "strength_db": 2.2}
+    assert info["watermark"] == {
+        "method": "keyed spectral ripple",
+        "key": "default",
+        "payload": f"{payload_for(exp.name):04x}",
+        "strength_db": 2.2,
+    }
     wavs = sorted((out / "wav").glob("*.wav"))
     assert len(wavs) == 6 and len((out / "wav.scp").read_text().splitlines()) == 6
     import soundfile as sf
@@ -223,7 +306,9 @@ def test_omni_mixture_draws_tasks_by_weight_and_checks_its_config():
 
     task = FinetuneTask.__new__(FinetuneTask)
     task.task = "omni"
-    task._mixture({"mixture": {"tts": {"weight": 3}, "se": {"weight": 1, "prompt_prob": 0.0}}, "masking": {"prompt_prob": 0.5}})
+    task._mixture(
+        {"mixture": {"tts": {"weight": 3}, "se": {"weight": 1, "prompt_prob": 0.0}}, "masking": {"prompt_prob": 0.5}}
+    )
     assert task.modes == ["tts", "se"] and task.needs_text
     assert task.mode_masking["se"].prompt_prob == 0.0 and task.mode_masking["tts"].prompt_prob == 0.5
     draws = [task._draw_mode(torch.Generator().manual_seed(i)) for i in range(2000)]
@@ -231,8 +316,12 @@ def test_omni_mixture_draws_tasks_by_weight_and_checks_its_config():
     assert 0.72 < draws.count("tts") / len(draws) < 0.78
     task.forced_mode = "se"
     assert task._draw_mode(torch.Generator().manual_seed(0)) == "se"
-    for bad, message in (({"l2s": {}}, "not l2s"), ({}, "must name tasks"), ({"tts": {"weight": -1}}, "non-negative"),
-                         ({"tts": {"wieght": 1}}, "unknown key")):
+    for bad, message in (
+        ({"l2s": {}}, "not l2s"),
+        ({}, "must name tasks"),
+        ({"tts": {"weight": -1}}, "non-negative"),
+        ({"tts": {"wieght": 1}}, "unknown key"),
+    ):
         with pytest.raises(MetisError, match=message):
             task._mixture({"mixture": bad})
     task.task = "se"
@@ -247,8 +336,22 @@ def test_omni_decodes_every_task_and_text_guided_tse(models, tuned, tmp_path):
     val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_ce_bits" in line][-1]
     assert {f"val_ce_bits_{m}" for m in ("tts", "vc", "se", "tse")} <= set(val)
     assert val["val_ce_bits"] == pytest.approx(sum(val[f"val_ce_bits_{m}"] for m in ("tts", "vc", "se", "tse")) / 4)
-    opts = ["--task", "omni", "--model", str(exp), "--s2a", str(models["s2a"]), "--codec", str(models["codec"]),
-            "--stage1-opt", "steps=2", "--s2a-opt", "steps=[2,1]", "--batch-size", "3"]
+    opts = [
+        "--task",
+        "omni",
+        "--model",
+        str(exp),
+        "--s2a",
+        str(models["s2a"]),
+        "--codec",
+        str(models["codec"]),
+        "--stage1-opt",
+        "steps=2",
+        "--s2a-opt",
+        "steps=[2,1]",
+        "--batch-size",
+        "3",
+    ]
     result = runner.invoke(app, ["decode", str(models["corpus"] / "mini_tse_test"), *opts])
     assert result.exit_code == 1 and "give --mode tts|vc|se|tse" in result.output
     import shutil
@@ -260,18 +363,36 @@ def test_omni_decodes_every_task_and_text_guided_tse(models, tuned, tmp_path):
     known = list(DataDir(models["corpus"] / "mini_train").read("text").values())
     for name in ("text", "prompt_text"):  # the target's and the enrollment's words
         DataDir(guided).write(name, {u: known[i % len(known)] for i, u in enumerate(DataDir(guided).utt_ids())})
-    for mode, data, text in (("tts", tts_set(models["corpus"], tmp_path / "tts_set"), False), ("se", models["corpus"] / "mini_se_test", False),
-                             ("tse", guided, True)):
+    for mode, data, text in (
+        ("tts", tts_set(models["corpus"], tmp_path / "tts_set"), False),
+        ("se", models["corpus"] / "mini_se_test", False),
+        ("tse", guided, True),
+    ):
         out = tmp_path / f"{mode}_{text}"
-        result = runner.invoke(app, ["decode", str(data), *opts, "--mode", mode, "--out", str(out)] + (["--text-guided"] if text else []))
+        result = runner.invoke(
+            app, ["decode", str(data), *opts, "--mode", mode, "--out", str(out)] + (["--text-guided"] if text else [])
+        )
         assert result.exit_code == 0, result.output
         info = json.loads((out / "decode.json").read_text())
         assert info["task"] == mode and info["model_task"] == "omni" and info["text_guided"] == text
         assert len((out / "wav.scp").read_text().splitlines()) == 6
-    single = ["--model", str(tuned["tse"]), "--s2a", str(models["s2a"]), "--codec", str(models["codec"]), "--out", str(tmp_path / "x")]
-    result = runner.invoke(app, ["decode", str(models["corpus"] / "mini_tse_test"), "--task", "tse", *single, "--text-guided"])
+    single = [
+        "--model",
+        str(tuned["tse"]),
+        "--s2a",
+        str(models["s2a"]),
+        "--codec",
+        str(models["codec"]),
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    result = runner.invoke(
+        app, ["decode", str(models["corpus"] / "mini_tse_test"), "--task", "tse", *single, "--text-guided"]
+    )
     assert result.exit_code == 1 and "text-guided decoding needs an omni model" in result.output
-    result = runner.invoke(app, ["decode", str(models["corpus"] / "mini_tse_test"), "--task", "tse", *single, "--mode", "se"])
+    result = runner.invoke(
+        app, ["decode", str(models["corpus"] / "mini_tse_test"), "--task", "tse", *single, "--mode", "se"]
+    )
     assert result.exit_code == 1 and "a tse model decodes tse only" in result.output
 
 
@@ -304,20 +425,62 @@ def test_synth_runs_each_task_on_files(models, tuned, tmp_path):
     from metis_cli.data.datadir import DataDir
 
     corpus = models["corpus"]
-    common = ["--s2a", str(models["s2a"]), "--codec", str(models["codec"]), "--stage1-opt", "steps=2", "--s2a-opt", "steps=[2,1]"]
+    common = [
+        "--s2a",
+        str(models["s2a"]),
+        "--codec",
+        str(models["codec"]),
+        "--stage1-opt",
+        "steps=2",
+        "--s2a-opt",
+        "steps=[2,1]",
+    ]
     test = DataDir(tts_set(corpus, tmp_path / "tts_set"))
     utt = test.utt_ids()[0]
     prompt = test.read("prompt.scp")[utt]
     out = tmp_path / "tts.wav"
-    result = runner.invoke(app, ["synth", "--task", "tts", "--model", str(tuned["tts"]), *common, "--text", test.read("text")[utt],
-                                 "--ref", prompt, "--ref-text", test.read("prompt_text")[utt], "--duration", "1.5", "-o", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--task",
+            "tts",
+            "--model",
+            str(tuned["tts"]),
+            *common,
+            "--text",
+            test.read("text")[utt],
+            "--ref",
+            prompt,
+            "--ref-text",
+            test.read("prompt_text")[utt],
+            "--duration",
+            "1.5",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     import soundfile as sf
 
     assert sf.info(out).frames == 75 * 320  # --duration 1.5 s: 75 frames
     se = DataDir(corpus / "mini_se_test")
     noisy = se.read("noisy.scp")[se.utt_ids()[0]]
-    result = runner.invoke(app, ["synth", "--task", "se", "--model", str(tuned["se"]), *common, "--noisy", noisy, "-o", str(tmp_path / "se.wav")])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--task",
+            "se",
+            "--model",
+            str(tuned["se"]),
+            *common,
+            "--noisy",
+            noisy,
+            "-o",
+            str(tmp_path / "se.wav"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert sf.info(tmp_path / "se.wav").frames == sf.info(noisy).frames // 320 * 320
     # Every output is watermarked unless asked not to be (with a warning).
@@ -325,32 +488,108 @@ def test_synth_runs_each_task_on_files(models, tuned, tmp_path):
 
     found = detect(*sf.read(tmp_path / "se.wav", dtype="float32"))
     assert found.detected and found.payload == payload_for(tuned["se"].name)
-    result = runner.invoke(app, ["synth", "--task", "se", "--model", str(tuned["se"]), *common, "--noisy", noisy, "--no-watermark",
-                                 "-o", str(tmp_path / "plain.wav")])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--task",
+            "se",
+            "--model",
+            str(tuned["se"]),
+            *common,
+            "--noisy",
+            noisy,
+            "--no-watermark",
+            "-o",
+            str(tmp_path / "plain.wav"),
+        ],
+    )
     assert result.exit_code == 0 and "watermarking is off" in result.output
     assert not detect(*sf.read(tmp_path / "plain.wav", dtype="float32")).detected
     l2s = DataDir(corpus / "mini_test")
     utt = l2s.utt_ids()[0]
-    result = runner.invoke(app, ["synth", "--task", "l2s", "--model", str(tuned["l2s"]), *common, "--video", l2s.read("video.scp")[utt],
-                                 "--ref", l2s.read("prompt.scp")[utt], "-o", str(tmp_path / "l2s.wav")])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--task",
+            "l2s",
+            "--model",
+            str(tuned["l2s"]),
+            *common,
+            "--video",
+            l2s.read("video.scp")[utt],
+            "--ref",
+            l2s.read("prompt.scp")[utt],
+            "-o",
+            str(tmp_path / "l2s.wav"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     np.save(tmp_path / "feats.npy", np.zeros((50, 64), np.float32))
-    result = runner.invoke(app, ["synth", "--task", "l2s", "--model", str(tuned["l2s"]), *common, "--video", str(tmp_path / "feats.npy"),
-                                 "--ref", l2s.read("prompt.scp")[utt], "-o", str(tmp_path / "npy.wav")])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--task",
+            "l2s",
+            "--model",
+            str(tuned["l2s"]),
+            *common,
+            "--video",
+            str(tmp_path / "feats.npy"),
+            "--ref",
+            l2s.read("prompt.scp")[utt],
+            "-o",
+            str(tmp_path / "npy.wav"),
+        ],
+    )
     assert result.exit_code == 1 and "this l2s model takes mouth video" in result.output
     # Omni: the task follows the inputs; the mixture + enrollment + words is text-guided TSE.
     tse = DataDir(corpus / "mini_tse_test")
     utt = tse.utt_ids()[0]
     known = sorted(DataDir(corpus / "mini_train").read("text").values())  # words the tiny model knows
-    guided = ["--mix", tse.read("mix.scp")[utt], "--ref", tse.read("enroll.scp")[utt], "--text", known[0], "--ref-text", known[1]]
-    result = runner.invoke(app, ["synth", "--task", "omni", "--model", str(tuned["omni"]), *common, *guided, "-o", str(tmp_path / "omni.wav")])
+    guided = [
+        "--mix",
+        tse.read("mix.scp")[utt],
+        "--ref",
+        tse.read("enroll.scp")[utt],
+        "--text",
+        known[0],
+        "--ref-text",
+        known[1],
+    ]
+    result = runner.invoke(
+        app,
+        ["synth", "--task", "omni", "--model", str(tuned["omni"]), *common, *guided, "-o", str(tmp_path / "omni.wav")],
+    )
     assert result.exit_code == 0, result.output
     assert sf.info(tmp_path / "omni.wav").frames == sf.info(tse.read("mix.scp")[utt]).frames // 320 * 320
-    result = runner.invoke(app, ["synth", "--task", "tse", "--model", str(tuned["tse"]), *common, *guided, "-o", str(tmp_path / "no.wav")])
+    result = runner.invoke(
+        app, ["synth", "--task", "tse", "--model", str(tuned["tse"]), *common, *guided, "-o", str(tmp_path / "no.wav")]
+    )
     assert result.exit_code == 1 and "--task tse takes --mix, --ref, not --ref-text, --text" in result.output
-    result = runner.invoke(app, ["synth", "--task", "omni", "--model", str(tuned["omni"]), *common, "--noisy", noisy, "--duration", "2",
-                                 "-o", str(tmp_path / "no.wav")])
-    assert result.exit_code == 1 and "--task omni --mode se takes --noisy, --ref-text, --text, not --duration" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--task",
+            "omni",
+            "--model",
+            str(tuned["omni"]),
+            *common,
+            "--noisy",
+            noisy,
+            "--duration",
+            "2",
+            "-o",
+            str(tmp_path / "no.wav"),
+        ],
+    )
+    assert (
+        result.exit_code == 1
+        and "--task omni --mode se takes --noisy, --ref-text, --text, not --duration" in result.output
+    )
 
 
 def test_l2s_reads_the_lips_and_takes_precomputed_features(models, tuned, tmp_path):
@@ -361,7 +600,11 @@ def test_l2s_reads_the_lips_and_takes_precomputed_features(models, tuned, tmp_pa
 
     test = DataDir(models["corpus"] / "mini_test")
     utt = test.utt_ids()[0]
-    item = TaskInput(utt, visual=read_visual_input(test.read("video.scp")[utt], False), prompt=test.load_audio(utt, 16000, scp="prompt.scp")[0])
+    item = TaskInput(
+        utt,
+        visual=read_visual_input(test.read("video.scp")[utt], False),
+        prompt=test.load_audio(utt, 16000, scp="prompt.scp")[0],
+    )
     plain = TaskModel(tuned["l2s"], [models["s2a"]], models["codec"]).prepare(item)
     shuffled = TaskModel(tuned["l2s"], [models["s2a"]], models["codec"], shuffle_video=True).prepare(item)
     n_prompt = len(plain["prompt_tokens"])
@@ -382,9 +625,26 @@ def test_l2s_reads_the_lips_and_takes_precomputed_features(models, tuned, tmp_pa
             np.save(path, np.random.default_rng(0).standard_normal((int(float(seconds) * 25), 12)).astype(np.float32))
             feats[u] = str(path)
         dd.write("feats.scp", feats)
-    result = runner.invoke(app, ["finetune", str(REPO / "conf" / "mini" / "finetune_l2s.yaml"), str(tmp_path / "exp"), *TUNE,
-                                 "train.max_steps=2", "data.val_utterances=2", "model.visual=null", "--task", "l2s",
-                                 "--init", str(models["pretrain"]), "--train-data", str(corpus / "mini_train"), "--val-data", str(corpus / "mini_dev")])
+    result = runner.invoke(
+        app,
+        [
+            "finetune",
+            str(REPO / "conf" / "mini" / "finetune_l2s.yaml"),
+            str(tmp_path / "exp"),
+            *TUNE,
+            "train.max_steps=2",
+            "data.val_utterances=2",
+            "model.visual=null",
+            "--task",
+            "l2s",
+            "--init",
+            str(models["pretrain"]),
+            "--train-data",
+            str(corpus / "mini_train"),
+            "--val-data",
+            str(corpus / "mini_dev"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert load_config(tmp_path / "exp" / "config.yaml")["model"]["frame_condition_dim"] == 12
 
@@ -393,7 +653,16 @@ def test_synth_bad_input_fails_clearly_and_writes_nothing(models, tuned, tmp_pat
     from metis_cli.data.datadir import DataDir
 
     corpus = models["corpus"]
-    common = ["--s2a", str(models["s2a"]), "--codec", str(models["codec"]), "--stage1-opt", "steps=1", "--s2a-opt", "steps=[1]"]
+    common = [
+        "--s2a",
+        str(models["s2a"]),
+        "--codec",
+        str(models["codec"]),
+        "--stage1-opt",
+        "steps=1",
+        "--s2a-opt",
+        "steps=[1]",
+    ]
     test = DataDir(tts_set(corpus, tmp_path / "tts_set"))
     utt = test.utt_ids()[0]
     prompt, prompt_text = test.read("prompt.scp")[utt], test.read("prompt_text")[utt]
@@ -409,18 +678,94 @@ def test_synth_bad_input_fails_clearly_and_writes_nothing(models, tuned, tmp_pat
     sf.write(rate8k, wav[::2], 8000)
     out = tmp_path / "out.wav"
     cases = [
-        (["--task", "tts", "--model", str(tuned["tts"]), "--text", "   ", "--ref", prompt, "--ref-text", prompt_text], "the text is empty"),
-        (["--task", "tts", "--model", str(tuned["tts"]), "--text", "Привет мир", "--ref", prompt, "--ref-text", prompt_text], "does not read"),
-        (["--task", "tts", "--model", str(tuned["tts"]), "--text", text, "--ref", str(short), "--ref-text", prompt_text], "at least 1 s"),
+        (
+            [
+                "--task",
+                "tts",
+                "--model",
+                str(tuned["tts"]),
+                "--text",
+                "   ",
+                "--ref",
+                prompt,
+                "--ref-text",
+                prompt_text,
+            ],
+            "the text is empty",
+        ),
+        (
+            [
+                "--task",
+                "tts",
+                "--model",
+                str(tuned["tts"]),
+                "--text",
+                "Привет мир",
+                "--ref",
+                prompt,
+                "--ref-text",
+                prompt_text,
+            ],
+            "does not read",
+        ),
+        (
+            [
+                "--task",
+                "tts",
+                "--model",
+                str(tuned["tts"]),
+                "--text",
+                text,
+                "--ref",
+                str(short),
+                "--ref-text",
+                prompt_text,
+            ],
+            "at least 1 s",
+        ),
         (["--task", "vc", "--model", str(tuned["vc"]), "--src", str(silent), "--ref", prompt], "the source is silent"),
-        (["--task", "tse", "--model", str(tuned["tse"]), "--mix", str(rate8k), "--ref", prompt], "8000 Hz; this model takes 16000 Hz"),
+        (
+            ["--task", "tse", "--model", str(tuned["tse"]), "--mix", str(rate8k), "--ref", prompt],
+            "8000 Hz; this model takes 16000 Hz",
+        ),
         (["--task", "se", "--model", str(tuned["vc"]), "--noisy", speech], "holds a vc model, not se"),
-        (["--task", "se", "--model", str(tuned["se"]), "--noisy", speech, "--text", "hi"], "--task se takes --noisy, not --text"),
+        (
+            ["--task", "se", "--model", str(tuned["se"]), "--noisy", speech, "--text", "hi"],
+            "--task se takes --noisy, not --text",
+        ),
         (["--task", "se", "--model", str(models["pretrain"]), "--noisy", speech], "not a fine-tuned task model"),
-        (["--task", "tts", "--model", str(tuned["tts"]), "--text", " ".join([text] * 30), "--ref", prompt, "--ref-text", prompt_text], "longer than the model's limit"),
-        (["--task", "se", "--model", str(tuned["se"]), "--noisy", f"cat {speech} |"], "shell command, which only wav.scp entries may be"),
-        (["--task", "se", "--model", str(tuned["se"]), "--noisy", speech, "--device", "cuda:7" if torch.cuda.is_available() else "cuda"],
-         "--device cuda"),
+        (
+            [
+                "--task",
+                "tts",
+                "--model",
+                str(tuned["tts"]),
+                "--text",
+                " ".join([text] * 30),
+                "--ref",
+                prompt,
+                "--ref-text",
+                prompt_text,
+            ],
+            "longer than the model's limit",
+        ),
+        (
+            ["--task", "se", "--model", str(tuned["se"]), "--noisy", f"cat {speech} |"],
+            "shell command, which only wav.scp entries may be",
+        ),
+        (
+            [
+                "--task",
+                "se",
+                "--model",
+                str(tuned["se"]),
+                "--noisy",
+                speech,
+                "--device",
+                "cuda:7" if torch.cuda.is_available() else "cuda",
+            ],
+            "--device cuda",
+        ),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["synth", *args, *common, "-o", str(out)])
@@ -440,11 +785,45 @@ def test_decode_logs_and_skips_an_utterance_with_bad_input(models, tuned, tmp_pa
     noisy = src.read("noisy.scp")
     data.write("noisy.scp", {utts[0]: noisy[utts[0]], utts[1]: str(tmp_path / "missing.wav")})
     out = tmp_path / "decode"
-    result = runner.invoke(app, ["decode", str(data.path), "--task", "se", "--model", str(tuned["se"]), "--s2a", str(models["s2a"]),
-                                 "--codec", str(models["codec"]), "--out", str(out), "--stage1-opt", "steps=1", "--s2a-opt", "steps=[1]"])
+    result = runner.invoke(
+        app,
+        [
+            "decode",
+            str(data.path),
+            "--task",
+            "se",
+            "--model",
+            str(tuned["se"]),
+            "--s2a",
+            str(models["s2a"]),
+            "--codec",
+            str(models["codec"]),
+            "--out",
+            str(out),
+            "--stage1-opt",
+            "steps=1",
+            "--s2a-opt",
+            "steps=[1]",
+        ],
+    )
     assert result.exit_code == 1 and "1 failed" in result.output
     assert (out / "wav" / f"{utts[0]}.wav").is_file() and not (out / "wav" / f"{utts[1]}.wav").exists()
     assert utts[1] in (out / "failed").read_text() and "missing.wav" in (out / "failed").read_text()
-    wrong = runner.invoke(app, ["decode", str(data.path), "--task", "tts", "--model", str(tuned["se"]), "--s2a", str(models["s2a"]),
-                                "--codec", str(models["codec"]), "--out", str(tmp_path / "x")])
+    wrong = runner.invoke(
+        app,
+        [
+            "decode",
+            str(data.path),
+            "--task",
+            "tts",
+            "--model",
+            str(tuned["se"]),
+            "--s2a",
+            str(models["s2a"]),
+            "--codec",
+            str(models["codec"]),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert wrong.exit_code != 0 and "holds a se model, not tts" in wrong.output

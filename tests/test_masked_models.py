@@ -1,4 +1,5 @@
 """The masked generative core: transformer, stage-1 and S2A models, the masking objective, mask-predict."""
+
 import math
 
 import pytest
@@ -24,19 +25,41 @@ def stage1(**kw):
 
 def s2a(**kw):
     torch.manual_seed(0)
-    return S2AModel(S2AConfig.from_dict({"ssl_vocab_size": 20, "n_codebooks": 3, "codebook_size": 16,
-                                         "predict_codebooks": [0, 3], "transformer": TINY, **kw})).eval()
+    return S2AModel(
+        S2AConfig.from_dict(
+            {
+                "ssl_vocab_size": 20,
+                "n_codebooks": 3,
+                "codebook_size": 16,
+                "predict_codebooks": [0, 3],
+                "transformer": TINY,
+                **kw,
+            }
+        )
+    ).eval()
 
 
 def test_full_size_parameter_counts_match_the_reference():
     with torch.device("meta"):
         pre = load_config(REPO / "conf" / "full" / "pretrain.yaml")["model"]
         n_stage1 = count_parameters(Stage1Model(Stage1Config.from_dict(pre)))
-        n_coarse = count_parameters(S2AModel(S2AConfig.from_dict(load_config(REPO / "conf" / "full" / "s2a_coarse.yaml")["model"])))
-        n_fine = count_parameters(S2AModel(S2AConfig.from_dict(load_config(REPO / "conf" / "full" / "s2a_fine.yaml")["model"])))
-        n_all = count_parameters(S2AModel(S2AConfig.from_dict({**load_config(REPO / "conf" / "full" / "s2a_fine.yaml")["model"],
-                                                                "predict_codebooks": [0, 12]})))
-    print(f"stage 1 {n_stage1 / 1e6:.2f}M, S2A coarse {n_coarse / 1e6:.2f}M, fine {n_fine / 1e6:.2f}M, all codebooks {n_all / 1e6:.2f}M")
+        n_coarse = count_parameters(
+            S2AModel(S2AConfig.from_dict(load_config(REPO / "conf" / "full" / "s2a_coarse.yaml")["model"]))
+        )
+        n_fine = count_parameters(
+            S2AModel(S2AConfig.from_dict(load_config(REPO / "conf" / "full" / "s2a_fine.yaml")["model"]))
+        )
+        n_all = count_parameters(
+            S2AModel(
+                S2AConfig.from_dict(
+                    {**load_config(REPO / "conf" / "full" / "s2a_fine.yaml")["model"], "predict_codebooks": [0, 12]}
+                )
+            )
+        )
+    print(
+        f"stage 1 {n_stage1 / 1e6:.2f}M, S2A coarse {n_coarse / 1e6:.2f}M, fine {n_fine / 1e6:.2f}M, all codebooks "
+        f"{n_all / 1e6:.2f}M"
+    )
     assert abs(n_stage1 - 725.9e6) / 725.9e6 < 0.01
     assert abs(n_all - 353.4e6) / 353.4e6 < 0.01
     assert abs(n_fine - 353.4e6) / 353.4e6 < 0.01
@@ -81,7 +104,14 @@ def test_padding_is_irrelevant_at_the_end_and_between_prefix_and_tokens():
     phones = torch.tensor([[1, 2, 3]])
     t = torch.tensor([0.6])
     with torch.no_grad():
-        ref = model(tokens, masked, torch.ones(1, 7, dtype=torch.bool), t, phones=phones, phone_valid=torch.ones(1, 3, dtype=torch.bool))
+        ref = model(
+            tokens,
+            masked,
+            torch.ones(1, 7, dtype=torch.bool),
+            t,
+            phones=phones,
+            phone_valid=torch.ones(1, 3, dtype=torch.bool),
+        )
         padded_tokens = torch.cat([tokens, torch.zeros(1, 5, dtype=torch.long)], 1)
         padded_masked = torch.cat([masked, torch.ones(1, 5, dtype=torch.bool)], 1)
         valid = torch.arange(12)[None] < 7
@@ -99,7 +129,9 @@ def test_frame_adapter_starts_at_zero_and_conditions_are_checked():
     valid = torch.ones(2, 6, dtype=torch.bool)
     t = torch.tensor([0.3, 0.9])
     with torch.no_grad():
-        assert torch.equal(plain(tokens, masked, valid, t), adapted(tokens, masked, valid, t, frame_condition=torch.randn(2, 6, 5)))
+        assert torch.equal(
+            plain(tokens, masked, valid, t), adapted(tokens, masked, valid, t, frame_condition=torch.randn(2, 6, 5))
+        )
     with pytest.raises(MetisError, match="no frame adapter"):
         plain(tokens, masked, valid, t, frame_condition=torch.randn(2, 6, 5))
     with pytest.raises(MetisError, match="no text prefix"):
@@ -119,12 +151,18 @@ def test_both_frame_adapters_start_at_zero_and_only_the_ungated_one_passes_gradi
         assert torch.equal(out, model(tokens, masked, torch.ones(2, 6, dtype=torch.bool), torch.tensor([0.3, 0.9])))
     out.logsumexp(-1).sum().backward()
     adapter = model.frame_adapter
-    assert float(adapter.out_linear.weight.grad.abs().sum()) == 0.0 if gated else float(adapter.out_linear.weight.grad.abs().sum()) > 0
+    assert (
+        float(adapter.out_linear.weight.grad.abs().sum()) == 0.0
+        if gated
+        else float(adapter.out_linear.weight.grad.abs().sum()) > 0
+    )
     if gated:
         assert float(adapter.gate_scale.grad.abs()) > 0 and float(condition.grad.abs().sum()) == 0.0
     else:
         adapter.out_linear.weight.data.normal_()  # after one update the gradient reaches the input
-        out = model(tokens, masked, torch.ones(2, 6, dtype=torch.bool), torch.tensor([0.3, 0.9]), frame_condition=condition)
+        out = model(
+            tokens, masked, torch.ones(2, 6, dtype=torch.bool), torch.tensor([0.3, 0.9]), frame_condition=condition
+        )
         out.logsumexp(-1).sum().backward()
         assert float(condition.grad.abs().sum()) > 0
 
@@ -139,12 +177,18 @@ def test_s2a_hides_upper_codebooks_outside_the_prompt():
     valid = torch.ones(1, 8, dtype=torch.bool)
     t = torch.tensor([0.5])
     changed = codes.clone()
-    changed[0, 3:, 2] = (changed[0, 3:, 2] + 1) % 16  # codebook 2 after the prompt: invisible when predicting codebook 1
+    changed[0, 3:, 2] = (
+        changed[0, 3:, 2] + 1
+    ) % 16  # codebook 2 after the prompt: invisible when predicting codebook 1
     changed[0, 4:, 1] = (changed[0, 4:, 1] + 1) % 16  # masked values of codebook 1: invisible
     with torch.no_grad():
-        assert torch.allclose(model(codes, 1, masked, valid, t, ssl, prompt), model(changed, 1, masked, valid, t, ssl, prompt))
+        assert torch.allclose(
+            model(codes, 1, masked, valid, t, ssl, prompt), model(changed, 1, masked, valid, t, ssl, prompt)
+        )
         changed[0, 0, 2] = (changed[0, 0, 2] + 1) % 16  # codebook 2 inside the prompt: visible
-        assert not torch.allclose(model(codes, 1, masked, valid, t, ssl, prompt), model(changed, 1, masked, valid, t, ssl, prompt))
+        assert not torch.allclose(
+            model(codes, 1, masked, valid, t, ssl, prompt), model(changed, 1, masked, valid, t, ssl, prompt)
+        )
     with pytest.raises(MetisError, match="not codebook 0"):
         s2a(predict_codebooks=[1, 3])(codes, 0, masked, valid, t, ssl, prompt)
 
@@ -164,7 +208,10 @@ def test_dropout_acts_in_training_only_and_adds_no_weights():
     plain, dropped = s2a(), s2a(transformer={**TINY, "dropout": 0.3})
     assert plain.state_dict().keys() == dropped.state_dict().keys()  # checkpoints load either way
     codes = torch.randint(0, 16, (2, 6, 3), generator=torch.Generator().manual_seed(1))
-    masked, valid = torch.rand(2, 6, generator=torch.Generator().manual_seed(2)) < 0.5, torch.ones(2, 6, dtype=torch.bool)
+    masked, valid = (
+        torch.rand(2, 6, generator=torch.Generator().manual_seed(2)) < 0.5,
+        torch.ones(2, 6, dtype=torch.bool),
+    )
     ssl, prompt, t = torch.randint(0, 20, (2, 6)), torch.zeros(2, 6, dtype=torch.bool), torch.tensor([0.5, 0.8])
     with torch.no_grad():
         ref = plain(codes, 1, masked, valid, t, ssl, prompt)
@@ -194,8 +241,12 @@ def test_batched_cfg_equals_two_passes():
         one = guided_hidden(hidden_fn, tokens, target, valid, target, t, settings, batched_cfg=True)
         two = guided_hidden(hidden_fn, tokens, target, valid, target, t, settings, batched_cfg=False)
     assert torch.allclose(one[valid], two[valid], atol=1e-5)
-    a = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), batched_cfg=True)
-    b = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), batched_cfg=False)
+    a = mask_predict(
+        hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), batched_cfg=True
+    )
+    b = mask_predict(
+        hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), batched_cfg=False
+    )
     assert torch.equal(a, b)
 
 
@@ -219,8 +270,12 @@ def test_mask_predict_keeps_each_positions_distribution_from_the_step_that_fixed
     model = stage1()
     tokens, valid, target, hidden_fn = _stage1_batch(model)
     settings = MaskPredictSettings(steps=1, cfg_scale=0.0, top_k_ratio=0.5)
-    out, probs = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), return_probs=True)
-    assert torch.equal(out, mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0)))
+    out, probs = mask_predict(
+        hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), return_probs=True
+    )
+    assert torch.equal(
+        out, mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0))
+    )
     assert probs.shape == (3, 9, 20)
     assert torch.allclose(probs[target].sum(-1), torch.ones(int(target.sum())))
     assert (probs[~target] == 0).all()
@@ -230,21 +285,44 @@ def test_mask_predict_keeps_each_positions_distribution_from_the_step_that_fixed
     assert torch.allclose(probs[target], expected, atol=1e-6)
     assert (probs[target].gather(-1, out[target][:, None]) >= probs[target].topk(10, -1).values[:, -1:]).all()
     settings = MaskPredictSettings(steps=5, temperature=1.0, top_k_ratio=0.5)
-    several, probs = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), return_probs=True)
+    several, probs = mask_predict(
+        hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0), return_probs=True
+    )
     assert torch.allclose(probs[target].sum(-1), torch.ones(int(target.sum())))
-    assert torch.equal(several, mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0)))
+    assert torch.equal(
+        several,
+        mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0)),
+    )
 
 
 def test_s2a_distributions_are_one_hot_for_oracle_codebooks():
     model, settings = s2a(), per_codebook_settings(3, {"steps": [2, 1]})
     g = torch.Generator().manual_seed(4)
     ssl, truth = [torch.randint(0, 20, (5,), generator=g)], [torch.randint(0, 16, (5, 3), generator=g)]
-    codes, probs = generate_codes([model], ssl, [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, 3, dtype=torch.long)], settings,
-                                  torch.Generator().manual_seed(0), oracle_codes=[truth[0][:, :1]], return_probs=True)
+    codes, probs = generate_codes(
+        [model],
+        ssl,
+        [torch.zeros(0, dtype=torch.long)],
+        [torch.zeros(0, 3, dtype=torch.long)],
+        settings,
+        torch.Generator().manual_seed(0),
+        oracle_codes=[truth[0][:, :1]],
+        return_probs=True,
+    )
     assert probs[0].shape == (5, 3, 16) and torch.allclose(probs[0].sum(-1), torch.ones(5, 3))
     assert torch.equal(probs[0][:, 0], torch.nn.functional.one_hot(truth[0][:, 0], 16).float())
-    assert torch.equal(codes[0], generate_codes([model], ssl, [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, 3, dtype=torch.long)],
-                                                settings, torch.Generator().manual_seed(0), oracle_codes=[truth[0][:, :1]])[0])
+    assert torch.equal(
+        codes[0],
+        generate_codes(
+            [model],
+            ssl,
+            [torch.zeros(0, dtype=torch.long)],
+            [torch.zeros(0, 3, dtype=torch.long)],
+            settings,
+            torch.Generator().manual_seed(0),
+            oracle_codes=[truth[0][:, :1]],
+        )[0],
+    )
 
 
 def test_guidance_rescales_by_one_spread_per_utterance_as_published():
@@ -256,7 +334,10 @@ def test_guidance_rescales_by_one_spread_per_utterance_as_published():
         out = guided_hidden(hidden_fn, tokens, target, valid, target, t, settings)
         rows = torch.arange(3)
         none = torch.zeros(3, dtype=torch.bool)
-        g, g_u = hidden_fn(tokens, target, valid, t, rows, none), hidden_fn(tokens, target, valid & target, t, rows, ~none)
+        g, g_u = (
+            hidden_fn(tokens, target, valid, t, rows, none),
+            hidden_fn(tokens, target, valid & target, t, rows, ~none),
+        )
     for i in range(3):  # the published formula on utterance i's target positions alone (batch 1, no padding there)
         where = target[i]
         g_i, g_cfg = g[i][where], g[i][where] + 2.5 * (g[i][where] - g_u[i][where])
@@ -272,11 +353,24 @@ def test_one_step_decoding_samples_at_temperature_0_2_as_published(monkeypatch):
     settings = MaskPredictSettings(steps=1, top_k_ratio=1.0)
     with torch.no_grad():
         greedy = model.logits(model.hidden(tokens, target, valid, torch.ones(3))).argmax(-1)
-    draws = [mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(s))[target] for s in range(8)]
-    assert torch.equal(draws[0], mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0))[target])
+    draws = [
+        mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(s))[target]
+        for s in range(8)
+    ]
+    assert torch.equal(
+        draws[0],
+        mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0))[
+            target
+        ],
+    )
     assert any(not torch.equal(d, greedy[target]) for d in draws)  # sampled, not the argmax
     monkeypatch.setattr(mp, "ONE_STEP_TEMPERATURE", 1e-6)  # temperature -> 0: the argmax
-    assert torch.equal(mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0))[target], greedy[target])
+    assert torch.equal(
+        mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, torch.Generator().manual_seed(0))[
+            target
+        ],
+        greedy[target],
+    )
 
 
 def test_batch_decoding_equals_one_by_one(monkeypatch):
@@ -288,9 +382,9 @@ def test_batch_decoding_equals_one_by_one(monkeypatch):
     lengths = [5, 7, 2]
     settings = MaskPredictSettings(steps=1, cfg_scale=2.0)  # guided: the spread is each utterance's own
     together = generate_ssl_tokens(model, prompts, lengths, settings)
-    alone = [generate_ssl_tokens(model, [p], [n], settings)[0] for p, n in zip(prompts, lengths)]
+    alone = [generate_ssl_tokens(model, [p], [n], settings)[0] for p, n in zip(prompts, lengths, strict=True)]
     assert [len(x) for x in together] == lengths
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         assert torch.equal(a, b)
 
 
@@ -299,15 +393,24 @@ def test_s2a_generation_shapes_and_codebook_settings():
     settings = per_codebook_settings(3, {"steps": [3, 2]})
     assert [s.steps for s in settings] == [3, 2, 2]
     assert [s.cfg_scale for s in settings] == [0.0, 2.5, 2.5]
-    codes = generate_codes([model], [torch.randint(0, 20, (6,)), torch.randint(0, 20, (3,))],
-                           [torch.randint(0, 20, (4,)), torch.zeros(0, dtype=torch.long)],
-                           [torch.randint(0, 16, (4, 3)), torch.zeros(0, 3, dtype=torch.long)], settings,
-                           torch.Generator().manual_seed(0))
+    codes = generate_codes(
+        [model],
+        [torch.randint(0, 20, (6,)), torch.randint(0, 20, (3,))],
+        [torch.randint(0, 20, (4,)), torch.zeros(0, dtype=torch.long)],
+        [torch.randint(0, 16, (4, 3)), torch.zeros(0, 3, dtype=torch.long)],
+        settings,
+        torch.Generator().manual_seed(0),
+    )
     assert [tuple(c.shape) for c in codes] == [(6, 3), (3, 3)]
     assert all(((c >= 0) & (c < 16)).all() for c in codes)
     with pytest.raises(MetisError, match="prompt of 4 SSL tokens"):
-        generate_codes([model], [torch.zeros(2, dtype=torch.long)], [torch.zeros(4, dtype=torch.long)],
-                       [torch.zeros(3, 3, dtype=torch.long)], settings)
+        generate_codes(
+            [model],
+            [torch.zeros(2, dtype=torch.long)],
+            [torch.zeros(4, dtype=torch.long)],
+            [torch.zeros(3, 3, dtype=torch.long)],
+            settings,
+        )
     with pytest.raises(MetisError, match="unknown key"):
         per_codebook_settings(3, {"step": 3})
 
@@ -315,16 +418,22 @@ def test_s2a_generation_shapes_and_codebook_settings():
 def test_oracle_codebooks_are_kept_and_the_rest_generated():
     model, settings = s2a(), per_codebook_settings(3, {"steps": [2, 1]})
     g = torch.Generator().manual_seed(4)
-    ssl, truth = [torch.randint(0, 20, (5,), generator=g), torch.randint(0, 20, (3,), generator=g)], [torch.randint(0, 16, (5, 3), generator=g), torch.randint(0, 16, (3, 3), generator=g)]
+    ssl, truth = (
+        [torch.randint(0, 20, (5,), generator=g), torch.randint(0, 20, (3,), generator=g)],
+        [torch.randint(0, 16, (5, 3), generator=g), torch.randint(0, 16, (3, 3), generator=g)],
+    )
     prompts = ([torch.randint(0, 20, (2,), generator=g)] * 2, [torch.randint(0, 16, (2, 3), generator=g)] * 2)
 
     def run(k):
-        return generate_codes([model], ssl, *prompts, settings, torch.Generator().manual_seed(0), oracle_codes=[c[:, :k] for c in truth])
+        return generate_codes(
+            [model], ssl, *prompts, settings, torch.Generator().manual_seed(0), oracle_codes=[c[:, :k] for c in truth]
+        )
 
-    assert all(torch.equal(c, t) for c, t in zip(run(3), truth))  # every codebook given: the codes themselves
+    # every codebook given: the codes themselves
+    assert all(torch.equal(c, t) for c, t in zip(run(3), truth, strict=True))
     one = run(1)
-    assert all(torch.equal(c[:, 0], t[:, 0]) and ((c >= 0) & (c < 16)).all() for c, t in zip(one, truth))
-    assert any(not torch.equal(c[:, 1:], t[:, 1:]) for c, t in zip(one, truth))
+    assert all(torch.equal(c[:, 0], t[:, 0]) and ((c >= 0) & (c < 16)).all() for c, t in zip(one, truth, strict=True))
+    assert any(not torch.equal(c[:, 1:], t[:, 1:]) for c, t in zip(one, truth, strict=True))
     with pytest.raises(MetisError, match=r"utterance 1: oracle codes of shape \(3, 2\)"):
         generate_codes([model], ssl, *prompts, settings, oracle_codes=[truth[0][:, :1], truth[1][:, :2]])
 

@@ -1,4 +1,5 @@
 """Scorers checked on known cases: identical signals, added noise, hand-computed SI-SDR, text."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Tests for utils/parse_options.sh and utils/log.sh (run through real bash)."""
+
 import re
 import subprocess
 from pathlib import Path
@@ -32,7 +33,10 @@ def run_script(tmp_path, body, *args, name="run.sh"):
     script.write_text(body.replace("{utils}", str(UTILS)))
     return subprocess.run(
         ["bash", str(script), *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=10,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
 
 
@@ -49,8 +53,7 @@ def values(proc):
 def test_defaults_untouched(tmp_path):
     p = parse(tmp_path)
     assert p.returncode == 0, p.stderr
-    assert values(p) == {"stage": "0", "stop_stage": "100", "nj": "2",
-                         "config_dir": "conf/mini", "use_gpu": "false"}
+    assert values(p) == {"stage": "0", "stop_stage": "100", "nj": "2", "config_dir": "conf/mini", "use_gpu": "false"}
     assert p.stdout.splitlines()[1] == "args=0"
 
 
@@ -141,8 +144,7 @@ def test_config_file(tmp_path):
 def test_config_is_applied_first(tmp_path):
     (tmp_path / "opts.conf").write_text("nj=16\nstage=2\n")
     # The command line wins over the config file regardless of order.
-    for args in (["--stage", "5", "--config", "opts.conf"],
-                 ["--config=opts.conf", "--stage", "5"]):
+    for args in (["--stage", "5", "--config", "opts.conf"], ["--config=opts.conf", "--stage", "5"]):
         p = parse(tmp_path, *args)
         assert p.returncode == 0, p.stderr
         assert values(p)["stage"] == "5" and values(p)["nj"] == "16"

@@ -1,4 +1,5 @@
 """metis data prepare: each corpus layout a user brings, as a tiny fake directory tree."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -52,7 +53,11 @@ def test_libritts_and_a_missing_part(tmp_path):
     root = tmp_path / "LibriTTS"
     for chapter, part in enumerate(("train-clean-100", "train-clean-360", "dev-clean", "test-clean"), start=10):
         for n in range(2):
-            audio = tone(root / part / f"{part[:3]}7" / str(chapter) / f"{part[:3]}7_{chapter}_000001_00000{n}.wav", 0.6, sr=24000)
+            audio = tone(
+                root / part / f"{part[:3]}7" / str(chapter) / f"{part[:3]}7_{chapter}_000001_00000{n}.wav",
+                0.6,
+                sr=24000,
+            )
             audio.with_suffix(".normalized.txt").write_text(f"Hello, {part} number {n}.\n")
     sets = prepare_corpus("libritts", root, tmp_path / "data")
     assert len(valid(sets["train"]).utt_ids()) == 4 and sets["train"].speakers() == ["tra7"]
@@ -77,7 +82,9 @@ def test_vctk_pairs_share_a_text_and_the_reference_is_the_target_speaker(tmp_pat
     # p228_003 has no counterpart in p229 (its audio is missing): no ground truth, no pair.
     assert test.utt_ids() == ["p228_001_from_p229", "p228_002_from_p229", "p229_001_from_p228", "p229_002_from_p228"]
     src, ref, wav = test.read("src.scp"), test.read("ref.scp"), test.read("wav.scp")
-    assert src["p228_001_from_p229"].endswith("p229/p229_001_mic1.flac") and wav["p228_001_from_p229"].endswith("p228_001_mic1.flac")
+    assert src["p228_001_from_p229"].endswith("p229/p229_001_mic1.flac") and wav["p228_001_from_p229"].endswith(
+        "p228_001_mic1.flac"
+    )
     assert "/p228/" in ref["p228_001_from_p229"] and not ref["p228_001_from_p229"].endswith("p228_001_mic1.flac")
     assert test.read("utt2source_spk")["p228_001_from_p229"] == "p229"
 
@@ -104,8 +111,11 @@ def test_dns_pairs_noisy_and_clean_by_fileid(tmp_path):
 def test_libri2mix_targets_enrollment_and_transcripts(tmp_path):
     root = tmp_path / "Libri2Mix"
     libri = tmp_path / "LibriSpeech"
-    mixes = {"train-100": [("19-1-0001", "26-2-0001"), ("19-1-0002", "26-2-0002")], "dev": [("84-1-0001", "174-2-0001"), ("84-1-0002", "174-2-0002")],
-             "test": [("61-1-0001", "121-2-0001"), ("61-1-0002", "121-2-0002"), ("121-2-0003", "61-1-0003")]}
+    mixes = {
+        "train-100": [("19-1-0001", "26-2-0001"), ("19-1-0002", "26-2-0002")],
+        "dev": [("84-1-0001", "174-2-0001"), ("84-1-0002", "174-2-0002")],
+        "test": [("61-1-0001", "121-2-0001"), ("61-1-0002", "121-2-0002"), ("121-2-0003", "61-1-0003")],
+    }
     for part, pairs in mixes.items():
         for a, b in pairs:
             for sub in ("mix_clean", "s1", "s2"):
@@ -166,7 +176,10 @@ def test_lrs3_extracts_audio_and_lists_videos(tmp_path):
     assert test.read("text")["0Fi83BHQsMA_00002"] == "hello 00002"
     wav, sr = sf.read(test.read("wav.scp")["0Fi83BHQsMA_00001"])
     assert sr == 16000 and abs(len(wav) / sr - 1.0) < 0.1 and np.abs(wav).max() > 0.1
-    assert test.read("utt2prompt") == {"0Fi83BHQsMA_00001": "0Fi83BHQsMA_00002", "0Fi83BHQsMA_00002": "0Fi83BHQsMA_00001"}
+    assert test.read("utt2prompt") == {
+        "0Fi83BHQsMA_00001": "0Fi83BHQsMA_00002",
+        "0Fi83BHQsMA_00002": "0Fi83BHQsMA_00001",
+    }
     assert sorted(valid(sets["train"]).speakers()) == ["aBc-1", "xY_2"]
     with pytest.raises(DataDirError, match="no audio track"):
         extract_audio(write_mp4(tmp_path / "silent.mp4", with_audio=False), tmp_path / "silent.wav")

@@ -1,4 +1,5 @@
 """Training the stage-1 model and S2A: batches, steps, resume, overfitting, DDP, resynthesis, bad input."""
+
 import json
 import os
 import shutil
@@ -21,9 +22,19 @@ from metis_cli.train.pretrain import pretrain
 from metis_cli.train.s2a import train_s2a
 
 runner = CliRunner()
-SMALL = ["model.transformer.dim=32", "model.transformer.n_layers=2", "model.transformer.n_heads=2",
-         "model.transformer.ffn_dim=64", "data.max_frames=400", "data.max_utterance_frames=200", "train.log_every=1",
-         "train.ckpt_every=1", "train.val_every=2", "optim.warmup_steps=2", "train.max_minutes=null"]
+SMALL = [
+    "model.transformer.dim=32",
+    "model.transformer.n_layers=2",
+    "model.transformer.n_heads=2",
+    "model.transformer.ffn_dim=64",
+    "data.max_frames=400",
+    "data.max_utterance_frames=200",
+    "train.log_every=1",
+    "train.ckpt_every=1",
+    "train.val_every=2",
+    "optim.warmup_steps=2",
+    "train.max_minutes=null",
+]
 
 
 def config(name, *overrides):
@@ -104,14 +115,26 @@ def test_another_config_in_a_trained_exp_dir_is_refused_and_overwrite_starts_aga
     exp = tmp_path / "exp"
     shutil.copytree(pretrained[0], exp)
     before = sorted(p.name for p in (exp / "checkpoints").iterdir())
-    with pytest.raises(MetisError, match=r"holds a run with another config \(model.transformer.dim: 32 -> 48\); to start again there pass --overwrite, or give a new exp dir"):
+    with pytest.raises(
+        MetisError,
+        match=r"holds a run with another config \(model.transformer.dim: 32 -> 48\); to start again there pass "
+        r"--overwrite, or give a new exp dir",
+    ):
         pretrain(config("pretrain", "train.max_steps=3", "model.transformer.dim=48"), exp, [token_data[0]])
     assert sorted(p.name for p in (exp / "checkpoints").iterdir()) == before  # nothing lost
     assert load_config(exp / "config.yaml")["model"]["transformer"]["dim"] == 32
     pretrain(config("pretrain", "train.max_steps=4"), exp, [token_data[0]])  # more steps: the same run, resumed
     assert losses(exp)[-1]["step"] == 4
-    args = ["pretrain", str(REPO / "conf" / "mini" / "pretrain.yaml"), str(exp), *SMALL, "train.max_steps=1", "model.transformer.dim=48",
-            "--train-data", str(token_data[0])]
+    args = [
+        "pretrain",
+        str(REPO / "conf" / "mini" / "pretrain.yaml"),
+        str(exp),
+        *SMALL,
+        "train.max_steps=1",
+        "model.transformer.dim=48",
+        "--train-data",
+        str(token_data[0]),
+    ]
     refused = runner.invoke(app, args)
     assert refused.exit_code == 1 and "--overwrite" in refused.output and "Traceback" not in refused.output
     result = runner.invoke(app, args + ["--overwrite"])
@@ -120,14 +143,28 @@ def test_another_config_in_a_trained_exp_dir_is_refused_and_overwrite_starts_aga
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("x")
-    refused = runner.invoke(app, ["pretrain", str(REPO / "conf" / "mini" / "pretrain.yaml"), str(other), "--train-data", str(token_data[0]), "--overwrite"])
+    refused = runner.invoke(
+        app,
+        [
+            "pretrain",
+            str(REPO / "conf" / "mini" / "pretrain.yaml"),
+            str(other),
+            "--train-data",
+            str(token_data[0]),
+            "--overwrite",
+        ],
+    )
     assert refused.exit_code == 1 and "not an experiment dir" in refused.output and (other / "keep.txt").exists()
 
 
 def test_a_checkpoint_that_does_not_fit_says_why_on_its_first_line(pretrained):
     from metis_cli.train.trainer import load_weights
 
-    other = Stage1Model(Stage1Config.from_dict({"vocab_size": 16, "transformer": {"dim": 48, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}}))
+    other = Stage1Model(
+        Stage1Config.from_dict(
+            {"vocab_size": 16, "transformer": {"dim": 48, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}}
+        )
+    )
     with pytest.raises(MetisError) as caught:
         load_weights(pretrained[0], "stage1", other)
     first = str(caught.value).splitlines()[0]
@@ -138,7 +175,9 @@ def test_two_trainers_cannot_share_an_exp_dir(token_data, tmp_path):
     from metis_cli.train.trainer import Trainer, TrainConfig
 
     first = Trainer(tmp_path / "exp", {"a": 1}, TrainConfig())
-    with pytest.raises(MetisError, match=rf"exp is being trained by pid {os.getpid()}; wait for it to finish or use another exp dir"):
+    with pytest.raises(
+        MetisError, match=rf"exp is being trained by pid {os.getpid()}; wait for it to finish or use another exp dir"
+    ):
         Trainer(tmp_path / "exp", {"a": 1}, TrainConfig())
     first.release()
     Trainer(tmp_path / "exp", {"a": 1}, TrainConfig()).release()
@@ -147,14 +186,24 @@ def test_two_trainers_cannot_share_an_exp_dir(token_data, tmp_path):
 def test_gradient_checkpointing_changes_memory_not_the_losses(token_data, tmp_path):
     for name, value in (("plain", "false"), ("checkpointed", "true")):
         torch.manual_seed(0)
-        pretrain(config("pretrain", "train.max_steps=3", f"train.gradient_checkpointing={value}"), tmp_path / name, [token_data[0]])
+        pretrain(
+            config("pretrain", "train.max_steps=3", f"train.gradient_checkpointing={value}"),
+            tmp_path / name,
+            [token_data[0]],
+        )
     expected = [r["loss"] for r in losses(tmp_path / "plain")]
-    assert [r["loss"] for r in losses(tmp_path / "checkpointed")] == pytest.approx(expected, rel=1e-5) and len(expected) == 3
+    assert [r["loss"] for r in losses(tmp_path / "checkpointed")] == pytest.approx(expected, rel=1e-5) and len(
+        expected
+    ) == 3
 
 
 def test_a_tiny_model_overfits_one_batch():
     torch.manual_seed(0)
-    model = Stage1Model(Stage1Config.from_dict({"vocab_size": 16, "transformer": {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}}))
+    model = Stage1Model(
+        Stage1Config.from_dict(
+            {"vocab_size": 16, "transformer": {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}}
+        )
+    )
     tokens = torch.randint(0, 16, (2, 24), generator=torch.Generator().manual_seed(1))
     masked = torch.rand(2, 24, generator=torch.Generator().manual_seed(2)) < 0.5
     valid, t = torch.ones(2, 24, dtype=torch.bool), torch.tensor([0.5, 0.5])
@@ -169,14 +218,20 @@ def test_a_tiny_model_overfits_one_batch():
 
 def test_s2a_trains_on_the_weighted_codebooks(token_data, tmp_path):
     exp = tmp_path / "s2a"
-    train_s2a(config("s2a", "train.max_steps=2", "model.predict_codebooks=[1,3]"), exp, [token_data[0]], [token_data[1]])
+    train_s2a(
+        config("s2a", "train.max_steps=2", "model.predict_codebooks=[1,3]"), exp, [token_data[0]], [token_data[1]]
+    )
     resolved = load_config(exp / "config.yaml")
     assert resolved["model"]["n_codebooks"] == 3 and resolved["model"]["codebook_size"] == 32
     assert resolved["codebook_weights"] == [0, 2, 1]
     val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_acc_cb1" in line]
     assert set(val[-1]) == {"step", "val_ce_bits_cb1", "val_acc_cb1", "val_ce_bits_cb2", "val_acc_cb2"}
     with pytest.raises(MetisError, match="codebook 0 weight 1"):
-        train_s2a(config("s2a", "model.predict_codebooks=[1,3]", "codebook_weights=[1,1,1]"), tmp_path / "bad", [token_data[0]])
+        train_s2a(
+            config("s2a", "model.predict_codebooks=[1,3]", "codebook_weights=[1,1,1]"),
+            tmp_path / "bad",
+            [token_data[0]],
+        )
 
 
 def test_bad_training_data_is_reported(token_data, tmp_path):
@@ -185,7 +240,9 @@ def test_bad_training_data_is_reported(token_data, tmp_path):
     no_codes = tmp_path / "no_codes"
     shutil.copytree(token_data[0], no_codes)
     shutil.rmtree(no_codes / "acoustic_codes")
-    with pytest.raises(DataDirError, match=r"acoustic_codes: not found; write it with `metis codec encode` \(recipe stage 3\)"):
+    with pytest.raises(
+        DataDirError, match=r"acoustic_codes: not found; write it with `metis codec encode` \(recipe stage 3\)"
+    ):
         train_s2a(config("s2a"), tmp_path / "b", [no_codes])
     odd = write_token_datadir(tmp_path / "odd", n_utts=2)
     from metis_cli.data.arrays import ArrayWriter
@@ -207,9 +264,24 @@ def _free_port() -> int:
 @pytest.mark.parametrize("command,config_name", [("pretrain", "pretrain"), ("train-s2a", "s2a")])
 def test_two_gloo_processes_stay_in_sync(token_data, tmp_path, command, config_name):
     exp = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "metis_cli", command, str(REPO / "conf" / "mini" / f"{config_name}.yaml"), str(exp),
-           *SMALL, "train.max_steps=2", "--train-data", str(token_data[0])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "metis_cli",
+        command,
+        str(REPO / "conf" / "mini" / f"{config_name}.yaml"),
+        str(exp),
+        *SMALL,
+        "train.max_steps=2",
+        "--train-data",
+        str(token_data[0]),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -222,9 +294,20 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     from metis_cli.codec.train import train_codec
 
     codec = tmp_path / "codec"
-    train_codec(load_config(REPO / "conf" / "mini" / "codec_neural.yaml", ["train.max_steps=1", "model.quantizer.n_codebooks=3",
-                                                                    "model.quantizer.codebook_size=32", "data.batch_size=1",
-                                                                    "data.segment_seconds=0.32"]), codec, tiny_corpus / "mini_train")
+    train_codec(
+        load_config(
+            REPO / "conf" / "mini" / "codec_neural.yaml",
+            [
+                "train.max_steps=1",
+                "model.quantizer.n_codebooks=3",
+                "model.quantizer.codebook_size=32",
+                "data.batch_size=1",
+                "data.segment_seconds=0.32",
+            ],
+        ),
+        codec,
+        tiny_corpus / "mini_train",
+    )
     s2a = tmp_path / "s2a"
     train_s2a(config("s2a", "train.max_steps=1"), s2a, [token_data[0]])
     data = token_data[1]
@@ -235,7 +318,9 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     info = json.loads((out / "decode.json").read_text())
     assert info["task"] == "resynth" and [s["steps"] for s in info["s2a_settings"]] == [2, 1, 1]
     assert info["codec_input"] == "codes"  # the neural codec decodes codes, as published
-    assert info["checkpoints"]["s2a"] == [{"path": str((s2a / "checkpoints" / "step_00000001").resolve()), "weights": "s2a", "step": 1}]
+    assert info["checkpoints"]["s2a"] == [
+        {"path": str((s2a / "checkpoints" / "step_00000001").resolve()), "weights": "s2a", "step": 1}
+    ]
     assert info["checkpoints"]["codec"]["step"] == 1 and "stage1" not in info["checkpoints"]
     wavs = sorted((out / "wav").glob("*.wav"))
     assert len(wavs) == 6
@@ -254,19 +339,37 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     from metis_cli.audio import load_audio
     from metis_cli.codec.inference import load_codec
 
-    truth = torch.from_numpy(UtteranceArrays([data], ("acoustic_codes",)).get(Piece(first, 0, arrays.lengths[first]))["acoustic_codes"])
+    truth = torch.from_numpy(
+        UtteranceArrays([data], ("acoustic_codes",)).get(Piece(first, 0, arrays.lengths[first]))["acoustic_codes"]
+    )
     with torch.no_grad():
         expected = np.clip(load_codec(codec).decode(truth[None].long())[0].numpy(), -1, 1)
     assert np.abs(load_audio(oracle / "wav" / f"{first}.wav")[0] - expected).max() < 1e-4  # 16-bit PCM
     result = runner.invoke(app, ["resynth", str(data), str(tmp_path / "y"), *opts, "--oracle-codebooks", "4"])
     assert result.exit_code == 1 and "oracle codebooks: 4 is not in 0..3" in result.output
     gen = tmp_path / "generate_dev"
-    result = runner.invoke(app, ["resynth", str(data), str(gen), *opts, "--stage1", str(pretrained[0]), "--stage1-opt", "steps=2", "--no-prompt", "--bf16"])
+    result = runner.invoke(
+        app,
+        [
+            "resynth",
+            str(data),
+            str(gen),
+            *opts,
+            "--stage1",
+            str(pretrained[0]),
+            "--stage1-opt",
+            "steps=2",
+            "--no-prompt",
+            "--bf16",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((gen / "decode.json").read_text())["task"] == "generate"
     assert json.loads((gen / "decode.json").read_text())["dtype"] == "bfloat16"
     assert json.loads((gen / "decode.json").read_text())["checkpoints"]["stage1"]["step"] == 3
-    result = runner.invoke(app, ["resynth", str(data), str(tmp_path / "x"), "--s2a", str(tmp_path / "missing"), "--codec", str(codec)])
+    result = runner.invoke(
+        app, ["resynth", str(data), str(tmp_path / "x"), "--s2a", str(tmp_path / "missing"), "--codec", str(codec)]
+    )
     assert result.exit_code == 1 and "config.yaml: not found" in result.output
 
 

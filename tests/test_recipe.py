@@ -1,5 +1,6 @@
 """The recipes end to end on the tiny corpus: egs/tts/run.sh through every stage, then egs/{se,vc,tse}/run.sh
 reusing the shared stages; option handling and stage-order errors; shellcheck on every shell script."""
+
 import json
 import shutil
 import subprocess
@@ -20,15 +21,26 @@ def run(*args):
 
 def test_help_lists_stages():
     result = run("--help")
-    assert result.returncode == 0 and "0 data" in result.stdout and "2 tokenize" in result.stdout and "7 score" in result.stdout
+    assert (
+        result.returncode == 0
+        and "0 data" in result.stdout
+        and "2 tokenize" in result.stdout
+        and "7 score" in result.stdout
+    )
     assert "5 finetune" in result.stdout and "6 decode" in result.stdout
-    assert "  --stop-stage 100" in result.stdout and "  --ngpu 0" in result.stdout and "  --data-dir $root/data/mini" in result.stdout
+    assert (
+        "  --stop-stage 100" in result.stdout
+        and "  --ngpu 0" in result.stdout
+        and "  --data-dir $root/data/mini" in result.stdout
+    )
     options = result.stdout.split("Options")[1].splitlines()[1:]
-    assert "  --s2a-overrides \"\"" in result.stdout and all(line.startswith("  --") for line in options if line.strip())
+    assert '  --s2a-overrides ""' in result.stdout and all(line.startswith("  --") for line in options if line.strip())
 
 
 def recipe(task, *args):
-    return subprocess.run(["bash", str(REPO / "egs" / task / "run.sh"), *map(str, args)], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        ["bash", str(REPO / "egs" / task / "run.sh"), *map(str, args)], capture_output=True, text=True, cwd=REPO
+    )
 
 
 def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
@@ -48,35 +60,89 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     result = recipe("vc", "--ngpu", "two")
     assert result.returncode == 1 and "--ngpu must be a number of GPUs" in result.stderr
     result = recipe("vc", "--stage", 3, "--stop-stage", 3, "--data-dir", data, "--codec-config", "codec_nope.yaml")
-    assert result.returncode == 1 and f"--codec-config codec_nope.yaml: no such file in {REPO}/conf/mini" in result.stderr
-    result = recipe("vc", "--stage", 3, "--stop-stage", 3, "--data-dir", data, "--codec-config", "codec_neural.yaml", "--codec-dir", tmp_path / "c")
+    assert (
+        result.returncode == 1 and f"--codec-config codec_nope.yaml: no such file in {REPO}/conf/mini" in result.stderr
+    )
+    result = recipe(
+        "vc",
+        "--stage",
+        3,
+        "--stop-stage",
+        3,
+        "--data-dir",
+        data,
+        "--codec-config",
+        "codec_neural.yaml",
+        "--codec-dir",
+        tmp_path / "c",
+    )
     assert result.returncode == 1 and f"conf/mini/codec_neural.yaml in {tmp_path / 'c'}" in result.stderr
     result = recipe("vc", "--tokenizer", "hubert")
     assert result.returncode == 1 and "unknown --tokenizer hubert: choose kmeans or vq" in result.stderr
     for name in ("mini_train", "mini_dev"):  # stage 1's outputs, so that stage 2 gets to its tokenizer
         (data / "ssl" / "builtin" / name).mkdir(parents=True)
         (data / "ssl" / "builtin" / name / ".done").touch()
-    result = recipe("vc", "--stage", 2, "--stop-stage", 2, "--data-dir", data, "--tokenizer", "vq", "--tokenizer-dir", tmp_path / "vq")
-    assert result.returncode == 1 and f"--tokenizer-dir {tmp_path / 'vq'} holds no VQ tokenizer; one to train must be <exp>/tokenizer" in result.stderr
+    result = recipe(
+        "vc",
+        "--stage",
+        2,
+        "--stop-stage",
+        2,
+        "--data-dir",
+        data,
+        "--tokenizer",
+        "vq",
+        "--tokenizer-dir",
+        tmp_path / "vq",
+    )
+    assert (
+        result.returncode == 1
+        and f"--tokenizer-dir {tmp_path / 'vq'} holds no VQ tokenizer; one to train must be <exp>/tokenizer"
+        in result.stderr
+    )
     result = recipe("l2s", "--mini-size", "large", "--data-dir", data)
     assert result.returncode == 1 and "--mini-size large has no mouth videos" in result.stderr
     (data / "mini_test").mkdir()  # the sets exist, but without video.scp (a corpus prepared without videos)
     result = recipe("l2s", "--stage", 5, "--data-dir", data)
-    assert result.returncode == 1 and f"{data}/mini_train has no video.scp (nor visual feats.scp): lip-to-speech needs mouth videos" in result.stderr
-    result = recipe("l2s", "--stage", 5, "--stop-stage", 4, "--data-dir", data)  # no stage to run: refused before any check
+    assert (
+        result.returncode == 1
+        and f"{data}/mini_train has no video.scp (nor visual feats.scp): lip-to-speech needs mouth videos"
+        in result.stderr
+    )
+    result = recipe(
+        "l2s", "--stage", 5, "--stop-stage", 4, "--data-dir", data
+    )  # no stage to run: refused before any check
     assert result.returncode == 1 and "--stop-stage 4 is before --stage 5: nothing would run" in result.stderr
 
 
 def test_corpus_file_names_the_data_and_a_missing_corpus_dir_fails(tmp_path):
-    for task, test_set in (("tts", "mini_test"), ("vc", "mini_vc_test"), ("se", "mini_se_test"), ("tse", "mini_tse_test"), ("l2s", "mini_test")):
+    for task, test_set in (
+        ("tts", "mini_test"),
+        ("vc", "mini_vc_test"),
+        ("se", "mini_se_test"),
+        ("tse", "mini_tse_test"),
+        ("l2s", "mini_test"),
+    ):
         conf = (REPO / "egs" / task / "corpus.conf").read_text()
         assert "corpus=mini\n" in conf and f"test_set={test_set}\n" in conf
-    result = recipe("tts", "--corpus", "libritts", "--data-dir", tmp_path / "libritts", "--stop-stage", 0, "--exp-dir", tmp_path / "exp")
+    result = recipe(
+        "tts",
+        "--corpus",
+        "libritts",
+        "--data-dir",
+        tmp_path / "libritts",
+        "--stop-stage",
+        0,
+        "--exp-dir",
+        tmp_path / "exp",
+    )
     assert result.returncode == 1 and "--corpus libritts needs --corpus-dir" in result.stderr
 
 
 def test_shellcheck_passes_on_every_shell_script():
-    scripts = subprocess.run(["git", "ls-files", "*.sh", "*/run", "**/run.sh"], capture_output=True, text=True, cwd=REPO).stdout.split()
+    scripts = subprocess.run(
+        ["git", "ls-files", "*.sh", "*/run", "**/run.sh"], capture_output=True, text=True, cwd=REPO
+    ).stdout.split()
     assert "utils/recipe.sh" in scripts and "egs/tse/run.sh" in scripts and ".ci/run" in scripts
     shellcheck = shutil.which("shellcheck")
     assert shellcheck, "shellcheck is missing: bash tools/install.sh --test true installs it"
@@ -89,14 +155,17 @@ def test_unknown_option_fails():
     assert result.returncode == 1 and "unknown option --bogus" in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--stage", "99"], "--stage '99': give a stage number in 0..7"),
-    (["--stage", "abc"], "--stage 'abc': give a stage number in 0..7"),
-    (["--stage", "-1"], "--stage '-1': give a stage number in 0..7"),
-    (["--stop-stage", "x"], "--stop-stage 'x': give a stage number in 0..7"),
-    (["--stage", "5", "--stop-stage", "3"], "--stop-stage 3 is before --stage 5: nothing would run"),
-    (["--nj", "0"], "--nj '0': give a number of parallel jobs, 1 or more"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stage", "99"], "--stage '99': give a stage number in 0..7"),
+        (["--stage", "abc"], "--stage 'abc': give a stage number in 0..7"),
+        (["--stage", "-1"], "--stage '-1': give a stage number in 0..7"),
+        (["--stop-stage", "x"], "--stop-stage 'x': give a stage number in 0..7"),
+        (["--stage", "5", "--stop-stage", "3"], "--stop-stage 3 is before --stage 5: nothing would run"),
+        (["--nj", "0"], "--nj '0': give a number of parallel jobs, 1 or more"),
+    ],
+)
 def test_stages_and_jobs_out_of_range_are_refused(args, message):
     result = run(*args)
     assert result.returncode == 1 and message in result.stderr and "Stage" not in result.stderr
@@ -115,8 +184,15 @@ def test_stage0_builds_validates_and_is_idempotent(tmp_path):
     assert (mini_dir / ".done").is_file() and (mini_dir / "validate.json").is_file()
     assert "Stage 0: data" in result.stderr
     assert sorted(p.name for p in mini_dir.glob("mini_*")) == [
-        "mini_dev", "mini_se_dev", "mini_se_test", "mini_test", "mini_train",
-        "mini_tse_dev", "mini_tse_test", "mini_vc_dev", "mini_vc_test",
+        "mini_dev",
+        "mini_se_dev",
+        "mini_se_test",
+        "mini_test",
+        "mini_train",
+        "mini_tse_dev",
+        "mini_tse_test",
+        "mini_vc_dev",
+        "mini_vc_test",
     ]
     again = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp")
     assert again.returncode == 0 and "already built and validated, skipping" in again.stderr
@@ -128,13 +204,44 @@ def tts_run(tmp_path_factory):
     """The tts recipe, stages 0-7, on the tiny corpus with tiny models and a few steps per trainer."""
     tmp_path = tmp_path_factory.mktemp("recipe")
     mini_dir, exp_dir = tmp_path / "mini", tmp_path / "exp"
-    codec = "model.quantizer.codebook_size=32 model.quantizer.kmeans_iters=5 data.val_utterances=2"  # the WORLD codec, small
-    small = ("train.max_steps=2 train.val_every=100 train.ckpt_every=100 model.transformer.dim=32 model.transformer.n_layers=1 "
-             "model.transformer.n_heads=2 model.transformer.ffn_dim=64")
-    shared = ["--data-dir", mini_dir, "--mini-size", "tiny", "--codec-dir", tmp_path / "codec", "--pretrain-dir", tmp_path / "pretrain",
-              "--s2a-dir", tmp_path / "s2a", "--finetune-overrides", FINETUNE, "--decode-opts", DECODE]
-    result = run(*shared, "--exp-dir", exp_dir, "--score-opts", "--report-utts 2", "--codec-overrides", codec,
-                 "--pretrain-overrides", small, "--s2a-overrides", small, "--resynth-opts", "--s2a-opt steps=[2,1] --stage1-opt steps=2")
+    # the WORLD codec, small
+    codec = "model.quantizer.codebook_size=32 model.quantizer.kmeans_iters=5 data.val_utterances=2"
+    small = (
+        "train.max_steps=2 train.val_every=100 train.ckpt_every=100 model.transformer.dim=32 "
+        "model.transformer.n_layers=1 "
+        "model.transformer.n_heads=2 model.transformer.ffn_dim=64"
+    )
+    shared = [
+        "--data-dir",
+        mini_dir,
+        "--mini-size",
+        "tiny",
+        "--codec-dir",
+        tmp_path / "codec",
+        "--pretrain-dir",
+        tmp_path / "pretrain",
+        "--s2a-dir",
+        tmp_path / "s2a",
+        "--finetune-overrides",
+        FINETUNE,
+        "--decode-opts",
+        DECODE,
+    ]
+    result = run(
+        *shared,
+        "--exp-dir",
+        exp_dir,
+        "--score-opts",
+        "--report-utts 2",
+        "--codec-overrides",
+        codec,
+        "--pretrain-overrides",
+        small,
+        "--s2a-overrides",
+        small,
+        "--resynth-opts",
+        "--s2a-opt steps=[2,1] --stage1-opt steps=2",
+    )
     return tmp_path, shared, result
 
 
@@ -153,7 +260,9 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
         assert (mini_dir / name / "ssl_tokens" / "text.km").is_file()
     resynth = json.loads((exp_dir / "codec_resynth" / "decode_mini_test" / "scores" / "summary.json").read_text())
     # The parametric codec speaks even with 8 x 32 codes learned from the 12 tiny training utterances.
-    assert resynth["task"] == "resynth" and resynth["counts"]["scored"] == 6 and resynth["metrics"]["stoi"]["mean"] > 0.8
+    assert (
+        resynth["task"] == "resynth" and resynth["counts"]["scored"] == 6 and resynth["metrics"]["stoi"]["mean"] > 0.8
+    )
     assert json.loads((mini_dir / "mini_test" / "acoustic_codes" / "meta.json").read_text())["codec_kind"] == "world"
     assert ArrayStore(mini_dir / "mini_test" / "acoustic_codes")
     for name, task in (("s2a_resynth", "resynth"), ("pretrain_generate", "generate")):
@@ -166,8 +275,16 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     assert "scores: mean" in result.stdout
     # Every stage is timed under the command that ran it, and RESULTS.md shows both.
     times = [line.split("\t") for line in (exp_dir / "stage_times.tsv").read_text().splitlines()]
-    assert [(t[0], t[1]) for t in times] == [("0", "data"), ("1", "ssl"), ("2", "tokenize"), ("3", "codec"), ("4", "pretrain"),
-                                             ("5", "finetune"), ("6", "decode"), ("7", "score")]
+    assert [(t[0], t[1]) for t in times] == [
+        ("0", "data"),
+        ("1", "ssl"),
+        ("2", "tokenize"),
+        ("3", "codec"),
+        ("4", "pretrain"),
+        ("5", "finetune"),
+        ("6", "decode"),
+        ("7", "score"),
+    ]
     assert all(t[4].startswith("bash egs/tts/run.sh --data-dir ") and int(t[2]) >= 0 for t in times)
     results = (exp_dir / "RESULTS.md").read_text()
     assert "## tts: mini_test" in results and "## Recipe stages" in results and "| 4 | pretrain |" in results
@@ -193,12 +310,16 @@ def test_a_rerun_skips_finished_stages_and_redoes_a_half_written_one(tts_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task,test_set", [("se", "mini_se_test"), ("vc", "mini_vc_test"), ("tse", "mini_tse_test"), ("l2s", "mini_test")])
+@pytest.mark.parametrize(
+    "task,test_set", [("se", "mini_se_test"), ("vc", "mini_vc_test"), ("tse", "mini_tse_test"), ("l2s", "mini_test")]
+)
 def test_task_recipe_reuses_the_shared_stages(tts_run, task, test_set):
     """Each task recipe after the tts one: only stages 5-7 do work (0-4 find their outputs)."""
     tmp_path, shared, _ = tts_run
     exp_dir = tmp_path / f"{task}_exp"
-    shared_files = sorted(p for name in ("codec", "pretrain", "s2a") for p in (tmp_path / name).rglob("*") if p.is_file())
+    shared_files = sorted(
+        p for name in ("codec", "pretrain", "s2a") for p in (tmp_path / name).rglob("*") if p.is_file()
+    )
     stamps = [p.stat().st_mtime_ns for p in shared_files]
     result = recipe(task, *shared, "--exp-dir", exp_dir, "--score-opts", "--report-utts 2 --metrics wer,sim,pesq")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -213,7 +334,9 @@ def test_task_recipe_reuses_the_shared_stages(tts_run, task, test_set):
     assert f"## {task}: {test_set}" in (exp_dir / "RESULTS.md").read_text()
     assert "already built and validated, skipping" in result.stderr
     assert [p.stat().st_mtime_ns for p in shared_files] == stamps
-    times = {line.split("\t")[1]: int(line.split("\t")[2]) for line in (exp_dir / "stage_times.tsv").read_text().splitlines()}
+    times = {
+        line.split("\t")[1]: int(line.split("\t")[2]) for line in (exp_dir / "stage_times.tsv").read_text().splitlines()
+    }
     assert list(times) == ["data", "ssl", "tokenize", "codec", "pretrain", "finetune", "decode", "score"]
 
 
@@ -226,15 +349,34 @@ def test_omni_recipe_decodes_every_task_and_compares_with_the_single_task_models
     from metis_cli.data.datadir import DataDir
 
     # Text-guided TSE needs words whose phones the 12 tiny training sentences cover.
-    tse, known = DataDir(tmp_path / "mini" / "mini_tse_test"), sorted(DataDir(tmp_path / "mini" / "mini_train").read("text").values())
+    tse, known = (
+        DataDir(tmp_path / "mini" / "mini_tse_test"),
+        sorted(DataDir(tmp_path / "mini" / "mini_train").read("text").values()),
+    )
     for name in ("text", "prompt_text"):
         tse.write(name, {u: known[i % len(known)] for i, u in enumerate(tse.utt_ids())})
-    result = recipe("omni", *shared, "--exp-dir", exp_dir, "--score-opts", "--report-utts 2 --metrics wer,sim,pesq",
-                    "--compare-exp-dir", tmp_path / "TASK_exp")
+    result = recipe(
+        "omni",
+        *shared,
+        "--exp-dir",
+        exp_dir,
+        "--score-opts",
+        "--report-utts 2 --metrics wer,sim,pesq",
+        "--compare-exp-dir",
+        tmp_path / "TASK_exp",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    decodes = {"tts": "mini_test", "vc": "mini_vc_test", "se": "mini_se_test", "tse": "mini_tse_test", "tse_text": "mini_tse_test"}
+    decodes = {
+        "tts": "mini_test",
+        "vc": "mini_vc_test",
+        "se": "mini_se_test",
+        "tse": "mini_tse_test",
+        "tse_text": "mini_tse_test",
+    }
     for name, test_set in decodes.items():
-        summary = json.loads((exp_dir / "omni_mini" / f"decode_{name}_{test_set}" / "scores" / "summary.json").read_text())
+        summary = json.loads(
+            (exp_dir / "omni_mini" / f"decode_{name}_{test_set}" / "scores" / "summary.json").read_text()
+        )
         assert summary["task"] == name.split("_")[0] and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
     info = json.loads((exp_dir / "omni_mini" / "decode_tse_text_mini_tse_test" / "decode.json").read_text())
     assert info["text_guided"] and info["model_task"] == "omni"
@@ -251,8 +393,22 @@ def test_vq_tokenizer_stage_on_a_copy_of_the_tiny_corpus(tts_run, tmp_path):
     rerun finds it trained; the data dir is a copy, so the other tests keep their k-means tokens."""
     mini_dir = tmp_path / "mini"
     shutil.copytree(tts_run[0] / "mini", mini_dir, symlinks=True)
-    args = ["--data-dir", mini_dir, "--stage", 2, "--stop-stage", 2, "--exp-dir", tmp_path / "exp", "--tokenizer", "vq",
-            "--n-clusters", 16, "--vq-overrides", "train.max_steps=3 train.val_every=100 train.ckpt_every=100 data.val_utterances=2"]
+    args = [
+        "--data-dir",
+        mini_dir,
+        "--stage",
+        2,
+        "--stop-stage",
+        2,
+        "--exp-dir",
+        tmp_path / "exp",
+        "--tokenizer",
+        "vq",
+        "--n-clusters",
+        16,
+        "--vq-overrides",
+        "train.max_steps=3 train.val_every=100 train.ckpt_every=100 data.val_utterances=2",
+    ]
     result = run(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     tokenizer_dir = mini_dir / "vq" / "builtin_k16" / "tokenizer"
@@ -272,7 +428,10 @@ def test_vq_tokenizer_stage_on_a_copy_of_the_tiny_corpus(tts_run, tmp_path):
 @pytest.mark.slow
 def test_stage0_fails_loudly_on_a_corrupted_corpus(tmp_path):
     mini_dir = tmp_path / "mini"
-    assert run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp").returncode == 0
+    assert (
+        run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp").returncode
+        == 0
+    )
     (mini_dir / ".done").unlink()
     (mini_dir / "mini_dev" / "text").write_text("spk01_s9999 ghost\n")
     (mini_dir / "mini_dev" / ".done").touch()

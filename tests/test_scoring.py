@@ -1,4 +1,5 @@
 """metis score on decode dirs: outputs, caching, parallel jobs, bad input, RESULTS.md, HTML report."""
+
 import json
 import os
 import shutil
@@ -62,7 +63,9 @@ def test_changed_output_is_rescored(tiny_corpus, tmp_path):
     stamp = per_utt.stat().st_mtime
     assert plan_jobs(decode, FAST, read_per_utt(per_utt), stamp)[0] == []
     shutil.copy(decode.outputs()[decode.data.utt_ids()[0]], tmp_path / "copy.wav")
-    write_decode_dir(path, "se", decode.data_dir, {**decode.outputs(), decode.data.utt_ids()[0]: str(tmp_path / "copy.wav")})
+    write_decode_dir(
+        path, "se", decode.data_dir, {**decode.outputs(), decode.data.utt_ids()[0]: str(tmp_path / "copy.wav")}
+    )
     os.utime(tmp_path / "copy.wav", (stamp + 10, stamp + 10))
     jobs = plan_jobs(DecodeDir.load(path), FAST, read_per_utt(per_utt), stamp)[0]
     assert [j.utt for j in jobs] == [decode.data.utt_ids()[0]]
@@ -102,8 +105,14 @@ def test_bad_outputs_are_failures_and_the_rest_is_scored(tiny_corpus, tmp_path):
     sf.write(clipped, np.sign(np.sin(np.arange(16000) / 5)).astype(np.float32), 16000)
     sf.write(rate, 0.1 * np.sin(np.arange(22050) / 5).astype(np.float32), 22050)
     broken.write_bytes(b"RIFF....WAVEfmt garbage")
-    outputs = {utts[0]: str(silent), utts[1]: str(clipped), utts[2]: str(rate), utts[3]: str(broken),
-               utts[4]: good[utts[4]], "ghost_utt": good[utts[4]]}
+    outputs = {
+        utts[0]: str(silent),
+        utts[1]: str(clipped),
+        utts[2]: str(rate),
+        utts[3]: str(broken),
+        utts[4]: good[utts[4]],
+        "ghost_utt": good[utts[4]],
+    }
     write_decode_dir(tmp_path / "dec", "se", data.path, outputs, sample_rate=16000)
     result = runner.invoke(app, ["score", str(tmp_path / "dec"), "--metrics", "sisdr", "--no-report"])
     assert result.exit_code == 0, result.output
@@ -122,7 +131,9 @@ def test_bad_outputs_are_failures_and_the_rest_is_scored(tiny_corpus, tmp_path):
 def test_unreadable_decode_dir_is_reported_and_nothing_scored_exits_1(tmp_path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["score", str(tmp_path / "empty")])
-    assert result.exit_code == 1 and "decode.json: missing" in result.output and "nothing could be scored" in result.output
+    assert (
+        result.exit_code == 1 and "decode.json: missing" in result.output and "nothing could be scored" in result.output
+    )
     summary = json.loads((tmp_path / "empty" / "scores" / "summary.json").read_text())
     assert summary["counts"]["scored"] == 0 and summary["error"]
 
@@ -130,8 +141,12 @@ def test_unreadable_decode_dir_is_reported_and_nothing_scored_exits_1(tmp_path):
 def test_one_bad_dir_among_good_ones_still_exits_0(tiny_corpus, tmp_path):
     link_decode_dir(tiny_corpus / "mini_se_test", tmp_path / "good", "se", "noisy.scp")
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "decode.json").write_text(json.dumps({"task": "se", "data_dir": str(tiny_corpus / "mini_se_test")}))
-    result = runner.invoke(app, ["score", str(tmp_path / "good"), str(tmp_path / "bad"), "--metrics", "sisdr", "--no-report"])
+    (tmp_path / "bad" / "decode.json").write_text(
+        json.dumps({"task": "se", "data_dir": str(tiny_corpus / "mini_se_test")})
+    )
+    result = runner.invoke(
+        app, ["score", str(tmp_path / "good"), str(tmp_path / "bad"), "--metrics", "sisdr", "--no-report"]
+    )
     assert result.exit_code == 0, result.output
     assert "wav.scp: missing" in result.output
 
@@ -174,9 +189,11 @@ def test_results_md_names_paths_below_the_working_dir_relatively(scored_gt, tmp_
 
 def test_results_md_with_recipe_stage_times(scored_gt, tmp_path):
     times = tmp_path / "stage_times.tsv"
-    times.write_text("5\tfinetune\t300\t2026-11-26 10:00:00\tbash egs/tts/run.sh --stage 5\n"
-                     "5\tfinetune\t301\t2026-11-26 10:09:00\tbash egs/tts/run.sh --stage 5\n"
-                     "7\tscore\t90\t2026-11-26 10:12:00\tbash egs/tts/run.sh --stage 7\n")
+    times.write_text(
+        "5\tfinetune\t300\t2026-11-26 10:00:00\tbash egs/tts/run.sh --stage 5\n"
+        "5\tfinetune\t301\t2026-11-26 10:09:00\tbash egs/tts/run.sh --stage 5\n"
+        "7\tscore\t90\t2026-11-26 10:12:00\tbash egs/tts/run.sh --stage 7\n"
+    )
     out = tmp_path / "RESULTS.md"
     result = runner.invoke(app, ["results", str(scored_gt), "-o", str(out), "--stage-times", str(times)])
     assert result.exit_code == 0, result.output
@@ -199,13 +216,26 @@ def test_report_html(scored_gt):
         assert (page.parent / src).resolve().is_file(), src
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (bash tools/install.sh --test true)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs Debian's chromium (bash tools/install.sh --test true)"
+)
 def test_report_renders_in_headless_chromium(scored_gt, tmp_path):
     shot = tmp_path / "report.png"
-    cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600", f"--screenshot={shot}",
-           (scored_gt / "scores" / "report.html").as_uri()]
+    cmd = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,1600",
+        f"--screenshot={shot}",
+        (scored_gt / "scores" / "report.html").as_uri(),
+    ]
     subprocess.run(cmd, capture_output=True, timeout=120)
     from PIL import Image
 
@@ -220,23 +250,45 @@ def test_transformers_models_from_local_dirs(tiny_corpus, tmp_path):
     import json as _json
 
     import torch
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC,
-                              Wav2Vec2Processor, WavLMConfig, WavLMForXVector)
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+        WavLMConfig,
+        WavLMForXVector,
+    )
 
     torch.manual_seed(0)
-    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32, 32),
-                 conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-    features = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                                        return_attention_mask=True)
+    small = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32, 32),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    features = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True
+    )
     ctc_dir, sv_dir = tmp_path / "ctc", tmp_path / "sv"
     ctc_dir.mkdir()
     vocab = {"<pad>": 0, "|": 1, "<unk>": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyz'")}}
     (ctc_dir / "vocab.json").write_text(_json.dumps(vocab))
-    tokenizer = Wav2Vec2CTCTokenizer(str(ctc_dir / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(ctc_dir / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|"
+    )
     Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=len(vocab), pad_token_id=0, **small)).save_pretrained(ctc_dir)
     Wav2Vec2Processor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(ctc_dir)
-    WavLMForXVector(WavLMConfig(tdnn_dim=(32, 32, 64), tdnn_kernel=(5, 3, 1), tdnn_dilation=(1, 2, 1),
-                                xvector_output_dim=16, **small)).save_pretrained(sv_dir)
+    WavLMForXVector(
+        WavLMConfig(
+            tdnn_dim=(32, 32, 64), tdnn_kernel=(5, 3, 1), tdnn_dilation=(1, 2, 1), xvector_output_dim=16, **small
+        )
+    ).save_pretrained(sv_dir)
     features.save_pretrained(sv_dir)
 
     path = tmp_path / "dec"
@@ -247,7 +299,9 @@ def test_transformers_models_from_local_dirs(tiny_corpus, tmp_path):
     # the cache is keyed on the scorer: the default models recompute what the tiny ones made, and back again
     random_wer = summary["metrics"]["wer"]["mean"]
     default = score_decode_dir(path, Scorers(), metrics=["wer"])
-    assert default["metrics"]["wer"]["mean"] < 60 < random_wer, "pocketsphinx's WER, not the random CTC model's relabelled"
+    assert default["metrics"]["wer"]["mean"] < 60 < random_wer, (
+        "pocketsphinx's WER, not the random CTC model's relabelled"
+    )
     assert default["scorers"]["per_metric"]["wer"] == "asr:pocketsphinx"
     assert default["scorers"]["per_metric"]["sim"] == f"sim:{sv_dir}", "SIM, not asked for now, keeps its maker"
     again = score_decode_dir(path, Scorers(asr=str(ctc_dir), sim=str(sv_dir)), metrics=["wer"])
@@ -270,9 +324,26 @@ def test_the_comparison_keeps_every_decode_dir_and_metric_in_a_100_column_termin
     from metis_cli.score.cli import _print_comparison
 
     monkeypatch.setattr(console, "width", 100)
-    names = ["wer", "cer", "sim", "sim_other", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "pesq_wb", "stoi", "sisdr"]
-    summary = {"decode_dir": "egs/tts/exp/tts_mini/decode_mini_test", "task": "tts", "failures": [],
-               "counts": {"scored": 100, "references": 100, "failed": 0}, "metrics": {n: {"mean": 1.234, "ci95": 0.05} for n in names}}
+    names = [
+        "wer",
+        "cer",
+        "sim",
+        "sim_other",
+        "dnsmos_sig",
+        "dnsmos_bak",
+        "dnsmos_ovrl",
+        "dnsmos_p808",
+        "pesq_wb",
+        "stoi",
+        "sisdr",
+    ]
+    summary = {
+        "decode_dir": "egs/tts/exp/tts_mini/decode_mini_test",
+        "task": "tts",
+        "failures": [],
+        "counts": {"scored": 100, "references": 100, "failed": 0},
+        "metrics": {n: {"mean": 1.234, "ci95": 0.05} for n in names},
+    }
     with console.capture() as captured:
         _print_comparison([summary])
     text = captured.get()

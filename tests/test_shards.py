@@ -1,6 +1,7 @@
 """Webdataset shards of token data (metis data shard) and streamed training from them: layout, the
 split over ranks, batches that fit the budget and come back the same after a restart, training and
 exact resume on shards, two gloo processes on shards, bad input."""
+
 import json
 import os
 import subprocess
@@ -18,9 +19,20 @@ from metis_cli.train.config import load_config
 from metis_cli.train.pretrain import pretrain
 
 runner = CliRunner()
-SMALL = ["model.transformer.dim=32", "model.transformer.n_layers=2", "model.transformer.n_heads=2", "model.transformer.ffn_dim=64",
-         "data.max_frames=400", "data.max_utterance_frames=200", "data.pool_size=8", "train.log_every=1", "train.ckpt_every=2",
-         "train.val_every=100", "optim.warmup_steps=2", "train.max_minutes=null"]
+SMALL = [
+    "model.transformer.dim=32",
+    "model.transformer.n_layers=2",
+    "model.transformer.n_heads=2",
+    "model.transformer.ffn_dim=64",
+    "data.max_frames=400",
+    "data.max_utterance_frames=200",
+    "data.pool_size=8",
+    "train.log_every=1",
+    "train.ckpt_every=2",
+    "train.val_every=100",
+    "optim.warmup_steps=2",
+    "train.max_minutes=null",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +54,36 @@ def test_shards_hold_every_utterance_in_the_webdataset_layout(shards):
     from metis_cli.data.arrays import ArrayStore
 
     tokens = ArrayStore(data / "ssl_tokens")
-    samples = list(wds.WebDataset([str(p) for p in sorted(out.glob("shard-*.tar"))], shardshuffle=False, empty_check=False).decode())
+    samples = list(
+        wds.WebDataset(
+            [str(p) for p in sorted(out.glob("shard-*.tar"))], shardshuffle=False, empty_check=False
+        ).decode()
+    )
     assert sorted(s["__key__"] for s in samples) == tokens.keys()
     first = samples[0]
-    assert np.array_equal(first["ssl_tokens.npy"], tokens[first["__key__"]]) and first["acoustic_codes.npy"].shape[1] == 3
+    assert (
+        np.array_equal(first["ssl_tokens.npy"], tokens[first["__key__"]]) and first["acoustic_codes.npy"].shape[1] == 3
+    )
     again = runner.invoke(app, ["data", "shard", str(data), "--out", str(out)])
     assert again.exit_code == 1 and "shards already written" in again.output
 
 
 def test_shards_mix_speakers_unless_told_not_to(shards, tmp_path):
     data, out = shards
-    in_shards = [u for shard in json.loads((out / "shards.json").read_text())["shards"]
-                 for u, _ in (line.split() for line in (out / f"{shard['name']}.lengths").read_text().splitlines())]
+    in_shards = [
+        u
+        for shard in json.loads((out / "shards.json").read_text())["shards"]
+        for u, _ in (line.split() for line in (out / f"{shard['name']}.lengths").read_text().splitlines())
+    ]
     assert sorted(in_shards) == sorted(set(in_shards)) and in_shards != sorted(in_shards)  # seeded shuffle, each once
     kept = write_shards([data], tmp_path / "sorted", ("ssl_tokens",), shard_mb=0.004, shuffle_seed=None)
-    in_order = [u for shard in kept["shards"] for u, _ in (line.split() for line in (tmp_path / "sorted" / f"{shard['name']}.lengths").read_text().splitlines())]
+    in_order = [
+        u
+        for shard in kept["shards"]
+        for u, _ in (
+            line.split() for line in (tmp_path / "sorted" / f"{shard['name']}.lengths").read_text().splitlines()
+        )
+    ]
     assert in_order == sorted(in_order) and kept["shuffle_seed"] is None
 
 
@@ -101,14 +128,24 @@ def test_pretraining_on_shards_resumes_exactly(shards, tmp_path):
     _, out = shards
     config = load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=4"])
     result = pretrain(config, tmp_path / "exp", [out])
-    losses = [json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
-    assert result["step"] == 4 and [r["step"] for r in losses] == [1, 2, 3, 4] and all(np.isfinite(r["loss"]) for r in losses)
+    losses = [
+        json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line
+    ]
+    assert (
+        result["step"] == 4
+        and [r["step"] for r in losses] == [1, 2, 3, 4]
+        and all(np.isfinite(r["loss"]) for r in losses)
+    )
     import shutil
 
     shutil.rmtree(tmp_path / "exp" / "checkpoints" / "step_00000004")
     (tmp_path / "exp" / "metrics.jsonl").write_text("")
-    pretrain(load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=4"]), tmp_path / "exp", [out])
-    resumed = [json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    pretrain(
+        load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=4"]), tmp_path / "exp", [out]
+    )
+    resumed = [
+        json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line
+    ]
     assert [r["step"] for r in resumed] == [3, 4] and resumed[0]["loss"] == pytest.approx(losses[2]["loss"], rel=1e-5)
 
 
@@ -116,9 +153,24 @@ def test_two_gloo_processes_train_on_shards(shards, tmp_path):
     from test_pretrain_s2a import _free_port
 
     _, out = shards
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "metis_cli", "pretrain", str(REPO / "conf" / "mini" / "pretrain.yaml"), str(tmp_path / "ddp"),
-           *SMALL, "train.max_steps=2", "--train-data", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "metis_cli",
+        "pretrain",
+        str(REPO / "conf" / "mini" / "pretrain.yaml"),
+        str(tmp_path / "ddp"),
+        *SMALL,
+        "train.max_steps=2",
+        "--train-data",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "step 2: weights identical on all 2 ranks" in (tmp_path / "ddp" / "log" / "train.log").read_text()

@@ -1,4 +1,5 @@
 """Stage 1-2: SSL extractors, feature stores, k-means, tokens, their quality, resumption, bad input."""
+
 import json
 import shutil
 
@@ -31,7 +32,9 @@ def train_feats(tiny_corpus, tmp_path_factory):
 def _tiny_w2v_bert(path):
     from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
 
-    config = Wav2Vec2BertConfig(**SMALL, output_hidden_size=32, conv_depthwise_kernel_size=3, feature_projection_input_dim=160)
+    config = Wav2Vec2BertConfig(
+        **SMALL, output_hidden_size=32, conv_depthwise_kernel_size=3, feature_projection_input_dim=160
+    )
     Wav2Vec2BertModel(config).save_pretrained(path)
     SeamlessM4TFeatureExtractor(feature_size=80, num_mel_bins=80, stride=2, sampling_rate=16000).save_pretrained(path)
 
@@ -39,8 +42,14 @@ def _tiny_w2v_bert(path):
 def _tiny_hubert(path):
     from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
-    config = HubertConfig(**SMALL, conv_dim=(32, 32), conv_stride=(5, 64), conv_kernel=(10, 64),
-                          num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    config = HubertConfig(
+        **SMALL,
+        conv_dim=(32, 32),
+        conv_stride=(5, 64),
+        conv_kernel=(10, 64),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
     HubertModel(config).save_pretrained(path)
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, return_attention_mask=True).save_pretrained(path)
 
@@ -71,8 +80,18 @@ def test_transformers_layer_matches_the_models_own_hidden_states(make, tmp_path,
         ours = load_extractor(str(tmp_path / "model"), layer)(wav)
         np.testing.assert_allclose(ours, hidden[layer][0].numpy(), atol=1e-4)
     assert abs(len(hidden[0][0]) - len(wav) / 320) <= 2, "50 frames per second"
-    result = runner.invoke(app, ["extract-ssl", str(tiny_corpus / "mini_test"), str(tmp_path / "feats"),
-                                 "--extractor", str(tmp_path / "model"), "--layer", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "extract-ssl",
+            str(tiny_corpus / "mini_test"),
+            str(tmp_path / "feats"),
+            "--extractor",
+            str(tmp_path / "model"),
+            "--layer",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     store = ArrayStore(tmp_path / "feats")
     assert len(store) == 6 and store[store.keys()[0]].shape[1] == 32
@@ -86,7 +105,9 @@ def test_bad_model_dirs_and_layers(tmp_path):
         load_extractor(str(tmp_path / "hubert"))
     from transformers import BertConfig
 
-    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path / "bert")
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
+        tmp_path / "bert"
+    )
     with pytest.raises(MetisError, match="model type 'bert' is not a supported SSL model"):
         load_extractor(str(tmp_path / "bert"), 1)
     (tmp_path / "empty").mkdir()
@@ -156,8 +177,14 @@ def test_normalisation_is_the_published_formula():
     from metis_cli.ssl.extract import normalize
 
     rng = np.random.default_rng(0)
-    x, mean, var = rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32), rng.uniform(0.01, 4, 4).astype(np.float32)
-    np.testing.assert_array_equal(normalize(x, mean, var), ((x - mean) / np.sqrt(var)).astype(np.float16))  # float32, no epsilon
+    x, mean, var = (
+        rng.normal(size=(5, 4)).astype(np.float32),
+        rng.normal(size=4).astype(np.float32),
+        rng.uniform(0.01, 4, 4).astype(np.float32),
+    )
+    np.testing.assert_array_equal(
+        normalize(x, mean, var), ((x - mean) / np.sqrt(var)).astype(np.float16)
+    )  # float32, no epsilon
     var[2] = 0.0  # a constant dimension is centred, not divided by zero
     out = normalize(x, mean, var)
     assert np.isfinite(out).all() and np.allclose(out[:, 2], (x[:, 2] - mean[2]).astype(np.float16))
@@ -179,15 +206,28 @@ def test_kmeans_recovers_known_blobs():
 
 
 def test_tokens_deterministic_from_features_and_audio(train_feats, tiny_corpus, tmp_path):
-    result = runner.invoke(app, ["kmeans", str(train_feats), str(tmp_path / "km"), "--n-clusters", "20", "--portion", "1.0"])
+    result = runner.invoke(
+        app, ["kmeans", str(train_feats), str(tmp_path / "km"), "--n-clusters", "20", "--portion", "1.0"]
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "km" / "kmeans.json").read_text())
     assert config["backend"] == "torch" and config["ssl"]["extractor"] == "builtin"
     for name in ("a", "b"):
-        result = runner.invoke(app, ["tokenize", str(tmp_path / name), "--kmeans", str(tmp_path / "km"), "--feats", str(train_feats)])
+        result = runner.invoke(
+            app, ["tokenize", str(tmp_path / name), "--kmeans", str(tmp_path / "km"), "--feats", str(train_feats)]
+        )
         assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["tokenize", str(tmp_path / "audio"), "--kmeans", str(tmp_path / "km"),
-                                 "--data", str(tiny_corpus / "mini_train")])
+    result = runner.invoke(
+        app,
+        [
+            "tokenize",
+            str(tmp_path / "audio"),
+            "--kmeans",
+            str(tmp_path / "km"),
+            "--data",
+            str(tiny_corpus / "mini_train"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     a, b, c = (ArrayStore(tmp_path / n) for n in ("a", "b", "audio"))
     assert a.keys() == b.keys() == c.keys()
@@ -201,10 +241,16 @@ def test_tokens_deterministic_from_features_and_audio(train_feats, tiny_corpus, 
     no_audio = tmp_path / "no_audio"
     no_audio.mkdir()
     shutil.copy(tiny_corpus / "mini_train" / "utt2spk", no_audio / "utt2spk")
-    result = runner.invoke(app, ["tokenize", str(tmp_path / "none"), "--kmeans", str(tmp_path / "km"), "--data", str(no_audio)])
+    result = runner.invoke(
+        app, ["tokenize", str(tmp_path / "none"), "--kmeans", str(tmp_path / "km"), "--data", str(no_audio)]
+    )
     assert result.exit_code == 1 and "wav.scp: not found" in result.output and not (tmp_path / "none").exists()
-    (no_audio / "wav.scp").write_text("".join(f"{u} {tmp_path}/gone.wav\n" for u in (no_audio / "utt2spk").read_text().split()[::2]))
-    result = runner.invoke(app, ["tokenize", str(tmp_path / "none"), "--kmeans", str(tmp_path / "km"), "--data", str(no_audio)])
+    (no_audio / "wav.scp").write_text(
+        "".join(f"{u} {tmp_path}/gone.wav\n" for u in (no_audio / "utt2spk").read_text().split()[::2])
+    )
+    result = runner.invoke(
+        app, ["tokenize", str(tmp_path / "none"), "--kmeans", str(tmp_path / "km"), "--data", str(no_audio)]
+    )
     assert result.exit_code == 1 and "utterances could be tokenized" in " ".join(result.output.split())
 
 
@@ -225,7 +271,9 @@ def test_token_quality_on_the_corpus(train_feats, tiny_corpus, tmp_path):
     assert report["n_clusters"] == 30 and report["clusters_used"] >= 25
     assert 1 < report["perplexity"] <= 30
     assert 0.3 < report["pnmi"] < 1 and 0 < report["phone_purity"] <= 1 and 0 < report["cluster_purity"] <= 1
-    result = runner.invoke(app, ["token-report", str(tmp_path / "tok"), "--phones", str(tiny_corpus / "mini_train" / "phones.ctm")])
+    result = runner.invoke(
+        app, ["token-report", str(tmp_path / "tok"), "--phones", str(tiny_corpus / "mini_train" / "phones.ctm")]
+    )
     assert result.exit_code == 0 and "pnmi" in result.output
 
 

@@ -1,4 +1,5 @@
 """The TTS text front end: normalisation, espeak-ng IPA, offline ARPAbet, the phone vocabulary."""
+
 import pytest
 
 from metis_cli.errors import MetisError
@@ -6,12 +7,15 @@ from metis_cli.text.normalize import normalize_text
 from metis_cli.text.phonemize import WORD, PhoneVocab, make_phonemizer, text_to_phones
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("Dr. Smith paid $3.50 for 2 tickets.", "doctor Smith paid three dollars and fifty cents for two tickets."),
-    ("45% of 1,234 & the 21st", "forty five percent of one thousand two hundred thirty four and the twenty first"),
-    ("pi is 3.14 since 1984", "pi is three point one four since nineteen eighty four"),
-    ("  well-known   text ", "well known text"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Dr. Smith paid $3.50 for 2 tickets.", "doctor Smith paid three dollars and fifty cents for two tickets."),
+        ("45% of 1,234 & the 21st", "forty five percent of one thousand two hundred thirty four and the twenty first"),
+        ("pi is 3.14 since 1984", "pi is three point one four since nineteen eighty four"),
+        ("  well-known   text ", "well known text"),
+    ],
+)
 def test_normalisation(text, expected):
     assert normalize_text(text) == expected
 

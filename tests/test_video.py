@@ -1,5 +1,6 @@
 """Lip-to-speech data: the viseme model, rendered mouth videos of the embedded corpus, video and feature
 input, and their bad input."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """The watermark: embed/detect on real speech of the tiny corpus, robustness basics, payload, bad input,
 metis detect, and the decoders marking their outputs by default."""
+
 import json
 
 import numpy as np
@@ -11,7 +12,17 @@ from metis_cli.audio import resample
 from metis_cli.cli import app
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
-from metis_cli.watermark import DEFAULT_KEY, KEY_ENV, WatermarkConfig, detect, embed, key_id, marker_for, payload_for, resolve_key
+from metis_cli.watermark import (
+    DEFAULT_KEY,
+    KEY_ENV,
+    WatermarkConfig,
+    detect,
+    embed,
+    key_id,
+    marker_for,
+    payload_for,
+    resolve_key,
+)
 
 runner = CliRunner()
 
@@ -72,7 +83,11 @@ def test_key_resolution_and_marker(monkeypatch):
     monkeypatch.setenv(KEY_ENV, "from-env")
     assert resolve_key() == "from-env"
     marker = marker_for("se_mini")
-    assert marker.config.key == "from-env" and marker.info["key"] == key_id("from-env") and "from-env" not in json.dumps(marker.info)
+    assert (
+        marker.config.key == "from-env"
+        and marker.info["key"] == key_id("from-env")
+        and "from-env" not in json.dumps(marker.info)
+    )
     assert marker.info["payload"] == f"{payload_for('se_mini'):04x}" and key_id(DEFAULT_KEY) == "default"
     assert marker_for("se_mini", enabled=False) is None
 
@@ -83,7 +98,9 @@ def test_metis_detect_table_tsv_and_errors(speech, tmp_path):
     sf.write(tmp_path / "short.wav", speech[:4000], 16000)
     (tmp_path / "wav.scp").write_text(f"a {tmp_path / 'marked.wav'}\nb {tmp_path / 'plain.wav'}\n")
     out = tmp_path / "detect.tsv"
-    result = runner.invoke(app, ["detect", str(tmp_path / "short.wav"), "--scp", str(tmp_path / "wav.scp"), "--tsv", str(out)])
+    result = runner.invoke(
+        app, ["detect", str(tmp_path / "short.wav"), "--scp", str(tmp_path / "wav.scp"), "--tsv", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = {line.split("\t")[0]: line.split("\t") for line in out.read_text().splitlines()[1:]}
     assert rows["a"][4] == "yes" and rows["a"][5] == f"{payload_for('vc_mini'):04x}"
@@ -91,6 +108,10 @@ def test_metis_detect_table_tsv_and_errors(speech, tmp_path):
     result = runner.invoke(app, ["detect", str(tmp_path / "marked.wav"), "--key", "wrong", "--tsv", str(out)])
     assert result.exit_code == 0 and out.read_text().splitlines()[1].split("\t")[4] == "no"
     result = runner.invoke(app, ["detect", str(tmp_path / "missing.wav")])
-    assert result.exit_code == 1 and "could not be read" in result.output and "missing.wav: audio file not found" in result.output
+    assert (
+        result.exit_code == 1
+        and "could not be read" in result.output
+        and "missing.wav: audio file not found" in result.output
+    )
     result = runner.invoke(app, ["detect"])
     assert result.exit_code == 1 and "nothing to check" in result.output

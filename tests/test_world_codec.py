@@ -1,5 +1,6 @@
 """The parametric (WORLD) codec: frames as the SSL tokens count them, a trained round trip that speaks,
 determinism, the same interface as the neural codec, and bad input."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -29,7 +30,12 @@ def speech(tiny_corpus, name="mini_dev", index=0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def trained(tiny_corpus, tmp_path_factory):
     exp = tmp_path_factory.mktemp("world") / "exp"
-    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train", tiny_corpus / "mini_dev")
+    train_codec(
+        load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL),
+        exp,
+        tiny_corpus / "mini_train",
+        tiny_corpus / "mini_dev",
+    )
     return exp
 
 
@@ -37,7 +43,13 @@ def test_mini_config_is_the_world_codec_at_50_hz():
     codec = build_codec(load_config(REPO / "conf" / "mini" / "codec.yaml")["model"])
     cfg = codec.cfg
     assert isinstance(codec, WorldCodec) and codec.kind == "world"
-    assert (cfg.sample_rate, cfg.hop_length, cfg.frame_rate, cfg.quantizer.n_codebooks, cfg.quantizer.codebook_size) == (16000, 320, 50, 8, 256)
+    assert (
+        cfg.sample_rate,
+        cfg.hop_length,
+        cfg.frame_rate,
+        cfg.quantizer.n_codebooks,
+        cfg.quantizer.codebook_size,
+    ) == (16000, 320, 50, 8, 256)
     assert cfg.feature_dim == 2 + 25 + 7 and cfg.bitrate == 3200 and cfg.quantizer.pitch_codebook == 1
 
 
@@ -63,8 +75,12 @@ def test_trained_round_trip_speaks_and_is_deterministic(trained, tiny_corpus):
     from pystoi import stoi
 
     codec = load_codec(trained)
-    assert isinstance(codec, WorldCodec) and sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["step_00000008"]
-    assert {"config.yaml", "command.txt", "git_revision.txt", "metrics.jsonl", "log", "features"} <= {p.name for p in trained.iterdir()}
+    assert isinstance(codec, WorldCodec) and sorted(p.name for p in (trained / "checkpoints").iterdir()) == [
+        "step_00000008"
+    ]
+    assert {"config.yaml", "command.txt", "git_revision.txt", "metrics.jsonl", "log", "features"} <= {
+        p.name for p in trained.iterdir()
+    }
     wav = torch.from_numpy(speech(tiny_corpus, index=1))[None]
     codes = codec.encode(wav)
     assert codes.shape == (1, wav.shape[1] // 320, 8) and codes.dtype == torch.int64
@@ -89,7 +105,10 @@ def test_the_same_seed_learns_the_same_codebooks_and_a_rerun_resumes(trained, ti
     assert torch.equal(load_codec(exp).codebooks, load_codec(trained).codebooks)
     stamp = (exp / "checkpoints" / "step_00000008" / "codec.safetensors").stat().st_mtime_ns
     result = train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train")
-    assert result["step"] == 8 and (exp / "checkpoints" / "step_00000008" / "codec.safetensors").stat().st_mtime_ns == stamp
+    assert (
+        result["step"] == 8
+        and (exp / "checkpoints" / "step_00000008" / "codec.safetensors").stat().st_mtime_ns == stamp
+    )
 
 
 def test_a_run_killed_after_some_codebooks_resumes_to_the_same_codec(trained, tiny_corpus, tmp_path, monkeypatch):
@@ -119,7 +138,7 @@ def test_encode_and_decode_a_data_dir_at_another_rate(trained, tiny_corpus, tmp_
     sources = DataDir(tiny_corpus / "mini_dev").audio_sources()
     utts = sorted(sources)[:3]
     scp = {}
-    for utt, rate in zip(utts, (8000, 24000, 48000)):
+    for utt, rate in zip(utts, (8000, 24000, 48000), strict=False):
         wav = soxr.resample(sf.read(sources[utt][0], dtype="float32")[0], 16000, rate)
         sf.write(tmp_path / f"{utt}.wav", wav, rate)
         scp[utt] = str(tmp_path / f"{utt}.wav")
@@ -187,7 +206,9 @@ def test_expected_vector_decoding(trained, tiny_corpus):
     codec = load_codec(trained)
     codes = codec.encode(torch.from_numpy(speech(tiny_corpus))[None])
     one_hot = torch.nn.functional.one_hot(codes, 32).float()
-    assert torch.allclose(codec.decode_expected(one_hot), codec.decode(codes), atol=1e-5), "certain codes: the codes themselves"
+    assert torch.allclose(codec.decode_expected(one_hot), codec.decode(codes), atol=1e-5), (
+        "certain codes: the codes themselves"
+    )
     spread = one_hot.clone()
     spread[:, :, 7] = 1 / 32  # a codebook spread evenly: its mean entry
     assert torch.isfinite(codec.decode_expected(spread)).all()
@@ -201,12 +222,24 @@ def test_expected_vector_decoding(trained, tiny_corpus):
 
 def test_bad_world_configs_are_refused(tiny_corpus, tmp_path):
     base = load_config(REPO / "conf" / "mini" / "codec.yaml")
-    for key, value, message in (("f0_method", "yin", "f0_method must be one of harvest, dio"),
-                                ("bap_edges", [100, 50], "bap_edges must rise from 0"),
-                                ("kind", "vocoder", "kind must be world or neural")):
+    for key, value, message in (
+        ("f0_method", "yin", "f0_method must be one of harvest, dio"),
+        ("bap_edges", [100, 50], "bap_edges must rise from 0"),
+        ("kind", "vocoder", "kind must be world or neural"),
+    ):
         config = {**base, "model": {**base["model"], key: value}}
         with pytest.raises(MetisError, match=message):
             build_codec(config["model"])
-    result = runner.invoke(app, ["codec", "train", str(REPO / "conf" / "mini" / "codec.yaml"), str(tmp_path / "x"),
-                                 "model.quantizer.pitch_codebook=9", "--train-data", str(tiny_corpus / "mini_train")])
+    result = runner.invoke(
+        app,
+        [
+            "codec",
+            "train",
+            str(REPO / "conf" / "mini" / "codec.yaml"),
+            str(tmp_path / "x"),
+            "model.quantizer.pitch_codebook=9",
+            "--train-data",
+            str(tiny_corpus / "mini_train"),
+        ],
+    )
     assert result.exit_code == 1 and "pitch_codebook must be empty or in 0..7, got 9" in result.output

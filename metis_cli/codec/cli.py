@@ -1,4 +1,5 @@
 """``metis codec``: train, encode, decode (thin wrappers over metis_cli.codec)."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -6,26 +7,35 @@ import typer
 
 from metis_cli.cli_utils import MetisTyper
 
-app = MetisTyper(help="The acoustic codec (stage 3): train it, encode data dirs to acoustic_codes, decode codes to audio.\n\n"
-                      "Example: metis codec train conf/mini/codec.yaml exp/codec_mini --train-data data/mini/mini_train")
+app = MetisTyper(
+    help="The acoustic codec (stage 3): train it, encode data dirs to acoustic_codes, decode codes to audio.\n\n"
+    "Example: metis codec train conf/mini/codec.yaml exp/codec_mini --train-data data/mini/mini_train"
+)
 
 
 @app.command("train")
 def train(
-    config: Path = typer.Argument(..., help="YAML config: conf/mini/codec.yaml (the parametric WORLD codec), conf/mini/codec_neural.yaml, conf/full/codec.yaml (neural)."),
+    config: Path = typer.Argument(
+        ...,
+        help="YAML config: conf/mini/codec.yaml (the parametric WORLD codec), conf/mini/codec_neural.yaml, "
+        "conf/full/codec.yaml (neural).",
+    ),
     exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
     train_data: Path = typer.Option(..., help="Data dir to train on."),
     val_data: Optional[Path] = typer.Option(None, help="Data dir for the validation pass (a few decoded examples)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
+    ),
 ) -> None:
     """Train the codec; rerunning the same command resumes from the newest checkpoint. A neural codec trains
     by gradient steps; the parametric one (model.kind: world) learns its quantiser by k-means in minutes.
 
     Multi-GPU: torchrun --nproc_per_node 8 -m metis_cli codec train ...
 
-    Example: metis codec train conf/mini/codec.yaml exp/codec_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
+    Example: metis codec train conf/mini/codec.yaml exp/codec_mini --train-data data/mini/mini_train --val-data
+    data/mini/mini_dev
     """
     from metis_cli.codec.train import train_codec
     from metis_cli.log import console, setup_logging
@@ -55,7 +65,9 @@ def encode(
 
     setup_logging()
     summary = encode_datadir(exp_dir, data_dir, out, nj)
-    console.print(f"{summary['out']}: {summary['utterances']} utterances, {summary['frames']} frames, {summary['failed']} failed")
+    console.print(
+        f"{summary['out']}: {summary['utterances']} utterances, {summary['frames']} frames, {summary['failed']} failed"
+    )
 
 
 @app.command("decode")
@@ -63,11 +75,14 @@ def decode(
     exp_dir: Path = typer.Argument(..., help="Codec experiment dir."),
     codes_dir: Path = typer.Argument(..., help="Code store from `metis codec encode` (or a model)."),
     out_dir: Path = typer.Argument(..., help="Where wav/ and wav.scp go."),
-    data: Optional[Path] = typer.Option(None, help="The data dir the codes came from: makes OUT_DIR a scoreable resynthesis decode dir."),
+    data: Optional[Path] = typer.Option(
+        None, help="The data dir the codes came from: makes OUT_DIR a scoreable resynthesis decode dir."
+    ),
 ) -> None:
     """Decode acoustic codes to wav files and a wav.scp.
 
-    Example: metis codec decode exp/codec_mini data/mini/mini_test/acoustic_codes exp/resynth/decode_mini_test --data data/mini/mini_test
+    Example: metis codec decode exp/codec_mini data/mini/mini_test/acoustic_codes exp/resynth/decode_mini_test
+    --data data/mini/mini_test
     """
     from metis_cli.codec.inference import decode_codes
     from metis_cli.log import console, setup_logging

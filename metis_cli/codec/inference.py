@@ -1,5 +1,6 @@
 """Using a trained codec: load it from its experiment dir, encode data dirs to ``acoustic_codes``
 (per-utterance [frames, n_codebooks] int16 arrays, sharded and resumable), decode codes to wav files."""
+
 from __future__ import annotations
 
 import itertools
@@ -93,8 +94,11 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
     started = time.time()
     analysed = world_features_of(exp_dir, data.path) if codec.kind == "world" else {}
     if analysed:
-        logger.info("%s: %d utterances quantised from the WORLD features the codec was trained on", data.path,
-                    sum(u in analysed for u in todo))
+        logger.info(
+            "%s: %d utterances quantised from the WORLD features the codec was trained on",
+            data.path,
+            sum(u in analysed for u in todo),
+        )
     reused = ((u, codec.encode_features(analysed[u]).numpy().astype(np.int16), "") for u in todo if u in analysed)
     jobs = [(u, *sources[u]) for u in todo if u not in analysed]
     if num_jobs > 1 and jobs:
@@ -113,13 +117,29 @@ def encode_datadir(exp_dir, data_dir, out_dir=None, num_jobs: int = 1) -> dict:
         with open(out / "failed", "a") as f:
             f.writelines(f"{u}\t{r}\n" for u, r in sorted(failed.items()))
     cfg = codec.cfg
-    write_meta(out, kind="acoustic_codes", codec=str(Path(exp_dir).resolve()), codec_kind=codec.kind, sample_rate=cfg.sample_rate,
-               hop_length=cfg.hop_length, n_codebooks=cfg.quantizer.n_codebooks, codebook_size=cfg.quantizer.codebook_size)
+    write_meta(
+        out,
+        kind="acoustic_codes",
+        codec=str(Path(exp_dir).resolve()),
+        codec_kind=codec.kind,
+        sample_rate=cfg.sample_rate,
+        hop_length=cfg.hop_length,
+        n_codebooks=cfg.quantizer.n_codebooks,
+        codebook_size=cfg.quantizer.codebook_size,
+    )
     store = ArrayStore(out)
     if not len(store):
-        raise MetisError(f"{out}: none of the {len(utts)} utterances could be encoded (e.g. {next(iter(failed.values()), '')}); see {out / 'failed'}")
-    return {"utterances": len(store), "failed": len(failed), "frames": sum(e.shape[0] for e in store.entries.values()),
-            "seconds": time.time() - started, "out": str(out)}
+        raise MetisError(
+            f"{out}: none of the {len(utts)} utterances could be encoded (e.g. {next(iter(failed.values()), '')}); "
+            f"see {out / 'failed'}"
+        )
+    return {
+        "utterances": len(store),
+        "failed": len(failed),
+        "frames": sum(e.shape[0] for e in store.entries.values()),
+        "seconds": time.time() - started,
+        "out": str(out),
+    }
 
 
 def decode_codes(exp_dir, codes_dir, out_dir, data_dir=None) -> dict:
@@ -139,7 +159,9 @@ def decode_codes(exp_dir, codes_dir, out_dir, data_dir=None) -> dict:
         for utt in store.keys():
             codes = torch.from_numpy(np.asarray(store[utt], dtype=np.int64))
             if codes.ndim != 2:
-                raise MetisError(f"{codes_dir}: utterance '{utt}': codes of shape {tuple(codes.shape)}, expected [frames, codebooks]")
+                raise MetisError(
+                    f"{codes_dir}: utterance '{utt}': codes of shape {tuple(codes.shape)}, expected [frames, codebooks]"
+                )
             try:
                 wav = codec.decode(codes[None])[0].numpy()
             except MetisError as exc:
@@ -149,7 +171,9 @@ def decode_codes(exp_dir, codes_dir, out_dir, data_dir=None) -> dict:
     if data_dir is not None:
         from metis_cli.data.decode_dir import write_decode_dir
 
-        write_decode_dir(out, "resynth", data_dir, wav_scp, sample_rate=codec.cfg.sample_rate, codec=str(Path(exp_dir).resolve()))
+        write_decode_dir(
+            out, "resynth", data_dir, wav_scp, sample_rate=codec.cfg.sample_rate, codec=str(Path(exp_dir).resolve())
+        )
     else:
         DataDir(out).write("wav.scp", wav_scp)
     return {"utterances": len(wav_scp), "out": str(out)}

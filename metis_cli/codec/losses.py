@@ -1,5 +1,6 @@
 """Codec training losses (multi-scale mel, multi-resolution STFT) and the Vocos/DAC-style
 discriminators (multi-period on the waveform, multi-resolution on spectrograms) with feature matching."""
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,10 @@ class MultiScaleMelLoss(nn.Module):
     def __init__(self, sample_rate: int, windows=(256, 1024, 2048), n_mels=(32, 80, 160)):
         super().__init__()
         self.windows = list(windows)
-        for i, (w, m) in enumerate(zip(windows, n_mels)):
-            self.register_buffer(f"fb{i}", torch.from_numpy(mel_filterbank(sample_rate, w, m)).float(), persistent=False)
+        for i, (w, m) in enumerate(zip(windows, n_mels, strict=True)):
+            self.register_buffer(
+                f"fb{i}", torch.from_numpy(mel_filterbank(sample_rate, w, m)).float(), persistent=False
+            )
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         loss = 0.0
@@ -58,7 +61,9 @@ class PeriodDiscriminator(nn.Module):
         self.period = period
         chans = [1, channels, channels * 4, channels * 8, channels * 8]
         self.convs = nn.ModuleList(
-            nn.utils.parametrizations.weight_norm(nn.Conv2d(chans[i], chans[i + 1], (5, 1), (3 if i < 3 else 1, 1), padding=(2, 0)))
+            nn.utils.parametrizations.weight_norm(
+                nn.Conv2d(chans[i], chans[i + 1], (5, 1), (3 if i < 3 else 1, 1), padding=(2, 0))
+            )
             for i in range(len(chans) - 1)
         )
         self.post = nn.utils.parametrizations.weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), padding=(1, 0)))
@@ -78,12 +83,14 @@ class ResolutionDiscriminator(nn.Module):
     def __init__(self, n_fft: int, channels: int):
         super().__init__()
         self.n_fft = n_fft
-        self.convs = nn.ModuleList([
-            nn.utils.parametrizations.weight_norm(nn.Conv2d(1, channels, (7, 5), (2, 2), padding=(3, 2))),
-            nn.utils.parametrizations.weight_norm(nn.Conv2d(channels, channels, (5, 3), (2, 1), padding=(2, 1))),
-            nn.utils.parametrizations.weight_norm(nn.Conv2d(channels, channels, (5, 3), (2, 2), padding=(2, 1))),
-            nn.utils.parametrizations.weight_norm(nn.Conv2d(channels, channels, 3, padding=1)),
-        ])
+        self.convs = nn.ModuleList(
+            [
+                nn.utils.parametrizations.weight_norm(nn.Conv2d(1, channels, (7, 5), (2, 2), padding=(3, 2))),
+                nn.utils.parametrizations.weight_norm(nn.Conv2d(channels, channels, (5, 3), (2, 1), padding=(2, 1))),
+                nn.utils.parametrizations.weight_norm(nn.Conv2d(channels, channels, (5, 3), (2, 2), padding=(2, 1))),
+                nn.utils.parametrizations.weight_norm(nn.Conv2d(channels, channels, 3, padding=1)),
+            ]
+        )
         self.post = nn.utils.parametrizations.weight_norm(nn.Conv2d(channels, 1, 3, padding=1))
 
     def forward(self, wav: torch.Tensor):
@@ -98,8 +105,10 @@ class ResolutionDiscriminator(nn.Module):
 class Discriminators(nn.Module):
     def __init__(self, periods=(2, 3, 5, 7, 11), resolutions=(512, 1024, 2048), channels: int = 32):
         super().__init__()
-        self.nets = nn.ModuleList([PeriodDiscriminator(p, channels) for p in periods]
-                                  + [ResolutionDiscriminator(n, channels) for n in resolutions])
+        self.nets = nn.ModuleList(
+            [PeriodDiscriminator(p, channels) for p in periods]
+            + [ResolutionDiscriminator(n, channels) for n in resolutions]
+        )
 
     def forward(self, wav: torch.Tensor):
         return [net(wav) for net in self.nets]
@@ -107,7 +116,8 @@ class Discriminators(nn.Module):
 
 def discriminator_loss(real_outputs, fake_outputs) -> torch.Tensor:
     """Least-squares GAN: real towards 1, generated towards 0."""
-    return sum(torch.mean((1 - r) ** 2) + torch.mean(f**2) for (r, _), (f, _) in zip(real_outputs, fake_outputs)) / len(real_outputs)
+    pairs = zip(real_outputs, fake_outputs, strict=True)
+    return sum(torch.mean((1 - r) ** 2) + torch.mean(f**2) for (r, _), (f, _) in pairs) / len(real_outputs)
 
 
 def generator_losses(real_outputs, fake_outputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,8 +125,8 @@ def generator_losses(real_outputs, fake_outputs) -> tuple[torch.Tensor, torch.Te
     adversarial = sum(torch.mean((1 - f) ** 2) for f, _ in fake_outputs) / len(fake_outputs)
     matching = 0.0
     count = 0
-    for (_, real_features), (_, fake_features) in zip(real_outputs, fake_outputs):
-        for r, f in zip(real_features, fake_features):
+    for (_, real_features), (_, fake_features) in zip(real_outputs, fake_outputs, strict=True):
+        for r, f in zip(real_features, fake_features, strict=True):
             matching = matching + F.l1_loss(f, r.detach())
             count += 1
     return adversarial, matching / max(count, 1)

@@ -7,6 +7,7 @@ Every size is a config value (``CodecConfig``); ``conf/full/codec.yaml`` gives t
 hop 480, 12 x 1024 codec, ``conf/mini/codec_neural.yaml`` a small 16 kHz, 50 Hz one that trains on a CPU
 (the mini recipes use the parametric codec of metis_cli/codec/world.py by default).
 """
+
 from __future__ import annotations
 
 import math
@@ -162,8 +163,14 @@ class Encoder(nn.Module):
 class FactorizedVQ(nn.Module):
     """Project to a few dims, L2-normalise, look up the nearest code (cosine), project back."""
 
-    def __init__(self, input_dim: int, codebook_size: int, codebook_dim: int, dead_code_threshold: float = 0.0,
-                 restart_every: int = 50):
+    def __init__(
+        self,
+        input_dim: int,
+        codebook_size: int,
+        codebook_dim: int,
+        dead_code_threshold: float = 0.0,
+        restart_every: int = 50,
+    ):
         super().__init__()
         self.in_proj = wn_conv(input_dim, codebook_dim, kernel_size=1)
         self.out_proj = wn_conv(codebook_dim, input_dim, kernel_size=1)
@@ -227,8 +234,10 @@ class ResidualVQ(nn.Module):
     def __init__(self, input_dim: int, cfg: QuantizerConfig):
         super().__init__()
         self.cfg = cfg
-        self.layers = nn.ModuleList(FactorizedVQ(input_dim, cfg.codebook_size, cfg.codebook_dim, cfg.dead_code_threshold, cfg.restart_every)
-                                    for _ in range(cfg.n_codebooks))
+        self.layers = nn.ModuleList(
+            FactorizedVQ(input_dim, cfg.codebook_size, cfg.codebook_dim, cfg.dead_code_threshold, cfg.restart_every)
+            for _ in range(cfg.n_codebooks)
+        )
 
     def forward(self, z: torch.Tensor, n_codebooks: int | None = None):
         """Returns quantised z, codes [B, T, n], commitment loss, codebook loss, codebooks used per item.
@@ -259,7 +268,9 @@ class ResidualVQ(nn.Module):
         if codes.shape[-1] > len(self.layers):
             raise MetisError(f"codes have {codes.shape[-1]} codebooks; this codec has {len(self.layers)}")
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.cfg.codebook_size):
-            raise MetisError(f"code values must be in 0..{self.cfg.codebook_size - 1}; got {int(codes.min())}..{int(codes.max())}")
+            raise MetisError(
+                f"code values must be in 0..{self.cfg.codebook_size - 1}; got {int(codes.min())}..{int(codes.max())}"
+            )
         return sum(layer.decode_codes(codes[..., i]) for i, layer in enumerate(self.layers[: codes.shape[-1]]))
 
 
@@ -289,8 +300,9 @@ def istft_same(spec: torch.Tensor, window: torch.Tensor, hop: int) -> torch.Tens
     count = frames.shape[-1]
     length = (count - 1) * hop + n_fft
     wav = F.fold(frames, (1, length), kernel_size=(1, n_fft), stride=(1, hop))[:, 0, 0]
-    envelope = F.fold(window.pow(2)[None, :, None].expand(1, -1, count), (1, length),
-                      kernel_size=(1, n_fft), stride=(1, hop))[0, 0, 0]
+    envelope = F.fold(
+        window.pow(2)[None, :, None].expand(1, -1, count), (1, length), kernel_size=(1, n_fft), stride=(1, hop)
+    )[0, 0, 0]
     pad = (n_fft - hop) // 2
     return (wav / envelope.clamp(min=1e-11))[:, pad : pad + count * hop]
 
@@ -362,8 +374,13 @@ class Codec(nn.Module):
     def forward(self, wav: torch.Tensor, n_codebooks: int | None = None) -> dict:
         latents = self.encoder(wav)
         quantized, codes, commitment, codebook, used = self.quantizer(latents, n_codebooks)
-        return {"wav": self.decoder(quantized), "codes": codes, "commitment_loss": commitment,
-                "codebook_loss": codebook, "codebooks_used": used}
+        return {
+            "wav": self.decoder(quantized),
+            "codes": codes,
+            "commitment_loss": commitment,
+            "codebook_loss": codebook,
+            "codebooks_used": used,
+        }
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
@@ -378,5 +395,9 @@ class Codec(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-        return {"encoder": count(self.encoder), "quantizer": count(self.quantizer), "decoder": count(self.decoder),
-                "total": count(self)}
+        return {
+            "encoder": count(self.encoder),
+            "quantizer": count(self.quantizer),
+            "decoder": count(self.decoder),
+            "total": count(self),
+        }

@@ -5,6 +5,7 @@ batch size, ``cache_gb``: how much training audio is kept in memory, the rest be
 segment), ``optim`` (AdamW, warm-up then cosine decay), ``loss`` (weights), ``discriminator`` (on/off
 and sizes), ``train`` (TrainConfig: steps, checkpoints, validation, time budget).
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,7 +65,9 @@ class AudioSegments:
             info = audio_info(source, utt_id=utt, commands=True)
             rate = info.sample_rate
             if rate != self.sample_rate and not self._warned:
-                logger.info("resampling %s audio from %d Hz to the codec's %d Hz", self.data.path, rate, self.sample_rate)
+                logger.info(
+                    "resampling %s audio from %d Hz to the codec's %d Hz", self.data.path, rate, self.sample_rate
+                )
                 self._warned = True
             first = int(round(start * rate))
             native = (info.frames if end is None else int(round(end * rate))) - first
@@ -106,7 +109,11 @@ class AudioSegments:
             step = sr // math.gcd(rate, sr)  # codec samples between shared grid points
             k0 = max(0, (offset - int(self.RESAMPLE_MARGIN * sr)) // step * step)
         first = s0 + k0 * rate // sr
-        last = s0 + math.ceil((offset + self.segment) * rate / sr) + (0 if rate == sr else int(self.RESAMPLE_MARGIN * rate))
+        last = (
+            s0
+            + math.ceil((offset + self.segment) * rate / sr)
+            + (0 if rate == sr else int(self.RESAMPLE_MARGIN * rate))
+        )
         if end is not None:
             last = min(last, int(round(end * rate)))
         wav = load_audio(source, sr, start=first / rate, end=last / rate, utt_id=utt, commands=True)[0]
@@ -130,23 +137,44 @@ def code_perplexity(codes: torch.Tensor, codebook_size: int) -> float:
     """Mean over codebooks of 2^entropy of the batch's codes: how many codes are in effective use."""
     from metis_cli.tokenizer.quality import entropy_bits
 
-    values = [2 ** entropy_bits(torch.bincount(codes[..., j].flatten(), minlength=codebook_size).cpu().numpy())
-              for j in range(codes.shape[-1])]
+    values = [
+        2 ** entropy_bits(torch.bincount(codes[..., j].flatten(), minlength=codebook_size).cpu().numpy())
+        for j in range(codes.shape[-1])
+    ]
     return sum(values) / len(values)
 
 
 class CodecTask:
     def __init__(self, trainer: Trainer, config: dict, train_dir, val_dir=None):
         check_keys(config, SECTIONS, "codec config sections")
-        check_keys(config.get("data") or {}, ("batch_size", "cache_gb", "segment_seconds", "val_utterances"), "codec config data")
-        check_keys(config.get("optim") or {}, ("lr", "betas", "weight_decay", "warmup_steps", "final_lr_ratio"), "codec config optim")
+        check_keys(
+            config.get("data") or {},
+            ("batch_size", "cache_gb", "segment_seconds", "val_utterances"),
+            "codec config data",
+        )
+        check_keys(
+            config.get("optim") or {},
+            ("lr", "betas", "weight_decay", "warmup_steps", "final_lr_ratio"),
+            "codec config optim",
+        )
         self.cfg = CodecConfig.from_dict(config.get("model", {}))
         data, optim, loss = config.get("data", {}), config.get("optim", {}), config.get("loss", {})
         disc = config.get("discriminator", {})
         self.batch_size = int(data.get("batch_size", 8))
-        self.loss_weights = {"mel": 15.0, "stft": 1.0, "commitment": self.cfg.quantizer.commitment_weight,
-                             "codebook": 1.0, "adversarial": 1.0, "feature_matching": 2.0, **loss.get("weights", {})}
-        segment = int(float(data.get("segment_seconds", 1.0)) * self.cfg.sample_rate) // self.cfg.hop_length * self.cfg.hop_length
+        self.loss_weights = {
+            "mel": 15.0,
+            "stft": 1.0,
+            "commitment": self.cfg.quantizer.commitment_weight,
+            "codebook": 1.0,
+            "adversarial": 1.0,
+            "feature_matching": 2.0,
+            **loss.get("weights", {}),
+        }
+        segment = (
+            int(float(data.get("segment_seconds", 1.0)) * self.cfg.sample_rate)
+            // self.cfg.hop_length
+            * self.cfg.hop_length
+        )
         self.train_data = AudioSegments(train_dir, self.cfg.sample_rate, segment, float(data.get("cache_gb", 2.0)))
         # One thread reads the next step's audio while this step computes (every batch goes through it,
         # so the segment cache is only ever touched by that thread).
@@ -165,14 +193,21 @@ class CodecTask:
         total = trainer.train.max_steps
         schedule = warmup_cosine(int(optim.get("warmup_steps", 100)), total, float(optim.get("final_lr_ratio", 0.1)))
         betas = tuple(optim.get("betas", (0.8, 0.99)))
-        opt = torch.optim.AdamW(self.codec.parameters(), lr=float(optim.get("lr", 1e-3)), betas=betas,
-                                weight_decay=float(optim.get("weight_decay", 0.0)))
+        opt = torch.optim.AdamW(
+            self.codec.parameters(),
+            lr=float(optim.get("lr", 1e-3)),
+            betas=betas,
+            weight_decay=float(optim.get("weight_decay", 0.0)),
+        )
         trainer.add_optimizer("generator", opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
         self.use_disc = bool(disc.get("enabled", False))
         self.disc_start = int(disc.get("start_step", 0))
         if self.use_disc:
-            nets = Discriminators(tuple(disc.get("periods", (2, 3, 5, 7, 11))), tuple(disc.get("resolutions", (512, 1024, 2048))),
-                                  int(disc.get("channels", 32)))
+            nets = Discriminators(
+                tuple(disc.get("periods", (2, 3, 5, 7, 11))),
+                tuple(disc.get("resolutions", (512, 1024, 2048))),
+                int(disc.get("channels", 32)),
+            )
             self.disc = trainer.add_model("discriminator", nets)
             d_opt = torch.optim.AdamW(self.disc.parameters(), lr=float(optim.get("lr", 1e-3)), betas=betas)
             trainer.add_optimizer("discriminator", d_opt, torch.optim.lr_scheduler.LambdaLR(d_opt, schedule))
@@ -201,8 +236,12 @@ class CodecTask:
             with trainer.autocast():
                 out = self.codec(real)
             fake = out["wav"].float()
-            losses = {"mel": self.mel_loss(fake, real), "stft": self.stft_loss(fake, real),
-                      "commitment": out["commitment_loss"], "codebook": out["codebook_loss"]}
+            losses = {
+                "mel": self.mel_loss(fake, real),
+                "stft": self.stft_loss(fake, real),
+                "commitment": out["commitment_loss"],
+                "codebook": out["codebook_loss"],
+            }
             if gan:
                 d_loss = discriminator_loss(self.disc(real), self.disc(fake.detach()))
                 (d_loss / accum).backward()
@@ -214,7 +253,11 @@ class CodecTask:
             (total / accum).backward()
             if gan:
                 self.disc.requires_grad_(True)
-            for k, v in {**losses, "total": total, "code_perplexity": code_perplexity(out["codes"], self.cfg.quantizer.codebook_size)}.items():
+            for k, v in {
+                **losses,
+                "total": total,
+                "code_perplexity": code_perplexity(out["codes"], self.cfg.quantizer.codebook_size),
+            }.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) / accum
         totals["grad_norm"] = trainer.optimizer_step("generator", self.codec.parameters())
         if gan:
@@ -253,5 +296,9 @@ def train_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
     task = CodecTask(trainer, config, train_dir, val_dir)
     counts = trainer.unwrap(task.codec).parameter_counts()
-    logger.info("codec: %s parameters; %.0f bit/s", ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items()), task.cfg.bitrate)
+    logger.info(
+        "codec: %s parameters; %.0f bit/s",
+        ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items()),
+        task.cfg.bitrate,
+    )
     return trainer.fit(task)

@@ -15,6 +15,7 @@ Frames: ``len(wav) // hop`` of them (the SSL tokens' count), frame i describing 
 samples. The model is an ``nn.Module`` whose state (normalisation, weights, codebooks) is buffers, so
 experiment dirs, safetensors checkpoints and ``load_weights`` serve it exactly like the neural codec.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ from torch import nn
 from metis_cli.codec.model import CodecRates
 from metis_cli.errors import MetisError
 
-GRID = 4  # analysis and synthesis grid: 4 steps per code frame (5 ms at 20 ms), so pitch and envelope glide between frames
+GRID = (
+    4  # analysis and synthesis grid: 4 steps per code frame (5 ms at 20 ms), so pitch and envelope glide between frames
+)
 F0_METHODS = ("harvest", "dio")
 
 
@@ -52,7 +55,9 @@ class WorldCodecConfig(CodecRates):
     mcep_order: int = 24
     mcep_alpha: float = 0.42  # frequency warping of the mel-cepstrum (0.42 approximates the mel scale at 16 kHz)
     fft_size: int = 1024
-    bap_edges: list = field(default_factory=lambda: [0, 500, 1000, 2000, 3000, 4500, 6000, 8000])  # Hz, band aperiodicity
+    bap_edges: list = field(
+        default_factory=lambda: [0, 500, 1000, 2000, 3000, 4500, 6000, 8000]
+    )  # Hz, band aperiodicity
     # weights of each part of the normalised vector in the VQ's distance: one log-F0 value and one voicing
     # flag against mcep_order + 1 cepstra, so pitch and voicing get more than a single dimension's say
     weights: dict = field(default_factory=lambda: {"lf0": 3.0, "vuv": 2.0, "mcep": 1.0, "bap": 0.5})
@@ -87,15 +92,23 @@ class WorldCodecConfig(CodecRates):
             raise MetisError(f"codec model.f0_method must be one of {', '.join(F0_METHODS)}, got '{self.f0_method}'")
         edges = list(self.bap_edges)
         if len(edges) < 2 or edges != sorted(edges) or edges[0] != 0 or edges[-1] > self.sample_rate / 2:
-            raise MetisError(f"codec model.bap_edges must rise from 0 to at most {self.sample_rate // 2} Hz, got {edges}")
+            raise MetisError(
+                f"codec model.bap_edges must rise from 0 to at most {self.sample_rate // 2} Hz, got {edges}"
+            )
         missing = {"lf0", "vuv", "mcep", "bap"} - set(self.weights)
         if missing:
             raise MetisError(f"codec model.weights lacks {', '.join(sorted(missing))}")
         q = self.quantizer
         if q.n_codebooks < 1 or q.codebook_size < 2:
-            raise MetisError(f"codec model.quantizer needs n_codebooks >= 1 and codebook_size >= 2, got {q.n_codebooks} x {q.codebook_size}")
+            raise MetisError(
+                f"codec model.quantizer needs n_codebooks >= 1 and codebook_size >= 2, got {q.n_codebooks} x "
+                f"{q.codebook_size}"
+            )
         if q.pitch_codebook is not None and not 0 <= q.pitch_codebook < q.n_codebooks:
-            raise MetisError(f"codec model.quantizer.pitch_codebook must be empty or in 0..{q.n_codebooks - 1}, got {q.pitch_codebook}")
+            raise MetisError(
+                f"codec model.quantizer.pitch_codebook must be empty or in 0..{q.n_codebooks - 1}, got "
+                f"{q.pitch_codebook}"
+            )
 
 
 def codec_kind(model: dict) -> str:
@@ -126,12 +139,16 @@ def import_world():
     if importlib.util.find_spec("pkg_resources") is None:
         stand_in = types.ModuleType("pkg_resources")
         stand_in.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))
-        stand_in.resource_filename = lambda package, name: str(importlib.resources.files(package.rpartition(".")[0] or package) / name)
+        stand_in.resource_filename = lambda package, name: str(
+            importlib.resources.files(package.rpartition(".")[0] or package) / name
+        )
         sys.modules["pkg_resources"] = stand_in
     try:
         return importlib.import_module("pyworld"), importlib.import_module("pysptk")
     except ModuleNotFoundError as exc:
-        raise MetisError(f"{exc.name} is not installed (the WORLD codec needs pyworld and pysptk); run: bash tools/install.sh") from None
+        raise MetisError(
+            f"{exc.name} is not installed (the WORLD codec needs pyworld and pysptk); run: bash tools/install.sh"
+        ) from None
     finally:
         if stand_in is not None:
             sys.modules.pop("pkg_resources", None)
@@ -169,7 +186,8 @@ def analyse(wav: np.ndarray, cfg: WorldCodecConfig) -> np.ndarray:
     mcep = pysptk.sp2mc(np.maximum(sp, 1e-16), cfg.mcep_order, cfg.mcep_alpha)
     freqs = _bin_freqs(cfg)
     ap_db = 20 * np.log10(np.clip(ap, 1e-3, 1.0))
-    bap = np.stack([ap_db[:, (freqs >= lo) & (freqs <= hi)].mean(1) for lo, hi in zip(cfg.bap_edges[:-1], cfg.bap_edges[1:])], 1)
+    bands = zip(cfg.bap_edges[:-1], cfg.bap_edges[1:], strict=True)
+    bap = np.stack([ap_db[:, (freqs >= lo) & (freqs <= hi)].mean(1) for lo, hi in bands], 1)
     voiced = f0 > 0
     lf0 = np.full(frames, math.log(cfg.f0_floor))
     if voiced.any():
@@ -205,13 +223,18 @@ def synthesise(features: np.ndarray, cfg: WorldCodecConfig) -> np.ndarray:
     nearest = np.minimum(np.arange(GRID * frames + 1) // GRID, frames - 1)
     f0 = np.where(voiced[nearest], np.exp(np.clip(grid[:, 0], math.log(cfg.f0_floor), math.log(cfg.f0_ceil))), 0.0)
     sp = pysptk.mc2sp(np.ascontiguousarray(grid[:, 1 : 2 + order]), cfg.mcep_alpha, cfg.fft_size)
-    band_centres = [(lo + hi) / 2 for lo, hi in zip(cfg.bap_edges[:-1], cfg.bap_edges[1:])]
+    band_centres = [(lo + hi) / 2 for lo, hi in zip(cfg.bap_edges[:-1], cfg.bap_edges[1:], strict=True)]
     freqs = _bin_freqs(cfg)
     bap_grid = grid[:, 2 + order :]
     ap_db = np.stack([np.interp(freqs, band_centres, row) for row in bap_grid])
     ap = np.clip(10 ** (ap_db / 20), 1e-3, 1.0)
-    wav = pyworld.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), cfg.sample_rate,
-                             frame_period=_grid_ms(cfg))
+    wav = pyworld.synthesize(
+        np.ascontiguousarray(f0),
+        np.ascontiguousarray(sp),
+        np.ascontiguousarray(ap),
+        cfg.sample_rate,
+        frame_period=_grid_ms(cfg),
+    )
     wav = wav[: frames * cfg.hop_length]
     if len(wav) < frames * cfg.hop_length:
         wav = np.pad(wav, (0, frames * cfg.hop_length - len(wav)))
@@ -274,7 +297,8 @@ class WorldCodec(nn.Module):
         return torch.where(residual[:, 1] > 0, levels, torch.zeros_like(levels))
 
     def residual_vq(self, vectors: torch.Tensor, n_codebooks: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy residual VQ with the first ``n_codebooks``: [T, dim] -> (codes [T, n] int64, what they leave [T, dim])."""
+        """Greedy residual VQ with the first ``n_codebooks``: [T, dim] -> (codes [T, n] int64, what they
+        leave [T, dim])."""
         residual = vectors.clone()
         codes = []
         for i in range(n_codebooks):
@@ -294,9 +318,13 @@ class WorldCodec(nn.Module):
     def check_codes(self, codes: torch.Tensor) -> None:
         q = self.cfg.quantizer
         if codes.ndim != 3 or codes.shape[-1] > q.n_codebooks:
-            raise MetisError(f"codes of shape {tuple(codes.shape)}: this codec takes [batch, frames, <= {q.n_codebooks}]")
+            raise MetisError(
+                f"codes of shape {tuple(codes.shape)}: this codec takes [batch, frames, <= {q.n_codebooks}]"
+            )
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= q.codebook_size):
-            raise MetisError(f"code values must be in 0..{q.codebook_size - 1}; got {int(codes.min())}..{int(codes.max())}")
+            raise MetisError(
+                f"code values must be in 0..{q.codebook_size - 1}; got {int(codes.min())}..{int(codes.max())}"
+            )
 
     @torch.no_grad()
     def encode_features(self, features: np.ndarray, n_codebooks: int | None = None) -> torch.Tensor:
@@ -328,8 +356,10 @@ class WorldCodec(nn.Module):
         a codebook S2A cannot predict adds its mean entry, near zero). Codebooks past n count as zero."""
         q = self.cfg.quantizer
         if probs.ndim != 4 or probs.shape[2] > q.n_codebooks or probs.shape[3] != q.codebook_size:
-            raise MetisError(f"code distributions of shape {tuple(probs.shape)}: this codec takes "
-                             f"[batch, frames, <= {q.n_codebooks}, {q.codebook_size}]")
+            raise MetisError(
+                f"code distributions of shape {tuple(probs.shape)}: this codec takes "
+                f"[batch, frames, <= {q.n_codebooks}, {q.codebook_size}]"
+            )
         books = self.codebooks.cpu()[: probs.shape[2]]
         return self._synthesise(torch.einsum("btnv,nvd->btd", probs.float().cpu(), books), probs.device)
 
@@ -353,13 +383,21 @@ def fit_quantizer(codec: WorldCodec, residual: torch.Tensor, index: int, seed: i
         # entry 0: unvoiced (the voicing flag's low value); the rest: log-F0 levels of the voiced frames
         voiced = residual[:, 1] > 0
         if int(voiced.sum()) < q.codebook_size - 1:
-            raise MetisError(f"{int(voiced.sum())} voiced training frames are fewer than the {q.codebook_size - 1} pitch levels; give more audio")
-        levels, _ = learn_kmeans(residual[voiced, :1].numpy(), q.codebook_size - 1, iters=q.kmeans_iters, seed=seed, backend=backend)
+            raise MetisError(
+                f"{int(voiced.sum())} voiced training frames are fewer than the {q.codebook_size - 1} pitch levels; "
+                "give more audio"
+            )
+        levels, _ = learn_kmeans(
+            residual[voiced, :1].numpy(), q.codebook_size - 1, iters=q.kmeans_iters, seed=seed, backend=backend
+        )
         book[1:, 0] = torch.from_numpy(np.sort(np.asarray(levels, dtype=np.float32)[:, 0]))
         book[0, 1], book[1:, 1] = float(residual[~voiced, 1].mean()), float(residual[voiced, 1].mean())
     else:
         if len(residual) < q.codebook_size:
-            raise MetisError(f"{len(residual)} training frames are fewer than codebook_size {q.codebook_size}; give more audio or a smaller codebook")
+            raise MetisError(
+                f"{len(residual)} training frames are fewer than codebook_size {q.codebook_size}; give more audio or "
+                "a smaller codebook"
+            )
         points = residual.clone()
         if pitch:  # the pitch codebook alone codes pitch and voicing
             points[:, :2] = 0

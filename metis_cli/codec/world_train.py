@@ -11,6 +11,7 @@ Config sections (conf/mini/codec.yaml): ``model`` (WorldCodecConfig, ``kind: wor
 (``max_utterances``: analyse at most this many train utterances, a seeded pick, empty = all;
 ``num_jobs``: analysis processes; ``val_utterances``), ``train`` (``seed``, ``kmeans_backend``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,7 +45,9 @@ def _features_job(job):
         return utt, None, f"utterance '{utt}': {exc}"
 
 
-def analyse_datadir(data_dir, out_dir, cfg: WorldCodecConfig, utts=None, num_jobs: int = 1, what: str = "analyse") -> dict:
+def analyse_datadir(
+    data_dir, out_dir, cfg: WorldCodecConfig, utts=None, num_jobs: int = 1, what: str = "analyse"
+) -> dict:
     """WORLD features of a data dir's utterances (all, or ``utts``) into an array store at ``out_dir``;
     resumable (what the store holds is not analysed again). Returns {utterance: reason} of the failed."""
     data = DataDir(data_dir)
@@ -59,8 +62,14 @@ def analyse_datadir(data_dir, out_dir, cfg: WorldCodecConfig, utts=None, num_job
     finally:
         if pool is not None:
             pool.shutdown()
-    write_meta(out_dir, kind="world_features", data_dir=str(data.path.resolve()), sample_rate=cfg.sample_rate,
-               hop_length=cfg.hop_length, dim=cfg.feature_dim)
+    write_meta(
+        out_dir,
+        kind="world_features",
+        data_dir=str(data.path.resolve()),
+        sample_rate=cfg.sample_rate,
+        hop_length=cfg.hop_length,
+        dim=cfg.feature_dim,
+    )
     return failed
 
 
@@ -91,8 +100,13 @@ class WorldCodecTask:
         features = ArrayStore(store)
         self.residual: torch.Tensor | None = None  # kept from step to step; fit_quantizer updates it
         self.features = np.concatenate([np.asarray(features[u]) for u in utts if u in features])
-        logger.info("codec: %d frames of WORLD features (%d dims) from %d utterances of %s", len(self.features),
-                    self.cfg.feature_dim, len(features), train_dir)
+        logger.info(
+            "codec: %d frames of WORLD features (%d dims) from %d utterances of %s",
+            len(self.features),
+            self.cfg.feature_dim,
+            len(features),
+            train_dir,
+        )
 
     def train_step(self, trainer: Trainer, step: int) -> dict:
         codec: WorldCodec = trainer.unwrap(self.codec)
@@ -117,7 +131,14 @@ class WorldCodecTask:
         sources = DataDir(self.val_dir).audio_sources()
         scores = []
         for utt in sorted(sources)[: self.num_val]:
-            wav, _ = load_audio(sources[utt][0], self.cfg.sample_rate, start=sources[utt][1], end=sources[utt][2], utt_id=utt, commands=True)
+            wav, _ = load_audio(
+                sources[utt][0],
+                self.cfg.sample_rate,
+                start=sources[utt][1],
+                end=sources[utt][2],
+                utt_id=utt,
+                commands=True,
+            )
             decoded = codec.decode(codec.encode(torch.from_numpy(wav)[None]))[0].numpy()
             ref = wav[: len(decoded)]
             scores.append(float(stoi(ref, decoded, self.cfg.sample_rate)))
@@ -128,8 +149,14 @@ class WorldCodecTask:
 def train_world_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
     cfg = WorldCodecConfig.from_dict(config.get("model", {}))
     n = cfg.quantizer.n_codebooks
-    train = TrainConfig(max_steps=n, log_every=1, ckpt_every=1, val_every=n, keep_checkpoints=1,
-                        seed=int((config.get("train") or {}).get("seed", 0)))
+    train = TrainConfig(
+        max_steps=n,
+        log_every=1,
+        ckpt_every=1,
+        val_every=n,
+        keep_checkpoints=1,
+        seed=int((config.get("train") or {}).get("seed", 0)),
+    )
     trainer = Trainer(exp_dir, config, train)
     task = WorldCodecTask(trainer, config, train_dir, val_dir)
     logger.info("codec (WORLD): %d x %d codes per frame, %.0f bit/s", n, cfg.quantizer.codebook_size, cfg.bitrate)

@@ -13,6 +13,7 @@ embedding per higher codebook on generated frames (``mask_higher_codebooks``). T
 model embeds codebook 0 only (1 quantizer); it becomes a 12-codebook model whose embeddings of codebooks
 1..11 are zero, which computes the same function.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,14 +28,14 @@ PUBLISHED_LORA_RANK = {"vc": 16, "se": 32, "tse": 32}
 
 
 def _take(state: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _renamed(key: str, prefixes: dict[str, str]) -> str:
     """``key`` with the first matching old prefix of ``prefixes`` replaced by its new one."""
     for old, new in prefixes.items():
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return key
 
 
@@ -54,8 +55,13 @@ def _transformer(state: dict, n_heads: int) -> tuple[dict, dict]:
         elif key.startswith("diff_step_mlp."):
             out[f"transformer.time_mlp.{key.removeprefix('diff_step_mlp.')}"] = value
     dim = state["diff_estimator.norm.to_weight.weight"].shape[0]
-    config = {"dim": int(dim), "n_layers": _layers(state, "diff_estimator.layers."), "n_heads": n_heads,
-              "ffn_dim": int(state["diff_estimator.layers.0.mlp.gate_proj.weight"].shape[0]), "time_embedding": "amphion"}
+    config = {
+        "dim": int(dim),
+        "n_layers": _layers(state, "diff_estimator.layers."),
+        "n_heads": n_heads,
+        "ffn_dim": int(state["diff_estimator.layers.0.mlp.gate_proj.weight"].shape[0]),
+        "time_embedding": "amphion",
+    }
     return config, out
 
 
@@ -65,8 +71,13 @@ def convert_stage1(state: dict, n_heads: int = PUBLISHED["n_heads"]) -> tuple[di
     out["token_emb.weight"] = state["cond_emb.weight"]
     out["mask_emb"] = state["mask_emb.weight"]
     out["head.weight"], out["head.bias"] = state["to_logit.weight"], state["to_logit.bias"]
-    config = {"vocab_size": int(state["cond_emb.weight"].shape[0]), "transformer": transformer, "n_phones": 0,
-              "frame_condition_dim": 0, "prefix_activation": "silu"}
+    config = {
+        "vocab_size": int(state["cond_emb.weight"].shape[0]),
+        "transformer": transformer,
+        "n_phones": 0,
+        "frame_condition_dim": 0,
+        "prefix_activation": "silu",
+    }
     if "phone_emb.weight" in state:
         out["phone_emb.weight"] = state["phone_emb.weight"]
         config["n_phones"] = int(state["phone_emb.weight"].shape[0])
@@ -84,7 +95,10 @@ def _adapter(adapter: dict, out: dict) -> dict:
     """cond_adapter.* (gated: in_linear, out_linear, gate_scale; L2S: Sequential 0, 2) -> frame_adapter.*"""
     for key, value in adapter.items():
         out[f"frame_adapter.{_renamed(key, {'0.': 'in_linear.', '2.': 'out_linear.'})}"] = value
-    return {"frame_condition_dim": int(out["frame_adapter.in_linear.weight"].shape[1]), "adapter_gate": "gate_scale" in adapter}
+    return {
+        "frame_condition_dim": int(out["frame_adapter.in_linear.weight"].shape[1]),
+        "adapter_gate": "gate_scale" in adapter,
+    }
 
 
 def merge_adapter(state: dict, adapter_file_state: dict) -> dict:
@@ -92,7 +106,9 @@ def merge_adapter(state: dict, adapter_file_state: dict) -> dict:
     return {**state, **{k.removeprefix("model."): v for k, v in adapter_file_state.items()}}
 
 
-def merge_lora(state: dict, lora_state: dict, rank: int | None = None, alpha: float | None = None, where: str = "LoRA file") -> dict:
+def merge_lora(
+    state: dict, lora_state: dict, rank: int | None = None, alpha: float | None = None, where: str = "LoRA file"
+) -> dict:
     """Folds a published LoRA file (``model.<module>.lora_A.default.weight`` [r, in], ``lora_B`` [out, r])
     into the base weights: W + alpha / r * B @ A. ``rank``: what the model's config says (checked)."""
     pairs: dict[str, dict] = {}
@@ -117,12 +133,17 @@ def merge_lora(state: dict, lora_state: dict, rank: int | None = None, alpha: fl
             raise MetisError(f"{where}: {module} is not a layer of the base model")
         a, b, w = pair["A"].float(), pair["B"].float(), merged[base_key]
         if b.shape[1] != found or (b.shape[0], a.shape[1]) != tuple(w.shape):
-            raise MetisError(f"{where}: {module}: lora_B {tuple(b.shape)} @ lora_A {tuple(a.shape)} does not fit the weight {tuple(w.shape)}")
+            raise MetisError(
+                f"{where}: {module}: lora_B {tuple(b.shape)} @ lora_A {tuple(a.shape)} does not fit the weight "
+                f"{tuple(w.shape)}"
+            )
         merged[base_key] = (w.float() + scaling * b @ a).to(w.dtype)
     return merged
 
 
-def convert_s2a(state: dict, n_heads: int = PUBLISHED["n_heads"], n_codebooks: int = PUBLISHED["n_codebooks"]) -> tuple[dict, dict]:
+def convert_s2a(
+    state: dict, n_heads: int = PUBLISHED["n_heads"], n_codebooks: int = PUBLISHED["n_codebooks"]
+) -> tuple[dict, dict]:
     """A published S2A model -> S2AModel. One quantizer: the codebook-0 model (codebooks 1.. embedded as
     zeros, which it never saw); n quantizers: the model of codebooks 1..n-1 (its untrained head 0 dropped)."""
     transformer, out = _transformer(state, n_heads)
@@ -141,13 +162,21 @@ def convert_s2a(state: dict, n_heads: int = PUBLISHED["n_heads"], n_codebooks: i
     layer_emb[:n_q] = state["layer_emb.weight"]
     out["layer_emb.weight"] = layer_emb
     for j in range(total):
-        out[f"code_emb.{j}.weight"] = state[f"token_emb.{j}.weight"] if j < n_q else torch.zeros(codebook_size, dim, dtype=layer_emb.dtype)
+        out[f"code_emb.{j}.weight"] = (
+            state[f"token_emb.{j}.weight"] if j < n_q else torch.zeros(codebook_size, dim, dtype=layer_emb.dtype)
+        )
     for j in range(*predict):
         out[f"heads.{j - predict[0]}.weight"] = state[f"to_logits.{j}.weight"]
         out[f"heads.{j - predict[0]}.bias"] = state[f"to_logits.{j}.bias"]
-    config = {"ssl_vocab_size": int(state["cond_emb.weight"].shape[0]), "n_codebooks": total, "codebook_size": codebook_size,
-              "predict_codebooks": list(predict), "transformer": transformer, "condition_activation": "silu",
-              "mask_higher_codebooks": n_q > 1}
+    config = {
+        "ssl_vocab_size": int(state["cond_emb.weight"].shape[0]),
+        "n_codebooks": total,
+        "codebook_size": codebook_size,
+        "predict_codebooks": list(predict),
+        "transformer": transformer,
+        "condition_activation": "silu",
+        "mask_higher_codebooks": n_q > 1,
+    }
     return config, out
 
 
@@ -173,12 +202,20 @@ def _convnext(state: dict, prefix: str, dst: str, out: dict) -> dict:
     for key, value in _take(state, prefix).items():
         out[dst + _renamed(key, {"final_layer_norm.": "final_norm.", "convnext.": "blocks."})] = value
     embed = state[f"{prefix}embed.weight"]
-    return {"dim": int(embed.shape[0]), "input_dim": int(embed.shape[1]), "n_layers": _layers(state, f"{prefix}convnext."),
-            "intermediate_dim": int(state[f"{prefix}convnext.0.pwconv1.weight"].shape[0])}
+    return {
+        "dim": int(embed.shape[0]),
+        "input_dim": int(embed.shape[1]),
+        "n_layers": _layers(state, f"{prefix}convnext."),
+        "intermediate_dim": int(state[f"{prefix}convnext.0.pwconv1.weight"].shape[0]),
+    }
 
 
-def convert_codec(encoder: dict, decoder: dict, sample_rate: int = PUBLISHED["codec_sample_rate"],
-                  dilations=PUBLISHED["codec_dilations"]) -> tuple[dict, dict]:
+def convert_codec(
+    encoder: dict,
+    decoder: dict,
+    sample_rate: int = PUBLISHED["codec_sample_rate"],
+    dilations=PUBLISHED["codec_dilations"],
+) -> tuple[dict, dict]:
     """The published acoustic codec encoder + decoder files -> Codec."""
     out: dict = {}
     n_blocks = _layers(encoder, "block.") - 3  # conv, blocks..., snake, conv
@@ -188,24 +225,41 @@ def convert_codec(encoder: dict, decoder: dict, sample_rate: int = PUBLISHED["co
     for key, value in encoder.items():  # block.* -> encoder.net.* (same nesting), weight norm renamed
         head, _, leaf = key.rpartition(".")
         out[f"encoder.net.{head.removeprefix('block.')}.{parametrized.get(leaf, leaf)}"] = value
-    strides = [int(encoder[f"block.{i}.block.{len(dilations) + 1}.weight_v"].shape[-1]) // 2 for i in range(1, n_blocks + 1)]
+    strides = [
+        int(encoder[f"block.{i}.block.{len(dilations) + 1}.weight_v"].shape[-1]) // 2 for i in range(1, n_blocks + 1)
+    ]
     channels = int(encoder["block.0.weight_v"].shape[0])
     latent_dim = int(encoder[f"block.{n_blocks + 2}.weight_v"].shape[0])
     n_q = _layers(decoder, "quantizer.quantizers.")
     for k in range(n_q):
         codebook_size, codebook_dim = _fvq(decoder, f"quantizer.quantizers.{k}.", f"quantizer.layers.{k}.", out)
     backbone = _convnext(decoder, "model.backbone.", "decoder.", out)
-    out["decoder.head.out.weight"], out["decoder.head.out.bias"] = decoder["model.head.out.weight"], decoder["model.head.out.bias"]
+    out["decoder.head.out.weight"], out["decoder.head.out.bias"] = (
+        decoder["model.head.out.weight"],
+        decoder["model.head.out.bias"],
+    )
     n_fft = int(decoder["model.head.out.weight"].shape[0]) - 2
     window = decoder.get("model.head.istft.window")
     if window is not None and tuple(window.shape) != (n_fft,):
-        raise MetisError(f"acoustic codec decoder: istft window of {tuple(window.shape)} samples for an output layer of n_fft {n_fft}")
+        raise MetisError(
+            f"acoustic codec decoder: istft window of {tuple(window.shape)} samples for an output layer of n_fft "
+            f"{n_fft}"
+        )
     if backbone["input_dim"] != latent_dim:
-        raise MetisError(f"acoustic codec: the encoder gives {latent_dim}-d latents, the decoder takes {backbone['input_dim']}")
-    config = {"sample_rate": sample_rate,
-              "encoder": {"channels": channels, "strides": strides, "dilations": list(dilations), "latent_dim": latent_dim},
-              "quantizer": {"n_codebooks": n_q, "codebook_size": codebook_size, "codebook_dim": codebook_dim},
-              "decoder": {"dim": backbone["dim"], "intermediate_dim": backbone["intermediate_dim"], "n_layers": backbone["n_layers"], "n_fft": n_fft}}
+        raise MetisError(
+            f"acoustic codec: the encoder gives {latent_dim}-d latents, the decoder takes {backbone['input_dim']}"
+        )
+    config = {
+        "sample_rate": sample_rate,
+        "encoder": {"channels": channels, "strides": strides, "dilations": list(dilations), "latent_dim": latent_dim},
+        "quantizer": {"n_codebooks": n_q, "codebook_size": codebook_size, "codebook_dim": codebook_dim},
+        "decoder": {
+            "dim": backbone["dim"],
+            "intermediate_dim": backbone["intermediate_dim"],
+            "n_layers": backbone["n_layers"],
+            "n_fft": n_fft,
+        },
+    }
     return config, out
 
 
@@ -220,8 +274,14 @@ def convert_semantic_codec(state: dict) -> tuple[dict, dict]:
         raise MetisError("semantic codec: the VQ tokenizer has one quantizer")
     codebook_size, codebook_dim = _fvq(state, "quantizer.quantizers.0.", "quantizer.", out)
     enc = sizes["encoder"]
-    config = {"input_dim": enc["input_dim"], "dim": enc["dim"], "intermediate_dim": enc["intermediate_dim"], "n_layers": enc["n_layers"],
-              "codebook_size": codebook_size, "codebook_dim": codebook_dim}
+    config = {
+        "input_dim": enc["input_dim"],
+        "dim": enc["dim"],
+        "intermediate_dim": enc["intermediate_dim"],
+        "n_layers": enc["n_layers"],
+        "codebook_size": codebook_size,
+        "codebook_dim": codebook_dim,
+    }
     return config, out
 
 
@@ -230,8 +290,11 @@ def load_converted(model: torch.nn.Module, state: dict, where: str) -> torch.nn.
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
-             for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != tuple(expected[k].shape)]
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
+        for k in sorted(set(state) & set(expected))
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     if missing or unexpected or wrong:
         lines = [f"{where}: does not fit the converted model"]
         for label, items in (("shape mismatch", wrong), ("missing", missing), ("unexpected", unexpected)):

@@ -1,4 +1,5 @@
 """``metis convert``: a thin wrapper over metis_cli.convert.convert."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -9,9 +10,15 @@ def convert(
     src: Path = typer.Argument(..., help="Folder with the published files (searched recursively)."),
     dst: Path = typer.Option(..., "--to", help="New folder: one experiment dir per converted model."),
     source: str = typer.Option("amphion", "--from", help="Who published the files: amphion (MaskGCT, Metis)."),
-    ssl_model: Optional[str] = typer.Option(None, help="Local w2v-BERT 2.0 folder, written into the task models' configs."),
-    n_heads: int = typer.Option(16, help="Attention heads of the transformers (not stored in the files; published: 16)."),
-    lora_rank: Optional[int] = typer.Option(None, help="Expected LoRA rank (default: the published one per task: vc 16, se/tse 32)."),
+    ssl_model: Optional[str] = typer.Option(
+        None, help="Local w2v-BERT 2.0 folder, written into the task models' configs."
+    ),
+    n_heads: int = typer.Option(
+        16, help="Attention heads of the transformers (not stored in the files; published: 16)."
+    ),
+    lora_rank: Optional[int] = typer.Option(
+        None, help="Expected LoRA rank (default: the published one per task: vc 16, se/tse 32)."
+    ),
     lora_alpha: Optional[float] = typer.Option(None, help="LoRA alpha (default: the published one, 2 x rank)."),
     force: bool = typer.Option(False, "--force", help="Replace DST if it exists."),
 ) -> None:
@@ -34,6 +41,8 @@ def convert(
     setup_logging()
     if source not in SOURCES:
         raise MetisError(f"--from {source}: unknown; known: {', '.join(SOURCES)}")
-    written = convert_amphion(src, dst, n_heads=n_heads, ssl_model=ssl_model, lora_rank=lora_rank, lora_alpha=lora_alpha, force=force)
+    written = convert_amphion(
+        src, dst, n_heads=n_heads, ssl_model=ssl_model, lora_rank=lora_rank, lora_alpha=lora_alpha, force=force
+    )
     for name, what in written.items():
         console.print(f"{dst}/{name}: {what}", highlight=False)

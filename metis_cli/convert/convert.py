@@ -17,6 +17,7 @@ gets one experiment dir per model, each as if this toolkit had trained it:
 Every model is built and loaded before anything is written; DST is written through a temporary folder
 and renamed, so a failed conversion leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,17 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metis_cli.convert.amphion import (PUBLISHED, PUBLISHED_LORA_RANK, convert_codec, convert_s2a, convert_semantic_codec,
-                                       convert_stage1, load_converted, merge_adapter, merge_lora)
+from metis_cli.convert.amphion import (
+    PUBLISHED,
+    PUBLISHED_LORA_RANK,
+    convert_codec,
+    convert_s2a,
+    convert_semantic_codec,
+    convert_stage1,
+    load_converted,
+    merge_adapter,
+    merge_lora,
+)
 from metis_cli.convert.layouts import detect_layout
 from metis_cli.errors import MetisError
 
@@ -65,13 +75,20 @@ def read_stats(path: Path):
     import torch
 
     try:
-        data = read_tensors(path) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu", weights_only=True)
+        data = (
+            read_tensors(path)
+            if path.suffix == ".safetensors"
+            else torch.load(path, map_location="cpu", weights_only=True)
+        )
     except MetisError:
         raise
     except Exception as exc:
         raise MetisError(f"{path}: unreadable stats file ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or "mean" not in data or "var" not in data:
-        raise MetisError(f"{path}: a stats file holds 'mean' and 'var'; found {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+        raise MetisError(
+            f"{path}: a stats file holds 'mean' and 'var'; found "
+            f"{sorted(data) if isinstance(data, dict) else type(data).__name__}"
+        )
     mean, var = (np.asarray(torch.as_tensor(data[k]).float().numpy()).reshape(-1) for k in ("mean", "var"))
     if mean.shape != var.shape:
         raise MetisError(f"{path}: mean {mean.shape} and var {var.shape} differ in size")
@@ -81,6 +98,7 @@ def read_stats(path: Path):
 @dataclass
 class Plan:
     """What SRC holds, by layout, and the experiment dirs it becomes."""
+
     src: Path
     files: dict[str, list[Path]] = field(default_factory=dict)  # layout name -> files
     keys: dict[Path, list[str]] = field(default_factory=dict)  # file -> its tensor names
@@ -92,7 +110,10 @@ class Plan:
 
     def n_codebooks(self) -> int:
         """Codebooks of the acoustic codes: the S2A model of codebooks 1.. or the codec decoder tells."""
-        for layout, pattern in (("s2a", r"token_emb\.(\d+)\.weight"), ("acoustic_decoder", r"quantizer\.quantizers\.(\d+)\.codebook\.weight")):
+        for layout, pattern in (
+            ("s2a", r"token_emb\.(\d+)\.weight"),
+            ("acoustic_decoder", r"quantizer\.quantizers\.(\d+)\.codebook\.weight"),
+        ):
             for path in self.files.get(layout, []):
                 count = len([k for k in self.keys[path] if re.fullmatch(pattern, k)])
                 if count > 1:
@@ -139,8 +160,10 @@ def task_of(path: Path, config: dict) -> str:
     task = folder_task(path)
     if task:
         return task
-    raise MetisError(f"{path}: a stage-1 model with a frame adapter, but its folder '{folder}' does not say which task "
-                     "(expected metis_vc, metis_se or metis_tse)")
+    raise MetisError(
+        f"{path}: a stage-1 model with a frame adapter, but its folder '{folder}' does not say which task "
+        "(expected metis_vc, metis_se or metis_tse)"
+    )
 
 
 def _phone_table(vocab_path: Path, state: dict, where: str):
@@ -163,19 +186,38 @@ def _phone_table(vocab_path: Path, state: dict, where: str):
 
 
 def _front_end(dst: Path, ssl_model: str | None) -> dict:
-    return {"extractor": ssl_model or "w2v-bert-2.0", "layer": SSL_LAYER, "stats": str((dst / STATS_FILE).resolve()),
-            "frame_rate": SSL_FRAME_RATE, "dim": 1024, "kmeans": str((dst / TOKENIZER_DIR).resolve())}
+    return {
+        "extractor": ssl_model or "w2v-bert-2.0",
+        "layer": SSL_LAYER,
+        "stats": str((dst / STATS_FILE).resolve()),
+        "frame_rate": SSL_FRAME_RATE,
+        "dim": 1024,
+        "kmeans": str((dst / TOKENIZER_DIR).resolve()),
+    }
 
 
 def _task_config(task: str, model: dict, front_end: dict) -> dict:
     """The config.yaml of a converted fine-tuned model: LoRA already merged, so full weights."""
     text = {"text": {"kind": "espeak", "language": "en"}} if model["n_phones"] else {}
-    return {"task": task, "adaptation": {"mode": "full"}, "model": model, **text, "ssl": front_end,
-            "data": {"max_utterance_frames": 1500}}
+    return {
+        "task": task,
+        "adaptation": {"mode": "full"},
+        "model": model,
+        **text,
+        "ssl": front_end,
+        "data": {"max_utterance_frames": 1500},
+    }
 
 
-def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: str | None = None,
-                    lora_rank: int | None = None, lora_alpha: float | None = None, force: bool = False) -> dict:
+def convert_amphion(
+    src,
+    dst,
+    n_heads: int = PUBLISHED["n_heads"],
+    ssl_model: str | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    force: bool = False,
+) -> dict:
     """Converts every published file under ``src`` into experiment dirs under ``dst`` (see the module doc).
     Returns {output name: description}."""
     from safetensors.torch import save_file
@@ -194,14 +236,22 @@ def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: st
     staging.mkdir(parents=True)
     written: dict[str, str] = {}
 
-    def exp_dir(name: str, config: dict, weights_name: str, model, source: list[Path], extra: dict | None = None) -> None:
+    def exp_dir(
+        name: str, config: dict, weights_name: str, model, source: list[Path], extra: dict | None = None
+    ) -> None:
         out = staging / name
         if out.exists():
             raise MetisError(f"two published files become {name}: {', '.join(map(str, source))} and an earlier one")
         (out / CHECKPOINT).mkdir(parents=True)
         save_config(config, out / "config.yaml")
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / CHECKPOINT / f"{weights_name}.safetensors"))
-        (out / "converted.json").write_text(json.dumps({"from": "amphion", "files": [str(p.resolve()) for p in source], **(extra or {})}, indent=2) + "\n")
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()},
+            str(out / CHECKPOINT / f"{weights_name}.safetensors"),
+        )
+        (out / "converted.json").write_text(
+            json.dumps({"from": "amphion", "files": [str(p.resolve()) for p in source], **(extra or {})}, indent=2)
+            + "\n"
+        )
         count = sum(p.numel() for p in model.parameters())
         written[name] = f"{count / 1e6:.1f}M parameters from {', '.join(str(p.relative_to(plan.src)) for p in source)}"
         logger.info("%s: %s", name, written[name])
@@ -222,14 +272,21 @@ def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: st
             model = load_converted(VQTokenizerModel(VQConfig.from_dict(config)), state, str(path))
             ssl = {k: v for k, v in front_end.items() if k != "kmeans"}
             save_tokenizer(model, staging / TOKENIZER_DIR, ssl=ssl, extra={"converted_from": str(path.resolve())})
-            written[TOKENIZER_DIR] = f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters from {path.relative_to(plan.src)}"
+            written[TOKENIZER_DIR] = (
+                f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters from {path.relative_to(plan.src)}"
+            )
 
         encoders, decoders = plan.files.get("acoustic_encoder", []), plan.files.get("acoustic_decoder", [])
         if len(encoders) > 1 or len(decoders) > 1:
-            raise MetisError(f"several acoustic codec files: {', '.join(map(str, encoders + decoders))}; convert one codec at a time")
+            raise MetisError(
+                f"several acoustic codec files: {', '.join(map(str, encoders + decoders))}; convert one codec at a time"
+            )
         if encoders or decoders:
             if not (encoders and decoders):
-                raise MetisError(f"the acoustic codec needs both its encoder and its decoder file; found only {(encoders or decoders)[0]}")
+                raise MetisError(
+                    "the acoustic codec needs both its encoder and its decoder file; found only "
+                    f"{(encoders or decoders)[0]}"
+                )
             config, state = convert_codec(read_tensors(encoders[0]), read_tensors(decoders[0]))
             model = load_converted(Codec(CodecConfig.from_dict(config)), state, f"{encoders[0]} + {decoders[0]}")
             exp_dir("codec", {"model": config}, "codec", model, [encoders[0], decoders[0]])
@@ -253,12 +310,18 @@ def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: st
                 name = task = task_of(path, config)
             if config["n_phones"]:
                 if plan.vocab is None:
-                    raise MetisError(f"{path}: a text-prefix model needs the G2P phone table (vocab.json) in {plan.src}")
+                    raise MetisError(
+                        f"{path}: a text-prefix model needs the G2P phone table (vocab.json) in {plan.src}"
+                    )
                 vocab, converted["phone_emb.weight"] = _phone_table(plan.vocab, converted, str(path))
                 config["n_phones"] = len(vocab)
                 source.append(plan.vocab)
             model = load_converted(Stage1Model(Stage1Config.from_dict(config)), converted, str(path))
-            task_config = {"model": config} if task is None else _task_config("tts" if task == "maskgct_tts" else task, config, front_end)
+            task_config = (
+                {"model": config}
+                if task is None
+                else _task_config("tts" if task == "maskgct_tts" else task, config, front_end)
+            )
             exp_dir(name, task_config, "stage1", model, source)
             if config["n_phones"]:
                 vocab.save(staging / name / "phones.txt")
@@ -268,18 +331,32 @@ def convert_amphion(src, dst, n_heads: int = PUBLISHED["n_heads"], ssl_model: st
             task = folder_task(lora)
             adapter = [a for a in adapters if a.parent == lora.parent]
             if task is None:
-                raise MetisError(f"{lora}: a LoRA file in folder '{lora.parent.name}'; expected metis_vc, metis_se or metis_tse")
+                raise MetisError(
+                    f"{lora}: a LoRA file in folder '{lora.parent.name}'; expected metis_vc, metis_se or metis_tse"
+                )
             if len(adapter) != 1:
-                raise MetisError(f"{lora}: needs exactly one adapter file beside it in {lora.parent}; found {len(adapter)}")
+                raise MetisError(
+                    f"{lora}: needs exactly one adapter file beside it in {lora.parent}; found {len(adapter)}"
+                )
             if base_state is None:
-                raise MetisError(f"{lora}: LoRA needs the base stage-1 model (metis_base/model.safetensors) in {plan.src}")
+                raise MetisError(
+                    f"{lora}: LoRA needs the base stage-1 model (metis_base/model.safetensors) in {plan.src}"
+                )
             rank = lora_rank or PUBLISHED_LORA_RANK[task]
             alpha = lora_alpha or 2 * rank
-            state = merge_lora(merge_adapter(base_state, read_tensors(adapter[0])), read_tensors(lora), rank, alpha, where=str(lora))
+            state = merge_lora(
+                merge_adapter(base_state, read_tensors(adapter[0])), read_tensors(lora), rank, alpha, where=str(lora)
+            )
             config, converted = convert_stage1(state, n_heads)
             model = load_converted(Stage1Model(Stage1Config.from_dict(config)), converted, str(lora))
-            exp_dir(task, _task_config(task, config, front_end), "stage1", model, [base_path, adapter[0], lora],
-                    {"lora_rank": rank, "lora_alpha": alpha, "merged": True})
+            exp_dir(
+                task,
+                _task_config(task, config, front_end),
+                "stage1",
+                model,
+                [base_path, adapter[0], lora],
+                {"lora_rank": rank, "lora_alpha": alpha, "merged": True},
+            )
         orphans = [a for a in adapters if not any(l.parent == a.parent for l in loras)]
         if orphans:
             raise MetisError(f"{orphans[0]}: an adapter file without a LoRA file beside it")

@@ -4,6 +4,7 @@ The real files cannot be downloaded here, so the converter is checked against fo
 published key names and shapes (metis_cli.convert.layouts): ``write_published`` writes one, with the
 published folder structure, for tests (``TINY``) and for bench/convert.py (``FULL``).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,30 @@ class PublishedSizes:
 
 
 FULL = PublishedSizes()
-TINY = PublishedSizes(stage1_dim=32, stage1_layers=2, ssl_vocab=40, phones=1024, s2a_dim=32, s2a_layers=2, n_codebooks=4,
-                      codebook_size=16, ssl_dim=24, l2s_dim=12, lora_ranks={"vc": 4, "se": 8, "tse": 8}, codec_channels=4,
-                      codec_strides=(2, 2), codec_latent=8, vocos_dim=16, vocos_intermediate=24, vocos_layers=2, n_fft=8,
-                      semantic_dim=16, semantic_intermediate=24, semantic_layers=2, semantic_codebook=32)
+TINY = PublishedSizes(
+    stage1_dim=32,
+    stage1_layers=2,
+    ssl_vocab=40,
+    phones=1024,
+    s2a_dim=32,
+    s2a_layers=2,
+    n_codebooks=4,
+    codebook_size=16,
+    ssl_dim=24,
+    l2s_dim=12,
+    lora_ranks={"vc": 4, "se": 8, "tse": 8},
+    codec_channels=4,
+    codec_strides=(2, 2),
+    codec_latent=8,
+    vocos_dim=16,
+    vocos_intermediate=24,
+    vocos_layers=2,
+    n_fft=8,
+    semantic_dim=16,
+    semantic_intermediate=24,
+    semantic_layers=2,
+    semantic_codebook=32,
+)
 
 
 class _Random:
@@ -108,8 +129,12 @@ def adapter_state(s: PublishedSizes, seed: int = 0) -> dict:
 
 def lora_state(s: PublishedSizes, rank: int, seed: int = 0) -> dict:
     r, d, out = _Random(seed), s.stage1_dim, {}
-    shapes = {**{f"self_attn.{p}_proj": (d, d) for p in "qkvo"}, "mlp.gate_proj": (d, 4 * d), "mlp.up_proj": (d, 4 * d),
-              "mlp.down_proj": (4 * d, d)}
+    shapes = {
+        **{f"self_attn.{p}_proj": (d, d) for p in "qkvo"},
+        "mlp.gate_proj": (d, 4 * d),
+        "mlp.up_proj": (d, 4 * d),
+        "mlp.down_proj": (4 * d, d),
+    }
     for i in range(s.stage1_layers):
         for name, (fan_in, fan_out) in shapes.items():
             key = f"model.diff_estimator.layers.{i}.{name}"
@@ -212,10 +237,18 @@ def write_published(root, s: PublishedSizes = TINY, seed: int = 0, parts=None) -
         "metis_vc/metis_vc.safetensors": lambda: stage1_state(s, seed + 7, adapter="gated"),
         "metis_l2s/metis_l2s.safetensors": lambda: stage1_state(s, seed + 8, adapter="l2s"),
         "metis_omni/metis_omni.safetensors": lambda: stage1_state(s, seed + 9, text=True, adapter="gated"),
-        **{f"metis_{t}/metis_{t}_lora_{rank}.safetensors": (lambda t=t, rank=rank: lora_state(s, rank, seed + 10))
-           for t, rank in s.lora_ranks.items() if t != "vc"},
-        **{f"metis_{t}/metis_{t}_lora_{rank}_adapter.safetensors": (lambda: {f"model.cond_adapter.{k}": v for k, v in adapter_state(s, seed + 11).items()})
-           for t, rank in s.lora_ranks.items() if t != "vc"},
+        **{
+            f"metis_{t}/metis_{t}_lora_{rank}.safetensors": (lambda t=t, rank=rank: lora_state(s, rank, seed + 10))
+            for t, rank in s.lora_ranks.items()
+            if t != "vc"
+        },
+        **{
+            f"metis_{t}/metis_{t}_lora_{rank}_adapter.safetensors": (
+                lambda: {f"model.cond_adapter.{k}": v for k, v in adapter_state(s, seed + 11).items()}
+            )
+            for t, rank in s.lora_ranks.items()
+            if t != "vc"
+        },
     }
     for rel, make in files.items():
         if parts is not None and rel.split("/")[0] not in parts:
@@ -225,9 +258,47 @@ def write_published(root, s: PublishedSizes = TINY, seed: int = 0, parts=None) -
         save_file({k: v.contiguous() for k, v in make().items()}, str(path))
     if parts is None or "ckpt" in parts:
         (root / "ckpt").mkdir(parents=True, exist_ok=True)
-        torch.save({"mean": torch.randn(s.ssl_dim), "var": torch.rand(s.ssl_dim) + 0.5}, root / "ckpt" / "wav2vec2bert_stats.pt")
+        torch.save(
+            {"mean": torch.randn(s.ssl_dim), "var": torch.rand(s.ssl_dim) + 0.5},
+            root / "ckpt" / "wav2vec2bert_stats.pt",
+        )
     if parts is None or "g2p" in parts:
         (root / "g2p").mkdir(parents=True, exist_ok=True)
-        symbols = ["_", ",", ".", "h", "ə", "l", "oʊ", "w", "ɜː", "d", "ɹ", "ɪ", "s", "t", "æ", "n", "k", "iː", "m", "ɛ", "ʌ", "z", "ð", "aɪ", "eɪ", "b", "p", "f", "v", "ŋ", "ɡ", "uː"]
-        (root / "g2p" / "vocab.json").write_text(json.dumps({"vocab": {sym: i for i, sym in enumerate(symbols)}}, ensure_ascii=False), encoding="utf-8")
+        symbols = [
+            "_",
+            ",",
+            ".",
+            "h",
+            "ə",
+            "l",
+            "oʊ",
+            "w",
+            "ɜː",
+            "d",
+            "ɹ",
+            "ɪ",
+            "s",
+            "t",
+            "æ",
+            "n",
+            "k",
+            "iː",
+            "m",
+            "ɛ",
+            "ʌ",
+            "z",
+            "ð",
+            "aɪ",
+            "eɪ",
+            "b",
+            "p",
+            "f",
+            "v",
+            "ŋ",
+            "ɡ",
+            "uː",
+        ]
+        (root / "g2p" / "vocab.json").write_text(
+            json.dumps({"vocab": {sym: i for i, sym in enumerate(symbols)}}, ensure_ascii=False), encoding="utf-8"
+        )
     return root

@@ -13,6 +13,7 @@ tone and texture, lips as two half-ellipses around the oral cavity, teeth and to
 speaker has its own lip shape, thickness and tones; the head moves a little (shift, rotation, scale) and
 the lighting drifts, frame by frame.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,9 +56,14 @@ TARGETS = {phone: target for phones, target in _VISEMES.values() for phone in ph
 DIPHTHONGS = {"ay": ("aa", "iy"), "aw": ("aa", "uw"), "ey": ("eh", "iy"), "oy": ("ao", "iy")}
 VISEME_OF = {phone: name for name, (phones, _) in _VISEMES.items() for phone in phones}
 # How hard a phone pulls its neighbours (per parameter: opening, width, rounding, teeth, tongue).
-_DOMINANCE = {"bilabial": (3.0, 1.0, 1.0, 2.0, 1.0), "labiodental": (2.0, 1.0, 1.0, 3.0, 1.0),
-              "w": (1.5, 2.5, 3.0, 1.0, 1.0), "uw": (1.0, 2.0, 2.5, 1.0, 1.0), "ow": (1.0, 2.0, 2.0, 1.0, 1.0),
-              "postalveolar": (1.0, 1.5, 2.0, 1.0, 1.0)}
+_DOMINANCE = {
+    "bilabial": (3.0, 1.0, 1.0, 2.0, 1.0),
+    "labiodental": (2.0, 1.0, 1.0, 3.0, 1.0),
+    "w": (1.5, 2.5, 3.0, 1.0, 1.0),
+    "uw": (1.0, 2.0, 2.5, 1.0, 1.0),
+    "ow": (1.0, 2.0, 2.0, 1.0, 1.0),
+    "postalveolar": (1.0, 1.5, 2.0, 1.0, 1.0),
+}
 
 
 @dataclass(frozen=True)
@@ -76,9 +82,15 @@ class LipStyle:
     def for_speaker(cls, speaker: str, seed: int = 0) -> "LipStyle":
         rng = rng_for(seed, "lips", speaker)
         skin = float(rng.uniform(105, 175))
-        return cls(width=float(rng.uniform(0.85, 1.15)), opening=float(rng.uniform(0.8, 1.2)),
-                   thickness=float(rng.uniform(0.75, 1.35)), skin=skin, lip=skin - float(rng.uniform(25, 55)),
-                   teeth=float(rng.uniform(195, 240)), texture_seed=int(rng.integers(2**31)))
+        return cls(
+            width=float(rng.uniform(0.85, 1.15)),
+            opening=float(rng.uniform(0.8, 1.2)),
+            thickness=float(rng.uniform(0.75, 1.35)),
+            skin=skin,
+            lip=skin - float(rng.uniform(25, 55)),
+            teeth=float(rng.uniform(195, 240)),
+            texture_seed=int(rng.integers(2**31)),
+        )
 
 
 def _targets(phones: list[TimedToken]) -> list[tuple[float, float, tuple, tuple]]:
@@ -105,7 +117,9 @@ def articulation(phones: list[TimedToken], n_frames: int) -> np.ndarray:
     spans = np.array([t[1] for t in targets]) + 0.04
     values = np.array([t[2] for t in targets])  # [n_targets, 5]
     strength = np.array([t[3] for t in targets])
-    weight = strength[None, :, :] * np.exp(-1.5 * ((times[:, None] - centres[None, :]) / spans[None, :]) ** 2)[:, :, None]
+    weight = (
+        strength[None, :, :] * np.exp(-1.5 * ((times[:, None] - centres[None, :]) / spans[None, :]) ** 2)[:, :, None]
+    )
     return (weight * values[None]).sum(axis=1) / np.maximum(weight.sum(axis=1), 1e-8)
 
 
@@ -144,8 +158,10 @@ def render_mouth(params: np.ndarray, style: LipStyle, seed: int = 0) -> np.ndarr
         cavity = 1 / (1 + np.exp(np.clip((inner - 1) / 0.08, -50, 50))) * min(1.0, half_open / 0.02)
         teeth_band = (v < -half_open + 0.12) * teeth
         tongue_band = (v > half_open - 0.1 - 0.08 * tongue) * tongue
-        skin_tex = texture[(np.clip((v + 1) * SIZE / 2, 0, SIZE - 1)).astype(int) + SIZE // 2,
-                           (np.clip((u + 1) * SIZE / 2, 0, SIZE - 1)).astype(int) + SIZE // 2]
+        skin_tex = texture[
+            (np.clip((v + 1) * SIZE / 2, 0, SIZE - 1)).astype(int) + SIZE // 2,
+            (np.clip((u + 1) * SIZE / 2, 0, SIZE - 1)).astype(int) + SIZE // 2,
+        ]
         image = style.skin + 6 * skin_tex
         image = image * (1 - lips) + (style.lip + 4 * skin_tex) * lips
         inside = 28 * (1 - teeth_band - tongue_band).clip(0, 1) + style.teeth * teeth_band + 115 * tongue_band
@@ -178,7 +194,9 @@ def write_video(path, frames: np.ndarray, fps: int = FPS) -> Path:
     return path
 
 
-def render_utterance_video(path, phones: list[TimedToken], seconds: float, speaker: str, utt_id: str, seed: int = 0) -> Path:
+def render_utterance_video(
+    path, phones: list[TimedToken], seconds: float, speaker: str, utt_id: str, seed: int = 0
+) -> Path:
     """Renders one utterance's mouth video (kept if already there): as long as its audio, 25 fps."""
     path = Path(path)
     if path.is_file():

@@ -18,6 +18,7 @@ Layout under ``out_dir``::
     mini_vc_{dev,test}/                   + src.scp ref.scp utt2source_spk
     speakers.tsv, corpus.json
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -337,7 +338,9 @@ def write_split(out: Path, utts: list[Utterance], metas: dict[str, dict]) -> Dat
     return dd
 
 
-def write_prompts(dd: DataDir, pool: dict[str, list[str]], wavs: dict[str, str], texts: dict[str, str], seed: int) -> None:
+def write_prompts(
+    dd: DataDir, pool: dict[str, list[str]], wavs: dict[str, str], texts: dict[str, str], seed: int
+) -> None:
     """prompt.scp, utt2prompt and prompt_text: for each utterance another utterance of its speaker and
     its transcript (zero-shot TTS prompts, and the same-speaker reference that speaker similarity is
     measured against)."""
@@ -393,7 +396,13 @@ def write_se_set(out: Path, src: DataDir, wav_dir: Path, seed: int) -> DataDir:
 
 
 def write_tse_set(
-    out: Path, src: DataDir, wav_dir: Path, seed: int, pool: dict[str, list[str]], wavs: dict[str, str], texts: dict[str, str]
+    out: Path,
+    src: DataDir,
+    wav_dir: Path,
+    seed: int,
+    pool: dict[str, list[str]],
+    wavs: dict[str, str],
+    texts: dict[str, str],
 ) -> DataDir:
     """Target speaker extraction: mix.scp (target + another speaker at SIR -5..5 dB), enroll.scp (another
     utterance of the target speaker) and prompt_text (its transcript, for text-guided TSE), wav.scp the
@@ -438,7 +447,9 @@ def write_vc_set(out: Path, pairs, metas: dict[str, dict], seed: int, ref_pool: 
     """Voice conversion: src.scp (speaker A), ref.scp (another utterance of speaker B), wav.scp the ground
     truth (B reading A's sentence), text, utt2spk (B), utt2source_spk (A). Utterance id: <B>_<sentence>_from_<A>."""
     dd = DataDir(out)
-    tables: dict[str, dict[str, str]] = {n: {} for n in ("wav.scp", "src.scp", "ref.scp", "text", "utt2dur", "utt2spk", "utt2source_spk")}
+    tables: dict[str, dict[str, str]] = {
+        n: {} for n in ("wav.scp", "src.scp", "ref.scp", "text", "utt2dur", "utt2spk", "utt2source_spk")
+    }
     for src_utt, target in pairs:
         src_meta, target_meta = metas[src_utt.utt_id], metas[target.utt_id]
         refs = [u for u in ref_pool[target.speaker] if u != target.utt_id]
@@ -516,7 +527,13 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
     logger.info("synthesis took %.1f s", time.time() - start)
     dropped = sorted(uid for uid in metas if not _usable(metas[uid]))
     if dropped:
-        logger.warning("%d utterance(s) outside %.0f-%.0f s left out: %s", len(dropped), MIN_DURATION, MAX_DURATION, ", ".join(dropped))
+        logger.warning(
+            "%d utterance(s) outside %.0f-%.0f s left out: %s",
+            len(dropped),
+            MIN_DURATION,
+            MAX_DURATION,
+            ", ".join(dropped),
+        )
 
     # Prompts, enrollments and VC references may be any other usable utterance of the speaker that
     # reads a hand-written sentence (so that larger sizes keep the default's dev and test sets).
@@ -547,7 +564,9 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
     if spec.videos:
         from metis_cli.corpus.lips import write_corpus_videos
 
-        write_corpus_videos(out / "video", [dirs[n].path for n in ("mini_train", "mini_dev", "mini_test")], seed, num_jobs)
+        write_corpus_videos(
+            out / "video", [dirs[n].path for n in ("mini_train", "mini_dev", "mini_test")], seed, num_jobs
+        )
     else:
         logger.info("no mouth videos at size '%s' (lip-to-speech needs the default size)", size)
     logger.info("corpus ready in %s (%.1f s)", out, time.time() - start)

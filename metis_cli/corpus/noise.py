@@ -3,6 +3,7 @@
 Everything is generated from a numpy Generator, so a seed fixes the result. The same functions serve
 training-time augmentation later (SE adds noise and reverb on the fly).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,9 @@ def _hum(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
     """Mains hum: 50 or 60 Hz and a few harmonics of random strength, plus a little hiss."""
     base = rng.choice([50.0, 60.0])
     t = np.arange(n) / sample_rate
-    hum = sum(rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * base * k * t + rng.uniform(0, 2 * np.pi)) for k in range(1, 6))
+    hum = sum(
+        rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * base * k * t + rng.uniform(0, 2 * np.pi)) for k in range(1, 6)
+    )
     return hum + 0.05 * rng.standard_normal(n)
 
 
@@ -55,7 +58,9 @@ def babble(rng: np.random.Generator, n: int, talkers: list[np.ndarray]) -> np.nd
     return out
 
 
-def make_noise(kind: str, rng: np.random.Generator, n: int, sample_rate: int, talkers: list[np.ndarray] | None = None) -> np.ndarray:
+def make_noise(
+    kind: str, rng: np.random.Generator, n: int, sample_rate: int, talkers: list[np.ndarray] | None = None
+) -> np.ndarray:
     """n samples of noise of the given kind (one of NOISE_TYPES), not yet scaled."""
     if kind == "white":
         return rng.standard_normal(n)

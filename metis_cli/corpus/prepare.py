@@ -21,6 +21,7 @@ libri2mix   ``<dir>/wav16k/min/<part>/{mix_clean,s1,s2}/<utt1>_<utt2>.wav``     
 lrs3        ``<dir>/<part>/<spk>/<clip>.mp4`` and ``<clip>.txt`` (``Text:  WORDS``)    video.scp, prompt.scp (L2S)
 =========== ======================================================================= ============================
 """
+
 from __future__ import annotations
 
 import logging
@@ -135,7 +136,9 @@ def _add_prompts(utts: dict[str, Utt], options: PrepareOptions, scp: str = "prom
     for utt, x in utts.items():
         choices = [u for u in by_speaker[x.speaker] if u != utt]
         if not choices:
-            log.warning("%s: the only utterance of speaker %s, no prompt for it: left out of the test set", utt, x.speaker)
+            log.warning(
+                "%s: the only utterance of speaker %s, no prompt for it: left out of the test set", utt, x.speaker
+            )
             continue
         prompt = choices[rng_for(options.seed, "prompt", utt).integers(len(choices))]
         x.inputs[scp] = utts[prompt].audio
@@ -175,7 +178,9 @@ def _libritts_part(part_dir: Path) -> dict[str, Utt]:
     return utts
 
 
-def _prepare_libri(read_part, corpus_dir: Path, options: PrepareOptions, dev: str, test: str) -> dict[str, dict[str, Utt]]:
+def _prepare_libri(
+    read_part, corpus_dir: Path, options: PrepareOptions, dev: str, test: str
+) -> dict[str, dict[str, Utt]]:
     train_parts, dev_part, test_part = _parts(corpus_dir, options, dev, test)
     train: dict[str, Utt] = {}
     for part in train_parts:
@@ -183,7 +188,11 @@ def _prepare_libri(read_part, corpus_dir: Path, options: PrepareOptions, dev: st
         if clash := sorted(set(found) & set(train)):
             raise DataDirError(f"{corpus_dir / part}: utterance '{clash[0]}' is also in another training part")
         train.update(found)
-    return {"train": train, "dev": read_part(corpus_dir / dev_part), "test": _add_prompts(read_part(corpus_dir / test_part), options)}
+    return {
+        "train": train,
+        "dev": read_part(corpus_dir / dev_part),
+        "test": _add_prompts(read_part(corpus_dir / test_part), options),
+    }
 
 
 def prepare_librispeech(corpus_dir: Path, options: PrepareOptions):
@@ -209,7 +218,10 @@ def prepare_vctk(corpus_dir: Path, options: PrepareOptions):
     if (corpus_dir / "wav48_silence_trimmed").is_dir():
         wav_dir, pattern = corpus_dir / "wav48_silence_trimmed", "{utt}_mic1.flac"
     else:
-        wav_dir, pattern = _need_dir(corpus_dir / "wav48", "wav48_silence_trimmed/ (0.92) or wav48/ (0.80)"), "{utt}.wav"
+        wav_dir, pattern = (
+            _need_dir(corpus_dir / "wav48", "wav48_silence_trimmed/ (0.92) or wav48/ (0.80)"),
+            "{utt}.wav",
+        )
     utts: dict[str, Utt] = {}
     for text_file in sorted(txt_dir.glob("*/*.txt")):
         utt, speaker = text_file.stem, text_file.parent.name
@@ -219,7 +231,9 @@ def prepare_vctk(corpus_dir: Path, options: PrepareOptions):
         utts[utt] = Utt(speaker, str(audio), _one_line(text_file.read_text(encoding="utf-8")))
     speakers = sorted({x.speaker for x in utts.values()}, key=sort_key)
     if len(speakers) <= options.test_speakers + 1:
-        raise DataDirError(f"{corpus_dir}: {len(speakers)} speakers, need more than --test-speakers {options.test_speakers} + 1")
+        raise DataDirError(
+            f"{corpus_dir}: {len(speakers)} speakers, need more than --test-speakers {options.test_speakers} + 1"
+        )
     held_out = set(speakers[-options.test_speakers :])
     train, dev = _split_dev({u: x for u, x in utts.items() if x.speaker not in held_out}, options)
     test_utts = {u: x for u, x in utts.items() if x.speaker in held_out}
@@ -238,8 +252,11 @@ def prepare_vctk(corpus_dir: Path, options: PrepareOptions):
             continue
         ref = sorted(refs)[rng_for(options.seed, "vc-ref", utt).integers(len(refs))]
         pairs[f"{truth}_from_{x.speaker}"] = Utt(
-            target, test_utts[truth].audio, test_utts[truth].text,
-            inputs={"src.scp": x.audio, "ref.scp": test_utts[ref].audio}, extra={"utt2source_spk": x.speaker},
+            target,
+            test_utts[truth].audio,
+            test_utts[truth].text,
+            inputs={"src.scp": x.audio, "ref.scp": test_utts[ref].audio},
+            extra={"utt2source_spk": x.speaker},
         )
     return {"train": train, "dev": dev, "test": pairs}
 
@@ -262,7 +279,11 @@ def prepare_dns(corpus_dir: Path, options: PrepareOptions):
         utts[f"{speaker}_{audio.stem}" if reader else audio.stem] = Utt(speaker, str(audio))
     train, dev = _split_dev(utts, options)
     test_dir = corpus_dir / "test_set" / "synthetic" / "no_reverb"
-    clean = {m.group(1): p for p in (_need_dir(test_dir / "clean", "test_set/synthetic/no_reverb/clean")).glob("*.wav") if (m := _FILEID.search(p.stem))}
+    clean = {
+        m.group(1): p
+        for p in (_need_dir(test_dir / "clean", "test_set/synthetic/no_reverb/clean")).glob("*.wav")
+        if (m := _FILEID.search(p.stem))
+    }
     test = {}
     for noisy in sorted(_need_dir(test_dir / "noisy", "test_set/synthetic/no_reverb/noisy").glob("*.wav")):
         m = _FILEID.search(noisy.stem)
@@ -322,9 +343,19 @@ def prepare_libri2mix(corpus_dir: Path, options: PrepareOptions):
                 continue
             enroll = enrolls[rng_for(options.seed, "enroll", target, other).integers(len(enrolls))]
             test[f"{target}_{other}"] = Utt(
-                speaker, str(root / test_part / s / mix.name), texts.get(target),
-                inputs={"mix.scp": str(mix), "enroll.scp": pool[enroll].audio, "interferer.scp": str(root / test_part / o / mix.name)},
-                extra={"utt2enroll": enroll, "utt2interferer": other, **({"prompt_text": pool[enroll].text} if pool[enroll].text else {})},
+                speaker,
+                str(root / test_part / s / mix.name),
+                texts.get(target),
+                inputs={
+                    "mix.scp": str(mix),
+                    "enroll.scp": pool[enroll].audio,
+                    "interferer.scp": str(root / test_part / o / mix.name),
+                },
+                extra={
+                    "utt2enroll": enroll,
+                    "utt2interferer": other,
+                    **({"prompt_text": pool[enroll].text} if pool[enroll].text else {}),
+                },
             )
     return {"train": train, "dev": sources(dev_part), "test": test}
 
@@ -373,7 +404,9 @@ def _lrs3_part(part_dir: Path, wav_dir: Path) -> dict[str, Utt]:
         speaker = video.parent.name
         utt = f"{speaker}_{video.stem}"
         audio = extract_audio(video, wav_dir / speaker / f"{video.stem}.wav")
-        utts[utt] = Utt(speaker, str(audio), _one_line(first[0][len("Text:"):]).lower(), inputs={"video.scp": str(video)})
+        utts[utt] = Utt(
+            speaker, str(audio), _one_line(first[0][len("Text:") :]).lower(), inputs={"video.scp": str(video)}
+        )
     return utts
 
 
@@ -385,7 +418,11 @@ def prepare_lrs3(corpus_dir: Path, options: PrepareOptions, out_dir: Path):
     for part in train_parts:
         utts.update(_lrs3_part(corpus_dir / part, out_dir / "wav" / part))
     train, dev = _split_dev(utts, options)
-    return {"train": train, "dev": dev, "test": _add_prompts(_lrs3_part(corpus_dir / test_part, out_dir / "wav" / test_part), options)}
+    return {
+        "train": train,
+        "dev": dev,
+        "test": _add_prompts(_lrs3_part(corpus_dir / test_part, out_dir / "wav" / test_part), options),
+    }
 
 
 PREPARERS = {
@@ -402,7 +439,10 @@ def prepare_corpus(corpus: str, corpus_dir, out_dir, options: PrepareOptions | N
     options = options or PrepareOptions()
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     if corpus not in CORPORA:
-        raise DataDirError(f"unknown corpus '{corpus}': choose one of {', '.join(CORPORA)} (or the embedded corpus: metis data make-mini)")
+        raise DataDirError(
+            f"unknown corpus '{corpus}': choose one of {', '.join(CORPORA)} (or the embedded corpus: metis data "
+            "make-mini)"
+        )
     _need_dir(corpus_dir, f"{corpus} corpus dir")
     if corpus == "lrs3":  # the only one whose audio is extracted into out_dir
         sets = prepare_lrs3(corpus_dir, options, out_dir)

@@ -3,6 +3,7 @@
 ``synthesize`` renders one sentence with one base voice and returns the engine's wav and its phone
 and word timings (end times from the engine itself, so they match the audio exactly).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -66,7 +67,11 @@ def check_voices(voice_names) -> None:
     for engine in sorted({VOICES[n].engine for n in names} | {"sox"}):
         if shutil.which(engine) is None:
             users = ", ".join(n for n in names if VOICES[n].engine == engine)
-            missing.append(f"{engine} (voices {users}): Debian package '{engine}'" if users else f"{engine}: Debian package '{engine}'")
+            missing.append(
+                f"{engine} (voices {users}): Debian package '{engine}'"
+                if users
+                else f"{engine}: Debian package '{engine}'"
+            )
     for name in names:
         voice = VOICES[name]
         if shutil.which(voice.engine) is None:
@@ -79,7 +84,8 @@ def check_voices(voice_names) -> None:
             missing.append(f"festival voice '{voice.engine_voice}': Debian package '{voice.debian_package}'")
     if missing:
         raise CorpusError(
-            "cannot synthesise the embedded corpus, missing:\n  " + "\n  ".join(missing)
+            "cannot synthesise the embedded corpus, missing:\n  "
+            + "\n  ".join(missing)
             + "\nInstall them with: bash tools/install.sh"
         )
 
@@ -87,7 +93,9 @@ def check_voices(voice_names) -> None:
 def _run(cmd: list[str], what: str) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise CorpusError(f"{what}: '{' '.join(cmd[:3])} ...' failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
+        raise CorpusError(
+            f"{what}: '{' '.join(cmd[:3])} ...' failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}"
+        )
     return proc.stdout
 
 
@@ -124,7 +132,7 @@ def _align_words(phones: list[TimedToken], word_phones: list[list[str]], words: 
         if owner[i] < 0:
             owner[i] = owner[i - 1] if i > 0 else 0
     spans: dict[int, list[TimedToken]] = {}
-    for phone, w in zip(speech, owner):
+    for phone, w in zip(speech, owner, strict=False):
         spans.setdefault(w, []).append(phone)
     return [
         TimedToken(spans[w][0].start, spans[w][-1].end - spans[w][0].start, words[w])

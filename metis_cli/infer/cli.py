@@ -1,4 +1,5 @@
 """``metis resynth``, ``metis decode`` and ``metis synth``: thin wrappers over metis_cli.infer."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +12,11 @@ def _settings(items: Optional[list[str]]) -> dict:
     return dict(parse_override(item) for item in items or [])
 
 
-CODEC_INPUT = typer.Option("auto", help="What the codec decodes: codes (S2A's codes, as published), expected (the expected codebook vector under S2A's distributions; WORLD codec), auto (expected where the codec can).")
+CODEC_INPUT = typer.Option(
+    "auto",
+    help="What the codec decodes: codes (S2A's codes, as published), expected (the expected codebook vector under "
+    "S2A's distributions; WORLD codec), auto (expected where the codec can).",
+)
 
 
 def resynth(
@@ -19,17 +24,35 @@ def resynth(
     out_dir: Path = typer.Argument(..., help="Decode dir to write: wav/, wav.scp, prompt.scp, decode.json."),
     s2a: list[Path] = typer.Option(..., help="S2A experiment dir (repeat for a split model: coarse, then fine)."),
     codec: Path = typer.Option(..., help="Codec experiment dir."),
-    stage1: Optional[Path] = typer.Option(None, help="Stage-1 experiment dir: generate the SSL tokens instead of using the ground truth."),
-    prompt_seconds: float = typer.Option(3.0, min=0.0, help="Length of the acoustic prompt (from another utterance of the same speaker)."),
+    stage1: Optional[Path] = typer.Option(
+        None, help="Stage-1 experiment dir: generate the SSL tokens instead of using the ground truth."
+    ),
+    prompt_seconds: float = typer.Option(
+        3.0, min=0.0, help="Length of the acoustic prompt (from another utterance of the same speaker)."
+    ),
     no_prompt: bool = typer.Option(False, "--no-prompt", help="Decode without any prompt (unconditional)."),
     batch_size: int = typer.Option(8, min=1, help="Utterances decoded together."),
     seed: int = typer.Option(0),
-    s2a_opt: Optional[list[str]] = typer.Option(None, help="S2A decoding setting, per codebook as a list: steps=[40,16,1] cfg_scale=[0,2.5] temperature=1.5."),
-    stage1_opt: Optional[list[str]] = typer.Option(None, help="Stage-1 decoding setting: steps=25 cfg_scale=2.5 temperature=0.9."),
-    two_pass_cfg: bool = typer.Option(False, "--two-pass-cfg", help="Run the guidance branches as two passes instead of one batch."),
+    s2a_opt: Optional[list[str]] = typer.Option(
+        None, help="S2A decoding setting, per codebook as a list: steps=[40,16,1] cfg_scale=[0,2.5] temperature=1.5."
+    ),
+    stage1_opt: Optional[list[str]] = typer.Option(
+        None, help="Stage-1 decoding setting: steps=25 cfg_scale=2.5 temperature=0.9."
+    ),
+    two_pass_cfg: bool = typer.Option(
+        False, "--two-pass-cfg", help="Run the guidance branches as two passes instead of one batch."
+    ),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    bf16: bool = typer.Option(False, "--bf16", help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16: 1.5-3.5x faster here)."),
-    oracle_codebooks: int = typer.Option(0, min=0, help="Diagnostic: take the first K codebooks from the utterance's own codes and generate only the rest."),
+    bf16: bool = typer.Option(
+        False,
+        "--bf16",
+        help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16: 1.5-3.5x faster here).",
+    ),
+    oracle_codebooks: int = typer.Option(
+        0,
+        min=0,
+        help="Diagnostic: take the first K codebooks from the utterance's own codes and generate only the rest.",
+    ),
     codec_input: str = CODEC_INPUT,
 ) -> None:
     """Hear the stages: ground-truth (or stage-1 generated) SSL tokens -> S2A with a same-speaker prompt -> codec.
@@ -40,19 +63,39 @@ def resynth(
 
       metis resynth data/mini/mini_test exp/s2a_mini/decode_mini_test --s2a exp/s2a_mini --codec exp/codec_mini
 
-      metis resynth data/mini/mini_test exp/pretrain_mini/generate_mini_test --stage1 exp/pretrain_mini --s2a exp/s2a_mini --codec exp/codec_mini
+      metis resynth data/mini/mini_test exp/pretrain_mini/generate_mini_test --stage1 exp/pretrain_mini --s2a
+      exp/s2a_mini --codec exp/codec_mini
 
-      metis resynth data/mini/mini_test exp/s2a_mini/oracle1_mini_test --s2a exp/s2a_mini --codec exp/codec_mini --oracle-codebooks 1
+      metis resynth data/mini/mini_test exp/s2a_mini/oracle1_mini_test --s2a exp/s2a_mini --codec exp/codec_mini
+      --oracle-codebooks 1
     """
     from metis_cli.infer.resynth import resynthesize
     from metis_cli.log import console, setup_logging
 
     setup_logging(log_file=out_dir / "log" / "decode.log")
-    result = resynthesize(data_dir, out_dir, s2a, codec, stage1, prompt_seconds, not no_prompt, batch_size, seed,
-                          _settings(s2a_opt), _settings(stage1_opt), not two_pass_cfg, device, bf16, oracle_codebooks,
-                          codec_input)
+    result = resynthesize(
+        data_dir,
+        out_dir,
+        s2a,
+        codec,
+        stage1,
+        prompt_seconds,
+        not no_prompt,
+        batch_size,
+        seed,
+        _settings(s2a_opt),
+        _settings(stage1_opt),
+        not two_pass_cfg,
+        device,
+        bf16,
+        oracle_codebooks,
+        codec_input,
+    )
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
-    console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
+    console.print(
+        f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} "
+        f"failed){rtf}"
+    )
     if result["failed"]:
         raise typer.Exit(1)
 
@@ -60,20 +103,42 @@ def resynth(
 MODEL_HELP = "Experiment dir of the fine-tuned task model (`metis finetune`)."
 S2A_HELP = "S2A experiment dir (repeat for a split model: coarse, then fine)."
 # Options that decode and synth share (Typer reads them as defaults; one declaration serves both).
-STAGE1_OPT = typer.Option(None, help="Stage-1 decoding setting, e.g. steps=25 cfg_scale=2.5 temperature=0.9 (defaults per task: the reference's).")
-S2A_OPT = typer.Option(None, help="S2A decoding setting, per codebook as a list: steps=[40,16,1] cfg_scale=[0,2.5] temperature=1.5.")
+STAGE1_OPT = typer.Option(
+    None,
+    help="Stage-1 decoding setting, e.g. steps=25 cfg_scale=2.5 temperature=0.9 (defaults per task: the reference's).",
+)
+S2A_OPT = typer.Option(
+    None, help="S2A decoding setting, per codebook as a list: steps=[40,16,1] cfg_scale=[0,2.5] temperature=1.5."
+)
 DEVICE = typer.Option("cpu", help="cpu or cuda.")
 BF16 = typer.Option(False, "--bf16", help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16).")
-NO_WATERMARK = typer.Option(False, "--no-watermark", help="Do not watermark the outputs (warns: they could no longer be identified as generated).")
-WATERMARK_KEY = typer.Option(None, help="Watermark key (default: $METIS_WATERMARK_KEY, else the public default; see metis detect).")
+NO_WATERMARK = typer.Option(
+    False,
+    "--no-watermark",
+    help="Do not watermark the outputs (warns: they could no longer be identified as generated).",
+)
+WATERMARK_KEY = typer.Option(
+    None, help="Watermark key (default: $METIS_WATERMARK_KEY, else the public default; see metis detect)."
+)
 MODE = typer.Option(None, help="Omni models: the task to run (tts, vc, se or tse); single-task models run their own.")
 
 
 def decode(
-    data_dir: Path = typer.Argument(..., help="Data dir with the task's inputs: text+prompt.scp (tts), src.scp+ref.scp (vc), noisy.scp (se), mix.scp+enroll.scp (tse), video.scp (or feats.scp)+prompt.scp (l2s)."),
-    task: str = typer.Option(..., help="tts, vc, se, tse, l2s or omni (must be the task the model was fine-tuned for)."),
+    data_dir: Path = typer.Argument(
+        ...,
+        help="Data dir with the task's inputs: text+prompt.scp (tts), src.scp+ref.scp (vc), noisy.scp (se), "
+        "mix.scp+enroll.scp (tse), video.scp (or feats.scp)+prompt.scp (l2s).",
+    ),
+    task: str = typer.Option(
+        ..., help="tts, vc, se, tse, l2s or omni (must be the task the model was fine-tuned for)."
+    ),
     mode: Optional[str] = MODE,
-    text_guided: bool = typer.Option(False, "--text-guided", help="Omni, vc/se/tse: the data's transcripts (text, and prompt_text when there) as the prefix too, e.g. text-guided TSE."),
+    text_guided: bool = typer.Option(
+        False,
+        "--text-guided",
+        help="Omni, vc/se/tse: the data's transcripts (text, and prompt_text when there) as the prefix too, e.g. "
+        "text-guided TSE.",
+    ),
     model: Path = typer.Option(..., help=MODEL_HELP),
     s2a: list[Path] = typer.Option(..., help=S2A_HELP),
     codec: Path = typer.Option(..., help="Codec experiment dir."),
@@ -86,7 +151,11 @@ def decode(
     bf16: bool = BF16,
     no_watermark: bool = NO_WATERMARK,
     watermark_key: Optional[str] = WATERMARK_KEY,
-    shuffle_video: bool = typer.Option(False, "--shuffle-video", help="l2s: scramble the video frames in time (the baseline that shows the model reads the lips)."),
+    shuffle_video: bool = typer.Option(
+        False,
+        "--shuffle-video",
+        help="l2s: scramble the video frames in time (the baseline that shows the model reads the lips).",
+    ),
     codec_input: str = CODEC_INPUT,
 ) -> None:
     """Decode a data dir with a fine-tuned task model (stage 6): wav/*.wav, wav.scp, decode.json.
@@ -102,30 +171,62 @@ def decode(
 
     out = out or model / f"decode_{mode + '_' if mode else ''}{'text_' if text_guided else ''}{data_dir.name}"
     setup_logging(log_file=out / "log" / "decode.log")
-    result = decode_task(model, data_dir, out, s2a, codec, task, batch_size, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16,
-                         watermark=not no_watermark, watermark_key=watermark_key, shuffle_video=shuffle_video, mode=mode,
-                         text_guided=text_guided, codec_input=codec_input)
+    result = decode_task(
+        model,
+        data_dir,
+        out,
+        s2a,
+        codec,
+        task,
+        batch_size,
+        seed,
+        _settings(stage1_opt),
+        _settings(s2a_opt),
+        device,
+        bf16,
+        watermark=not no_watermark,
+        watermark_key=watermark_key,
+        shuffle_video=shuffle_video,
+        mode=mode,
+        text_guided=text_guided,
+        codec_input=codec_input,
+    )
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
-    console.print(f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} failed){rtf}")
+    console.print(
+        f"{result['out']}: {result['utterances']} utterances ({result['decoded']} decoded now, {result['failed']} "
+        f"failed){rtf}"
+    )
     if result["failed"]:
         raise typer.Exit(1)
 
 
 def synth(
-    task: str = typer.Option(..., help="tts, vc, se, tse, l2s or omni (the task is then chosen by the inputs given, or --mode)."),
+    task: str = typer.Option(
+        ..., help="tts, vc, se, tse, l2s or omni (the task is then chosen by the inputs given, or --mode)."
+    ),
     mode: Optional[str] = MODE,
     model: Path = typer.Option(..., help=MODEL_HELP),
     s2a: list[Path] = typer.Option(..., help=S2A_HELP),
     codec: Path = typer.Option(..., help="Codec experiment dir."),
     output: Path = typer.Option(..., "--output", "-o", help="Output .wav (written only when everything succeeded)."),
-    text: Optional[str] = typer.Option(None, help="tts: the words to say; omni with --src/--noisy/--mix: the target's words (text-guided)."),
-    ref: Optional[Path] = typer.Option(None, help="tts: the voice prompt; vc, l2s: the reference voice; tse: the target speaker's enrollment."),
-    ref_text: Optional[str] = typer.Option(None, help="tts: transcript of --ref (default: recognised with the scoring ASR)."),
+    text: Optional[str] = typer.Option(
+        None, help="tts: the words to say; omni with --src/--noisy/--mix: the target's words (text-guided)."
+    ),
+    ref: Optional[Path] = typer.Option(
+        None, help="tts: the voice prompt; vc, l2s: the reference voice; tse: the target speaker's enrollment."
+    ),
+    ref_text: Optional[str] = typer.Option(
+        None, help="tts: transcript of --ref (default: recognised with the scoring ASR)."
+    ),
     src: Optional[Path] = typer.Option(None, help="vc: the speech to convert (16 kHz mono)."),
     noisy: Optional[Path] = typer.Option(None, help="se: the noisy speech (16 kHz mono)."),
     mix: Optional[Path] = typer.Option(None, help="tse: the mixture (16 kHz mono)."),
-    video: Optional[Path] = typer.Option(None, help="l2s: the mouth video (25 fps crop, e.g. 88x88), or visual features as .npy."),
-    duration: Optional[float] = typer.Option(None, help="tts: output length in seconds (default: the prompt's speaking rate)."),
+    video: Optional[Path] = typer.Option(
+        None, help="l2s: the mouth video (25 fps crop, e.g. 88x88), or visual features as .npy."
+    ),
+    duration: Optional[float] = typer.Option(
+        None, help="tts: output length in seconds (default: the prompt's speaking rate)."
+    ),
     seed: int = typer.Option(0),
     stage1_opt: Optional[list[str]] = STAGE1_OPT,
     s2a_opt: Optional[list[str]] = S2A_OPT,
@@ -139,7 +240,8 @@ def synth(
 
     Examples (M="--s2a exp/s2a_mini --codec exp/codec_mini"):
 
-      metis synth --task tts --model exp/tts_mini $M --text "Hello there." --ref prompt.wav --ref-text "What the prompt says." -o out.wav
+      metis synth --task tts --model exp/tts_mini $M --text "Hello there." --ref prompt.wav --ref-text "What the
+      prompt says." -o out.wav
 
       metis synth --task vc --model exp/vc_mini $M --src a.wav --ref b.wav -o out.wav
 
@@ -157,20 +259,36 @@ def synth(
 
     setup_logging()
     check_task(task)
-    given = {"text": text, "ref": ref, "ref_text": ref_text, "src": src, "noisy": noisy, "mix": mix, "duration": duration, "video": video}
+    given = {
+        "text": text,
+        "ref": ref,
+        "ref_text": ref_text,
+        "src": src,
+        "noisy": noisy,
+        "mix": mix,
+        "duration": duration,
+        "video": video,
+    }
     omni = task == "omni"
     if omni and mode is None:  # the task the inputs ask for
         mode = next((m for m, option in (("vc", src), ("se", noisy), ("tse", mix)) if option is not None), "tts")
     task_run = mode if omni else task
-    allowed = {"tts": {"text", "ref", "ref_text", "duration"}, "vc": {"src", "ref"}, "se": {"noisy"}, "tse": {"mix", "ref"},
-               "l2s": {"video", "ref"}}.get(task_run, set())
+    allowed = {
+        "tts": {"text", "ref", "ref_text", "duration"},
+        "vc": {"src", "ref"},
+        "se": {"noisy"},
+        "tse": {"mix", "ref"},
+        "l2s": {"video", "ref"},
+    }.get(task_run, set())
     if omni and task_run in ("vc", "se", "tse"):
         allowed = allowed | {"text", "ref_text"}
     extra = sorted(k for k, v in given.items() if v is not None and k not in allowed)
     asked = f"--task {task}" + (f" --mode {task_run}" if omni else "")
     if extra:
-        raise MetisError(f"{asked} takes {', '.join('--' + a.replace('_', '-') for a in sorted(allowed))}, not "
-                         f"{', '.join('--' + e.replace('_', '-') for e in extra)}")
+        raise MetisError(
+            f"{asked} takes {', '.join('--' + a.replace('_', '-') for a in sorted(allowed))}, not "
+            f"{', '.join('--' + e.replace('_', '-') for e in extra)}"
+        )
     condition_option = {"vc": "src", "se": "noisy", "tse": "mix", "l2s": "video"}.get(task_run)
     condition = given.get(condition_option)
     if condition_option and condition is None:
@@ -193,8 +311,24 @@ def synth(
             ref_text = load_asr("pocketsphinx").transcribe(item.prompt)
             console.print(f"transcript of {ref} (give --ref-text to set it): {ref_text!r}")
         item.prompt_text = ref_text
-    result = synthesize(model, s2a, codec, output, item, task, seed, _settings(stage1_opt), _settings(s2a_opt), device, bf16,
-                        watermark=not no_watermark, watermark_key=watermark_key, mode=mode if omni else None,
-                        codec_input=codec_input)
-    console.print(f"{result['out']}: {result['seconds_audio']:.2f} s of audio in {result['seconds']:.1f} s "
-                  f"(real-time factor {result['real_time_factor']:.2f})")
+    result = synthesize(
+        model,
+        s2a,
+        codec,
+        output,
+        item,
+        task,
+        seed,
+        _settings(stage1_opt),
+        _settings(s2a_opt),
+        device,
+        bf16,
+        watermark=not no_watermark,
+        watermark_key=watermark_key,
+        mode=mode if omni else None,
+        codec_input=codec_input,
+    )
+    console.print(
+        f"{result['out']}: {result['seconds_audio']:.2f} s of audio in {result['seconds']:.1f} s "
+        f"(real-time factor {result['real_time_factor']:.2f})"
+    )

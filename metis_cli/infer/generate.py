@@ -3,6 +3,7 @@
 Both take lists of utterances of different lengths and decode them as one padded batch: each row is
 ``[prompt ; target ; padding]``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,9 @@ def load_stage1(exp_dir, device: str = "cpu", checkpoint=None) -> Stage1Model:
     """The stage-1 model of an experiment dir (its EMA weights when it kept an EMA)."""
     config = read_exp_config(exp_dir)
     model = Stage1Model(Stage1Config.from_dict(config["model"]))
-    load_weights(exp_dir, weights_name(config, "stage1"), model, checkpoint, device, what="stage-1 model (`metis pretrain`)")
+    load_weights(
+        exp_dir, weights_name(config, "stage1"), model, checkpoint, device, what="stage-1 model (`metis pretrain`)"
+    )
     return model.to(device).eval()
 
 
@@ -49,8 +52,10 @@ def load_s2a(exp_dirs, device: str = "cpu") -> list[S2AModel]:
     n_codebooks = models[0].cfg.n_codebooks
     covered = [j for model in models for j in model.cfg.codebooks]
     if covered != list(range(n_codebooks)):
-        raise MetisError(f"the S2A models {', '.join(map(str, exp_dirs))} predict codebooks {covered}; "
-                         f"together they must cover 0..{n_codebooks - 1} once")
+        raise MetisError(
+            f"the S2A models {', '.join(map(str, exp_dirs))} predict codebooks {covered}; "
+            f"together they must cover 0..{n_codebooks - 1} once"
+        )
     return models
 
 
@@ -69,6 +74,7 @@ def per_codebook_settings(n_codebooks: int, overrides: dict | None = None) -> li
 
 def checkpoints_of(**models) -> dict:
     """For decode.json: each model's checkpoint (path, weights file, step), as ``load_weights`` recorded it."""
+
     def info(m):
         return [info(x) for x in m] if isinstance(m, (list, tuple)) else getattr(m, "checkpoint_info", None)
 
@@ -81,22 +87,41 @@ def resolve_codec_input(codec, codec_input: str) -> str:
         raise MetisError(f"unknown codec input '{codec_input}': choose {', '.join(CODEC_INPUTS)}")
     can = hasattr(codec, "decode_expected")
     if codec_input == "expected" and not can:
-        raise MetisError(f"codec input 'expected' needs a codec that decodes code distributions (kind world); this "
-                         f"codec (kind {getattr(codec, 'kind', 'neural')}) decodes codes: use --codec-input codes")
+        raise MetisError(
+            f"codec input 'expected' needs a codec that decodes code distributions (kind world); this "
+            f"codec (kind {getattr(codec, 'kind', 'neural')}) decodes codes: use --codec-input codes"
+        )
     if codec_input == "auto":
         return "expected" if can else "codes"
     return codec_input
 
 
-def generate_audio(models: list[S2AModel], codec, ssl_tokens: list[torch.Tensor], prompt_ssl: list[torch.Tensor],
-                   prompt_codes: list[torch.Tensor], settings: list[MaskPredictSettings],
-                   generator: torch.Generator | None = None, batched_cfg: bool = True,
-                   oracle_codes: list[torch.Tensor] | None = None, codec_input: str = "codes") -> list:
+def generate_audio(
+    models: list[S2AModel],
+    codec,
+    ssl_tokens: list[torch.Tensor],
+    prompt_ssl: list[torch.Tensor],
+    prompt_codes: list[torch.Tensor],
+    settings: list[MaskPredictSettings],
+    generator: torch.Generator | None = None,
+    batched_cfg: bool = True,
+    oracle_codes: list[torch.Tensor] | None = None,
+    codec_input: str = "codes",
+) -> list:
     """S2A (``generate_codes``), then the codec: one float32 waveform (numpy) per utterance. ``codec_input``
     is resolved (``resolve_codec_input``): "codes" decodes the codes, "expected" S2A's distributions."""
     expected = resolve_codec_input(codec, codec_input) == "expected"
-    out = generate_codes(models, ssl_tokens, prompt_ssl, prompt_codes, settings, generator, batched_cfg, oracle_codes,
-                         return_probs=expected)
+    out = generate_codes(
+        models,
+        ssl_tokens,
+        prompt_ssl,
+        prompt_codes,
+        settings,
+        generator,
+        batched_cfg,
+        oracle_codes,
+        return_probs=expected,
+    )
     device = models[0].mask_emb.device
     with torch.no_grad():
         if expected:
@@ -105,7 +130,7 @@ def generate_audio(models: list[S2AModel], codec, ssl_tokens: list[torch.Tensor]
 
 
 def _layout(prompt_lengths: list[int], target_lengths: list[int], device):
-    lengths = torch.tensor([p + t for p, t in zip(prompt_lengths, target_lengths)], device=device)
+    lengths = torch.tensor([p + t for p, t in zip(prompt_lengths, target_lengths, strict=True)], device=device)
     positions = torch.arange(int(lengths.max()), device=device)[None]
     prompts = torch.tensor(prompt_lengths, device=device)[:, None]
     valid = positions < lengths[:, None]
@@ -113,10 +138,16 @@ def _layout(prompt_lengths: list[int], target_lengths: list[int], device):
     return valid, prompt, valid & ~prompt
 
 
-def generate_ssl_tokens(model: Stage1Model, prompts: list[torch.Tensor], target_lengths: list[int],
-                        settings: MaskPredictSettings, generator: torch.Generator | None = None,
-                        batched_cfg: bool = True, phones: list[torch.Tensor] | None = None,
-                        frame_conditions: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+def generate_ssl_tokens(
+    model: Stage1Model,
+    prompts: list[torch.Tensor],
+    target_lengths: list[int],
+    settings: MaskPredictSettings,
+    generator: torch.Generator | None = None,
+    batched_cfg: bool = True,
+    phones: list[torch.Tensor] | None = None,
+    frame_conditions: list[torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
     """Stage 1: ``target_lengths[i]`` tokens after prompt i (empty = unconditional), optionally
     conditioned on a phone sequence (text prefix; dropped in the unconditional CFG branch) and on frame
     features [prompt + target frames, dim] (kept in both branches)."""
@@ -135,25 +166,37 @@ def generate_ssl_tokens(model: Stage1Model, prompts: list[torch.Tensor], target_
         frames = torch.zeros(*valid.shape, frame_conditions[0].shape[-1], device=device)
         for i, f in enumerate(frame_conditions):
             if len(f) != int(valid[i].sum()):
-                raise MetisError(f"utterance {i}: {len(f)} condition frames for {int(valid[i].sum())} prompt + target frames")
+                raise MetisError(
+                    f"utterance {i}: {len(f)} condition frames for {int(valid[i].sum())} prompt + target frames"
+                )
             frames[i, : len(f)] = f.to(device)
 
     def hidden_fn(tok, masked, val, t, rows, unconditional):
         conditions = {}
         if phone_ids is not None:
-            conditions["phones"], conditions["phone_valid"] = phone_ids[rows], phone_valid[rows] & ~unconditional[:, None]
+            conditions["phones"], conditions["phone_valid"] = (
+                phone_ids[rows],
+                phone_valid[rows] & ~unconditional[:, None],
+            )
         if frames is not None:
             conditions["frame_condition"] = frames[rows]
         return model.hidden(tok, masked, val, t, **conditions)
 
     out = mask_predict(hidden_fn, model.logits, tokens, target, valid, settings, generator, batched_cfg)
-    return [out[i, len(p) : len(p) + n].cpu() for i, (p, n) in enumerate(zip(prompts, target_lengths))]
+    return [out[i, len(p) : len(p) + n].cpu() for i, (p, n) in enumerate(zip(prompts, target_lengths, strict=True))]
 
 
-def generate_codes(models: list[S2AModel], ssl_tokens: list[torch.Tensor], prompt_ssl: list[torch.Tensor],
-                   prompt_codes: list[torch.Tensor], settings: list[MaskPredictSettings],
-                   generator: torch.Generator | None = None, batched_cfg: bool = True,
-                   oracle_codes: list[torch.Tensor] | None = None, return_probs: bool = False):
+def generate_codes(
+    models: list[S2AModel],
+    ssl_tokens: list[torch.Tensor],
+    prompt_ssl: list[torch.Tensor],
+    prompt_codes: list[torch.Tensor],
+    settings: list[MaskPredictSettings],
+    generator: torch.Generator | None = None,
+    batched_cfg: bool = True,
+    oracle_codes: list[torch.Tensor] | None = None,
+    return_probs: bool = False,
+):
     """S2A: codes [T_i, n_codebooks] for the SSL tokens [T_i] of each utterance, in the voice and
     conditions of its acoustic prompt (prompt_ssl [P_i], prompt_codes [P_i, n_codebooks]; P_i may be 0).
     ``oracle_codes`` [T_i, K] (a diagnostic): the first K codebooks are taken from them, not generated.
@@ -164,19 +207,23 @@ def generate_codes(models: list[S2AModel], ssl_tokens: list[torch.Tensor], promp
     n_oracle = oracle_codes[0].shape[-1] if oracle_codes else 0
     if n_oracle > n_codebooks:
         raise MetisError(f"oracle codes of {n_oracle} codebooks; the S2A model has {n_codebooks}")
-    for i, (oc, s) in enumerate(zip(oracle_codes or [], ssl_tokens)):
+    for i, (oc, s) in enumerate(zip(oracle_codes or [], ssl_tokens, strict=False)):
         if tuple(oc.shape) != (len(s), n_oracle):
-            raise MetisError(f"utterance {i}: oracle codes of shape {tuple(oc.shape)} for {len(s)} SSL tokens; "
-                             f"expected [{len(s)}, {n_oracle}] (the same number of codebooks for every utterance)")
+            raise MetisError(
+                f"utterance {i}: oracle codes of shape {tuple(oc.shape)} for {len(s)} SSL tokens; "
+                f"expected [{len(s)}, {n_oracle}] (the same number of codebooks for every utterance)"
+            )
     prompt_lengths = [len(p) for p in prompt_ssl]
-    for i, (ps, pc) in enumerate(zip(prompt_ssl, prompt_codes)):
+    for i, (ps, pc) in enumerate(zip(prompt_ssl, prompt_codes, strict=True)):
         if len(ps) != len(pc) or (len(pc) and pc.shape[-1] != n_codebooks):
-            raise MetisError(f"utterance {i}: prompt of {len(ps)} SSL tokens and codes of shape {tuple(pc.shape)}; "
-                             f"expected [{len(ps)}, {n_codebooks}]")
+            raise MetisError(
+                f"utterance {i}: prompt of {len(ps)} SSL tokens and codes of shape {tuple(pc.shape)}; "
+                f"expected [{len(ps)}, {n_codebooks}]"
+            )
     valid, prompt, target = _layout(prompt_lengths, [len(s) for s in ssl_tokens], device)
     ssl = torch.zeros(valid.shape, dtype=torch.long, device=device)
     codes = torch.zeros((*valid.shape, n_codebooks), dtype=torch.long, device=device)
-    for i, (ps, pc, s) in enumerate(zip(prompt_ssl, prompt_codes, ssl_tokens)):
+    for i, (ps, pc, s) in enumerate(zip(prompt_ssl, prompt_codes, ssl_tokens, strict=True)):
         ssl[i, : len(ps) + len(s)] = torch.cat([ps.to(device), s.to(device)])
         if len(pc):
             codes[i, : len(pc)] = pc.to(device)
@@ -198,14 +245,23 @@ def generate_codes(models: list[S2AModel], ssl_tokens: list[torch.Tensor], promp
         def logits_fn(h, layer=layer, model=model):
             return model.logits(h, layer)
 
-        out = mask_predict(hidden_fn, logits_fn, codes[..., layer], target, valid, settings[layer], generator,
-                           batched_cfg, return_probs)
+        out = mask_predict(
+            hidden_fn,
+            logits_fn,
+            codes[..., layer],
+            target,
+            valid,
+            settings[layer],
+            generator,
+            batched_cfg,
+            return_probs,
+        )
         if return_probs:
             codes[..., layer], layer_probs = out
             probs[..., layer, :][target] = layer_probs[target]
         else:
             codes[..., layer] = out
-    rows = [slice(p, p + len(s)) for p, s in zip(prompt_lengths, ssl_tokens)]
+    rows = [slice(p, p + len(s)) for p, s in zip(prompt_lengths, ssl_tokens, strict=True)]
     if return_probs:
         return [codes[i, r].cpu() for i, r in enumerate(rows)], [probs[i, r].cpu() for i, r in enumerate(rows)]
     return [codes[i, r].cpu() for i, r in enumerate(rows)]

@@ -17,6 +17,7 @@ Both branches run as one batch of 2B rows (``batched_cfg``) or as two passes.
 Everything is batched over utterances of different lengths: ``target`` says which positions to generate
 in each row, ``valid`` which positions exist.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,9 @@ def _gumbel(shape, generator, device) -> torch.Tensor:
     return -torch.log(-torch.log(u))
 
 
-def guided_hidden(hidden_fn: HiddenFn, tokens, masked, valid, target, t, settings: MaskPredictSettings,
-                  batched_cfg: bool = True) -> torch.Tensor:
+def guided_hidden(
+    hidden_fn: HiddenFn, tokens, masked, valid, target, t, settings: MaskPredictSettings, batched_cfg: bool = True
+) -> torch.Tensor:
     """Hidden states with classifier-free guidance (none when ``cfg_scale`` is 0)."""
     batch = tokens.shape[0]
     rows = torch.arange(batch, device=tokens.device)
@@ -78,8 +80,14 @@ def guided_hidden(hidden_fn: HiddenFn, tokens, masked, valid, target, t, setting
         return hidden_fn(tokens, masked, valid, t, rows, conditional)
     uncond_valid = valid & target
     if batched_cfg:
-        both = hidden_fn(torch.cat([tokens, tokens]), torch.cat([masked, masked]), torch.cat([valid, uncond_valid]),
-                         torch.cat([t, t]), torch.cat([rows, rows]), torch.cat([conditional, ~conditional]))
+        both = hidden_fn(
+            torch.cat([tokens, tokens]),
+            torch.cat([masked, masked]),
+            torch.cat([valid, uncond_valid]),
+            torch.cat([t, t]),
+            torch.cat([rows, rows]),
+            torch.cat([conditional, ~conditional]),
+        )
         g, g_u = both[:batch], both[batch:]
     else:
         g = hidden_fn(tokens, masked, valid, t, rows, conditional)
@@ -92,10 +100,17 @@ def guided_hidden(hidden_fn: HiddenFn, tokens, masked, valid, target, t, setting
 
 
 @torch.no_grad()
-def mask_predict(hidden_fn: HiddenFn, logits_fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor,
-                 target: torch.Tensor, valid: torch.Tensor, settings: MaskPredictSettings,
-                 generator: torch.Generator | None = None, batched_cfg: bool = True,
-                 return_probs: bool = False):
+def mask_predict(
+    hidden_fn: HiddenFn,
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    tokens: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    settings: MaskPredictSettings,
+    generator: torch.Generator | None = None,
+    batched_cfg: bool = True,
+    return_probs: bool = False,
+):
     """Fills ``tokens[target]`` ([B, L] long; the other positions are kept) and returns the new tokens.
 
     ``return_probs``: also returns ``probs`` [B, L, V], each target position's predicted distribution (the

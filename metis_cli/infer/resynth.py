@@ -12,6 +12,7 @@
 Outputs go to ``<out_dir>/wav/<utt>.wav``; a rerun skips utterances already written, and an utterance
 that fails is logged and skipped. ``decode.json`` records the models, the settings and the real-time factor.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,10 +53,24 @@ def same_speaker_prompts(utts: list[str], utt2spk: dict[str, str]) -> dict[str, 
     return prompts
 
 
-def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt_seconds: float = 3.0,
-                 use_prompt: bool = True, batch_size: int = 8, seed: int = 0, s2a_settings: dict | None = None,
-                 stage1_settings: dict | None = None, batched_cfg: bool = True, device: str = "cpu", bf16: bool = False,
-                 oracle_codebooks: int = 0, codec_input: str = "auto") -> dict:
+def resynthesize(
+    data_dir,
+    out_dir,
+    s2a_dirs,
+    codec_dir,
+    stage1_dir=None,
+    prompt_seconds: float = 3.0,
+    use_prompt: bool = True,
+    batch_size: int = 8,
+    seed: int = 0,
+    s2a_settings: dict | None = None,
+    stage1_settings: dict | None = None,
+    batched_cfg: bool = True,
+    device: str = "cpu",
+    bf16: bool = False,
+    oracle_codebooks: int = 0,
+    codec_input: str = "auto",
+) -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (see the module doc);
     ``bf16`` runs the transformers in bfloat16 (the codec stays in float32); ``codec_input``: what the codec
     decodes (``generate.CODEC_INPUTS``)."""
@@ -73,7 +88,9 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     codec = load_codec(codec_dir, device=device)
     n_codebooks = s2a_models[0].cfg.n_codebooks
     if codec.cfg.quantizer.n_codebooks != n_codebooks:
-        raise MetisError(f"the codec {codec_dir} has {codec.cfg.quantizer.n_codebooks} codebooks, the S2A model {n_codebooks}")
+        raise MetisError(
+            f"the codec {codec_dir} has {codec.cfg.quantizer.n_codebooks} codebooks, the S2A model {n_codebooks}"
+        )
     s2a_cfg = per_codebook_settings(n_codebooks, s2a_settings)
     codec_input = resolve_codec_input(codec, codec_input)
     if not 0 <= oracle_codebooks <= n_codebooks:
@@ -93,8 +110,11 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     utts = sorted(arrays.lengths)
     prompts = same_speaker_prompts(utts, utt2spk) if use_prompt else {u: None for u in utts}
     if use_prompt and any(p is None for p in prompts.values()):
-        logger.warning("%s: %d utterance(s) have no other utterance of their speaker: decoded without a prompt",
-                       data_dir, sum(p is None for p in prompts.values()))
+        logger.warning(
+            "%s: %d utterance(s) have no other utterance of their speaker: decoded without a prompt",
+            data_dir,
+            sum(p is None for p in prompts.values()),
+        )
 
     def wav_path(utt):
         return id_path(out / "wav", utt, ".wav")
@@ -119,11 +139,27 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
                 prompt_codes = [torch.from_numpy(p["acoustic_codes"]) for p in prompt_arrays]
                 ssl = [torch.from_numpy(t["ssl_tokens"]) for t in targets]
                 if stage1 is not None:
-                    ssl = generate_ssl_tokens(stage1, prompt_ssl, [len(s) for s in ssl], stage1_cfg, generator, batched_cfg)
-                oracle = [torch.from_numpy(t["acoustic_codes"][:, :oracle_codebooks]) for t in targets] if oracle_codebooks else None
-                wavs = generate_audio(s2a_models, codec, ssl, prompt_ssl, prompt_codes, s2a_cfg, generator, batched_cfg, oracle,
-                                      codec_input)
-                for u, wav in zip(batch, wavs):
+                    ssl = generate_ssl_tokens(
+                        stage1, prompt_ssl, [len(s) for s in ssl], stage1_cfg, generator, batched_cfg
+                    )
+                oracle = (
+                    [torch.from_numpy(t["acoustic_codes"][:, :oracle_codebooks]) for t in targets]
+                    if oracle_codebooks
+                    else None
+                )
+                wavs = generate_audio(
+                    s2a_models,
+                    codec,
+                    ssl,
+                    prompt_ssl,
+                    prompt_codes,
+                    s2a_cfg,
+                    generator,
+                    batched_cfg,
+                    oracle,
+                    codec_input,
+                )
+                for u, wav in zip(batch, wavs, strict=True):
                     save_audio(wav_path(u), wav, codec.cfg.sample_rate)
                     seconds_audio += len(wav) / codec.cfg.sample_rate
             except MetisError as exc:
@@ -142,12 +178,30 @@ def resynthesize(data_dir, out_dir, s2a_dirs, codec_dir, stage1_dir=None, prompt
     if prompt_scp:
         DataDir(out).write("prompt.scp", prompt_scp)
     rtf = elapsed / seconds_audio if seconds_audio else None
-    info = {"s2a": [str(Path(d).resolve()) for d in s2a_dirs], "codec": str(Path(codec_dir).resolve()),
-            "stage1": str(Path(stage1_dir).resolve()) if stage1_dir else None, "prompt_seconds": prompt_seconds if use_prompt else 0,
-            "oracle_codebooks": oracle_codebooks, "codec_input": codec_input,
-            "checkpoints": checkpoints_of(stage1=stage1, s2a=s2a_models, codec=codec),
-            "s2a_settings": [vars(s) for s in s2a_cfg], "stage1_settings": vars(stage1_cfg) if stage1 else None,
-            "seed": seed, "dtype": str(dtype).removeprefix("torch."), "seconds": round(elapsed, 2), "real_time_factor": rtf, "failed": len(failed)}
-    write_decode_dir(out, "generate" if stage1 else "resynth", data_dir, done, sample_rate=codec.cfg.sample_rate, **info)
-    return {"utterances": len(done), "decoded": len(todo) - len(failed), "failed": len(failed), "seconds": elapsed,
-            "real_time_factor": rtf, "out": str(out)}
+    info = {
+        "s2a": [str(Path(d).resolve()) for d in s2a_dirs],
+        "codec": str(Path(codec_dir).resolve()),
+        "stage1": str(Path(stage1_dir).resolve()) if stage1_dir else None,
+        "prompt_seconds": prompt_seconds if use_prompt else 0,
+        "oracle_codebooks": oracle_codebooks,
+        "codec_input": codec_input,
+        "checkpoints": checkpoints_of(stage1=stage1, s2a=s2a_models, codec=codec),
+        "s2a_settings": [vars(s) for s in s2a_cfg],
+        "stage1_settings": vars(stage1_cfg) if stage1 else None,
+        "seed": seed,
+        "dtype": str(dtype).removeprefix("torch."),
+        "seconds": round(elapsed, 2),
+        "real_time_factor": rtf,
+        "failed": len(failed),
+    }
+    write_decode_dir(
+        out, "generate" if stage1 else "resynth", data_dir, done, sample_rate=codec.cfg.sample_rate, **info
+    )
+    return {
+        "utterances": len(done),
+        "decoded": len(todo) - len(failed),
+        "failed": len(failed),
+        "seconds": elapsed,
+        "real_time_factor": rtf,
+        "out": str(out),
+    }

@@ -7,7 +7,8 @@ codec codes as the acoustic prompt) -> codec decoder -> waveform.
 
 | task | condition (frame-aligned with the output) | prompt (the voice) | output length |
 |------|------------------------------------------|--------------------|---------------|
-| tts  | phones of prompt text + text (prefix)    | prompt.scp         | prompt frames x target phones / prompt phones (or --duration) |
+| tts  | phones of prompt text + text (prefix)    | prompt.scp         | prompt frames x target phones /    |
+|      |                                          |                    | prompt phones (or --duration)      |
 | vc   | the source (src.scp)                     | reference (ref.scp)| the source's |
 | se   | the noisy speech (noisy.scp)             | none               | the input's |
 | tse  | enrollment then mixture (mix.scp)        | enrollment (enroll.scp) | the mixture's |
@@ -21,6 +22,7 @@ goes before them when the data has it).
 Condition audio must already be 16 kHz mono (it is what the model listens to; a wrong rate is refused,
 not silently resampled); prompts are voice samples and are converted from any rate or channel count.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,13 +36,26 @@ import torch
 
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
-from metis_cli.infer.generate import (checkpoints_of, generate_audio, generate_ssl_tokens, load_s2a, per_codebook_settings,
-                                      resolve_codec_input)
+from metis_cli.infer.generate import (
+    checkpoints_of,
+    generate_audio,
+    generate_ssl_tokens,
+    load_s2a,
+    per_codebook_settings,
+    resolve_codec_input,
+)
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, for_inference, merged
-from metis_cli.tasks.conditions import (CONDITION_SCP, PROMPT_SCP, TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_mode,
-                                        check_task)
+from metis_cli.tasks.conditions import (
+    CONDITION_SCP,
+    PROMPT_SCP,
+    TEXT_TASKS,
+    VIDEO_TASKS,
+    FrameConditioner,
+    check_mode,
+    check_task,
+)
 from metis_cli.train.config import check_keys, read_exp_config
 from metis_cli.train.trainer import load_weights, weights_name
 
@@ -58,20 +73,29 @@ CONDITION_NAME = {"vc": "source", "se": "noisy speech", "tse": "mixture", "l2s":
 PROMPT_NAME = {"tts": "prompt", "vc": "reference", "tse": "enrollment", "l2s": "reference"}
 MIN_PROMPT_SECONDS = 1.0
 SILENCE_DBFS = -55.0
-SCRIPTS = {"en": ("LATIN",), "en-us": ("LATIN",), "en-gb": ("LATIN",), "fr": ("LATIN",), "de": ("LATIN",), "ko": ("HANGUL",),
-           "zh": ("CJK",), "ja": ("CJK", "HIRAGANA", "KATAKANA")}
+SCRIPTS = {
+    "en": ("LATIN",),
+    "en-us": ("LATIN",),
+    "en-gb": ("LATIN",),
+    "fr": ("LATIN",),
+    "de": ("LATIN",),
+    "ko": ("HANGUL",),
+    "zh": ("CJK",),
+    "ja": ("CJK", "HIRAGANA", "KATAKANA"),
+}
 
 
 @dataclass
 class TaskInput:
     """What one output is made from; audio is 16 kHz mono float32."""
+
     name: str
     condition: np.ndarray | None = None  # VC source, SE noisy speech, TSE mixture
-    prompt: np.ndarray | None = None     # TTS prompt, VC reference, TSE enrollment
-    text: str | None = None              # TTS; Omni: text-guided VC/SE/TSE
-    prompt_text: str | None = None       # TTS: the prompt's transcript (text-guided: optional)
-    duration: float | None = None        # TTS: output seconds (default: the prompt's speaking rate)
-    visual: np.ndarray | None = None     # L2S: mouth video [frames, H, W] uint8, or features [frames, D], 25 fps
+    prompt: np.ndarray | None = None  # TTS prompt, VC reference, TSE enrollment
+    text: str | None = None  # TTS; Omni: text-guided VC/SE/TSE
+    prompt_text: str | None = None  # TTS: the prompt's transcript (text-guided: optional)
+    duration: float | None = None  # TTS: output seconds (default: the prompt's speaking rate)
+    visual: np.ndarray | None = None  # L2S: mouth video [frames, H, W] uint8, or features [frames, D], 25 fps
 
 
 def check_script(text: str, language: str, where: str = "") -> None:
@@ -81,8 +105,10 @@ def check_script(text: str, language: str, where: str = "") -> None:
         return
     foreign = sorted({c for c in text if c.isalpha() and not unicodedata.name(c, "").startswith(scripts)})
     if foreign:
-        raise MetisError(f"{where}text has characters of a script that language '{language}' does not read: "
-                         f"{''.join(foreign[:10])!r}")
+        raise MetisError(
+            f"{where}text has characters of a script that language '{language}' does not read: "
+            f"{''.join(foreign[:10])!r}"
+        )
 
 
 def check_audio(wav: np.ndarray, what: str, min_seconds: float = 0.0) -> None:
@@ -103,10 +129,14 @@ def load_input(source, what: str, strict: bool, utt: str | None = None, commands
     if strict:
         info = audio_info(source, utt, commands)
         if info.sample_rate != sr:
-            raise MetisError(f"{what} {source}: {info.sample_rate} Hz; this model takes {sr} Hz audio "
-                             f"(resample it first, e.g. `sox in.wav -r {sr} out.wav`)")
+            raise MetisError(
+                f"{what} {source}: {info.sample_rate} Hz; this model takes {sr} Hz audio "
+                f"(resample it first, e.g. `sox in.wav -r {sr} out.wav`)"
+            )
         if info.channels != 1:
-            raise MetisError(f"{what} {source}: {info.channels} channels; give one channel (e.g. `sox in.wav -c 1 out.wav`)")
+            raise MetisError(
+                f"{what} {source}: {info.channels} channels; give one channel (e.g. `sox in.wav -c 1 out.wav`)"
+            )
     return load_audio(source, sr, utt_id=utt, commands=commands)[0]
 
 
@@ -114,7 +144,14 @@ def load_task_stage1(exp_dir, config: dict, device: str = "cpu", checkpoint=None
     """A fine-tuned stage-1 model, LoRA merged into its weights."""
     model = Stage1Model(Stage1Config.from_dict(config["model"]))
     for_inference(model, AdaptationConfig.from_dict(config.get("adaptation", {})))
-    load_weights(exp_dir, weights_name(config, "stage1"), model, checkpoint, device, what=f"{config['task']} model (`metis finetune`)")
+    load_weights(
+        exp_dir,
+        weights_name(config, "stage1"),
+        model,
+        checkpoint,
+        device,
+        what=f"{config['task']} model (`metis finetune`)",
+    )
     info = model.checkpoint_info
     model = merged(model)
     model.checkpoint_info = info
@@ -124,9 +161,21 @@ def load_task_stage1(exp_dir, config: dict, device: str = "cpu", checkpoint=None
 class TaskModel:
     """A fine-tuned stage-1 model with the S2A models and codec that turn its tokens into audio."""
 
-    def __init__(self, exp_dir, s2a_dirs, codec_dir, task: str | None = None, device: str = "cpu", bf16: bool = False,
-                 stage1_settings: dict | None = None, s2a_settings: dict | None = None, checkpoint=None, shuffle_video: bool = False,
-                 mode: str | None = None, codec_input: str = "auto"):
+    def __init__(
+        self,
+        exp_dir,
+        s2a_dirs,
+        codec_dir,
+        task: str | None = None,
+        device: str = "cpu",
+        bf16: bool = False,
+        stage1_settings: dict | None = None,
+        s2a_settings: dict | None = None,
+        checkpoint=None,
+        shuffle_video: bool = False,
+        mode: str | None = None,
+        codec_input: str = "auto",
+    ):
         from metis_cli.codec.inference import load_codec
         from metis_cli.env import check_device
 
@@ -134,7 +183,10 @@ class TaskModel:
         config = read_exp_config(exp_dir)
         found = config.get("task")
         if not found:
-            raise MetisError(f"{exp_dir}: not a fine-tuned task model (its config.yaml names no task); make one with `metis finetune`")
+            raise MetisError(
+                f"{exp_dir}: not a fine-tuned task model (its config.yaml names no task); make one with `metis "
+                "finetune`"
+            )
         if task is not None and check_task(task) != found:
             raise MetisError(f"{exp_dir} holds a {found} model, not {task}; give the experiment dir of a {task} model")
         # model_task: what the model was trained for; task: what it decodes (an Omni model: the mode)
@@ -161,15 +213,27 @@ class TaskModel:
         self.codec = load_codec(codec_dir, device=device)
         n_codebooks = self.s2a[0].cfg.n_codebooks
         if self.codec.cfg.quantizer.n_codebooks != n_codebooks:
-            raise MetisError(f"the codec {codec_dir} has {self.codec.cfg.quantizer.n_codebooks} codebooks, the S2A model {n_codebooks}")
+            raise MetisError(
+                f"the codec {codec_dir} has {self.codec.cfg.quantizer.n_codebooks} codebooks, the S2A model "
+                f"{n_codebooks}"
+            )
         settings = {**TASK_DEFAULTS[self.task], **(stage1_settings or {})}
         check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
         self.stage1_settings = MaskPredictSettings(**settings)
         self.s2a_settings = per_codebook_settings(n_codebooks, s2a_settings)
         self.codec_input = resolve_codec_input(self.codec, codec_input)
-        self.info = {"codec_input": self.codec_input, "checkpoints": checkpoints_of(stage1=self.stage1, s2a=self.s2a, codec=self.codec), "model": str(self.exp_dir.resolve()), "model_task": self.model_task, "s2a": [str(Path(d).resolve()) for d in s2a_dirs], "shuffle_video": shuffle_video,
-                     "codec": str(Path(codec_dir).resolve()), "stage1_settings": vars(self.stage1_settings),
-                     "s2a_settings": [vars(s) for s in self.s2a_settings], "dtype": str(self.dtype).removeprefix("torch.")}
+        self.info = {
+            "codec_input": self.codec_input,
+            "checkpoints": checkpoints_of(stage1=self.stage1, s2a=self.s2a, codec=self.codec),
+            "model": str(self.exp_dir.resolve()),
+            "model_task": self.model_task,
+            "s2a": [str(Path(d).resolve()) for d in s2a_dirs],
+            "shuffle_video": shuffle_video,
+            "codec": str(Path(codec_dir).resolve()),
+            "stage1_settings": vars(self.stage1_settings),
+            "s2a_settings": [vars(s) for s in self.s2a_settings],
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
 
     @property
     def sample_rate(self) -> int:
@@ -222,14 +286,22 @@ class TaskModel:
             prepared.update(frames=len(feats), condition=torch.from_numpy(np.concatenate([prompt_feats, feats])))
             if item.text is not None:  # text-guided: the target's words as the prefix too
                 if not self.stage1.cfg.n_phones:
-                    raise MetisError(f"{where}this {self.model_task} model has no text prefix; text-guided {task} needs an omni model")
-                prompt_phones = self._phones(item.prompt_text, "the prompt's transcript", item.name) if item.prompt_text else []
+                    raise MetisError(
+                        f"{where}this {self.model_task} model has no text prefix; text-guided {task} needs an omni "
+                        "model"
+                    )
+                prompt_phones = (
+                    self._phones(item.prompt_text, "the prompt's transcript", item.name) if item.prompt_text else []
+                )
                 prepared["phones"] = torch.tensor(prompt_phones + self._phones(item.text, "the text", item.name))
         total = len(prompt_tokens) + prepared["frames"]
         if total > self.max_frames:
-            raise MetisError(f"{where}{len(prompt_tokens) / self.frame_rate:.1f} s of prompt + {prepared['frames'] / self.frame_rate:.1f} s "
-                             f"of output is longer than the model's limit of {self.max_frames / self.frame_rate:.1f} s "
-                             f"(data.max_utterance_frames); use a shorter {PROMPT_NAME.get(task, 'input')} or split the input")
+            raise MetisError(
+                f"{where}{len(prompt_tokens) / self.frame_rate:.1f} s of prompt + "
+                f"{prepared['frames'] / self.frame_rate:.1f} s "
+                f"of output is longer than the model's limit of {self.max_frames / self.frame_rate:.1f} s "
+                f"(data.max_utterance_frames); use a shorter {PROMPT_NAME.get(task, 'input')} or split the input"
+            )
         return prepared
 
     @torch.no_grad()
@@ -239,7 +311,11 @@ class TaskModel:
         if video is None or len(video) < 2:
             raise MetisError(f"'{item.name}': the l2s task needs a video of at least 2 frames")
         if self.video_features != (video.ndim == 2):
-            wanted = "pre-computed visual features [frames, dim] (.npy)" if self.video_features else "mouth video (mp4, avi, mkv)"
+            wanted = (
+                "pre-computed visual features [frames, dim] (.npy)"
+                if self.video_features
+                else "mouth video (mp4, avi, mkv)"
+            )
             raise MetisError(f"'{item.name}': this l2s model takes {wanted}")
         if self.shuffle_video:
             video = video[np.random.default_rng(0).permutation(len(video))]
@@ -254,11 +330,24 @@ class TaskModel:
         """Waveforms at ``sample_rate`` for a batch of prepared inputs."""
         prompts = [p["prompt_tokens"] for p in prepared]
         ssl = generate_ssl_tokens(
-            self.stage1, prompts, [p["frames"] for p in prepared], self.stage1_settings, generator,
+            self.stage1,
+            prompts,
+            [p["frames"] for p in prepared],
+            self.stage1_settings,
+            generator,
             phones=[p["phones"] for p in prepared] if "phones" in prepared[0] else None,
-            frame_conditions=[p["condition"] for p in prepared] if "condition" in prepared[0] else None)
-        return generate_audio(self.s2a, self.codec, ssl, prompts, [p["prompt_codes"] for p in prepared], self.s2a_settings,
-                              generator, codec_input=self.codec_input)
+            frame_conditions=[p["condition"] for p in prepared] if "condition" in prepared[0] else None,
+        )
+        return generate_audio(
+            self.s2a,
+            self.codec,
+            ssl,
+            prompts,
+            [p["prompt_codes"] for p in prepared],
+            self.s2a_settings,
+            generator,
+            codec_input=self.codec_input,
+        )
 
 
 def _resample(wav: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -268,7 +357,9 @@ def _resample(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     return wav if sample_rate == sr else resample(wav, sr, sample_rate).astype(np.float32)
 
 
-def datadir_inputs(data_dir, task: str, video_features: bool = False, text_guided: bool = False) -> tuple[list[str], callable]:
+def datadir_inputs(
+    data_dir, task: str, video_features: bool = False, text_guided: bool = False
+) -> tuple[list[str], callable]:
     """The utterance ids of a data dir that has the task's inputs, and a loader of one TaskInput
     (``video_features``: an L2S model that reads feats.scp instead of video.scp; ``text_guided``: the
     transcript too, for an Omni model's text-guided VC/SE/TSE)."""
@@ -296,12 +387,16 @@ def datadir_inputs(data_dir, task: str, video_features: bool = False, text_guide
 
                 item.visual = read_visual_input(tables[condition_scp][utt], video_features, utt)
             else:
-                item.condition = load_input(tables[condition_scp][utt], f"'{utt}': {CONDITION_NAME[task]}", strict=True, utt=utt, commands=True)
+                item.condition = load_input(
+                    tables[condition_scp][utt], f"'{utt}': {CONDITION_NAME[task]}", strict=True, utt=utt, commands=True
+                )
         if PROMPT_SCP.get(task):
             scp = PROMPT_SCP[task]
             if utt not in tables[scp]:
                 raise MetisError(f"{data.file(scp)}: no entry for '{utt}'")
-            item.prompt = load_input(tables[scp][utt], f"'{utt}': {PROMPT_NAME[task]}", strict=False, utt=utt, commands=True)
+            item.prompt = load_input(
+                tables[scp][utt], f"'{utt}': {PROMPT_NAME[task]}", strict=False, utt=utt, commands=True
+            )
         if with_text:
             item.text = tables["text"].get(utt)
             if item.text is None:
@@ -314,10 +409,26 @@ def datadir_inputs(data_dir, task: str, video_features: bool = False, text_guide
     return utts, load
 
 
-def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | None = None, batch_size: int = 8, seed: int = 0,
-                stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False,
-                watermark: bool = True, watermark_key: str | None = None, shuffle_video: bool = False, mode: str | None = None,
-                text_guided: bool = False, codec_input: str = "auto") -> dict:
+def decode_task(
+    exp_dir,
+    data_dir,
+    out_dir,
+    s2a_dirs,
+    codec_dir,
+    task: str | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    stage1_settings: dict | None = None,
+    s2a_settings: dict | None = None,
+    device: str = "cpu",
+    bf16: bool = False,
+    watermark: bool = True,
+    watermark_key: str | None = None,
+    shuffle_video: bool = False,
+    mode: str | None = None,
+    text_guided: bool = False,
+    codec_input: str = "auto",
+) -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (wav/<utt>.wav, wav.scp,
     decode.json with the settings and the real-time factor). A rerun skips what is written; an
     utterance whose inputs are bad is logged (``failed``) and skipped. Every output carries the
@@ -328,12 +439,26 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
     from metis_cli.log import progress
     from metis_cli.watermark import marker_for
 
-    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings, shuffle_video=shuffle_video,
-                      mode=mode, codec_input=codec_input)
+    model = TaskModel(
+        exp_dir,
+        s2a_dirs,
+        codec_dir,
+        task,
+        device,
+        bf16,
+        stage1_settings,
+        s2a_settings,
+        shuffle_video=shuffle_video,
+        mode=mode,
+        codec_input=codec_input,
+    )
     marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     task = model.task
     if text_guided and (task in TEXT_TASKS + VIDEO_TASKS or not model.stage1.cfg.n_phones):
-        raise MetisError(f"text-guided decoding needs an omni model and a vc, se or tse mode (here: a {model.model_task} model, {task})")
+        raise MetisError(
+            f"text-guided decoding needs an omni model and a vc, se or tse mode (here: a {model.model_task} model, "
+            f"{task})"
+        )
     data_dir, out = Path(data_dir), Path(out_dir)
     utts, load = datadir_inputs(data_dir, task, model.video_features, text_guided)
 
@@ -363,7 +488,7 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
                 for p in batch:
                     failed[p["name"]] = str(exc)
                 logger.warning("batch starting with %s failed: %s", batch[0]["name"], exc)
-            for p, wav in zip(batch, wavs):
+            for p, wav in zip(batch, wavs, strict=True):
                 save_audio(wav_path(p["name"]), marker(wav, model.sample_rate) if marker else wav, model.sample_rate)
                 seconds_audio += len(wav) / model.sample_rate
             bar.advance(bar_task, len(todo[start : start + batch_size]))
@@ -374,23 +499,68 @@ def decode_task(exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task: str | Non
         with open(out / "failed", "a") as f:
             f.writelines(f"{u}\t{r}\n" for u, r in sorted(failed.items()))
     if not done:
-        raise MetisError(f"{out}: no utterance was decoded ({len(failed)} failed, e.g. {next(iter(failed.values()), '')})")
+        raise MetisError(
+            f"{out}: no utterance was decoded ({len(failed)} failed, e.g. {next(iter(failed.values()), '')})"
+        )
     rtf = elapsed / seconds_audio if seconds_audio else None
-    write_decode_dir(out, task, data_dir, done, sample_rate=model.sample_rate, **model.info, text_guided=text_guided, seed=seed,
-                     seconds=round(elapsed, 2), real_time_factor=rtf, failed=len(failed), watermark=marker.info if marker else None)
-    return {"utterances": len(done), "decoded": len(todo) - len(failed), "failed": len(failed), "seconds": elapsed,
-            "real_time_factor": rtf, "out": str(out)}
+    write_decode_dir(
+        out,
+        task,
+        data_dir,
+        done,
+        sample_rate=model.sample_rate,
+        **model.info,
+        text_guided=text_guided,
+        seed=seed,
+        seconds=round(elapsed, 2),
+        real_time_factor=rtf,
+        failed=len(failed),
+        watermark=marker.info if marker else None,
+    )
+    return {
+        "utterances": len(done),
+        "decoded": len(todo) - len(failed),
+        "failed": len(failed),
+        "seconds": elapsed,
+        "real_time_factor": rtf,
+        "out": str(out),
+    }
 
 
-def synthesize(exp_dir, s2a_dirs, codec_dir, out_path, item: TaskInput, task: str | None = None, seed: int = 0,
-               stage1_settings: dict | None = None, s2a_settings: dict | None = None, device: str = "cpu", bf16: bool = False,
-               watermark: bool = True, watermark_key: str | None = None, mode: str | None = None, codec_input: str = "auto") -> dict:
+def synthesize(
+    exp_dir,
+    s2a_dirs,
+    codec_dir,
+    out_path,
+    item: TaskInput,
+    task: str | None = None,
+    seed: int = 0,
+    stage1_settings: dict | None = None,
+    s2a_settings: dict | None = None,
+    device: str = "cpu",
+    bf16: bool = False,
+    watermark: bool = True,
+    watermark_key: str | None = None,
+    mode: str | None = None,
+    codec_input: str = "auto",
+) -> dict:
     """One output file from one TaskInput (``metis synth``), watermarked unless ``watermark`` is False;
     nothing is written if anything fails. ``mode``: the task an Omni model runs."""
     from metis_cli.audio import save_audio
     from metis_cli.watermark import marker_for
 
-    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, device, bf16, stage1_settings, s2a_settings, mode=mode, codec_input=codec_input)
+    model = TaskModel(
+        exp_dir,
+        s2a_dirs,
+        codec_dir,
+        task,
+        device,
+        bf16,
+        stage1_settings,
+        s2a_settings,
+        mode=mode,
+        codec_input=codec_input,
+    )
     marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     started = time.time()
     prepared = model.prepare(item)
@@ -400,5 +570,11 @@ def synthesize(exp_dir, s2a_dirs, codec_dir, out_path, item: TaskInput, task: st
     elapsed = time.time() - started
     save_audio(out_path, wav, model.sample_rate)
     seconds = len(wav) / model.sample_rate
-    return {"out": str(out_path), "seconds_audio": seconds, "seconds": elapsed, "real_time_factor": elapsed / seconds, "task": model.task,
-            "watermark": marker.info if marker else None}
+    return {
+        "out": str(out_path),
+        "seconds_audio": seconds,
+        "seconds": elapsed,
+        "real_time_factor": elapsed / seconds,
+        "task": model.task,
+        "watermark": marker.info if marker else None,
+    }

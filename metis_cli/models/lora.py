@@ -5,6 +5,7 @@ a ``LoRALinear`` (the frozen base plus ``B @ A`` scaled by alpha / r; B starts a
 model computes exactly what it did). ``merge_lora`` folds the updates into plain ``nn.Linear`` layers
 for inference. At d=1536 x 16 layers (FFN 6144), r=32 trains 18,087,936 parameters, as published.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,12 @@ class LoRALinear(nn.Module):
         super().__init__()
         self.base = base.requires_grad_(False)
         self.rank, self.scaling = rank, alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=base.weight.device, dtype=base.weight.dtype))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device, dtype=base.weight.dtype))
+        self.lora_A = nn.Parameter(
+            torch.empty(rank, base.in_features, device=base.weight.device, dtype=base.weight.dtype)
+        )
+        self.lora_B = nn.Parameter(
+            torch.zeros(base.out_features, rank, device=base.weight.device, dtype=base.weight.dtype)
+        )
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout)
 
@@ -30,8 +35,13 @@ class LoRALinear(nn.Module):
 
     def merged(self) -> nn.Linear:
         """A plain linear layer computing the same function (without dropout)."""
-        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
-                        device=self.base.weight.device, dtype=self.base.weight.dtype)
+        out = nn.Linear(
+            self.base.in_features,
+            self.base.out_features,
+            bias=self.base.bias is not None,
+            device=self.base.weight.device,
+            dtype=self.base.weight.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(self.base.weight + self.scaling * self.lora_B @ self.lora_A)
             if self.base.bias is not None:
@@ -53,8 +63,12 @@ def _replace(model: nn.Module, make) -> int:
 def add_lora(model: nn.Module, rank: int, alpha: float | None = None, dropout: float = 0.01, targets=TARGETS) -> int:
     """Wraps the target projections (alpha defaults to 2 * rank, as Metis); returns how many."""
     alpha = 2 * rank if alpha is None else alpha
-    return _replace(model, lambda name, child: LoRALinear(child, rank, alpha, dropout)
-                    if name in targets and isinstance(child, nn.Linear) else None)
+    return _replace(
+        model,
+        lambda name, child: (
+            LoRALinear(child, rank, alpha, dropout) if name in targets and isinstance(child, nn.Linear) else None
+        ),
+    )
 
 
 def merge_lora(model: nn.Module) -> int:

@@ -6,6 +6,7 @@ prompt, length uniform in [min(T // 4, 5), max_prompt_ratio * T]). Without a pro
 unconditional case that classifier-free guidance needs. Every non-prompt token is masked i.i.d. with
 probability gamma, and at least one is masked.
 """
+
 from __future__ import annotations
 
 import math

@@ -4,12 +4,13 @@ The input of frame f when codebook ``layer`` is being predicted is the sum of th
 are known there: codebooks below ``layer`` (ground truth in training, already generated at inference),
 codebook ``layer`` itself where it is not masked (one mask embedding where it is), and on prompt frames
 every codebook (elsewhere the codebooks above ``layer`` add nothing, or one mask embedding each with
-``mask_higher_codebooks``, as the published model of codebooks 1..11). The SSL-token embedding plus an embedding of ``layer`` goes through an MLP and is added
-frame by frame. One output head per predicted codebook.
+``mask_higher_codebooks``, as the published model of codebooks 1..11). The SSL-token embedding plus an
+embedding of ``layer`` goes through an MLP and is added frame by frame. One output head per predicted codebook.
 
 ``predict_codebooks: [first, end)`` lets one model predict every codebook (the mini recipes: one model,
 half the training) or only some (the reference splits codebook 0 from codebooks 1..11).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,7 +43,10 @@ class S2AConfig:
         cfg = cls(**d)
         first, end = cfg.predict_codebooks = tuple(int(v) for v in cfg.predict_codebooks)
         if not 0 <= first < end <= cfg.n_codebooks:
-            raise MetisError(f"S2A model config: predict_codebooks {list(cfg.predict_codebooks)} is not a range within 0..{cfg.n_codebooks}")
+            raise MetisError(
+                f"S2A model config: predict_codebooks {list(cfg.predict_codebooks)} is not a range within "
+                f"0..{cfg.n_codebooks}"
+            )
         return cfg
 
     @property
@@ -65,8 +69,10 @@ class S2AModel(nn.Module):
 
     def check_layer(self, layer: int) -> None:
         if layer not in self.cfg.codebooks:
-            raise MetisError(f"this S2A model predicts codebooks {self.cfg.predict_codebooks[0]}.."
-                             f"{self.cfg.predict_codebooks[1] - 1}, not codebook {layer}")
+            raise MetisError(
+                f"this S2A model predicts codebooks {self.cfg.predict_codebooks[0]}.."
+                f"{self.cfg.predict_codebooks[1] - 1}, not codebook {layer}"
+            )
 
     def hidden(self, codes, layer: int, masked, valid, t, ssl_tokens, prompt) -> torch.Tensor:
         """codes [B, T, n_codebooks] (values above ``layer`` are read on prompt frames only, masked values
@@ -75,10 +81,16 @@ class S2AModel(nn.Module):
         x = 0
         for j in range(layer):
             x = x + self.code_emb[j](codes[..., j])
-        x = x + torch.where(masked[..., None], self.mask_emb, self.code_emb[layer](codes[..., layer].masked_fill(masked, 0)))
+        x = x + torch.where(
+            masked[..., None], self.mask_emb, self.code_emb[layer](codes[..., layer].masked_fill(masked, 0))
+        )
         for j in range(layer + 1, self.cfg.n_codebooks):
             known = self.code_emb[j](codes[..., j])
-            x = x + (torch.where(prompt[..., None], known, self.mask_emb) if self.cfg.mask_higher_codebooks else known * prompt[..., None])
+            x = x + (
+                torch.where(prompt[..., None], known, self.mask_emb)
+                if self.cfg.mask_higher_codebooks
+                else known * prompt[..., None]
+            )
         layer_ids = torch.full_like(ssl_tokens, layer)
         x = x + self.cond_mlp(self.ssl_emb(ssl_tokens) + self.layer_emb(layer_ids))
         return self.transformer(x, valid, t)

@@ -16,6 +16,7 @@ off (absent) in a pre-trained model:
 - for lip-to-speech, a visual front end (``visual``, metis_cli.models.visual) that turns mouth video into
   the frame adapter's input, trained with it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -84,10 +85,16 @@ class Stage1Model(nn.Module):
         if cfg.visual:
             self.visual = VisualFrontEnd(VisualConfig.from_dict(cfg.visual))
             if self.visual.cfg.out_dim != cfg.frame_condition_dim:
-                raise MetisError(f"visual.out_dim {self.visual.cfg.out_dim} must equal frame_condition_dim {cfg.frame_condition_dim}")
+                raise MetisError(
+                    f"visual.out_dim {self.visual.cfg.out_dim} must equal frame_condition_dim {cfg.frame_condition_dim}"
+                )
 
     def embed(self, tokens, masked, frame_condition=None):
-        x = torch.where(masked[..., None], self.mask_emb.to(self.token_emb.weight.dtype), self.token_emb(tokens.masked_fill(masked, 0)))
+        x = torch.where(
+            masked[..., None],
+            self.mask_emb.to(self.token_emb.weight.dtype),
+            self.token_emb(tokens.masked_fill(masked, 0)),
+        )
         if frame_condition is not None:
             if not self.cfg.frame_condition_dim:
                 raise MetisError("this stage-1 model has no frame adapter (frame_condition_dim is 0)")
@@ -102,10 +109,24 @@ class Stage1Model(nn.Module):
 
         feats = self.visual(video, video_valid) if self.cfg.visual else video.to(self.token_emb.weight.dtype)
         lengths = video_valid.sum(dim=1).tolist()
-        return torch.stack([to_token_rate(feats[i, : lengths[i]], int(video_offset[i]), frames) for i in range(len(feats))])
+        return torch.stack(
+            [to_token_rate(feats[i, : lengths[i]], int(video_offset[i]), frames) for i in range(len(feats))]
+        )
 
-    def hidden(self, tokens, masked, valid, t, phones=None, phone_valid=None, frame_condition=None,
-               video=None, video_valid=None, video_offset=None, visual_zero=None) -> torch.Tensor:
+    def hidden(
+        self,
+        tokens,
+        masked,
+        valid,
+        t,
+        phones=None,
+        phone_valid=None,
+        frame_condition=None,
+        video=None,
+        video_valid=None,
+        video_offset=None,
+        visual_zero=None,
+    ) -> torch.Tensor:
         """Hidden states [B, T, d] of the token positions.
 
         tokens, masked, valid: [B, T] (masked positions' token values are ignored); t: [B];
@@ -125,7 +146,7 @@ class Stage1Model(nn.Module):
             x = torch.cat([prefix, x], dim=1)
             valid = torch.cat([phone_valid, valid], dim=1)
         h = self.transformer(x, valid, t)
-        return h[:, h.shape[1] - tokens.shape[1]:]
+        return h[:, h.shape[1] - tokens.shape[1] :]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden)

@@ -8,6 +8,7 @@ Positions count valid (non-padded) entries only, so a sequence gives the same ou
 padded at the end, or has padding between its parts (a text prefix padded to the batch's longest, then
 the audio tokens): padding is invisible to attention and to the rotary positions alike.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,9 @@ class TransformerConfig:
         check_keys(d, cls, "transformer config")
         cfg = cls(**d)
         if cfg.time_embedding not in TIME_EMBEDDINGS:
-            raise MetisError(f"transformer config: time_embedding '{cfg.time_embedding}' is not one of {', '.join(TIME_EMBEDDINGS)}")
+            raise MetisError(
+                f"transformer config: time_embedding '{cfg.time_embedding}' is not one of {', '.join(TIME_EMBEDDINGS)}"
+            )
         if not 0 <= cfg.dropout < 1:
             raise MetisError(f"transformer config: dropout {cfg.dropout} is not in [0, 1)")
         if cfg.dim % cfg.n_heads or (cfg.dim // cfg.n_heads) % 2:

@@ -8,6 +8,7 @@ own visual encoder (AV-HuBERT, a VSR model) give pre-computed features instead (
 Sizes: conf/full 88x88 input, stem 64, ResNet-18 stages 64-128-256-512, 768-d output (the reference's
 visual feature size); conf/mini 44x44 (frames area-downsampled), stem 16, stages 16-32-64, 64-d.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,7 +47,11 @@ class _Block(nn.Module):
         self.norm1 = _norm(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.norm2 = _norm(c_out)
-        self.skip = None if stride == 1 and c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), _norm(c_out))
+        self.skip = (
+            None
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), _norm(c_out))
+        )
 
     def forward(self, x):
         y = F.silu(self.norm1(self.conv1(x)))
@@ -58,9 +63,12 @@ class VisualFrontEnd(nn.Module):
     def __init__(self, cfg: VisualConfig):
         super().__init__()
         self.cfg = cfg
-        self.stem = nn.Sequential(nn.Conv3d(1, cfg.stem_channels, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
-                                  nn.GroupNorm(min(8, cfg.stem_channels), cfg.stem_channels), nn.SiLU(),
-                                  nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        self.stem = nn.Sequential(
+            nn.Conv3d(1, cfg.stem_channels, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
+            nn.GroupNorm(min(8, cfg.stem_channels), cfg.stem_channels),
+            nn.SiLU(),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        )
         blocks, c_in = [], cfg.stem_channels
         for i, c_out in enumerate(cfg.channels):
             for j in range(cfg.blocks_per_stage):
@@ -69,9 +77,13 @@ class VisualFrontEnd(nn.Module):
         self.resnet = nn.Sequential(*blocks)
         self.proj = nn.Linear(c_in, cfg.out_dim)
         self.temporal = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(cfg.out_dim, cfg.out_dim, cfg.temporal_kernel, padding=cfg.temporal_kernel // 2),
-                          _norm(cfg.out_dim), nn.SiLU())
-            for _ in range(cfg.temporal_layers))
+            nn.Sequential(
+                nn.Conv1d(cfg.out_dim, cfg.out_dim, cfg.temporal_kernel, padding=cfg.temporal_kernel // 2),
+                _norm(cfg.out_dim),
+                nn.SiLU(),
+            )
+            for _ in range(cfg.temporal_layers)
+        )
 
     def forward(self, video: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """video [B, T, H, W] (uint8 or float in 0..255), valid [B, T] -> features [B, T, out_dim].
@@ -84,7 +96,9 @@ class VisualFrontEnd(nn.Module):
         b, t, h, w = video.shape
         x = video.float().div(255.0).sub(0.5)
         if (h, w) != (self.cfg.input_size, self.cfg.input_size):
-            x = F.interpolate(x.reshape(b * t, 1, h, w), size=(self.cfg.input_size,) * 2, mode="area").reshape(b, t, self.cfg.input_size, -1)
+            x = F.interpolate(x.reshape(b * t, 1, h, w), size=(self.cfg.input_size,) * 2, mode="area").reshape(
+                b, t, self.cfg.input_size, -1
+            )
         if valid is not None:
             x = x * valid[..., None, None]
         x = x.to(self.proj.weight.dtype)
@@ -104,5 +118,9 @@ def to_token_rate(features: torch.Tensor, offset: int, frames: int) -> torch.Ten
     up = F.interpolate(features.t()[None], scale_factor=2, mode="linear", align_corners=False)[0].t()
     up = up[offset : offset + frames]
     if len(up) < frames:
-        up = torch.cat([up, up[-1:].expand(frames - len(up), -1)]) if len(up) else features.new_zeros(frames, features.shape[1])
+        up = (
+            torch.cat([up, up[-1:].expand(frames - len(up), -1)])
+            if len(up)
+            else features.new_zeros(frames, features.shape[1])
+        )
     return up

@@ -3,6 +3,7 @@
 All signal metrics take 16 kHz mono float arrays; a reference and an estimate of different lengths
 are cut to the shorter one (generated speech is rarely sample-aligned; say so when reading PESQ).
 """
+
 from __future__ import annotations
 
 import math
@@ -65,7 +66,10 @@ def pesq_scores(reference: np.ndarray, estimate: np.ndarray) -> dict[str, float]
     from metis_cli.audio import resample
 
     ref, est = _aligned(reference, estimate)
-    ref8, est8 = resample(ref.astype(np.float32), SAMPLE_RATE, 8000), resample(est.astype(np.float32), SAMPLE_RATE, 8000)
+    ref8, est8 = (
+        resample(ref.astype(np.float32), SAMPLE_RATE, 8000),
+        resample(est.astype(np.float32), SAMPLE_RATE, 8000),
+    )
     return {"pesq_wb": float(pesq(SAMPLE_RATE, ref, est, "wb")), "pesq_nb": float(pesq(8000, ref8, est8, "nb"))}
 
 
@@ -82,7 +86,9 @@ def mel_cepstrum(wav: np.ndarray, n_mels: int = 80, n_ceps: int = 25) -> np.ndar
 
     from metis_cli.dsp import log_mel_spectrogram
 
-    return dct(log_mel_spectrogram(wav, SAMPLE_RATE, n_fft=1024, hop=80, n_mels=n_mels), type=2, norm="ortho", axis=1)[:, :n_ceps]
+    return dct(log_mel_spectrogram(wav, SAMPLE_RATE, n_fft=1024, hop=80, n_mels=n_mels), type=2, norm="ortho", axis=1)[
+        :, :n_ceps
+    ]
 
 
 def mcd(reference: np.ndarray, estimate: np.ndarray) -> float:

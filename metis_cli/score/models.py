@@ -9,6 +9,7 @@
   here with onnxruntime.
 Nothing is downloaded: a directory that does not exist is an error that names it.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -27,7 +28,9 @@ THREADS: int | None = None
 def _model_dir(spec: str, what: str) -> Path:
     path = Path(spec)
     if not path.is_dir():
-        raise MetisError(f"{what} model '{spec}': not a built-in name and no such directory (models are never downloaded)")
+        raise MetisError(
+            f"{what} model '{spec}': not a built-in name and no such directory (models are never downloaded)"
+        )
     return path
 
 
@@ -141,7 +144,12 @@ class DNSMOS:
             p808 = self.p808.run(None, {"input_1": self._p808_features(segment[:-160])[None]})[0][0][0]
             scores.append((self.SIG(sig), self.BAK(bak), self.OVRL(ovrl), p808))
         sig, bak, ovrl, p808 = np.mean(np.array(scores, dtype=np.float64), axis=0)
-        return {"dnsmos_sig": float(sig), "dnsmos_bak": float(bak), "dnsmos_ovrl": float(ovrl), "dnsmos_p808": float(p808)}
+        return {
+            "dnsmos_sig": float(sig),
+            "dnsmos_bak": float(bak),
+            "dnsmos_ovrl": float(ovrl),
+            "dnsmos_p808": float(p808),
+        }
 
 
 @lru_cache(maxsize=None)

@@ -5,6 +5,7 @@ reference, the input and the output side by side: an audio player and a spectrog
 transcript, the ASR hypothesis and the utterance's metrics. Audio is linked by relative path, so the
 page works from disk (no server) as long as the experiment and data folders move together.
 """
+
 from __future__ import annotations
 
 import html
@@ -43,9 +44,11 @@ def _spectrogram_png(wavs: dict[str, np.ndarray], path: Path) -> None:
     from metis_cli.dsp import log_mel_spectrogram
 
     fig, axes = plt.subplots(1, len(wavs), figsize=(4.2 * len(wavs), 2.2), squeeze=False)
-    for ax, (label, wav) in zip(axes[0], wavs.items()):
+    for ax, (label, wav) in zip(axes[0], wavs.items(), strict=False):
         mel = log_mel_spectrogram(wav, 16000, n_fft=512, hop=160, n_mels=64)
-        ax.imshow(mel.T, origin="lower", aspect="auto", cmap="magma", extent=(0, len(wav) / 16000, 0, 64), vmin=mel.max() - 12)
+        ax.imshow(
+            mel.T, origin="lower", aspect="auto", cmap="magma", extent=(0, len(wav) / 16000, 0, 64), vmin=mel.max() - 12
+        )
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("s", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -74,7 +77,7 @@ def _distribution_png(rows: dict[str, dict], columns: list[str], path: Path) -> 
     if not data:
         return False
     fig, axes = plt.subplots(1, len(data), figsize=(2.6 * len(data), 2.2), squeeze=False)
-    for ax, (column, values) in zip(axes[0], data.items()):
+    for ax, (column, values) in zip(axes[0], data.items(), strict=False):
         ax.hist(values, bins=min(20, max(3, len(values) // 2)), color="#4a7ab5")
         ax.set_title(column, fontsize=9)
         ax.tick_params(labelsize=7)
@@ -87,7 +90,8 @@ def _distribution_png(rows: dict[str, dict], columns: list[str], path: Path) -> 
 def _audio_tag(source: str | None, page_dir: Path) -> str:
     if not source or source.rstrip().endswith("|") or not Path(source).is_file():
         return "<em>not available</em>"
-    return f'<audio controls preload="none" src="{html.escape(os.path.relpath(Path(source).resolve(), page_dir.resolve()))}"></audio>'
+    relative = os.path.relpath(Path(source).resolve(), page_dir.resolve())
+    return f'<audio controls preload="none" src="{html.escape(relative)}"></audio>'
 
 
 def write_report(decode_dir, max_utts: int = 20) -> Path:
@@ -119,11 +123,17 @@ def write_report(decode_dir, max_utts: int = 20) -> Path:
         ci = "" if m["ci95"] is None or (isinstance(m["ci95"], float) and math.isnan(m["ci95"])) else f"{m['ci95']:.3f}"
         parts.append(f"<tr><td>{name}</td><td>{m['mean']:.3f}</td><td>{ci}</td><td>{m['n']}</td></tr>")
     parts.append("</table>")
-    if _distribution_png(rows, [c for c in metric_columns if c not in ("word_errors", "ref_words", "char_errors", "ref_chars")], media / "distributions.png"):
+    if _distribution_png(
+        rows,
+        [c for c in metric_columns if c not in ("word_errors", "ref_words", "char_errors", "ref_chars")],
+        media / "distributions.png",
+    ):
         parts.append("<h2>Distributions</h2><img src='report/distributions.png' alt='metric distributions'>")
     if summary["failures"]:
         parts.append("<h2>Failures</h2><ul>")
-        parts += [f"<li class='failed'>{html.escape(f['utt'])}: {html.escape(f['reason'])}</li>" for f in summary["failures"]]
+        parts += [
+            f"<li class='failed'>{html.escape(f['utt'])}: {html.escape(f['reason'])}</li>" for f in summary["failures"]
+        ]
         parts.append("</ul>")
 
     parts.append(f"<h2>Utterances (first {max_utts})</h2>")

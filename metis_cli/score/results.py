@@ -1,4 +1,5 @@
 """RESULTS.md: one table per task and test set, the commands that made each row, and the environment."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,22 @@ from metis_cli.env import command_line, environment
 from metis_cli.errors import MetisError
 
 # Column order in the tables; anything else a summary has goes after these.
-ORDER = ("wer", "cer", "sim", "sim_other", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "pesq_wb", "pesq_nb",
-         "stoi", "estoi", "sisdr", "mcd")
+ORDER = (
+    "wer",
+    "cer",
+    "sim",
+    "sim_other",
+    "dnsmos_sig",
+    "dnsmos_bak",
+    "dnsmos_ovrl",
+    "dnsmos_p808",
+    "pesq_wb",
+    "pesq_nb",
+    "stoi",
+    "estoi",
+    "sisdr",
+    "mcd",
+)
 
 
 def _short(path) -> str:
@@ -45,7 +60,9 @@ def load_summaries(decode_dirs) -> list[dict]:
             raise MetisError(f"{path}: not found; run `metis score {d}` first")
         summary = json.loads(path.read_text())
         decode_info = Path(d) / "decode.json"
-        summary["decode_command"] = json.loads(decode_info.read_text()).get("command") if decode_info.is_file() else None
+        summary["decode_command"] = (
+            json.loads(decode_info.read_text()).get("command") if decode_info.is_file() else None
+        )
         summaries.append(summary)
     return summaries
 
@@ -60,7 +77,9 @@ def read_stage_times(path) -> list[dict]:
         try:
             stage, name, seconds, finished, command = int(fields[0]), fields[1], int(fields[2]), fields[3], fields[4]
         except (IndexError, ValueError):
-            raise MetisError(f"{path}: line {number}: expected '<stage> <name> <seconds> <finished at> <command>' (tab-separated)") from None
+            raise MetisError(
+                f"{path}: line {number}: expected '<stage> <name> <seconds> <finished at> <command>' (tab-separated)"
+            ) from None
         row = stages.setdefault(stage, {"stage": stage, "name": name, "seconds": 0, "runs": 0, "commands": []})
         row["seconds"] += seconds
         row["runs"] += 1
@@ -75,7 +94,12 @@ def render_stage_times(rows: list[dict]) -> list[str]:
     for r in rows:
         lines.append(f"| {r['stage']} | {r['name']} | {r['seconds'] / 60:.1f} | {r['runs']} | {r['finished']} |")
     total = sum(r["seconds"] for r in rows)
-    lines += [f"| | total | {total / 60:.1f} | | |", "", "Commands (each stage's time is summed over the runs of these):", ""]
+    lines += [
+        f"| | total | {total / 60:.1f} | | |",
+        "",
+        "Commands (each stage's time is summed over the runs of these):",
+        "",
+    ]
     commands = [c for r in rows for c in r["commands"]]
     lines += [f"- `{_short_command(c)}`" for c in dict.fromkeys(commands)] + [""]
     return lines
@@ -87,15 +111,24 @@ def render_results(summaries: list[dict], title: str = "Results", stage_times: l
         if s.get("error"):
             continue
         groups.setdefault((s["task"], s.get("set") or Path(s["data_dir"]).name), []).append(s)
-    lines = [f"# {title}", "", f"Written by `{_short_command(command_line())}` on {time.strftime('%Y-%m-%d %H:%M')}.",
-             "Each cell: mean ± half width of the 95% confidence interval (WER and CER: corpus-level %, bootstrap).", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"Written by `{_short_command(command_line())}` on {time.strftime('%Y-%m-%d %H:%M')}.",
+        "Each cell: mean ± half width of the 95% confidence interval (WER and CER: corpus-level %, bootstrap).",
+        "",
+    ]
     if stage_times:
         lines += render_stage_times(stage_times)
     for (task, data_set), rows in sorted(groups.items()):
         names = [n for n in ORDER if any(n in r["metrics"] for r in rows)]
         names += sorted({n for r in rows for n in r["metrics"]} - set(names))
-        lines += [f"## {task}: {data_set}", "", "| decode dir | scored | " + " | ".join(names) + " |",
-                  "|---|---:|" + "---:|" * len(names)]
+        lines += [
+            f"## {task}: {data_set}",
+            "",
+            "| decode dir | scored | " + " | ".join(names) + " |",
+            "|---|---:|" + "---:|" * len(names),
+        ]
         for r in rows:
             counts = r["counts"]
             cells = " | ".join(_cell(r["metrics"].get(n)) for n in names)
@@ -109,7 +142,11 @@ def render_results(summaries: list[dict], title: str = "Results", stage_times: l
         lines.append("")
     failed = [s for s in summaries if s.get("error")]
     if failed:
-        lines += ["## Not scored", ""] + [f"- `{_short(s['decode_dir'])}`: {_short_command(s['error'])}" for s in failed] + [""]
+        lines += (
+            ["## Not scored", ""]
+            + [f"- `{_short(s['decode_dir'])}`: {_short_command(s['error'])}" for s in failed]
+            + [""]
+        )
     lines += ["## Environment", "", "```"] + [f"{k}: {v}" for k, v in environment().items()] + ["```", ""]
     return "\n".join(lines)
 

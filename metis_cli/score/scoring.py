@@ -4,6 +4,7 @@ Writes, per decode dir, ``scores/per_utt.tsv`` (one row per reference utterance:
 reason it failed), ``scores/summary.json`` and ``scores/result.txt``. A rerun computes only what is
 missing: utterances whose output changed since the last run, and metrics not yet computed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -178,7 +179,9 @@ def _changed_since(source: str, stamp: float) -> bool:
     return not path.is_file() or path.stat().st_mtime > stamp
 
 
-def plan_jobs(decode: DecodeDir, metrics, previous: dict[str, dict], stamp: float) -> tuple[list[UttJob], dict[str, dict], int]:
+def plan_jobs(
+    decode: DecodeDir, metrics, previous: dict[str, dict], stamp: float
+) -> tuple[list[UttJob], dict[str, dict], int]:
     """Jobs for what must be computed, failure rows for what cannot be scored at all, and the number
     of reference utterances."""
     outputs = decode.outputs()
@@ -207,8 +210,16 @@ def plan_jobs(decode: DecodeDir, metrics, previous: dict[str, dict], stamp: floa
         todo = tuple(m for m in wanted if changed or _missing(previous.get(utt), m))
         if todo:
             jobs.append(
-                UttJob(utt, outputs[utt], todo, texts.get(utt), references.get(utt), speaker_refs.get(utt),
-                       decode.info.get("sample_rate"), other_refs.get(utt))
+                UttJob(
+                    utt,
+                    outputs[utt],
+                    todo,
+                    texts.get(utt),
+                    references.get(utt),
+                    speaker_refs.get(utt),
+                    decode.info.get("sample_rate"),
+                    other_refs.get(utt),
+                )
             )
     known = set(expected_ids)
     for utt in outputs:
@@ -248,7 +259,9 @@ def _ci95(values: np.ndarray) -> float:
     return float(1.96 * values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
 
 
-def _ratio_with_bootstrap(errors: np.ndarray, totals: np.ndarray, seed: int = 0, rounds: int = 1000) -> tuple[float, float]:
+def _ratio_with_bootstrap(
+    errors: np.ndarray, totals: np.ndarray, seed: int = 0, rounds: int = 1000
+) -> tuple[float, float]:
     """Corpus-level error rate (%) and the half width of its 95% bootstrap interval over utterances."""
     rate = 100 * errors.sum() / max(totals.sum(), 1)
     if len(errors) < 2:
@@ -267,7 +280,9 @@ def summarize(rows: dict[str, dict], metrics) -> dict:
     for metric in metrics:
         if metric == "wer":
             for name, err, tot in (("wer", "word_errors", "ref_words"), ("cer", "char_errors", "ref_chars")):
-                pairs = np.array([(_number(r.get(err)), _number(r.get(tot))) for r in scored], dtype=np.float64).reshape(-1, 2)
+                pairs = np.array(
+                    [(_number(r.get(err)), _number(r.get(tot))) for r in scored], dtype=np.float64
+                ).reshape(-1, 2)
                 pairs = pairs[~np.isnan(pairs).any(axis=1)]
                 if len(pairs):
                     rate, ci = _ratio_with_bootstrap(pairs[:, 0], pairs[:, 1])
@@ -308,8 +323,10 @@ def check_scorers(scorers: Scorers, metrics=None) -> None:
     from metis_cli.score import models
 
     wanted = set(METRICS if metrics is None else metrics)
-    for needed, what, spec, load in ((wanted & {"wer"}, "ASR", scorers.asr, models.load_asr),
-                                     (wanted & {"sim", "sim_other"}, "speaker", scorers.sim, models.load_speaker_model)):
+    for needed, what, spec, load in (
+        (wanted & {"wer"}, "ASR", scorers.asr, models.load_asr),
+        (wanted & {"sim", "sim_other"}, "speaker", scorers.sim, models.load_speaker_model),
+    ):
         if not needed:
             continue
         try:
@@ -317,8 +334,11 @@ def check_scorers(scorers: Scorers, metrics=None) -> None:
         except MetisError:
             raise
         except Exception as exc:  # a model dir that exists but does not load
-            raise MetisError(f"{what} model '{spec}' cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                             f"give a working local model dir") from None
+            raise MetisError(
+                f"{what} model '{spec}' cannot be loaded ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"give a working local model dir"
+            ) from None
 
 
 def _scorer_record(scores: Path) -> dict[str, str]:
@@ -331,7 +351,11 @@ def _scorer_record(scores: Path) -> dict[str, str]:
     except ValueError:
         return {}
     old = summary.get("scorers") or {}
-    return {m: scorer_identity(m, Scorers(old["asr"], old["sim"])) for m in ("wer", "sim", "sim_other")} if "asr" in old and "sim" in old else {}
+    return (
+        {m: scorer_identity(m, Scorers(old["asr"], old["sim"])) for m in ("wer", "sim", "sim_other")}
+        if "asr" in old and "sim" in old
+        else {}
+    )
 
 
 def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metrics=None) -> dict:
@@ -346,8 +370,15 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
     scores = path / "scores"
     scores.mkdir(exist_ok=True)
     started = time.time()
-    summary: dict = {"decode_dir": str(path), "task": None, "data_dir": None, "metrics": {}, "failures": [],
-                     "counts": {"references": 0, "outputs": 0, "scored": 0, "failed": 0}, "error": None}
+    summary: dict = {
+        "decode_dir": str(path),
+        "task": None,
+        "data_dir": None,
+        "metrics": {},
+        "failures": [],
+        "counts": {"references": 0, "outputs": 0, "scored": 0, "failed": 0},
+        "error": None,
+    }
     try:
         decode = DecodeDir.load(path)
         summary.update(task=decode.task, data_dir=str(decode.data_dir), set=decode.set_name)
@@ -390,7 +421,12 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
     summary["metrics"] = summarize(rows, chosen)
     summary["failures"] = [{"utt": u, "reason": reason} for u, reason in sorted(failed.items())]
     summary["counts"].update(scored=len(rows) - len(failed), failed=len(failed))
-    summary["scorers"] = {"asr": scorers.asr, "sim": scorers.sim, "dnsmos": "speechmos ONNX (P.835 + P.808)", "per_metric": made_by}
+    summary["scorers"] = {
+        "asr": scorers.asr,
+        "sim": scorers.sim,
+        "dnsmos": "speechmos ONNX (P.835 + P.808)",
+        "per_metric": made_by,
+    }
     summary["command"] = command_line()
     summary["seconds"] = round(time.time() - started, 1)
     (scores / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

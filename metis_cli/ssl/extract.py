@@ -11,6 +11,7 @@ Output folder::
 
 A killed run continues where each shard stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -119,7 +120,10 @@ def extract_ssl(
     if config_file.is_file():
         previous = json.loads(config_file.read_text())
         if {k: previous.get(k) for k in config} != config:
-            raise MetisError(f"{out} holds features made with {json.dumps({k: previous.get(k) for k in config})}; asked for {json.dumps(config)}")
+            raise MetisError(
+                f"{out} holds features made with {json.dumps({k: previous.get(k) for k in config})}; asked for "
+                f"{json.dumps(config)}"
+            )
     out.mkdir(parents=True, exist_ok=True)
     (out / "log").mkdir(exist_ok=True)
     started = time.time()
@@ -134,7 +138,7 @@ def extract_ssl(
         else:
             subset = sorted(np.random.default_rng(seed).permutation(len(utts))[: min(stats_utts, len(utts))])
             total, total_sq, count = None, None, 0
-            for utt, feats, error in _map(pool, [(utts[i], *sources[utts[i]]) for i in subset]):
+            for _utt, feats, _error in _map(pool, [(utts[i], *sources[utts[i]]) for i in subset]):
                 if feats is None:
                     continue
                 f = feats.astype(np.float64)
@@ -155,7 +159,9 @@ def extract_ssl(
         writer = ShardedWriter(out, utts, num_jobs)
         logs = [open(out / "log" / f"extract.{j + 1}.log", "a") for j in range(len(writer.writers))]
         failed_file = out / "failed"
-        failed = dict(line.split("\t", 1) for line in failed_file.read_text().splitlines()) if failed_file.is_file() else {}
+        failed = (
+            dict(line.split("\t", 1) for line in failed_file.read_text().splitlines()) if failed_file.is_file() else {}
+        )
         todo = [u for u in utts if u not in writer.done and u not in failed]
         logger.info("%d of %d utterances to extract (%s)", len(todo), len(utts), extractor)
         try:
@@ -187,4 +193,10 @@ def extract_ssl(
     (out / ".done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
     store = ArrayStore(out)
     frames = sum(e.shape[0] for e in store.entries.values())
-    return {"utterances": len(store), "failed": len(failed), "frames": frames, "dim": dim, "seconds": time.time() - started}
+    return {
+        "utterances": len(store),
+        "failed": len(failed),
+        "frames": frames,
+        "dim": dim,
+        "seconds": time.time() - started,
+    }

@@ -8,6 +8,7 @@
   the chosen one are dropped before running, which changes nothing in ``hidden_states[layer]``.
   Long audio runs in chunks (``chunk_seconds``) so memory stays bounded.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -75,14 +76,19 @@ class TransformersExtractor:
 
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
-            raise MetisError(f"{model_dir}: not a model directory (no config.json); SSL models are loaded from local dirs only")
+            raise MetisError(
+                f"{model_dir}: not a model directory (no config.json); SSL models are loaded from local dirs only"
+            )
         config = AutoConfig.from_pretrained(str(model_dir))
         if config.model_type not in SUPPORTED_MODEL_TYPES:
             raise MetisError(
-                f"{model_dir}: model type '{config.model_type}' is not a supported SSL model ({', '.join(SUPPORTED_MODEL_TYPES)})"
+                f"{model_dir}: model type '{config.model_type}' is not a supported SSL model "
+                f"({', '.join(SUPPORTED_MODEL_TYPES)})"
             )
         if not 0 <= layer <= config.num_hidden_layers:
-            raise MetisError(f"{model_dir}: layer {layer} is out of range: hidden_states has indices 0..{config.num_hidden_layers}")
+            raise MetisError(
+                f"{model_dir}: layer {layer} is out of range: hidden_states has indices 0..{config.num_hidden_layers}"
+            )
         self.torch = torch
         self.name = f"{config.model_type}:{model_dir}"
         self.layer = layer
@@ -106,7 +112,11 @@ class TransformersExtractor:
         if len(wav) < HOP:
             raise TooShortError(f"audio of {len(wav)} samples is shorter than one frame ({HOP} samples)")
         wav = np.asarray(wav, dtype=np.float32)
-        parts = [self._run(wav[i : i + self.chunk]) for i in range(0, len(wav), self.chunk) if len(wav[i : i + self.chunk]) >= HOP]
+        parts = [
+            self._run(wav[i : i + self.chunk])
+            for i in range(0, len(wav), self.chunk)
+            if len(wav[i : i + self.chunk]) >= HOP
+        ]
         return np.concatenate(parts, axis=0)
 
 

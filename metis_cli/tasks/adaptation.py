@@ -8,6 +8,7 @@
 The condition modules (text prefix: phone embedding + MLP; frame adapter) are new, so they train in
 every mode.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +55,12 @@ def adapt(model: nn.Module, cfg: AdaptationConfig) -> dict[str, int]:
         is_lora = name.endswith(("lora_A", "lora_B"))
         p.requires_grad_(cfg.mode == "full" or is_condition or is_lora)
     condition = [p for n, p in model.named_parameters() if n.split(".")[0] in CONDITION_MODULES]
-    return {"trainable": _count(p for p in model.parameters() if p.requires_grad), "lora": _count(lora_parameters(model)),
-            "condition": _count(condition), "total": _count(model.parameters())}
+    return {
+        "trainable": _count(p for p in model.parameters() if p.requires_grad),
+        "lora": _count(lora_parameters(model)),
+        "condition": _count(condition),
+        "total": _count(model.parameters()),
+    }
 
 
 def for_inference(model: nn.Module, cfg: AdaptationConfig) -> nn.Module:

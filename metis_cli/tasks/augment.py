@@ -11,6 +11,7 @@ target, drawn anew for every batch from a numpy Generator (so a seed reproduces 
 Noise, rooms and mixing come from metis_cli.corpus.noise, the functions the embedded test sets were made
 with; the utterances, draws and levels differ.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,13 +25,13 @@ from metis_cli.train.config import check_keys
 
 @dataclass
 class AugmentConfig:
-    snr_db: tuple[float, float] = (-5.0, 20.0)          # SE
-    reverb_prob: float = 0.5                            # SE
-    rt60: tuple[float, float] = (0.2, 0.8)              # SE
-    noise_types: tuple[str, ...] = noise.NOISE_TYPES    # SE
-    sir_db: tuple[float, float] = (-5.0, 5.0)           # TSE
+    snr_db: tuple[float, float] = (-5.0, 20.0)  # SE
+    reverb_prob: float = 0.5  # SE
+    rt60: tuple[float, float] = (0.2, 0.8)  # SE
+    noise_types: tuple[str, ...] = noise.NOISE_TYPES  # SE
+    sir_db: tuple[float, float] = (-5.0, 5.0)  # TSE
     pitch_semitones: tuple[float, float] = (-4.0, 4.0)  # VC
-    formant_ratio: tuple[float, float] = (0.85, 1.18)   # VC: envelope frequency scale (log-uniform)
+    formant_ratio: tuple[float, float] = (0.85, 1.18)  # VC: envelope frequency scale (log-uniform)
 
     @classmethod
     def from_dict(cls, d: dict) -> "AugmentConfig":
@@ -38,8 +39,9 @@ class AugmentConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def add_noise_and_reverb(clean: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sample_rate: int,
-                         talkers: list[np.ndarray] = ()) -> np.ndarray:
+def add_noise_and_reverb(
+    clean: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sample_rate: int, talkers: list[np.ndarray] = ()
+) -> np.ndarray:
     """SE input: (reverberant) speech plus scaled noise. Babble needs ``talkers`` (other utterances)."""
     kinds = [k for k in cfg.noise_types if k != "babble" or talkers]
     if not kinds:
@@ -53,7 +55,9 @@ def add_noise_and_reverb(clean: np.ndarray, rng: np.random.Generator, cfg: Augme
     return (noisy * noise.peak_limit(noisy)).astype(np.float32)
 
 
-def mix_interferer(target: np.ndarray, interferer: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def mix_interferer(
+    target: np.ndarray, interferer: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
+) -> np.ndarray:
     """TSE input: the target plus a random excerpt of the interferer at a random SIR."""
     other = noise.random_excerpt(rng, interferer.astype(np.float64), len(target))
     mixture = target + noise.scale_to_snr(target, other, float(rng.uniform(*cfg.sir_db)))

@@ -16,6 +16,7 @@ and of the k-means model (config section ``ssl``), so that it can tokenize promp
 conditions for any audio at decoding time. A VQ tokenizer (``metis train-vq``) takes the k-means
 model's place: the front end's ``kmeans`` entry names whichever tokenizer dir made the tokens.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,10 @@ def check_mode(mode: str | None, model_task: str) -> str:
     single-task model decodes its own task (``mode`` may repeat it)."""
     if model_task == OMNI:
         if mode not in OMNI_TASKS:
-            raise MetisError(f"an omni model decodes one task at a time: give --mode {'|'.join(OMNI_TASKS)}"
-                             + (f" (not '{mode}')" if mode else ""))
+            raise MetisError(
+                f"an omni model decodes one task at a time: give --mode {'|'.join(OMNI_TASKS)}"
+                + (f" (not '{mode}')" if mode else "")
+            )
         return mode
     if mode is not None and mode != model_task:
         raise MetisError(f"a {model_task} model decodes {model_task} only, not --mode {mode}; Omni models take modes")
@@ -112,7 +115,8 @@ class FrameConditioner:
 
     @classmethod
     def for_experiment(cls, front_end: dict, exp_dir) -> "FrameConditioner":
-        """Copies the stats and the tokenizer (k-means or VQ) into ``exp_dir`` (once) and points the front end at them."""
+        """Copies the stats and the tokenizer (k-means or VQ) into ``exp_dir`` (once) and points the front
+        end at them."""
         from metis_cli.tokenizer import TOKENIZER_FILES, tokenizer_kind
 
         exp_dir = Path(exp_dir)

@@ -1,17 +1,35 @@
 """English text normalisation before phonemisation: abbreviations, currency, percentages, ordinals,
 decimals and integers spelled out, symbols named, whitespace collapsed. Punctuation is kept (the
 phonemisers turn it into pauses or drop it)."""
+
 from __future__ import annotations
 
 import re
 
 ABBREVIATIONS = {
-    "mr": "mister", "mrs": "missus", "ms": "miss", "dr": "doctor", "prof": "professor", "st": "saint",
-    "jr": "junior", "sr": "senior", "vs": "versus", "etc": "et cetera", "e.g": "for example", "i.e": "that is",
-    "approx": "approximately", "no": "number", "mt": "mount", "ft": "feet", "km": "kilometres", "kg": "kilograms",
+    "mr": "mister",
+    "mrs": "missus",
+    "ms": "miss",
+    "dr": "doctor",
+    "prof": "professor",
+    "st": "saint",
+    "jr": "junior",
+    "sr": "senior",
+    "vs": "versus",
+    "etc": "et cetera",
+    "e.g": "for example",
+    "i.e": "that is",
+    "approx": "approximately",
+    "no": "number",
+    "mt": "mount",
+    "ft": "feet",
+    "km": "kilometres",
+    "kg": "kilograms",
 }
 SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "#": " number ", "°": " degrees "}
-_ABBREV = re.compile(r"\b(" + "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True)) + r")\.", re.IGNORECASE)
+_ABBREV = re.compile(
+    r"\b(" + "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True)) + r")\.", re.IGNORECASE
+)
 _CURRENCY = re.compile(r"([$£€])\s?(\d[\d,]*)(?:\.(\d{1,2}))?")
 _PERCENT = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s?%")
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
@@ -49,7 +67,9 @@ def normalize_text(text: str) -> str:
     text = _CURRENCY.sub(currency, text)
     text = _PERCENT.sub(lambda m: f"{m.group(1)} percent", text)
     text = _ORDINAL.sub(lambda m: engine.number_to_words(engine.ordinal(int(m.group(1)))), text)
-    text = _DECIMAL.sub(lambda m: f"{_words(engine, m.group(1))} point {' '.join(engine.number_to_words(d) for d in m.group(2))}", text)
+    text = _DECIMAL.sub(
+        lambda m: f"{_words(engine, m.group(1))} point {' '.join(engine.number_to_words(d) for d in m.group(2))}", text
+    )
     text = _NUMBER.sub(lambda m: _words(engine, m.group(0)), text)
     for symbol, name in SYMBOLS.items():
         text = text.replace(symbol, name)

@@ -11,6 +11,7 @@
 
 Word boundaries are the symbol ``|``; punctuation that espeak-ng keeps becomes its own symbol.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,16 @@ from metis_cli.errors import MetisError
 from metis_cli.text.normalize import normalize_text
 
 WORD = "|"
-LANGUAGES = {"en": "en-us", "en-us": "en-us", "en-gb": "en-gb", "fr": "fr-fr", "de": "de", "ko": "ko", "zh": "cmn", "ja": "ja"}
+LANGUAGES = {
+    "en": "en-us",
+    "en-us": "en-us",
+    "en-gb": "en-gb",
+    "fr": "fr-fr",
+    "de": "de",
+    "ko": "ko",
+    "zh": "cmn",
+    "ja": "ja",
+}
 _PUNCT = set(",.!?;:")
 STRESS = "ˈˌ"
 
@@ -55,7 +65,7 @@ class EspeakPhonemizer:
             phones.extend(core[: len(core) - len(vowel)])
             if vowel:
                 phones.append(vowel)
-            phones.extend(symbol[len(core):])
+            phones.extend(symbol[len(core) :])
         return _collapse_boundaries(phones)
 
 
@@ -161,6 +171,8 @@ class PhoneVocab:
         unknown = sorted({p for p in phones if p not in self.ids})
         if unknown:
             where = f"utterance '{utt_id}': " if utt_id else ""
-            raise MetisError(f"{where}phone symbol(s) {' '.join(unknown)} are not in the vocabulary "
-                             f"({len(self)} symbols); the model was trained without them")
+            raise MetisError(
+                f"{where}phone symbol(s) {' '.join(unknown)} are not in the vocabulary "
+                f"({len(self)} symbols); the model was trained without them"
+            )
         return [self.ids[p] for p in phones]

@@ -5,6 +5,7 @@ A tokenizer dir holds either ``kmeans.safetensors`` + ``kmeans.json`` (``metis k
 ``vq.safetensors`` + ``vq.json`` (``metis train-vq``); ``load_tokenizer`` tells them apart. Both
 loaded models have ``assign(features [T, D], utt) -> tokens [T]``, ``n_clusters``, ``config``, ``dir``, ``kind``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,10 @@ def tokenizer_kind(model_dir) -> str:
     model_dir = Path(model_dir)
     found = [kind for kind, files in TOKENIZER_FILES.items() if (model_dir / files[0]).is_file()]
     if not found:
-        raise MetisError(f"{model_dir}: not a tokenizer dir: it holds neither kmeans.safetensors (from `metis kmeans`) "
-                         "nor vq.safetensors (from `metis train-vq`, in <exp_dir>/tokenizer)")
+        raise MetisError(
+            f"{model_dir}: not a tokenizer dir: it holds neither kmeans.safetensors (from `metis kmeans`) "
+            "nor vq.safetensors (from `metis train-vq`, in <exp_dir>/tokenizer)"
+        )
     if len(found) > 1:
         raise MetisError(f"{model_dir}: holds both a k-means and a VQ tokenizer; keep one of them per dir")
     return found[0]
@@ -34,8 +37,10 @@ def load_tokenizer(model_dir, kind: str = "auto"):
         raise MetisError(f"unknown tokenizer '{kind}'; choose from {', '.join(TOKENIZER_KINDS)}")
     found = tokenizer_kind(model_dir)
     if kind not in ("auto", found):
-        raise MetisError(f"{model_dir} holds a {found} tokenizer ({TOKENIZER_FILES[found][0]}), not a {kind} one; "
-                         f"use --tokenizer {found} (or auto), or point --model at a {kind} tokenizer dir")
+        raise MetisError(
+            f"{model_dir} holds a {found} tokenizer ({TOKENIZER_FILES[found][0]}), not a {kind} one; "
+            f"use --tokenizer {found} (or auto), or point --model at a {kind} tokenizer dir"
+        )
     if found == "vq":
         from metis_cli.tokenizer.vq import VQTokenizer
 

@@ -1,4 +1,6 @@
-"""``metis kmeans``, ``metis train-vq``, ``metis tokenize``, ``metis token-report``: thin wrappers over metis_cli.tokenizer."""
+"""``metis kmeans``, ``metis train-vq``, ``metis tokenize``, ``metis token-report``: thin wrappers over
+metis_cli.tokenizer."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -24,18 +26,28 @@ def kmeans(
 
     setup_logging()
     config = train_kmeans(feats_dir, out_dir, n_clusters, portion, iters, seed, backend, max_frames)
-    console.print(f"{out_dir}: {n_clusters} centroids from {config['points']} frames, backend {config['backend']}, "
-                  f"objective {config['objective'][0]:.4g} -> {config['objective'][-1]:.4g} ({config['seconds']:.1f} s)")
+    console.print(
+        f"{out_dir}: {n_clusters} centroids from {config['points']} frames, backend {config['backend']}, "
+        f"objective {config['objective'][0]:.4g} -> {config['objective'][-1]:.4g} ({config['seconds']:.1f} s)"
+    )
 
 
 def train_vq(
     feats_dir: Path = typer.Argument(..., help="Features from `metis extract-ssl` to train on."),
-    exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics, and tokenizer/."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100 model.codebook_size=256."),
+    exp_dir: Path = typer.Argument(
+        ..., help="Experiment dir: resolved config, checkpoints, logs, metrics, and tokenizer/."
+    ),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="key=value overrides, e.g. train.max_steps=100 model.codebook_size=256."
+    ),
     config: Path = typer.Option(..., help="YAML config (conf/mini/vq.yaml, conf/full/vq.yaml)."),
-    val_feats: Optional[Path] = typer.Option(None, help="Held-out features for validation (reconstruction L1, codebook use)."),
+    val_feats: Optional[Path] = typer.Option(
+        None, help="Held-out features for validation (reconstruction L1, codebook use)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
+    ),
 ) -> None:
     """Train a VQ SSL tokenizer (ConvNeXt encoder, one cosine-lookup codebook, ConvNeXt decoder): the
     learned alternative to `metis kmeans` (stage 2).
@@ -44,8 +56,10 @@ def train_vq(
     Rerunning the same command resumes from the newest checkpoint and rewrites the tokenizer dir.
     Multi-GPU: torchrun --nproc_per_node 8 -m metis_cli train-vq exp/ssl/train exp/vq_full --config conf/full/vq.yaml
 
-    Example: metis train-vq data/mini/ssl/builtin/mini_train exp/vq_mini --config conf/mini/vq.yaml --val-feats data/mini/ssl/builtin/mini_dev
-    then: metis tokenize data/mini/mini_dev/ssl_tokens_vq --model exp/vq_mini/tokenizer --feats data/mini/ssl/builtin/mini_dev
+    Example: metis train-vq data/mini/ssl/builtin/mini_train exp/vq_mini --config conf/mini/vq.yaml --val-feats
+    data/mini/ssl/builtin/mini_dev
+    then: metis tokenize data/mini/mini_dev/ssl_tokens_vq --model exp/vq_mini/tokenizer --feats
+    data/mini/ssl/builtin/mini_dev
     """
     from metis_cli.log import console, setup_logging
     from metis_cli.tokenizer.vq import train_vq as run
@@ -56,30 +70,44 @@ def train_vq(
         clear_exp_dir(exp_dir)
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
     result = run(load_config(config, overrides or []), exp_dir, feats_dir, val_feats)
-    console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
-                  + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items()))
+    console.print(
+        f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
+        + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items())
+    )
     if "tokenizer" in result:
         console.print(f"tokenizer: {result['tokenizer']}")
 
 
 def tokenize(
     out_dir: Path = typer.Argument(..., help="Token folder, e.g. data/mini/mini_train/ssl_tokens."),
-    model_dir: Path = typer.Option(..., "--model", "--kmeans", help="Tokenizer dir: from `metis kmeans`, or EXP_DIR/tokenizer from `metis train-vq`."),
-    tokenizer: str = typer.Option("auto", help="auto (from the files in --model), kmeans or vq; a mismatch with --model is an error."),
+    model_dir: Path = typer.Option(
+        ...,
+        "--model",
+        "--kmeans",
+        help="Tokenizer dir: from `metis kmeans`, or EXP_DIR/tokenizer from `metis train-vq`.",
+    ),
+    tokenizer: str = typer.Option(
+        "auto", help="auto (from the files in --model), kmeans or vq; a mismatch with --model is an error."
+    ),
     feats: Optional[Path] = typer.Option(None, help="Stored features to assign."),
-    data: Optional[Path] = typer.Option(None, help="Or a data dir: extract and assign in one pass, storing no features."),
+    data: Optional[Path] = typer.Option(
+        None, help="Or a data dir: extract and assign in one pass, storing no features."
+    ),
 ) -> None:
     """Assign SSL tokens: per-utterance arrays behind an index, plus a readable text.km.
 
     Example: metis tokenize data/mini/mini_dev/ssl_tokens --model exp/kmeans_100 --data data/mini/mini_dev
-    VQ: metis tokenize data/mini/mini_dev/ssl_tokens_vq --model exp/vq_mini/tokenizer --tokenizer vq --feats data/mini/ssl/builtin/mini_dev
+    VQ: metis tokenize data/mini/mini_dev/ssl_tokens_vq --model exp/vq_mini/tokenizer --tokenizer vq --feats
+    data/mini/ssl/builtin/mini_dev
     """
     from metis_cli.log import console, setup_logging
     from metis_cli.tokenizer.tokenize import tokenize as run
 
     setup_logging()
     summary = run(out_dir, model_dir, feats_dir=feats, data_dir=data, tokenizer=tokenizer)
-    console.print(f"{out_dir}: {summary['utterances']} utterances, {summary['frames']} tokens, {summary['failed']} failed")
+    console.print(
+        f"{out_dir}: {summary['utterances']} utterances, {summary['frames']} tokens, {summary['failed']} failed"
+    )
 
 
 def token_report(

@@ -9,6 +9,7 @@ Backends:
 All start from the same seeded random sample of points as centroids; an emptied cluster is re-seeded
 from a random point. Saved as ``kmeans.safetensors`` (``centroids`` [K, D]) + ``kmeans.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ def _initial(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     return points[np.random.default_rng(seed).choice(len(points), k, replace=False)].copy()
 
 
-def _kmeans_torch(points: np.ndarray, k: int, iters: int, seed: int, chunk: int = 65536) -> tuple[np.ndarray, list[float]]:
+def _kmeans_torch(
+    points: np.ndarray, k: int, iters: int, seed: int, chunk: int = 65536
+) -> tuple[np.ndarray, list[float]]:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -85,8 +88,15 @@ def _kmeans_faiss(points: np.ndarray, k: int, iters: int, seed: int) -> tuple[np
     import faiss
 
     use_gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
-    km = faiss.Kmeans(points.shape[1], k, niter=iters, seed=seed, gpu=use_gpu, verbose=False,
-                      max_points_per_centroid=max(256, len(points) // k + 1))
+    km = faiss.Kmeans(
+        points.shape[1],
+        k,
+        niter=iters,
+        seed=seed,
+        gpu=use_gpu,
+        verbose=False,
+        max_points_per_centroid=max(256, len(points) // k + 1),
+    )
     km.train(np.ascontiguousarray(points), init_centroids=_initial(points, k, seed))
     return np.asarray(km.centroids), [float(o) for o in km.obj]
 
@@ -94,8 +104,15 @@ def _kmeans_faiss(points: np.ndarray, k: int, iters: int, seed: int) -> tuple[np
 def _kmeans_sklearn(points: np.ndarray, k: int, iters: int, seed: int) -> tuple[np.ndarray, list[float]]:
     from sklearn.cluster import MiniBatchKMeans
 
-    km = MiniBatchKMeans(n_clusters=k, init=_initial(points, k, seed), n_init=1, max_iter=iters, batch_size=10 * k,
-                         random_state=seed, compute_labels=False)
+    km = MiniBatchKMeans(
+        n_clusters=k,
+        init=_initial(points, k, seed),
+        n_init=1,
+        max_iter=iters,
+        batch_size=10 * k,
+        random_state=seed,
+        compute_labels=False,
+    )
     km.fit(points)
     return km.cluster_centers_.astype(np.float32), [float(km.inertia_ or 0.0)]
 
@@ -109,19 +126,31 @@ def default_backend() -> str:
     return "faiss" if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0 else "torch"
 
 
-def learn_kmeans(points: np.ndarray, n_clusters: int, iters: int = 20, seed: int = 0, backend: str = "auto") -> tuple[np.ndarray, list[float]]:
+def learn_kmeans(
+    points: np.ndarray, n_clusters: int, iters: int = 20, seed: int = 0, backend: str = "auto"
+) -> tuple[np.ndarray, list[float]]:
     """Centroids [K, D] and the objective (sum of squared distances) after each iteration."""
     if backend not in BACKENDS:
         raise MetisError(f"unknown k-means backend '{backend}'; choose from {', '.join(BACKENDS)}")
     if len(points) < n_clusters:
-        raise MetisError(f"{len(points)} feature frames cannot make {n_clusters} clusters; use a larger --portion or fewer clusters")
+        raise MetisError(
+            f"{len(points)} feature frames cannot make {n_clusters} clusters; use a larger --portion or fewer clusters"
+        )
     backend = default_backend() if backend == "auto" else backend
     run = {"torch": _kmeans_torch, "faiss": _kmeans_faiss, "sklearn": _kmeans_sklearn}[backend]
     return run(np.ascontiguousarray(points, dtype=np.float32), n_clusters, iters, seed)
 
 
-def train_kmeans(feats_dir, out_dir, n_clusters: int, portion: float = 0.1, iters: int = 20, seed: int = 0,
-                 backend: str = "auto", max_frames: int | None = None) -> dict:
+def train_kmeans(
+    feats_dir,
+    out_dir,
+    n_clusters: int,
+    portion: float = 0.1,
+    iters: int = 20,
+    seed: int = 0,
+    backend: str = "auto",
+    max_frames: int | None = None,
+) -> dict:
     """Learns centroids from a portion of a feature store and saves them with their config."""
     from safetensors.numpy import save_file
 
@@ -129,15 +158,34 @@ def train_kmeans(feats_dir, out_dir, n_clusters: int, portion: float = 0.1, iter
     started = time.time()
     points = sample_features(store, portion, seed, max_frames)
     chosen = default_backend() if backend == "auto" else backend
-    logger.info("k-means: %d points x %d dims, %d clusters, %d iterations, backend %s", len(points), points.shape[1], n_clusters, iters, chosen)
+    logger.info(
+        "k-means: %d points x %d dims, %d clusters, %d iterations, backend %s",
+        len(points),
+        points.shape[1],
+        n_clusters,
+        iters,
+        chosen,
+    )
     centroids, objective = learn_kmeans(points, n_clusters, iters, seed, chosen)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file({"centroids": centroids.astype(np.float32)}, str(out / "kmeans.safetensors"))
-    ssl_config = json.loads((Path(feats_dir) / "ssl.json").read_text()) if (Path(feats_dir) / "ssl.json").is_file() else {}
-    config = {"n_clusters": n_clusters, "dim": int(points.shape[1]), "backend": chosen, "iters": iters, "seed": seed,
-              "portion": portion, "points": int(len(points)), "objective": objective, "features": str(Path(feats_dir).resolve()),
-              "ssl": ssl_config, "seconds": round(time.time() - started, 2)}
+    ssl_config = (
+        json.loads((Path(feats_dir) / "ssl.json").read_text()) if (Path(feats_dir) / "ssl.json").is_file() else {}
+    )
+    config = {
+        "n_clusters": n_clusters,
+        "dim": int(points.shape[1]),
+        "backend": chosen,
+        "iters": iters,
+        "seed": seed,
+        "portion": portion,
+        "points": int(len(points)),
+        "objective": objective,
+        "features": str(Path(feats_dir).resolve()),
+        "ssl": ssl_config,
+        "seconds": round(time.time() - started, 2),
+    }
     (out / "kmeans.json").write_text(json.dumps(config, indent=2) + "\n")
     return config
 
@@ -166,8 +214,10 @@ class KMeansModel:
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != self.centroids.shape[1]:
             where = f"utterance '{utt}': " if utt else ""
-            raise FeatureDimensionError(f"{where}features of shape {features.shape} do not match the k-means model {self.dir} "
-                             f"({self.centroids.shape[1]} dims)")
+            raise FeatureDimensionError(
+                f"{where}features of shape {features.shape} do not match the k-means model {self.dir} "
+                f"({self.centroids.shape[1]} dims)"
+            )
         dist = (features**2).sum(1)[:, None] - 2 * features @ self.centroids.T + self.c_sq[None, :]
         dtype = np.int16 if self.n_clusters <= 32767 else np.int32
         return dist.argmin(1).astype(dtype)

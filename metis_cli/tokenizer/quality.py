@@ -1,6 +1,7 @@
 """How good are the tokens: cluster usage, perplexity, and, where phone timings exist, phone purity,
 cluster purity and PNMI (phone-normalised mutual information: the share of the phone label's entropy
 that the token explains), computed over 50 Hz frames as ESPnet's k-means label check does."""
+
 from __future__ import annotations
 
 import math
@@ -40,9 +41,15 @@ def token_quality(tokens_dir, n_clusters: int | None = None, phones_ctm: Path | 
     k = k or int(all_tokens.max()) + 1
     usage = np.bincount(all_tokens, minlength=k)
     entropy = entropy_bits(usage)
-    report = {"utterances": len(store), "frames": int(len(all_tokens)), "n_clusters": k,
-              "clusters_used": int((usage > 0).sum()), "usage": float((usage > 0).mean()),
-              "entropy_bits": entropy, "perplexity": float(2**entropy)}
+    report = {
+        "utterances": len(store),
+        "frames": int(len(all_tokens)),
+        "n_clusters": k,
+        "clusters_used": int((usage > 0).sum()),
+        "usage": float((usage > 0).mean()),
+        "entropy_bits": entropy,
+        "perplexity": float(2**entropy),
+    }
     if phones_ctm is None or not Path(phones_ctm).is_file():
         return report
     timings = read_ctm(phones_ctm)
@@ -51,7 +58,7 @@ def token_quality(tokens_dir, n_clusters: int | None = None, phones_ctm: Path | 
         if utt not in timings:
             continue
         tokens = store[utt]
-        for token, phone in zip(tokens.tolist(), frame_phones(timings[utt], len(tokens))):
+        for token, phone in zip(tokens.tolist(), frame_phones(timings[utt], len(tokens)), strict=True):
             if phone is not None:
                 pairs.append((phone, token))
     if not pairs:
@@ -67,7 +74,13 @@ def token_quality(tokens_dir, n_clusters: int | None = None, phones_ctm: Path | 
     p_phone, p_token = p_joint.sum(1, keepdims=True), p_joint.sum(0, keepdims=True)
     nz = p_joint > 0
     mutual = float((p_joint[nz] * np.log2(p_joint[nz] / (p_phone @ p_token)[nz])).sum())
-    report.update({"phones": len(phones), "labelled_frames": int(n),
-                   "phone_purity": float(joint.max(0).sum() / n), "cluster_purity": float(joint.max(1).sum() / n),
-                   "pnmi": mutual / h_phone if h_phone > 0 else 0.0})
+    report.update(
+        {
+            "phones": len(phones),
+            "labelled_frames": int(n),
+            "phone_purity": float(joint.max(0).sum() / n),
+            "cluster_purity": float(joint.max(1).sum() / n),
+            "pnmi": mutual / h_phone if h_phone > 0 else 0.0,
+        }
+    )
     return report

@@ -5,6 +5,7 @@ Output folder (by default ``<data_dir>/ssl_tokens``): an array store of per-utte
 and ``tokens.json`` (which tokenizer made them: ``tokenizer``, its kind, k-means or VQ, and ``kmeans``,
 its dir whatever the kind, the key that fine-tuned models read; and how the features were made).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ def tokenize(out_dir, model_dir, feats_dir=None, data_dir=None, tokenizer: str =
 
         ssl = model.config.get("ssl") or {}
         if "extractor" not in ssl:
-            raise MetisError(f"{model_dir}/{kind}.json does not say which extractor made its features; tokenize --feats instead")
+            raise MetisError(
+                f"{model_dir}/{kind}.json does not say which extractor made its features; tokenize --feats instead"
+            )
         extractor = load_extractor(ssl["extractor"], ssl.get("layer"))
         mean, var = load_stats(ssl["stats"])
         data = DataDir(data_dir)
@@ -79,11 +82,28 @@ def tokenize(out_dir, model_dir, feats_dir=None, data_dir=None, tokenizer: str =
     if failed:
         (out / "failed").write_text("".join(f"{u}\t{r}\n" for u, r in sorted(failed.items())))
         if len(failed) == len(utts):
-            raise MetisError(f"{out}: none of the {len(utts)} utterances could be tokenized (e.g. {next(iter(failed.values()))}); see {out / 'failed'}")
+            raise MetisError(
+                f"{out}: none of the {len(utts)} utterances could be tokenized (e.g. {next(iter(failed.values()))}); "
+                f"see {out / 'failed'}"
+            )
     write_meta(out, kind="ssl_tokens", n_clusters=model.n_clusters, frame_rate=50)
-    (out / "tokens.json").write_text(json.dumps({"tokenizer": kind, "kmeans": str(Path(model_dir).resolve()), "ssl": model.config.get("ssl"),
-                                                 "source": str(feats_dir or data_dir)}, indent=2) + "\n")
+    (out / "tokens.json").write_text(
+        json.dumps(
+            {
+                "tokenizer": kind,
+                "kmeans": str(Path(model_dir).resolve()),
+                "ssl": model.config.get("ssl"),
+                "source": str(feats_dir or data_dir),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     _write_text_km(out)
     store = ArrayStore(out)
-    return {"utterances": len(store), "failed": len(failed), "frames": sum(e.shape[0] for e in store.entries.values()),
-            "seconds": time.time() - started}
+    return {
+        "utterances": len(store),
+        "failed": len(failed),
+        "frames": sum(e.shape[0] for e in store.entries.values()),
+        "seconds": time.time() - started,
+    }

@@ -12,6 +12,7 @@ FactorizedVQ). Trained with L1 reconstruction of the features plus the codebook 
 ``metis train-vq`` writes a tokenizer dir, ``<exp_dir>/tokenizer`` (``vq.safetensors`` + ``vq.json``),
 which ``metis tokenize`` reads like a k-means dir; ``VQTokenizer`` has ``KMeansModel``'s interface.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,14 +79,20 @@ class VQTokenizerModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = ConvNeXtProjection(cfg.input_dim, cfg.dim, cfg.intermediate_dim, cfg.n_layers)
-        self.quantizer = FactorizedVQ(cfg.input_dim, cfg.codebook_size, cfg.codebook_dim, cfg.dead_code_threshold, cfg.restart_every)
+        self.quantizer = FactorizedVQ(
+            cfg.input_dim, cfg.codebook_size, cfg.codebook_dim, cfg.dead_code_threshold, cfg.restart_every
+        )
         self.decoder = ConvNeXtProjection(cfg.input_dim, cfg.dim, cfg.intermediate_dim, cfg.n_layers)
 
     def forward(self, features: torch.Tensor) -> dict:
         """features [B, T, input_dim] -> reconstruction [B, T, input_dim], codes [B, T], the VQ losses."""
         quantized, codes, commitment, codebook = self.quantizer(self.encoder(features.transpose(1, 2)))
-        return {"reconstruction": self.decoder(quantized).transpose(1, 2), "codes": codes,
-                "commitment_loss": commitment.mean(), "codebook_loss": codebook.mean()}
+        return {
+            "reconstruction": self.decoder(quantized).transpose(1, 2),
+            "codes": codes,
+            "commitment_loss": commitment.mean(),
+            "codebook_loss": codebook.mean(),
+        }
 
     @torch.no_grad()
     def encode(self, features: torch.Tensor) -> torch.Tensor:
@@ -108,12 +115,16 @@ def feature_dim(store: ArrayStore) -> int:
     dims: dict[int, str] = {}
     for utt, entry in store.entries.items():
         if len(entry.shape) != 2:
-            raise MetisError(f"{store.dir}: utterance '{utt}' has shape {entry.shape}, not [frames, dim]; is this a feature store?")
+            raise MetisError(
+                f"{store.dir}: utterance '{utt}' has shape {entry.shape}, not [frames, dim]; is this a feature store?"
+            )
         dims.setdefault(entry.shape[1], utt)
     if not dims:
         raise MetisError(f"{store.dir}: no features")
     if len(dims) > 1:
-        raise MetisError(f"{store.dir}: features of several dimensions ({', '.join(f'{d} in {u!r}' for d, u in dims.items())})")
+        raise MetisError(
+            f"{store.dir}: features of several dimensions ({', '.join(f'{d} in {u!r}' for d, u in dims.items())})"
+        )
     return next(iter(dims))
 
 
@@ -128,11 +139,18 @@ class FeatureSegments:
         lengths = {utt: entry.shape[0] for utt, entry in self.store.entries.items()}
         self.utts = sorted(utt for utt, n in lengths.items() if n >= segment_frames)
         if not self.utts:
-            raise MetisError(f"{feats_dir}: no utterance has {segment_frames} frames (the longest has {max(lengths.values())}); "
-                             "lower data.segment_frames")
+            raise MetisError(
+                f"{feats_dir}: no utterance has {segment_frames} frames (the longest has {max(lengths.values())}); "
+                "lower data.segment_frames"
+            )
         if len(self.utts) < len(lengths):
-            logger.info("%s: %d of %d utterances are shorter than %d frames and are left out",
-                        feats_dir, len(lengths) - len(self.utts), len(lengths), segment_frames)
+            logger.info(
+                "%s: %d of %d utterances are shorter than %d frames and are left out",
+                feats_dir,
+                len(lengths) - len(self.utts),
+                len(lengths),
+                segment_frames,
+            )
 
     def batch(self, rng: np.random.Generator, size: int) -> torch.Tensor:
         out = np.empty((size, self.segment, self.dim), dtype=np.float32)
@@ -158,13 +176,22 @@ class VQTask:
         self.train_data = FeatureSegments(features["train"], int(data.get("segment_frames", 100)))
         self.val_store = ArrayStore(features["val"]) if features.get("val") else None
         if self.val_store is not None and feature_dim(self.val_store) != self.cfg.input_dim:
-            raise MetisError(f"{features['val']}: {feature_dim(self.val_store)}-dim features; the training features have {self.cfg.input_dim}")
+            raise MetisError(
+                f"{features['val']}: {feature_dim(self.val_store)}-dim features; the training features have "
+                f"{self.cfg.input_dim}"
+            )
         self.val_utterances = int(data.get("val_utterances", 16))
         trainer.seed_weights()
         self.model = trainer.add_model(MODEL_NAME, VQTokenizerModel(self.cfg))
-        opt = torch.optim.AdamW(self.model.parameters(), lr=float(optim.get("lr", 1e-3)), betas=tuple(optim.get("betas", (0.9, 0.99))),
-                                weight_decay=float(optim.get("weight_decay", 0.0)))
-        schedule = warmup_cosine(int(optim.get("warmup_steps", 100)), trainer.train.max_steps, float(optim.get("final_lr_ratio", 0.1)))
+        opt = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=float(optim.get("lr", 1e-3)),
+            betas=tuple(optim.get("betas", (0.9, 0.99))),
+            weight_decay=float(optim.get("weight_decay", 0.0)),
+        )
+        schedule = warmup_cosine(
+            int(optim.get("warmup_steps", 100)), trainer.train.max_steps, float(optim.get("final_lr_ratio", 0.1))
+        )
         trainer.add_optimizer(MODEL_NAME, opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
 
     def train_step(self, trainer: Trainer, step: int) -> dict:
@@ -175,13 +202,24 @@ class VQTask:
             feats = self.train_data.batch(rng, self.batch_size).to(trainer.dist.device)
             with trainer.autocast():
                 out = self.model(feats)
-            losses = {"reconstruction": F.l1_loss(out["reconstruction"].float(), feats),
-                      "codebook": out["codebook_loss"].float(), "commitment": out["commitment_loss"].float()}
-            total = (losses["reconstruction"] + self.cfg.codebook_weight * losses["codebook"]
-                     + self.cfg.commitment_weight * losses["commitment"])
+            losses = {
+                "reconstruction": F.l1_loss(out["reconstruction"].float(), feats),
+                "codebook": out["codebook_loss"].float(),
+                "commitment": out["commitment_loss"].float(),
+            }
+            total = (
+                losses["reconstruction"]
+                + self.cfg.codebook_weight * losses["codebook"]
+                + self.cfg.commitment_weight * losses["commitment"]
+            )
             (total / accum).backward()
             counts = torch.bincount(out["codes"].flatten(), minlength=self.cfg.codebook_size)
-            values = {**losses, "total": total, "code_perplexity": perplexity(counts), "codes_used": int((counts > 0).sum())}
+            values = {
+                **losses,
+                "total": total,
+                "code_perplexity": perplexity(counts),
+                "codes_used": int((counts > 0).sum()),
+            }
             for k, v in values.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) / accum
         totals["grad_norm"] = trainer.optimizer_step(MODEL_NAME, self.model.parameters())
@@ -205,24 +243,41 @@ class VQTask:
             counts += torch.bincount(out["codes"].flatten().cpu(), minlength=self.cfg.codebook_size)
         if not frames:
             return {}
-        return {"reconstruction": error / frames, "code_perplexity": perplexity(counts), "codes_used": int((counts > 0).sum())}
+        return {
+            "reconstruction": error / frames,
+            "code_perplexity": perplexity(counts),
+            "codes_used": int((counts > 0).sum()),
+        }
 
 
 def train_vq(config: dict, exp_dir, feats_dir, val_feats_dir=None) -> dict:
     """Trains (or resumes) the VQ tokenizer on a feature store, then exports ``<exp_dir>/tokenizer``.
     Returns the trainer's result with ``tokenizer`` (the dir written) added."""
-    config = {**config, "model": dict(config.get("model") or {}),
-              "features": {"train": str(Path(feats_dir).resolve()), "val": str(Path(val_feats_dir).resolve()) if val_feats_dir else None}}
+    config = {
+        **config,
+        "model": dict(config.get("model") or {}),
+        "features": {
+            "train": str(Path(feats_dir).resolve()),
+            "val": str(Path(val_feats_dir).resolve()) if val_feats_dir else None,
+        },
+    }
     dim = feature_dim(ArrayStore(feats_dir))
     if config["model"].get("input_dim") is None:
         config["model"]["input_dim"] = dim
     elif int(config["model"]["input_dim"]) != dim:
-        raise MetisError(f"model.input_dim is {config['model']['input_dim']} but the features in {feats_dir} have {dim} dims; "
-                         "train on matching features or drop model.input_dim from the config")
+        raise MetisError(
+            f"model.input_dim is {config['model']['input_dim']} but the features in {feats_dir} have {dim} dims; "
+            "train on matching features or drop model.input_dim from the config"
+        )
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
     task = VQTask(trainer, config)
-    logger.info("vq tokenizer: %.2fM parameters, %d codes of %d dims over %d-dim features",
-                trainer.unwrap(task.model).parameter_count() / 1e6, task.cfg.codebook_size, task.cfg.codebook_dim, task.cfg.input_dim)
+    logger.info(
+        "vq tokenizer: %.2fM parameters, %d codes of %d dims over %d-dim features",
+        trainer.unwrap(task.model).parameter_count() / 1e6,
+        task.cfg.codebook_size,
+        task.cfg.codebook_dim,
+        task.cfg.input_dim,
+    )
     result = trainer.fit(task)
     if trainer.dist.main:
         result["tokenizer"] = str(Path(exp_dir) / TOKENIZER_DIR)
@@ -253,11 +308,20 @@ def save_tokenizer(model: VQTokenizerModel, out_dir, ssl: dict | None = None, ex
     from safetensors.torch import save_file
 
     cfg = model.cfg
-    info = {"tokenizer": "vq", "n_clusters": cfg.codebook_size, "dim": cfg.input_dim, "model": cfg.to_dict(),
-            "parameters": model.parameter_count(), "ssl": ssl or {}, **(extra or {})}
+    info = {
+        "tokenizer": "vq",
+        "n_clusters": cfg.codebook_size,
+        "dim": cfg.input_dim,
+        "model": cfg.to_dict(),
+        "parameters": model.parameter_count(),
+        "ssl": ssl or {},
+        **(extra or {}),
+    }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(out / ".vq.safetensors.tmp"))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(out / ".vq.safetensors.tmp")
+    )
     (out / ".vq.json.tmp").write_text(json.dumps(info, indent=2) + "\n")
     (out / ".vq.safetensors.tmp").replace(out / "vq.safetensors")
     (out / ".vq.json.tmp").replace(out / "vq.json")
@@ -276,9 +340,17 @@ def export_vq(exp_dir, out_dir=None, checkpoint=None) -> dict:
     ssl_json = Path(feats) / "ssl.json" if feats else None
     ssl = json.loads(ssl_json.read_text()) if ssl_json is not None and ssl_json.is_file() else {}
     step = int(used.name.split("_")[-1]) if used.name.startswith("step_") else None
-    training = {"exp_dir": str(exp_dir.resolve()), "checkpoint": str(used.resolve()), **_training_summary(exp_dir, step)}
-    return save_tokenizer(model, out_dir if out_dir is not None else exp_dir / TOKENIZER_DIR, ssl,
-                          {"features": feats, "training": training})
+    training = {
+        "exp_dir": str(exp_dir.resolve()),
+        "checkpoint": str(used.resolve()),
+        **_training_summary(exp_dir, step),
+    }
+    return save_tokenizer(
+        model,
+        out_dir if out_dir is not None else exp_dir / TOKENIZER_DIR,
+        ssl,
+        {"features": feats, "training": training},
+    )
 
 
 class VQTokenizer:
@@ -293,7 +365,10 @@ class VQTokenizer:
         weights, config = self.dir / "vq.safetensors", self.dir / "vq.json"
         for path in (weights, config):
             if not path.is_file():
-                raise MetisError(f"{path}: not found; train a VQ tokenizer with `metis train-vq` (it writes <exp_dir>/{TOKENIZER_DIR})")
+                raise MetisError(
+                    f"{path}: not found; train a VQ tokenizer with `metis train-vq` (it writes "
+                    f"<exp_dir>/{TOKENIZER_DIR})"
+                )
         self.config = json.loads(config.read_text())
         self.cfg = VQConfig.from_dict(self.config.get("model", {}))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -312,8 +387,10 @@ class VQTokenizer:
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != self.cfg.input_dim:
             where = f"utterance '{utt}': " if utt else ""
-            raise FeatureDimensionError(f"{where}features of shape {features.shape} do not match the VQ tokenizer {self.dir} "
-                                        f"({self.cfg.input_dim} dims)")
+            raise FeatureDimensionError(
+                f"{where}features of shape {features.shape} do not match the VQ tokenizer {self.dir} "
+                f"({self.cfg.input_dim} dims)"
+            )
         dtype = np.int16 if self.n_clusters <= 32767 else np.int32
         if len(features) == 0:
             return np.zeros(0, dtype=dtype)

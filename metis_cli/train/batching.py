@@ -8,6 +8,7 @@ padding), cuts batches and shuffles their order: all from (seed, epoch), so batc
 batch, whatever was run before (exact resume). With several ranks, rank r of W takes global batches
 N * W + r, so W ranks see the same data as one rank over W consecutive batches.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,10 @@ logger = logging.getLogger(__name__)
 # SSL tokens and codec codes of one utterance come from different front ends, whose framing may
 # disagree by a frame or two at the end; more than this is a real mismatch.
 MAX_FRAME_MISMATCH = 2
-WRITTEN_BY = {"ssl_tokens": "`metis tokenize` (recipe stage 2)", "acoustic_codes": "`metis codec encode` (recipe stage 3)"}
+WRITTEN_BY = {
+    "ssl_tokens": "`metis tokenize` (recipe stage 2)",
+    "acoustic_codes": "`metis codec encode` (recipe stage 3)",
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,9 @@ class UtteranceArrays:
             for kind in self.kinds:
                 path = Path(data_dir) / kind
                 if not (path / "meta.json").is_file():
-                    raise DataDirError(f"{path}: not found; write it with {WRITTEN_BY.get(kind, 'the stage that makes it')} first")
+                    raise DataDirError(
+                        f"{path}: not found; write it with {WRITTEN_BY.get(kind, 'the stage that makes it')} first"
+                    )
                 stores[kind] = ArrayStore(path)
                 self.stores[kind].append(stores[kind])
             first = stores[self.kinds[0]]
@@ -62,8 +68,11 @@ class UtteranceArrays:
                     continue
                 frames = [stores[kind].entries[utt].shape[0] for kind in self.kinds]
                 if max(frames) - min(frames) > MAX_FRAME_MISMATCH:
-                    raise DataDirError(f"{data_dir}: utterance '{utt}': {', '.join(f'{k} {n} frames' for k, n in zip(self.kinds, frames))}; "
-                                       f"they must describe the same audio at the same frame rate")
+                    raise DataDirError(
+                        f"{data_dir}: utterance '{utt}': "
+                        f"{', '.join(f'{k} {n} frames' for k, n in zip(self.kinds, frames, strict=True))}; "
+                        f"they must describe the same audio at the same frame rate"
+                    )
                 if min(frames) < min_frames:
                     short += 1
                     continue
@@ -72,8 +81,14 @@ class UtteranceArrays:
                 self.where[utt] = index
                 self.lengths[utt] = min(frames)
             if missing or short:
-                logger.warning("%s: %d utterance(s) without every one of %s, %d shorter than %d frames: left out",
-                               data_dir, missing, ", ".join(self.kinds), short, min_frames)
+                logger.warning(
+                    "%s: %d utterance(s) without every one of %s, %d shorter than %d frames: left out",
+                    data_dir,
+                    missing,
+                    ", ".join(self.kinds),
+                    short,
+                    min_frames,
+                )
         if not self.lengths:
             raise DataDirError(f"no utterances with {', '.join(self.kinds)} in {', '.join(map(str, data_dirs))}")
 
@@ -82,8 +97,12 @@ class UtteranceArrays:
 
     def get(self, piece: Piece) -> dict[str, np.ndarray]:
         index = self.where[piece.utt]
-        return {kind: np.asarray(self.stores[kind][index][piece.utt][piece.start : piece.start + piece.frames], dtype=np.int64)
-                for kind in self.kinds}
+        return {
+            kind: np.asarray(
+                self.stores[kind][index][piece.utt][piece.start : piece.start + piece.frames], dtype=np.int64
+            )
+            for kind in self.kinds
+        }
 
     def unigram_bits(self, kind: str, vocab_size: int | None = None) -> float:
         """Entropy (bits) of the ``kind`` token distribution over every utterance (ShardData.unigram_bits
@@ -122,10 +141,20 @@ def cut_batches(pool: list, max_frames: int) -> list[list]:
 
 
 class DynamicBatches:
-    def __init__(self, lengths: dict[str, int], max_frames: int, max_utterance_frames: int, seed: int = 0,
-                 pool_size: int = 2000, world_size: int = 1, rank: int = 0):
+    def __init__(
+        self,
+        lengths: dict[str, int],
+        max_frames: int,
+        max_utterance_frames: int,
+        seed: int = 0,
+        pool_size: int = 2000,
+        world_size: int = 1,
+        rank: int = 0,
+    ):
         if max_frames < max_utterance_frames:
-            raise MetisError(f"data.max_frames ({max_frames}) must be at least data.max_utterance_frames ({max_utterance_frames})")
+            raise MetisError(
+                f"data.max_frames ({max_frames}) must be at least data.max_utterance_frames ({max_utterance_frames})"
+            )
         if not lengths:
             raise MetisError("no utterances to make batches of")
         self.utts = sorted(lengths)

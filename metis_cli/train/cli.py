@@ -1,4 +1,5 @@
 """``metis pretrain``, ``metis train-s2a`` and ``metis finetune``: thin wrappers over metis_cli.train."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -7,11 +8,22 @@ import typer
 TRAIN_DATA_HELP = "Data dir with ssl_tokens/ to train on (repeat for several)."
 
 
-OVERWRITE = typer.Option(False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config).")
+OVERWRITE = typer.Option(
+    False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
+)
 
 
-def _run(kind: str, config: Path, exp_dir: Path, overrides, train_data, val_data, verbose: bool, overwrite: bool = False,
-         **settings) -> None:
+def _run(
+    kind: str,
+    config: Path,
+    exp_dir: Path,
+    overrides,
+    train_data,
+    val_data,
+    verbose: bool,
+    overwrite: bool = False,
+    **settings,
+) -> None:
     from metis_cli.log import console, setup_logging
     from metis_cli.train.config import load_config
     from metis_cli.train.trainer import clear_exp_dir
@@ -33,8 +45,10 @@ def _run(kind: str, config: Path, exp_dir: Path, overrides, train_data, val_data
             raise MetisError(f"{config} is a config for task '{loaded['task']}', not '{value}'")
         loaded[key] = {**(loaded.get(key) or {}), **value} if isinstance(value, dict) else value
     result = run(loaded, exp_dir, train_data, val_data or [])
-    console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
-                  + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items()))
+    console.print(
+        f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
+        + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items())
+    )
 
 
 def pretrain(
@@ -42,26 +56,36 @@ def pretrain(
     exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
     train_data: list[Path] = typer.Option(..., help=TRAIN_DATA_HELP),
-    val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) with ssl_tokens/ for validation (masked-token CE and accuracy)."),
+    val_data: Optional[list[Path]] = typer.Option(
+        None, help="Data dir(s) with ssl_tokens/ for validation (masked-token CE and accuracy)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Stage-1 pre-training: masked generative modelling of SSL tokens, no condition (stage 4).
 
-    Rerunning the same command resumes from the newest checkpoint (another config is refused; --overwrite starts again). Multi-GPU:
+    Rerunning the same command resumes from the newest checkpoint (another config is refused; --overwrite starts
+    again). Multi-GPU:
     torchrun --nproc_per_node 8 -m metis_cli pretrain conf/full/pretrain.yaml exp/pretrain_full --train-data data/train
 
-    Example: metis pretrain conf/mini/pretrain.yaml exp/pretrain_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
+    Example: metis pretrain conf/mini/pretrain.yaml exp/pretrain_mini --train-data data/mini/mini_train --val-data
+    data/mini/mini_dev
     """
     _run("pretrain", config, exp_dir, overrides, train_data, val_data, verbose, overwrite)
 
 
 def train_s2a(
-    config: Path = typer.Argument(..., help="YAML config (conf/mini/s2a.yaml; conf/full/s2a_coarse.yaml + s2a_fine.yaml)."),
+    config: Path = typer.Argument(
+        ..., help="YAML config (conf/mini/s2a.yaml; conf/full/s2a_coarse.yaml + s2a_fine.yaml)."
+    ),
     exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
-    train_data: list[Path] = typer.Option(..., help="Data dir with ssl_tokens/ and acoustic_codes/ (repeat for several)."),
-    val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) for validation (per-codebook CE and accuracy)."),
+    train_data: list[Path] = typer.Option(
+        ..., help="Data dir with ssl_tokens/ and acoustic_codes/ (repeat for several)."
+    ),
+    val_data: Optional[list[Path]] = typer.Option(
+        None, help="Data dir(s) for validation (per-codebook CE and accuracy)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = OVERWRITE,
 ) -> None:
@@ -69,28 +93,53 @@ def train_s2a(
 
     Rerunning the same command resumes from the newest checkpoint (another config is refused; --overwrite starts again).
 
-    Example: metis train-s2a conf/mini/s2a.yaml exp/s2a_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
+    Example: metis train-s2a conf/mini/s2a.yaml exp/s2a_mini --train-data data/mini/mini_train --val-data
+    data/mini/mini_dev
     """
     _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose, overwrite)
 
 
 def finetune(
-    config: Path = typer.Argument(..., help="YAML config (conf/mini/finetune_<task>.yaml, conf/full/finetune_<task>.yaml)."),
-    exp_dir: Path = typer.Argument(..., help="Experiment dir of the task model: config, checkpoints, logs, phones.txt."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. adaptation.rank=32 train.max_steps=100."),
-    task: str = typer.Option(..., help="tts, vc, se, tse, l2s or omni (TTS, VC, SE and TSE in one model: conf/*/finetune_omni.yaml)."),
+    config: Path = typer.Argument(
+        ..., help="YAML config (conf/mini/finetune_<task>.yaml, conf/full/finetune_<task>.yaml)."
+    ),
+    exp_dir: Path = typer.Argument(
+        ..., help="Experiment dir of the task model: config, checkpoints, logs, phones.txt."
+    ),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="key=value overrides, e.g. adaptation.rank=32 train.max_steps=100."
+    ),
+    task: str = typer.Option(
+        ..., help="tts, vc, se, tse, l2s or omni (TTS, VC, SE and TSE in one model: conf/*/finetune_omni.yaml)."
+    ),
     init: Path = typer.Option(..., help="Experiment dir of the pre-trained stage-1 model (`metis pretrain`)."),
-    train_data: list[Path] = typer.Option(..., help="Clean data dir with wav.scp, ssl_tokens/ (and text for TTS); repeat for several."),
-    val_data: Optional[list[Path]] = typer.Option(None, help="Data dir(s) for validation (inputs made the same way, with seed 0)."),
+    train_data: list[Path] = typer.Option(
+        ..., help="Clean data dir with wav.scp, ssl_tokens/ (and text for TTS); repeat for several."
+    ),
+    val_data: Optional[list[Path]] = typer.Option(
+        None, help="Data dir(s) for validation (inputs made the same way, with seed 0)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Fine-tune the pre-trained stage-1 model for a task (stage 5): LoRA, full or adapter-only.
 
     The training inputs are made on the fly from clean speech: noisy + reverberant (se), mixed with
-    another speaker (tse), timbre-perturbed (vc); TTS reads the transcripts. Rerunning resumes (another config is refused; --overwrite starts again).
+    another speaker (tse), timbre-perturbed (vc); TTS reads the transcripts. Rerunning resumes (another config is
+    refused; --overwrite starts again).
 
-    Example: metis finetune conf/mini/finetune_se.yaml exp/se_mini --task se --init exp/pretrain_mini --train-data data/mini/mini_train --val-data data/mini/mini_dev
+    Example: metis finetune conf/mini/finetune_se.yaml exp/se_mini --task se --init exp/pretrain_mini --train-data
+    data/mini/mini_train --val-data data/mini/mini_dev
     """
-    _run("finetune", config, exp_dir, overrides, train_data, val_data, verbose, overwrite, task=task,
-         init={"exp_dir": str(init.resolve())})
+    _run(
+        "finetune",
+        config,
+        exp_dir,
+        overrides,
+        train_data,
+        val_data,
+        verbose,
+        overwrite,
+        task=task,
+        init={"exp_dir": str(init.resolve())},
+    )

@@ -1,5 +1,6 @@
 """YAML configs with ``key=value`` overrides (dotted keys reach into sections): one file per model,
 and the experiment dir keeps the resolved result so that later stages read it instead of repeating options."""
+
 from __future__ import annotations
 
 import copy
@@ -52,8 +53,14 @@ def _typed(item: str, key: str, old, value):
     section; anything where there was null. Otherwise a one-line error naming the key and the type."""
     if old is None or value is None:
         return value
-    kinds = ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"),
-             (list, "a list, e.g. [1,2]"), (dict, "a section"))
+    kinds = (
+        (bool, "true or false"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        (list, "a list, e.g. [1,2]"),
+        (dict, "a section"),
+    )
     want = next(name for kind, name in kinds if isinstance(old, kind))
     if isinstance(old, bool):
         ok = isinstance(value, bool)

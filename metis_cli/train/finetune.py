@@ -25,6 +25,7 @@ Training pairs per task, drawn for every batch (see metis_cli.tasks.augment):
 - TTS validation likewise reports the cross-entropy with each utterance given another one's phones
   (``ce_bits_shuffled_text``): the gap to ``ce_bits`` is what the model reads from the text.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,16 @@ from metis_cli.models.masking import MaskingConfig, sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.tasks.adaptation import AdaptationConfig, adapt
 from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre
-from metis_cli.tasks.conditions import OMNI, OMNI_TASKS, TASKS, TEXT_TASKS, VIDEO_TASKS, FrameConditioner, check_task, ssl_front_end
+from metis_cli.tasks.conditions import (
+    OMNI,
+    OMNI_TASKS,
+    TASKS,
+    TEXT_TASKS,
+    VIDEO_TASKS,
+    FrameConditioner,
+    check_task,
+    ssl_front_end,
+)
 from metis_cli.train.batching import UtteranceArrays
 from metis_cli.train.config import check_keys, read_exp_config
 from metis_cli.train.pretrain import resolve_vocab
@@ -99,17 +109,23 @@ class FinetuneTask(TokenTask):
         else:
             unknown = sorted(set(mixture) - set(OMNI_TASKS))
             if not mixture or unknown:
-                raise MetisError(f"task omni: section mixture must name tasks of {', '.join(OMNI_TASKS)}"
-                                 + (f", not {', '.join(unknown)}" if unknown else ""))
+                raise MetisError(
+                    f"task omni: section mixture must name tasks of {', '.join(OMNI_TASKS)}"
+                    + (f", not {', '.join(unknown)}" if unknown else "")
+                )
         self.modes = [m for m in TASKS if m in mixture]
         self.mode_masking, weights = {}, []
         for mode in self.modes:
             entry = mixture[mode] or {}
             check_keys(entry, ("weight", "prompt_prob"), f"mixture.{mode}")
-            self.mode_masking[mode] = MaskingConfig.from_dict({**masking, **{k: v for k, v in entry.items() if k == "prompt_prob"}})
+            self.mode_masking[mode] = MaskingConfig.from_dict(
+                {**masking, **{k: v for k, v in entry.items() if k == "prompt_prob"}}
+            )
             weights.append(float(entry.get("weight", 1.0)))
         if any(w < 0 for w in weights) or not sum(weights):
-            raise MetisError(f"mixture weights must be non-negative and not all 0, got {dict(zip(self.modes, weights))}")
+            raise MetisError(
+                f"mixture weights must be non-negative and not all 0, got {dict(zip(self.modes, weights, strict=True))}"
+            )
         self.mode_weights = torch.tensor(weights)
         self.needs_text = any(m in TEXT_TASKS for m in self.modes)
         self.forced_mode: str | None = None  # validation of one task of the mixture
@@ -158,8 +174,11 @@ class FinetuneTask(TokenTask):
             if utt in dropped and not (validation and self.task == OMNI):  # Omni validates its other tasks on them
                 del data.lengths[utt]
         if dropped:
-            logger.warning("%d utterance(s) left out of TTS fine-tuning, e.g. %s", len(dropped),
-                           "; ".join(f"{u}: {r}" for u, r in list(dropped.items())[:3]))
+            logger.warning(
+                "%d utterance(s) left out of TTS fine-tuning, e.g. %s",
+                len(dropped),
+                "; ".join(f"{u}: {r}" for u, r in list(dropped.items())[:3]),
+            )
         if not data.lengths:
             raise MetisError(f"no usable utterances for TTS in {', '.join(map(str, data.data_dirs))}")
         return data
@@ -169,8 +188,10 @@ class FinetuneTask(TokenTask):
         for d in data.data_dirs:
             dd = DataDir(d)
             if not dd.has(scp):
-                raise MetisError(f"{d}: no {scp}; lip-to-speech fine-tuning needs "
-                                 f"{'pre-computed visual features (model.visual is null)' if self.use_features else 'mouth videos'}")
+                raise MetisError(
+                    f"{d}: no {scp}; lip-to-speech fine-tuning needs "
+                    f"{'pre-computed visual features (model.visual is null)' if self.use_features else 'mouth videos'}"
+                )
             self.videos.update(dd.read(scp))
         missing = [u for u in data.lengths if u not in self.videos]
         for utt in missing:
@@ -259,7 +280,9 @@ class FinetuneTask(TokenTask):
             picks = [rest[i] for i in rng.choice(len(rest), min(count, len(rest)), replace=False)]
         return [self._load(u) for u in picks]
 
-    def degrade(self, data: UtteranceArrays, utt: str, clean: np.ndarray, rng: np.random.Generator, mode: str) -> np.ndarray:
+    def degrade(
+        self, data: UtteranceArrays, utt: str, clean: np.ndarray, rng: np.random.Generator, mode: str
+    ) -> np.ndarray:
         """Task ``mode``'s input made from the clean audio of ``utt`` (see metis_cli.tasks.augment)."""
         sr = FrameConditioner.sample_rate
         if mode == "se":
@@ -292,7 +315,9 @@ class FinetuneTask(TokenTask):
         for i, p in enumerate(pieces):
             wav = self._load(p.utt)[p.start * hop : (p.start + p.frames) * hop]
             wav = np.pad(wav, (0, p.frames * hop - len(wav)))
-            condition[i, : p.frames] = torch.from_numpy(self.conditioner(self.degrade(data, p.utt, wav, rng, mode), p.frames))
+            condition[i, : p.frames] = torch.from_numpy(
+                self.conditioner(self.degrade(data, p.utt, wav, rng, mode), p.frames)
+            )
             if self.mode_masking[mode].prompt_prob > 0:
                 clean_condition[i, : p.frames] = torch.from_numpy(self.conditioner(wav, p.frames))
         batch["condition"], batch["clean_condition"] = condition, clean_condition
@@ -310,19 +335,29 @@ class FinetuneTask(TokenTask):
             raise MetisError("fine-tuning starts from a pre-trained stage-1 model: give --init exp/pretrain_<conf>")
         pre_config = read_exp_config(init["exp_dir"])
         if pre_config.get("task"):
-            raise MetisError(f"{init['exp_dir']} is a fine-tuned {pre_config['task']} model; start from a pre-trained one (`metis pretrain`)")
+            raise MetisError(
+                f"{init['exp_dir']} is a fine-tuned {pre_config['task']} model; start from a pre-trained one (`metis "
+                "pretrain`)"
+            )
         base_cfg = dict(pre_config["model"])
         resolve_vocab(base_cfg, self.train_data.meta("ssl_tokens"), "vocab_size", "n_clusters", "ssl_tokens")
         base = Stage1Model(Stage1Config.from_dict(base_cfg))
-        used = load_weights(init["exp_dir"], weights_name(pre_config, "stage1"), base, init.get("checkpoint"),
-                            what="pre-trained stage-1 model (`metis pretrain`)")
+        used = load_weights(
+            init["exp_dir"],
+            weights_name(pre_config, "stage1"),
+            base,
+            init.get("checkpoint"),
+            what="pre-trained stage-1 model (`metis pretrain`)",
+        )
         init["checkpoint"] = str(used.resolve())
         model_cfg = {**base_cfg, **{k: v for k, v in self.config.get("model", {}).items() if v is not None}}
         if self.needs_text:
             vocab = self._phone_vocab(sorted(self.train_data.lengths))
             model_cfg["n_phones"] = model_cfg.get("n_phones") or len(vocab)
             if len(vocab) > model_cfg["n_phones"]:
-                raise MetisError(f"the phone vocabulary has {len(vocab)} symbols, more than model.n_phones {model_cfg['n_phones']}")
+                raise MetisError(
+                    f"the phone vocabulary has {len(vocab)} symbols, more than model.n_phones {model_cfg['n_phones']}"
+                )
             for data in (self.train_data, self.val_data):
                 for utt in list(data.lengths if data else []):
                     if utt not in self.phones:  # Omni validation keeps utterances without usable text
@@ -346,17 +381,28 @@ class FinetuneTask(TokenTask):
         elif any(mode not in TEXT_TASKS for mode in self.modes):
             model_cfg["frame_condition_dim"] = model_cfg.get("frame_condition_dim") or self.conditioner.dim
             if model_cfg["frame_condition_dim"] != self.conditioner.dim:
-                raise MetisError(f"model.frame_condition_dim is {model_cfg['frame_condition_dim']} but the SSL features have "
-                                 f"{self.conditioner.dim} dims")
+                raise MetisError(
+                    f"model.frame_condition_dim is {model_cfg['frame_condition_dim']} but the SSL features have "
+                    f"{self.conditioner.dim} dims"
+                )
         self.config["model"] = model_cfg
         model = Stage1Model(Stage1Config.from_dict(model_cfg))
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-        assert not unexpected and all(k.split(".")[0] in ("phone_emb", "prefix_mlp", "frame_adapter", "visual") for k in missing)
+        assert not unexpected and all(
+            k.split(".")[0] in ("phone_emb", "prefix_mlp", "frame_adapter", "visual") for k in missing
+        )
         adaptation = AdaptationConfig.from_dict(self.config.setdefault("adaptation", {}))
         counts = adapt(model, adaptation)
-        logger.info("%s fine-tuning (%s) from %s: %s trainable parameters of %s (LoRA %s, condition modules %s)",
-                    self.task, adaptation.mode, used, f"{counts['trainable']:,}", f"{counts['total']:,}",
-                    f"{counts['lora']:,}", f"{counts['condition']:,}")
+        logger.info(
+            "%s fine-tuning (%s) from %s: %s trainable parameters of %s (LoRA %s, condition modules %s)",
+            self.task,
+            adaptation.mode,
+            used,
+            f"{counts['trainable']:,}",
+            f"{counts['total']:,}",
+            f"{counts['lora']:,}",
+            f"{counts['condition']:,}",
+        )
         self.counts = counts
         return model
 
@@ -410,11 +456,17 @@ class FinetuneTask(TokenTask):
             conditions = {"phones": batch["phones"], "phone_valid": batch["phone_valid"] & (prompts > 0)[:, None]}
         elif mode in VIDEO_TASKS:
             in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
-            conditions = {"video": batch["video"], "video_valid": batch["video_valid"], "video_offset": batch["video_offset"],
-                          "visual_zero": in_prompt}
+            conditions = {
+                "video": batch["video"],
+                "video_valid": batch["video_valid"],
+                "video_offset": batch["video_offset"],
+                "visual_zero": in_prompt,
+            }
         else:
             in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
-            conditions = {"frame_condition": torch.where(in_prompt[..., None], batch["clean_condition"], batch["condition"])}
+            conditions = {
+                "frame_condition": torch.where(in_prompt[..., None], batch["clean_condition"], batch["condition"])
+            }
         logits = model(tokens, masked, valid, t, **conditions)
         loss, correct, count = masked_cross_entropy(logits, tokens, masked)
         return {"loss": loss, "correct": correct, "count": count}

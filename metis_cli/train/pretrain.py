@@ -3,6 +3,7 @@
 Config: conf/{mini,full}/pretrain.yaml (sections in metis_cli.train.token_task). ``model.vocab_size``
 may be left empty: it is then read from the tokens' meta.json (the k-means size) and saved resolved.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,10 @@ def resolve_vocab(config: dict, meta: dict, key: str, meta_key: str, where: str)
             raise MetisError(f"{where}: {meta_key} unknown; set model.{key} in the config")
         config[key] = int(found)
     elif found is not None and int(found) != int(config[key]):
-        raise MetisError(f"model.{key} is {config[key]} but the data has {meta_key} {found}; "
-                         f"train on matching data or drop model.{key} from the config")
+        raise MetisError(
+            f"model.{key} is {config[key]} but the data has {meta_key} {found}; "
+            f"train on matching data or drop model.{key} from the config"
+        )
 
 
 class PretrainTask(TokenTask):

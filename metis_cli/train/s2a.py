@@ -5,6 +5,7 @@ codebooks this model does not predict); lower codebooks are given as ground trut
 has every codebook. Config: conf/{mini,full}/s2a*.yaml; ``ssl_vocab_size``, ``n_codebooks`` and
 ``codebook_size`` may be left empty and are then read from the data's meta.json files.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,10 @@ class S2ATask(TokenTask):
             raise MetisError(f"codebook_weights must have {cfg.n_codebooks} non-negative entries, got {weights}")
         for j, w in enumerate(weights):
             if w and j not in cfg.codebooks:
-                raise MetisError(f"codebook_weights gives codebook {j} weight {w} but the model predicts only "
-                                 f"codebooks {cfg.predict_codebooks[0]}..{cfg.predict_codebooks[1] - 1}")
+                raise MetisError(
+                    f"codebook_weights gives codebook {j} weight {w} but the model predicts only "
+                    f"codebooks {cfg.predict_codebooks[0]}..{cfg.predict_codebooks[1] - 1}"
+                )
         if not any(weights):
             raise MetisError("codebook_weights are all 0")
         self.weights = torch.tensor(weights, dtype=torch.float)

@@ -5,6 +5,7 @@ Config sections: ``model``, ``masking`` (MaskingConfig), ``data`` (max_frames, m
 pool_size, val_utterances), ``optim`` (lr, betas, weight_decay, warmup_steps, final_lr_ratio), ``ema``
 (decay; 0 = off), ``train`` (TrainConfig). Task-specific sections are added by the subclasses.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,7 +30,9 @@ OPTIM_KEYS = ("lr", "betas", "weight_decay", "warmup_steps", "final_lr_ratio")
 EMA_KEYS = ("decay",)
 
 
-def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+def masked_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(mean cross-entropy in nats, number of correct argmax predictions, number of positions) over ``masked``."""
     selected = logits[masked].float()
     labels = targets[masked]
@@ -57,9 +60,14 @@ class TokenTask:
         self.config = config
         data = config.get("data", {})
         self.masking = MaskingConfig.from_dict(config.get("masking", {}))
-        batching = dict(max_frames=int(data.get("max_frames", 4000)), max_utterance_frames=int(data.get("max_utterance_frames", 1500)),
-                        seed=trainer.train.seed, pool_size=int(data.get("pool_size", 2000)), world_size=trainer.dist.world_size,
-                        rank=trainer.dist.rank)
+        batching = dict(
+            max_frames=int(data.get("max_frames", 4000)),
+            max_utterance_frames=int(data.get("max_utterance_frames", 1500)),
+            seed=trainer.train.seed,
+            pool_size=int(data.get("pool_size", 2000)),
+            world_size=trainer.dist.world_size,
+            rank=trainer.dist.rank,
+        )
         if self.reads_shards(train_dirs):  # webdataset shards (metis data shard), streamed
             self.train_data = ShardData(train_dirs[0], self.kinds)
             self.batches = StreamBatches(self.train_data, **batching)
@@ -77,16 +85,27 @@ class TokenTask:
         self.model = trainer.add_model(self.name, model, self.find_unused_parameters)
         optim = config.get("optim", {})
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(trainable, lr=float(optim.get("lr", 5e-4)), betas=tuple(optim.get("betas", (0.9, 0.98))),
-                                weight_decay=float(optim.get("weight_decay", 0.01)))
-        schedule = warmup_cosine(int(optim.get("warmup_steps", 100)), trainer.train.max_steps, float(optim.get("final_lr_ratio", 0.1)))
+        opt = torch.optim.AdamW(
+            trainable,
+            lr=float(optim.get("lr", 5e-4)),
+            betas=tuple(optim.get("betas", (0.9, 0.98))),
+            weight_decay=float(optim.get("weight_decay", 0.01)),
+        )
+        schedule = warmup_cosine(
+            int(optim.get("warmup_steps", 100)), trainer.train.max_steps, float(optim.get("final_lr_ratio", 0.1))
+        )
         trainer.add_optimizer(self.name, opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
         self.ema_decay = float(config.get("ema", {}).get("decay", 0.0))
         if self.ema_decay:
             ema = copy.deepcopy(model).requires_grad_(False)
             self.ema = trainer.add_model("ema", ema)
-        logger.info("%s: %.2fM parameters; %d training utterances (%d batches per epoch)", self.name,
-                    sum(p.numel() for p in model.parameters()) / 1e6, n_train, self.batches.batches_per_epoch)
+        logger.info(
+            "%s: %.2fM parameters; %d training utterances (%d batches per epoch)",
+            self.name,
+            sum(p.numel() for p in model.parameters()) / 1e6,
+            n_train,
+            self.batches.batches_per_epoch,
+        )
 
     def reads_shards(self, train_dirs) -> bool:
         """Whether the training data is a shard dir to stream; shards this task cannot stream, or shards
@@ -94,10 +113,15 @@ class TokenTask:
         if not any(is_shard_dir(d) for d in train_dirs):
             return False
         if not self.streams:
-            raise MetisError(f"{self.no_streams_reason}; shards (metis data shard) are for pre-training and S2A: give --train-data a data dir")
+            raise MetisError(
+                f"{self.no_streams_reason}; shards (metis data shard) are for pre-training and S2A: give "
+                "--train-data a data dir"
+            )
         if len(train_dirs) != 1:
-            raise MetisError(f"{self.name} training reads one shard dir (pre-training and S2A) or data dirs, not "
-                             f"{', '.join(map(str, train_dirs))}")
+            raise MetisError(
+                f"{self.name} training reads one shard dir (pre-training and S2A) or data dirs, not "
+                f"{', '.join(map(str, train_dirs))}"
+            )
         return True
 
     def select(self, data: UtteranceArrays, validation: bool) -> UtteranceArrays:
@@ -126,7 +150,9 @@ class TokenTask:
         for micro in range(accum):
             generator = torch.Generator().manual_seed(step_seed(trainer.train.seed, step, trainer.dist.rank, micro))
             pieces = self.batches(step, micro, accum)
-            batch = {k: v.to(trainer.dist.device) for k, v in self.make_batch(self.train_data, pieces, generator).items()}
+            batch = {
+                k: v.to(trainer.dist.device) for k, v in self.make_batch(self.train_data, pieces, generator).items()
+            }
             with trainer.autocast():
                 out = self.loss(batch, generator, self.model)
             (out["loss"] / accum).backward()
@@ -137,7 +163,7 @@ class TokenTask:
         totals["grad_norm"] = trainer.optimizer_step(self.name, (p for p in self.model.parameters() if p.requires_grad))
         if self.ema_decay:
             with torch.no_grad():
-                for e, p in zip(self.ema.parameters(), trainer.unwrap(self.model).parameters()):
+                for e, p in zip(self.ema.parameters(), trainer.unwrap(self.model).parameters(), strict=True):
                     e.lerp_(p.detach(), 1 - self.ema_decay)
         return totals
 
@@ -157,15 +183,19 @@ class TokenTask:
         if not utts:
             logger.warning("validation: no usable utterances left in %s", ", ".join(map(str, self.val_data.data_dirs)))
             return {}
-        batches = DynamicBatches({u: self.val_data.lengths[u] for u in utts}, self.batches.max_frames,
-                                 self.batches.max_utt, seed=0)
+        batches = DynamicBatches(
+            {u: self.val_data.lengths[u] for u in utts}, self.batches.max_frames, self.batches.max_utt, seed=0
+        )
         model = self.eval_model(trainer)
         result = {}
         for layer in self.validation_layers():
             generator = torch.Generator().manual_seed(0)
             nats, correct, count = 0.0, 0, 0
             for index in range(batches.batches_per_epoch):
-                batch = {k: v.to(trainer.dist.device) for k, v in self.make_batch(self.val_data, batches(index), generator).items()}
+                batch = {
+                    k: v.to(trainer.dist.device)
+                    for k, v in self.make_batch(self.val_data, batches(index), generator).items()
+                }
                 with trainer.autocast():
                     out = self.loss(batch, generator, model, layer)
                 nats += float(out["loss"]) * out["count"]

@@ -12,6 +12,7 @@ A *task* owns its models, optimizers and step logic; the ``Trainer`` runs the lo
 - ``torchrun`` DDP (NCCL on GPUs, gloo on CPUs), bf16 autocast on GPUs, gradient accumulation and
   clipping, rich progress, a validation pass every ``val_every`` steps.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,7 +48,9 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast on GPUs
     bf16_cpu: bool = False  # bf16 autocast on CPUs too (about 1.3x faster with AMX/AVX512-BF16)
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
-    gradient_checkpointing: bool = False  # recompute each transformer block in the backward pass: less memory, ~30% more compute
+    gradient_checkpointing: bool = (
+        False  # recompute each transformer block in the backward pass: less memory, ~30% more compute
+    )
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -56,8 +59,14 @@ class TrainConfig:
 
 
 # train settings a resumed run may change: how long it runs and how often it logs, validates and saves
-RESUMABLE_KEYS = {"train.max_steps", "train.max_minutes", "train.log_every", "train.ckpt_every", "train.val_every",
-                  "train.keep_checkpoints"}
+RESUMABLE_KEYS = {
+    "train.max_steps",
+    "train.max_minutes",
+    "train.log_every",
+    "train.ckpt_every",
+    "train.val_every",
+    "train.keep_checkpoints",
+}
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -87,8 +96,10 @@ def clear_exp_dir(exp_dir) -> None:
     if not exp_dir.exists():
         return
     if not (exp_dir / "config.yaml").is_file() and any(exp_dir.iterdir()):
-        raise MetisError(f"--overwrite: {exp_dir} is not an experiment dir (no config.yaml) and is not empty; "
-                         f"refusing to delete it; give the exp dir a trainer made")
+        raise MetisError(
+            f"--overwrite: {exp_dir} is not an experiment dir (no config.yaml) and is not empty; "
+            f"refusing to delete it; give the exp dir a trainer made"
+        )
     shutil.rmtree(exp_dir)
 
 
@@ -117,6 +128,7 @@ class Distributed:
 
 def warmup_cosine(warmup: int, total: int, floor: float):
     """Learning-rate factor of step N: linear warm-up, then a cosine decay to ``floor`` at ``total``."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
@@ -163,7 +175,9 @@ class Trainer:
             holder = self._lock.read().strip() or "another process"
             self._lock.close()
             self._lock = None
-            raise MetisError(f"{self.exp_dir} is being trained by {holder}; wait for it to finish or use another exp dir") from None
+            raise MetisError(
+                f"{self.exp_dir} is being trained by {holder}; wait for it to finish or use another exp dir"
+            ) from None
         self._lock.seek(0)
         self._lock.truncate()
         self._lock.write(f"pid {os.getpid()}\n")
@@ -191,8 +205,10 @@ class Trainer:
         if diffs:
             self.release()
             shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
-            raise MetisError(f"{self.exp_dir} holds a run with another config ({shown}); to start again there pass "
-                             f"--overwrite, or give a new exp dir")
+            raise MetisError(
+                f"{self.exp_dir} holds a run with another config ({shown}); to start again there pass "
+                f"--overwrite, or give a new exp dir"
+            )
 
     # --- set-up by the task -------------------------------------------------------------------
     def seed_weights(self) -> None:
@@ -210,7 +226,9 @@ class Trainer:
                     module.gradient_checkpointing = True
         if self.dist.world_size > 1 and any(p.requires_grad for p in model.parameters()):
             ids = [self.dist.local_rank] if self.dist.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=find_unused_parameters
+            )
         self.models[name] = model
         return model
 
@@ -251,12 +269,17 @@ class Trainer:
         drifted would make every later step wrong). Compares a checksum per model across ranks."""
         if self.dist.world_size == 1:
             return
-        sums = torch.tensor([sum(float(p.detach().double().sum()) for p in self.unwrap(m).parameters()) for m in self.models.values()],
-                            dtype=torch.float64, device=self.dist.device)
+        sums = torch.tensor(
+            [sum(float(p.detach().double().sum()) for p in self.unwrap(m).parameters()) for m in self.models.values()],
+            dtype=torch.float64,
+            device=self.dist.device,
+        )
         gathered = [torch.zeros_like(sums) for _ in range(self.dist.world_size)]
         torch.distributed.all_gather(gathered, sums)
         if any(not torch.equal(g, gathered[0]) for g in gathered):
-            raise MetisError(f"step {self.step}: the ranks' weights differ (checksums {[g.tolist() for g in gathered]})")
+            raise MetisError(
+                f"step {self.step}: the ranks' weights differ (checksums {[g.tolist() for g in gathered]})"
+            )
         logger.info("step %d: weights identical on all %d ranks", self.step, self.dist.world_size)
 
     def save_checkpoint(self) -> Path | None:
@@ -272,8 +295,11 @@ class Trainer:
             state = {k: v.detach().contiguous().cpu() for k, v in self.unwrap(model).state_dict().items()}
             save_file(state, str(tmp / f"{name}.safetensors"))
         torch.save(
-            {"step": self.step, "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()}},
+            {
+                "step": self.step,
+                "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+                "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            },
             tmp / "trainer_state.pt",
         )
         shutil.rmtree(final, ignore_errors=True)
@@ -305,12 +331,18 @@ class Trainer:
             except RuntimeError as exc:
                 mismatch = state_dict_mismatch(exc)
                 if mismatch:
-                    raise MetisError(f"{path} does not fit this model ({mismatch[:200]}); the exp dir holds another run: "
-                                     f"pass --overwrite or give a new exp dir") from None
-                logger.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
+                    raise MetisError(
+                        f"{path} does not fit this model ({mismatch[:200]}); the exp dir holds another run: "
+                        f"pass --overwrite or give a new exp dir"
+                    ) from None
+                logger.warning(
+                    "checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc
+                )
                 continue
             except Exception as exc:  # a truncated or corrupt file: fall back to the one before
-                logger.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc)
+                logger.warning(
+                    "checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(exc).__name__, exc
+                )
                 continue
             logger.info("resumed from %s (step %d)", path, self.step)
             return True
@@ -342,11 +374,18 @@ class Trainer:
                 bar.advance(task_id)
                 values = {k: float(v) for k, v in values.items()}
                 if not all(map(_finite, values.values())):
-                    raise MetisError(f"step {self.step}: a loss is not finite ({values}); lower the learning rate or check the data")
+                    raise MetisError(
+                        f"step {self.step}: a loss is not finite ({values}); lower the learning rate or check the data"
+                    )
                 last = values
                 if self.dist.main and (self.step % self.train.log_every == 0 or self.step == 1):
-                    record = {"step": self.step, **values, "seconds_per_step": round(time.time() - step_started, 3),
-                              "lr": self._lr(), "elapsed": round(time.time() - started, 1)}
+                    record = {
+                        "step": self.step,
+                        **values,
+                        "seconds_per_step": round(time.time() - step_started, 3),
+                        "lr": self._lr(),
+                        "elapsed": round(time.time() - started, 1),
+                    }
                     with open(metrics_file, "a") as f:
                         f.write(json.dumps(record) + "\n")
                     logger.info("step %d %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in values.items()))
@@ -369,7 +408,9 @@ class Trainer:
                     if val:
                         with open(metrics_file, "a") as f:
                             f.write(json.dumps({"step": self.step, **{f"val_{k}": v for k, v in val.items()}}) + "\n")
-                        logger.info("validation at step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in val.items()))
+                        logger.info(
+                            "validation at step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in val.items())
+                        )
                 if checkpoint or validation:
                     self.dist.barrier()
                 if out_of_time:
@@ -392,7 +433,9 @@ def weights_name(config: dict, name: str) -> str:
     return "ema" if float(config.get("ema", {}).get("decay", 0.0)) else name
 
 
-def load_weights(exp_dir, name: str, model: nn.Module, checkpoint=None, device: str = "cpu", what: str = "model") -> Path:
+def load_weights(
+    exp_dir, name: str, model: nn.Module, checkpoint=None, device: str = "cpu", what: str = "model"
+) -> Path:
     """Loads ``<checkpoint>/<name>.safetensors`` into ``model``: the given checkpoint, or the newest
     readable one of ``exp_dir`` (an unreadable one, e.g. truncated by a killed run, falls back to the
     one before). Returns the checkpoint used."""
@@ -409,10 +452,16 @@ def load_weights(exp_dir, name: str, model: nn.Module, checkpoint=None, device: 
             model.load_state_dict(load_file(str(path / f"{name}.safetensors"), device="cpu"))
             step = path.name.rsplit("_", 1)[-1]
             # what decode.json records: which checkpoint (and training step) the weights came from
-            model.checkpoint_info = {"path": str(path.resolve()), "weights": name, "step": int(step) if step.isdigit() else None}
+            model.checkpoint_info = {
+                "path": str(path.resolve()),
+                "weights": name,
+                "step": int(step) if step.isdigit() else None,
+            }
             return path
         except Exception as exc:
             detail = state_dict_mismatch(exc) or (str(exc).splitlines()[0] if str(exc) else "")
             errors.append(f"{path}: {type(exc).__name__}: {detail}")
             logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, detail)
-    raise MetisError(f"no readable {what} checkpoint in {exp_dir} ({errors[0]})" + ("".join(f"; {e}" for e in errors[1:3])))
+    raise MetisError(
+        f"no readable {what} checkpoint in {exp_dir} ({errors[0]})" + ("".join(f"; {e}" for e in errors[1:3]))
+    )
