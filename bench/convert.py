@@ -39,12 +39,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from metis_cli.codec.inference import load_codec
+    from metis_cli.config import read_exp_config
     from metis_cli.convert.convert import convert_amphion
     from metis_cli.convert.synthetic import FULL, TINY, write_published
     from metis_cli.infer.generate import load_s2a
     from metis_cli.infer.task_decode import load_task_stage1
     from metis_cli.tokenizer import load_tokenizer
-    from metis_cli.train.config import read_exp_config
 
     sizes = FULL if args.size == "full" else TINY
     heads = 16 if args.size == "full" else 2
@@ -65,8 +65,8 @@ def main() -> None:
                 config = read_exp_config(exp / name)
                 started = time.time()
                 if name == "pretrain":
+                    from metis_cli.checkpoint import load_weights
                     from metis_cli.models.stage1 import Stage1Config, Stage1Model
-                    from metis_cli.train.trainer import load_weights
 
                     model = Stage1Model(Stage1Config.from_dict(config["model"]))
                     load_weights(exp / name, "stage1", model)

@@ -111,7 +111,7 @@ def synthetic_audio(root: Path, size: str, utterances: int = 16, seconds: float 
 def measure_codec(size: str, device: str, steps: int, warmup: int, data: Path, bf16: bool) -> dict:
     import yaml
 
-    from metis_cli.codec.train import CodecTask
+    from metis_cli.train.codec import CodecTask
     from metis_cli.train.trainer import TrainConfig, Trainer
 
     hide_gpus_for(device)

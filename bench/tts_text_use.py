@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--val-data", type=Path, required=True)
     args = parser.parse_args()
 
-    from metis_cli.train.config import read_exp_config
+    from metis_cli.config import read_exp_config
     from metis_cli.train.finetune import FinetuneTask
     from metis_cli.train.trainer import TrainConfig, Trainer
 

@@ -46,10 +46,10 @@ def main() -> None:
     from pesq import pesq
     from pystoi import stoi
 
-    from metis_cli.codec.world import WorldCodec, WorldCodecConfig, fit_quantizer, synthesise
-    from metis_cli.codec.world_train import analyse_datadir
+    from metis_cli.codec.world import WorldCodec, WorldCodecConfig, synthesise
     from metis_cli.data.arrays import ArrayStore
     from metis_cli.data.datadir import DataDir
+    from metis_cli.train.world_codec import analyse_datadir, fit_quantizer
 
     base = yaml.safe_load((REPO / "conf" / "mini" / "codec.yaml").read_text())["model"]
     cfg0 = WorldCodecConfig.from_dict(base)

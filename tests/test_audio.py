@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import tone, write_wav
+
 from metis_cli.audio import audio_info, load_audio, resample, save_audio
 from metis_cli.errors import AudioError
 

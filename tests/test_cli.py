@@ -6,10 +6,10 @@ import sys
 import time
 
 import pytest
+from conftest import make_datadir
 from typer.testing import CliRunner
 
 from metis_cli.cli import app
-from conftest import make_datadir
 
 runner = CliRunner()
 

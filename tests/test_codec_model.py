@@ -3,8 +3,8 @@
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
+
 from metis_cli.codec.model import Codec, CodecConfig, istft_same, stft_same
 from metis_cli.errors import MetisError
 

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import REPO, make_datadir
 from typer.testing import CliRunner
 
-from conftest import REPO, make_datadir
+from metis_cli.audio import resample as soxr_resample
 from metis_cli.cli import app
 from metis_cli.codec.inference import decode_codes, encode_datadir, load_codec
-from metis_cli.audio import resample as soxr_resample
-from metis_cli.codec.train import AudioSegments, train_codec
+from metis_cli.config import apply_overrides, load_config
 from metis_cli.data.arrays import ArrayStore
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
-from metis_cli.train.config import apply_overrides, load_config
+from metis_cli.train.codec import AudioSegments, train_codec
 
 runner = CliRunner()
 FAST = [

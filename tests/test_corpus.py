@@ -60,7 +60,7 @@ def test_large_size_adds_training_speech_only():
 
 
 def test_template_sentences():
-    from metis_cli.corpus.templates import template_sentences, plural
+    from metis_cli.corpus.templates import plural, template_sentences
 
     first = template_sentences(200, mini.rng_for(0, "templates"))
     assert len(set(first.values())) == 200 and list(first)[:2] == ["t00001", "t00002"]

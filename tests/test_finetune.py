@@ -6,17 +6,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, write_wav
 from typer.testing import CliRunner
 
-from conftest import REPO, write_wav
 from metis_cli.cli import app
+from metis_cli.config import load_config
 from metis_cli.corpus import noise
 from metis_cli.errors import MetisError
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.models.transformer import TransformerConfig
 from metis_cli.tasks.adaptation import AdaptationConfig, adapt
 from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre, warp_formants
-from metis_cli.train.config import load_config
 
 runner = CliRunner()
 SR = 16000
@@ -122,10 +122,10 @@ def test_text_in_a_foreign_script_is_refused():
 def models(tiny_corpus, tmp_path_factory):
     """SSL tokens (builtin features, 16 clusters), a pre-trained stage 1, a codec and an S2A model, all tiny."""
     from metis_cli.codec.inference import encode_datadir
-    from metis_cli.codec.train import train_codec
     from metis_cli.ssl.extract import extract_ssl
     from metis_cli.tokenizer.kmeans import train_kmeans
     from metis_cli.tokenizer.tokenize import tokenize
+    from metis_cli.train.codec import train_codec
     from metis_cli.train.pretrain import pretrain
     from metis_cli.train.s2a import train_s2a
 

@@ -4,8 +4,9 @@ import math
 
 import pytest
 import torch
-
 from conftest import REPO
+
+from metis_cli.config import load_config
 from metis_cli.errors import MetisError
 from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
 from metis_cli.infer.mask_predict import MaskPredictSettings, guided_hidden, mask_predict
@@ -13,7 +14,6 @@ from metis_cli.models.masking import MaskingConfig, mask_ratio, sample_masks
 from metis_cli.models.s2a import S2AConfig, S2AModel
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.models.transformer import count_parameters
-from metis_cli.train.config import load_config
 
 TINY = {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}
 

@@ -10,14 +10,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, write_token_datadir
 from typer.testing import CliRunner
 
-from conftest import REPO, write_token_datadir
 from metis_cli.cli import app
+from metis_cli.config import load_config
+from metis_cli.data.batching import DynamicBatches, Piece, UtteranceArrays, unigram_entropy_bits
 from metis_cli.errors import DataDirError, MetisError
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
-from metis_cli.train.batching import DynamicBatches, Piece, UtteranceArrays, unigram_entropy_bits
-from metis_cli.train.config import load_config
 from metis_cli.train.pretrain import pretrain
 from metis_cli.train.s2a import train_s2a
 
@@ -79,7 +79,7 @@ def test_dynamic_batches_fit_the_budget_and_are_reproducible():
 def test_token_arrays_collate_and_entropy(token_data):
     arrays = UtteranceArrays([token_data[0]], ("ssl_tokens", "acoustic_codes"))
     utts = sorted(arrays.lengths)[:3]
-    from metis_cli.train.batching import Piece
+    from metis_cli.data.batching import Piece
 
     batch = arrays.collate([Piece(u, 0, arrays.lengths[u]) for u in utts])
     t_max = max(arrays.lengths[u] for u in utts)
@@ -158,7 +158,7 @@ def test_another_config_in_a_trained_exp_dir_is_refused_and_overwrite_starts_aga
 
 
 def test_a_checkpoint_that_does_not_fit_says_why_on_its_first_line(pretrained):
-    from metis_cli.train.trainer import load_weights
+    from metis_cli.checkpoint import load_weights
 
     other = Stage1Model(
         Stage1Config.from_dict(
@@ -172,7 +172,7 @@ def test_a_checkpoint_that_does_not_fit_says_why_on_its_first_line(pretrained):
 
 
 def test_two_trainers_cannot_share_an_exp_dir(token_data, tmp_path):
-    from metis_cli.train.trainer import Trainer, TrainConfig
+    from metis_cli.train.trainer import TrainConfig, Trainer
 
     first = Trainer(tmp_path / "exp", {"a": 1}, TrainConfig())
     with pytest.raises(
@@ -291,7 +291,7 @@ def test_two_gloo_processes_stay_in_sync(token_data, tmp_path, command, config_n
 
 
 def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_corpus, tmp_path):
-    from metis_cli.codec.train import train_codec
+    from metis_cli.train.codec import train_codec
 
     codec = tmp_path / "codec"
     train_codec(

@@ -6,8 +6,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import REPO
+
 from metis_cli.data.arrays import ArrayStore
 
 RUN = REPO / "egs" / "tts" / "run.sh"

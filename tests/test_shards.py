@@ -9,13 +9,13 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO, write_token_datadir
 from typer.testing import CliRunner
 
-from conftest import REPO, write_token_datadir
 from metis_cli.cli import app
+from metis_cli.config import load_config
 from metis_cli.data.shards import ShardData, StreamBatches, assigned_shards, write_shards
 from metis_cli.errors import DataDirError, MetisError
-from metis_cli.train.config import load_config
 from metis_cli.train.pretrain import pretrain
 
 runner = CliRunner()

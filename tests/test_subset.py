@@ -1,10 +1,10 @@
 import pytest
+from conftest import make_datadir
 
 from metis_cli.data.datadir import DataDir
 from metis_cli.data.subset import select_utts, split_datadir, subset_datadir
 from metis_cli.data.validate import validate_datadir
 from metis_cli.errors import DataDirError
-from conftest import make_datadir
 
 
 def test_subset_keeps_every_file_consistent(datadir, tmp_path):

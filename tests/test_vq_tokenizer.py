@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import REPO
 from typer.testing import CliRunner
 
-from conftest import REPO
 from metis_cli.cli import app
 from metis_cli.codec.model import Codec, CodecConfig, ConvNeXtBackbone
 from metis_cli.data.arrays import ArrayStore, ArrayWriter

@@ -5,18 +5,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import REPO
 from typer.testing import CliRunner
 
-from conftest import REPO
 from metis_cli.cli import app
 from metis_cli.codec.inference import build_codec, decode_codes, encode_datadir, load_codec
-from metis_cli.codec.train import train_codec
 from metis_cli.codec.world import WorldCodec, WorldCodecConfig, analyse, synthesise
+from metis_cli.config import load_config
 from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 from metis_cli.ssl.extractors import MFCCExtractor
-from metis_cli.train.config import load_config
+from metis_cli.train.codec import train_codec
 
 runner = CliRunner()
 SMALL = ["model.quantizer.codebook_size=32", "model.quantizer.kmeans_iters=8", "data.val_utterances=2"]
@@ -112,7 +112,7 @@ def test_the_same_seed_learns_the_same_codebooks_and_a_rerun_resumes(trained, ti
 
 
 def test_a_run_killed_after_some_codebooks_resumes_to_the_same_codec(trained, tiny_corpus, tmp_path, monkeypatch):
-    from metis_cli.codec import world_train
+    from metis_cli.train import world_codec as world_train
 
     exp, fit = tmp_path / "killed", world_train.fit_quantizer
 

@@ -37,9 +37,9 @@ def train(
     Example: metis codec train conf/mini/codec.yaml exp/codec_mini --train-data data/mini/mini_train --val-data
     data/mini/mini_dev
     """
-    from metis_cli.codec.train import train_codec
+    from metis_cli.config import load_config
     from metis_cli.log import console, setup_logging
-    from metis_cli.train.config import load_config
+    from metis_cli.train.codec import train_codec
     from metis_cli.train.trainer import clear_exp_dir
 
     if overwrite:

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metis_cli.checkpoint import load_weights
 from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.codec.world import WorldCodec, WorldCodecConfig, codec_kind
+from metis_cli.config import read_exp_config
 from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
-from metis_cli.train.config import read_exp_config
-from metis_cli.train.trainer import load_weights
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from metis_cli.config import check_keys
 from metis_cli.errors import MetisError
-from metis_cli.train.config import check_keys
 
 
 @dataclass

@@ -73,7 +73,7 @@ class WorldCodecConfig(CodecRates):
 
     @classmethod
     def from_dict(cls, d: dict) -> "WorldCodecConfig":
-        from metis_cli.train.config import check_keys
+        from metis_cli.config import check_keys
 
         d = dict(d)
         d.pop("kind", None)
@@ -369,42 +369,3 @@ class WorldCodec(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         return {"codebooks": int(self.codebooks.numel()), "total": int(sum(b.numel() for b in self.buffers()))}
-
-
-def fit_quantizer(codec: WorldCodec, residual: torch.Tensor, index: int, seed: int = 0, backend: str = "auto") -> float:
-    """Learns codebook ``index`` on ``residual`` [N, dim] (what the codebooks before it leave of the train set's
-    vectors; updated in place for the next). Returns the mean squared error left after it."""
-    from metis_cli.tokenizer.kmeans import learn_kmeans
-
-    q = codec.cfg.quantizer
-    pitch = q.pitch_codebook is not None
-    book = torch.zeros(q.codebook_size, residual.shape[1])
-    if index == q.pitch_codebook:
-        # entry 0: unvoiced (the voicing flag's low value); the rest: log-F0 levels of the voiced frames
-        voiced = residual[:, 1] > 0
-        if int(voiced.sum()) < q.codebook_size - 1:
-            raise MetisError(
-                f"{int(voiced.sum())} voiced training frames are fewer than the {q.codebook_size - 1} pitch levels; "
-                "give more audio"
-            )
-        levels, _ = learn_kmeans(
-            residual[voiced, :1].numpy(), q.codebook_size - 1, iters=q.kmeans_iters, seed=seed, backend=backend
-        )
-        book[1:, 0] = torch.from_numpy(np.sort(np.asarray(levels, dtype=np.float32)[:, 0]))
-        book[0, 1], book[1:, 1] = float(residual[~voiced, 1].mean()), float(residual[voiced, 1].mean())
-    else:
-        if len(residual) < q.codebook_size:
-            raise MetisError(
-                f"{len(residual)} training frames are fewer than codebook_size {q.codebook_size}; give more audio or "
-                "a smaller codebook"
-            )
-        points = residual.clone()
-        if pitch:  # the pitch codebook alone codes pitch and voicing
-            points[:, :2] = 0
-        centroids, _ = learn_kmeans(points.numpy(), q.codebook_size, iters=q.kmeans_iters, seed=seed, backend=backend)
-        book = torch.from_numpy(np.asarray(centroids, dtype=np.float32))
-        if pitch:
-            book[:, :2] = 0
-    codec.codebooks[index] = book
-    residual -= book[codec.assign(residual, index)]
-    return float((residual**2).sum(1).mean())

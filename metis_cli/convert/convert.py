@@ -223,9 +223,9 @@ def convert_amphion(
     from safetensors.torch import save_file
 
     from metis_cli.codec.model import Codec, CodecConfig
+    from metis_cli.config import save_config
     from metis_cli.models.s2a import S2AConfig, S2AModel
     from metis_cli.models.stage1 import Stage1Config, Stage1Model
-    from metis_cli.train.config import save_config
 
     plan = scan(Path(src))
     dst = Path(dst).resolve()  # configs name absolute paths inside it

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metis_cli.corpus.mini import rng_for
+from metis_cli.corpus.rng import rng_for
 from metis_cli.data.datadir import TimedToken
 
 FPS = 25

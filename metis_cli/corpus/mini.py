@@ -22,7 +22,6 @@ Layout under ``out_dir``::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import shutil
@@ -38,6 +37,7 @@ import numpy as np
 
 from metis_cli.audio import load_audio, save_audio
 from metis_cli.corpus import noise
+from metis_cli.corpus.rng import rng_for
 from metis_cli.corpus.templates import TEMPLATE_PREFIX, template_sentences
 from metis_cli.corpus.voices import VOICES, check_voices, synthesize
 from metis_cli.data.datadir import DataDir, TimedToken, atomic_write_text, format_ctm, id_path
@@ -168,12 +168,6 @@ class Utterance:
     speaker: str
     sentence_id: str
     text: str
-
-
-def rng_for(seed: int, *keys) -> np.random.Generator:
-    """An independent generator per (seed, purpose): adding a use never shifts the others."""
-    digest = hashlib.sha256(":".join(map(str, (seed, *keys))).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 def load_sentences() -> dict[str, str]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metis_cli.audio import audio_info
-from metis_cli.corpus.mini import rng_for
+from metis_cli.corpus.rng import rng_for
 from metis_cli.data.datadir import DataDir, sort_key
 from metis_cli.errors import DataDirError
 

@@ -48,7 +48,7 @@ def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 25
     shuffle buffer smaller than a shard would then fill batches with one speaker's utterances."""
     import shutil
 
-    from metis_cli.train.batching import UtteranceArrays
+    from metis_cli.data.batching import UtteranceArrays
 
     out = Path(out_dir)
     if is_shard_dir(out):
@@ -65,7 +65,7 @@ def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 25
             (tmp / f"shard-{len(shards) - 1:06d}.lengths").write_text("".join(f"{u} {n}\n" for u, n in lengths))
             shards[-1].update(utterances=len(lengths), frames=sum(n for _, n in lengths))
 
-    from metis_cli.train.batching import Piece
+    from metis_cli.data.batching import Piece
 
     order = sorted(data.lengths)
     if shuffle_seed is not None:
@@ -176,7 +176,7 @@ class ShardData:
 
     def unigram_bits(self, kind: str, vocab_size: int, max_shards: int = 4) -> float:
         """Entropy (bits) of the token distribution over the first ``max_shards`` shards (a sample)."""
-        from metis_cli.tokenizer.quality import entropy_bits
+        from metis_cli.data.batching import entropy_bits
 
         counts = np.zeros(vocab_size, dtype=np.int64)
         for shard in range(min(max_shards, len(self.shards))):
@@ -186,7 +186,7 @@ class ShardData:
 
     def collate(self, pieces: list[ShardPiece]) -> dict[str, torch.Tensor]:
         """Right-padded batch as UtteranceArrays.collate makes it: each kind [B, T_max, ...], ``valid``, ``lengths``."""
-        from metis_cli.train.batching import padded_batch
+        from metis_cli.data.batching import padded_batch
 
         arrays = []
         for p in pieces:
@@ -229,7 +229,7 @@ class StreamBatches:
             epoch += 1
 
     def _cut(self, pool: list[ShardPiece], rng: np.random.Generator):
-        from metis_cli.train.batching import cut_batches
+        from metis_cli.data.batching import cut_batches
 
         batches = cut_batches([pool[i] for i in rng.permutation(len(pool))], self.max_frames)
         for i in rng.permutation(len(batches)):

@@ -7,7 +7,7 @@ import typer
 
 
 def _settings(items: Optional[list[str]]) -> dict:
-    from metis_cli.train.config import parse_override
+    from metis_cli.config import parse_override
 
     return dict(parse_override(item) for item in items or [])
 

@@ -7,14 +7,15 @@ Both take lists of utterances of different lengths and decode them as one padded
 from __future__ import annotations
 
 import logging
+
 import torch
 
+from metis_cli.checkpoint import load_weights, weights_name
+from metis_cli.config import check_keys, read_exp_config
 from metis_cli.errors import MetisError
 from metis_cli.infer.mask_predict import MaskPredictSettings, mask_predict
 from metis_cli.models.s2a import S2AConfig, S2AModel
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
-from metis_cli.train.config import check_keys, read_exp_config
-from metis_cli.train.trainer import load_weights, weights_name
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from metis_cli.config import check_keys
+from metis_cli.data.batching import Piece, UtteranceArrays
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.infer.generate import (
@@ -34,8 +36,6 @@ from metis_cli.infer.generate import (
     resolve_codec_input,
 )
 from metis_cli.infer.mask_predict import MaskPredictSettings
-from metis_cli.train.config import check_keys
-from metis_cli.train.batching import Piece, UtteranceArrays
 
 logger = logging.getLogger(__name__)
 

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metis_cli.checkpoint import load_weights, weights_name
+from metis_cli.config import check_keys, read_exp_config
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.infer.generate import (
@@ -56,8 +58,6 @@ from metis_cli.tasks.conditions import (
     check_mode,
     check_task,
 )
-from metis_cli.train.config import check_keys, read_exp_config
-from metis_cli.train.trainer import load_weights, weights_name
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metis_cli.train.config import check_keys
+from metis_cli.config import check_keys
 
 
 def mask_ratio(t: torch.Tensor, floor: float = 0.0) -> torch.Tensor:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from metis_cli.config import check_keys
 from metis_cli.errors import MetisError
-from metis_cli.train.config import check_keys
 from metis_cli.models.transformer import MaskedTransformer, TransformerConfig, mlp
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from metis_cli.config import check_keys
 from metis_cli.errors import MetisError
-from metis_cli.train.config import check_keys
 from metis_cli.models.transformer import MaskedTransformer, TransformerConfig, mlp
 from metis_cli.models.visual import VisualConfig, VisualFrontEnd
 

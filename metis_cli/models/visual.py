@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metis_cli.train.config import check_keys
+from metis_cli.config import check_keys
 
 
 @dataclass

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from metis_cli.config import check_keys
 from metis_cli.errors import MetisError
 from metis_cli.models.lora import add_lora, lora_parameters, merge_lora
-from metis_cli.train.config import check_keys
 
 MODES = ("lora", "full", "adapter")
 CONDITION_MODULES = ("phone_emb", "prefix_mlp", "frame_adapter", "visual")

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metis_cli.config import check_keys
 from metis_cli.corpus import noise
 from metis_cli.errors import MetisError
-from metis_cli.train.config import check_keys
 
 
 @dataclass

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from metis_cli.data.batching import MAX_FRAME_MISMATCH
 from metis_cli.errors import MetisError
-from metis_cli.train.batching import MAX_FRAME_MISMATCH
 
 TASKS = ("tts", "vc", "se", "tse", "l2s", "omni")
 OMNI = "omni"

@@ -15,8 +15,8 @@ Word boundaries are the symbol ``|``; punctuation that espeak-ng keeps becomes i
 from __future__ import annotations
 
 import contextlib
-import logging
 import io
+import logging
 import re
 from pathlib import Path
 

@@ -49,8 +49,9 @@ def train_vq(
         False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
     ),
 ) -> None:
-    """Train a VQ SSL tokenizer (ConvNeXt encoder, one cosine-lookup codebook, ConvNeXt decoder): the
-    learned alternative to `metis kmeans` (stage 2).
+    """Train a VQ SSL tokenizer, the learned alternative to `metis kmeans` (stage 2).
+
+    The model: a ConvNeXt encoder, one cosine-lookup codebook, a ConvNeXt decoder.
 
     Writes the tokenizer dir EXP_DIR/tokenizer (vq.safetensors + vq.json) for `metis tokenize --model`.
     Rerunning the same command resumes from the newest checkpoint and rewrites the tokenizer dir.
@@ -61,10 +62,10 @@ def train_vq(
     then: metis tokenize data/mini/mini_dev/ssl_tokens_vq --model exp/vq_mini/tokenizer --feats
     data/mini/ssl/builtin/mini_dev
     """
+    from metis_cli.config import load_config
     from metis_cli.log import console, setup_logging
-    from metis_cli.tokenizer.vq import train_vq as run
-    from metis_cli.train.config import load_config
     from metis_cli.train.trainer import clear_exp_dir
+    from metis_cli.train.vq import train_vq as run
 
     if overwrite:
         clear_exp_dir(exp_dir)

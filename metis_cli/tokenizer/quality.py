@@ -10,17 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from metis_cli.data.arrays import ArrayStore
+from metis_cli.data.batching import entropy_bits
 from metis_cli.data.datadir import read_ctm
 
 FRAME = 0.02
-
-
-def entropy_bits(counts) -> float:
-    """Entropy (bits) of a histogram of token or code counts; 2 ** it is the perplexity (how many
-    values are in effective use)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
 
 
 def frame_phones(timings, n_frames: int) -> list[str | None]:

@@ -24,8 +24,8 @@ def _run(
     overwrite: bool = False,
     **settings,
 ) -> None:
+    from metis_cli.config import load_config
     from metis_cli.log import console, setup_logging
-    from metis_cli.train.config import load_config
     from metis_cli.train.trainer import clear_exp_dir
 
     if overwrite:

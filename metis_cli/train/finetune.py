@@ -34,6 +34,9 @@ import logging
 import numpy as np
 import torch
 
+from metis_cli.checkpoint import load_weights, weights_name
+from metis_cli.config import check_keys, read_exp_config
+from metis_cli.data.batching import UtteranceArrays
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 from metis_cli.models.masking import MaskingConfig, sample_masks
@@ -50,11 +53,9 @@ from metis_cli.tasks.conditions import (
     check_task,
     ssl_front_end,
 )
-from metis_cli.train.batching import UtteranceArrays
-from metis_cli.train.config import check_keys, read_exp_config
 from metis_cli.train.pretrain import resolve_vocab
 from metis_cli.train.token_task import TokenTask, masked_cross_entropy
-from metis_cli.train.trainer import TrainConfig, Trainer, load_weights, weights_name
+from metis_cli.train.trainer import TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 PHONES_FILE = "phones.txt"

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metis_cli.config import check_keys, save_config
+from metis_cli.data.batching import DynamicBatches, UtteranceArrays
 from metis_cli.data.shards import ShardData, StreamBatches, is_shard_dir
 from metis_cli.errors import MetisError
 from metis_cli.models.masking import MaskingConfig
-from metis_cli.train.batching import DynamicBatches, UtteranceArrays
-from metis_cli.train.config import check_keys, save_config
 from metis_cli.train.trainer import Trainer, step_seed, warmup_cosine
 
 logger = logging.getLogger(__name__)

@@ -28,9 +28,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from metis_cli.checkpoint import state_dict_mismatch
+from metis_cli.config import check_keys, save_config
 from metis_cli.env import command_line, git_revision
 from metis_cli.errors import MetisError
-from metis_cli.train.config import check_keys, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +81,6 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b and b is not None and name not in RESUMABLE_KEYS:
             out.append(f"{name}: {a!r} -> {b!r}")
     return out
-
-
-def state_dict_mismatch(exc: BaseException) -> str | None:
-    """The line of a ``load_state_dict`` error that says why a checkpoint does not fit a model (size mismatch,
-    missing or unexpected keys; it is not the first line), or None for any other error."""
-    lines = [line.strip() for line in str(exc).splitlines()]
-    return next((line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))), None)
 
 
 def clear_exp_dir(exp_dir) -> None:
@@ -426,42 +420,3 @@ class Trainer:
 
 def _finite(value: float) -> bool:
     return value == value and abs(value) != float("inf")
-
-
-def weights_name(config: dict, name: str) -> str:
-    """The weights an experiment decodes with: its EMA (``ema``) when it kept one, else model ``name``."""
-    return "ema" if float(config.get("ema", {}).get("decay", 0.0)) else name
-
-
-def load_weights(
-    exp_dir, name: str, model: nn.Module, checkpoint=None, device: str = "cpu", what: str = "model"
-) -> Path:
-    """Loads ``<checkpoint>/<name>.safetensors`` into ``model``: the given checkpoint, or the newest
-    readable one of ``exp_dir`` (an unreadable one, e.g. truncated by a killed run, falls back to the
-    one before). Returns the checkpoint used."""
-    from safetensors.torch import load_file
-
-    exp_dir = Path(exp_dir)
-    candidates = [Path(checkpoint)] if checkpoint else sorted((exp_dir / "checkpoints").glob("step_*"), reverse=True)
-    if not candidates:
-        raise MetisError(f"{exp_dir}: no checkpoint of the {what}; train one first")
-    errors = []
-    for path in candidates:
-        try:
-            # read on the CPU: the caller moves the model where it runs
-            model.load_state_dict(load_file(str(path / f"{name}.safetensors"), device="cpu"))
-            step = path.name.rsplit("_", 1)[-1]
-            # what decode.json records: which checkpoint (and training step) the weights came from
-            model.checkpoint_info = {
-                "path": str(path.resolve()),
-                "weights": name,
-                "step": int(step) if step.isdigit() else None,
-            }
-            return path
-        except Exception as exc:
-            detail = state_dict_mismatch(exc) or (str(exc).splitlines()[0] if str(exc) else "")
-            errors.append(f"{path}: {type(exc).__name__}: {detail}")
-            logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, detail)
-    raise MetisError(
-        f"no readable {what} checkpoint in {exp_dir} ({errors[0]})" + ("".join(f"; {e}" for e in errors[1:3]))
-    )

@@ -23,9 +23,9 @@ from metis_cli.codec.losses import (
 )
 from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.codec.world import codec_kind
+from metis_cli.config import check_keys
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
-from metis_cli.train.config import check_keys
 from metis_cli.train.trainer import TrainConfig, Trainer, step_seed, warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class AudioSegments:
 
 def code_perplexity(codes: torch.Tensor, codebook_size: int) -> float:
     """Mean over codebooks of 2^entropy of the batch's codes: how many codes are in effective use."""
-    from metis_cli.tokenizer.quality import entropy_bits
+    from metis_cli.data.batching import entropy_bits
 
     values = [
         2 ** entropy_bits(torch.bincount(codes[..., j].flatten(), minlength=codebook_size).cpu().numpy())
@@ -288,9 +288,9 @@ class CodecTask:
 
 def train_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
     """Trains the codec ``config`` describes: a neural one by gradient steps, or (``model.kind: world``)
-    the parametric one's quantiser by k-means (metis_cli.codec.world_train)."""
+    the parametric one's quantiser by k-means (metis_cli.train.world_codec)."""
     if codec_kind(config.get("model", {})) == "world":
-        from metis_cli.codec.world_train import train_world_codec
+        from metis_cli.train.world_codec import train_world_codec
 
         return train_world_codec(config, exp_dir, train_dir, val_dir)
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))

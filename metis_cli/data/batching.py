@@ -1,5 +1,5 @@
 """Token data for the masked generative models: per-utterance arrays from data dirs, and dynamic
-batches by frame count.
+batches by frame count; the entropy of a token or code histogram.
 
 A batch holds as many utterances as fit ``max_frames`` padded frames (its size times its longest
 utterance). Utterances longer than ``max_utterance_frames`` are cropped at a random place. Each epoch
@@ -20,7 +20,6 @@ import torch
 
 from metis_cli.data.arrays import ArrayStore
 from metis_cli.errors import DataDirError, MetisError
-from metis_cli.tokenizer.quality import entropy_bits
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +195,14 @@ class DynamicBatches:
         self._extend(index)
         epoch = max(e for e, s in enumerate(self.starts) if s <= index)
         return self.epochs[epoch][index - self.starts[epoch]]
+
+
+def entropy_bits(counts) -> float:
+    """Entropy (bits) of a histogram of token or code counts; 2 ** it is the perplexity (how many
+    values are in effective use)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
 
 
 def unigram_entropy_bits(data: UtteranceArrays, kind: str = "ssl_tokens", vocab_size: int | None = None) -> float:

@@ -1,0 +1,1 @@
+"""Data dirs (Kaldi style), array stores, shards, batching, decode dirs and their checks."""
