@@ -136,7 +136,8 @@ def test_stats_round_trip_and_stats_from_elsewhere(tmp_path, tiny_corpus):
     mean, var = np.arange(39, dtype=np.float32), np.full(39, 4.0, dtype=np.float32)
     save_stats(tmp_path / "s.safetensors", mean, var)
     back = load_stats(tmp_path / "s.safetensors")
-    np.testing.assert_array_equal(back[0], mean) and np.testing.assert_array_equal(back[1], var)
+    np.testing.assert_array_equal(back[0], mean)
+    np.testing.assert_array_equal(back[1], var)
     extract_ssl(tiny_corpus / "mini_dev", tmp_path / "dev", stats=str(tmp_path / "s.safetensors"))
     utt = DataDir(tiny_corpus / "mini_dev").utt_ids()[0]
     raw = MFCCExtractor()(DataDir(tiny_corpus / "mini_dev").load_audio(utt)[0])

@@ -126,7 +126,6 @@ LAYOUTS = [
         [r"model\.cond_adapter\.gate_scale"],
     ),
 ]
-BY_NAME = {layout.name: layout for layout in LAYOUTS}
 
 
 def detect_layout(keys, where: str) -> Layout:

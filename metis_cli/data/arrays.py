@@ -6,6 +6,7 @@ only after its bytes are flushed, so a killed writer loses at most the array it 
 reopening, the writer cuts ``.bin`` back to the last indexed byte and skips the utterances it has.
 Readers memory-map: a lookup by utterance id reads only that array.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,12 @@ def _read_index(path: Path) -> dict[str, Entry]:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         fields = line.split()
         try:
-            utt, offset, dtype, shape = fields[0], int(fields[1]), fields[2], tuple(int(s) for s in fields[3].split("x") if s)
+            utt, offset, dtype, shape = (
+                fields[0],
+                int(fields[1]),
+                fields[2],
+                tuple(int(s) for s in fields[3].split("x") if s),
+            )
         except (IndexError, ValueError):
             raise DataDirError(f"{path}: line {number}: expected '<utt> <offset> <dtype> <shape>'") from None
         check_id(utt, f"{path}: line {number}")

@@ -1,4 +1,5 @@
 """``metis data``: build, check, subset and split Kaldi data dirs."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -25,10 +26,16 @@ def _print_reports(reports) -> None:
         table.add_column(column, justify="left" if column in ("data dir", "status") else "right")
     for report in reports:
         s = report.summary()
-        durations = "-" if s["min_duration"] is None else f"{s['min_duration']:.2f}/{s['mean_duration']:.2f}/{s['max_duration']:.2f}"
+        durations = (
+            "-"
+            if s["min_duration"] is None
+            else f"{s['min_duration']:.2f}/{s['mean_duration']:.2f}/{s['max_duration']:.2f}"
+        )
         status = "[green]ok[/]" if report.ok else f"[red]{len(report.errors)} error(s)[/]"
         rates = ", ".join(f"{sr} Hz" for sr in sorted(s["sample_rates"])) or "-"
-        table.add_row(str(report.path), status, str(s["utterances"]), str(s["speakers"]), f"{s['hours']:.3f}", durations, rates)
+        table.add_row(
+            str(report.path), status, str(s["utterances"]), str(s["speakers"]), f"{s['hours']:.3f}", durations, rates
+        )
     console.print(table)
     for report in reports:
         for problem in report.errors:
@@ -120,7 +127,11 @@ def split(
 @app.command("make-mini")
 def make_mini(
     out_dir: Path = typer.Argument(Path("data/mini"), help="Where the corpus goes."),
-    size: str = typer.Option("default", help="'default' (16 speakers, ~830 utterances, ~45 min), 'large' (the default's dev and test, 36 training speakers, ~4,900 training utterances, no mouth videos) or 'tiny' (CI: 6 speakers, 22 utterances)."),
+    size: str = typer.Option(
+        "default",
+        help="'default' (16 speakers, ~830 utterances, ~45 min), 'large' (the default's dev and test, 36 training "
+        "speakers, ~4,900 training utterances, no mouth videos) or 'tiny' (CI: 6 speakers, 22 utterances).",
+    ),
     seed: int = typer.Option(0, help="Seed of every random choice; the same seed gives the same corpus."),
     nj: int = typer.Option(2, min=1, help="Parallel synthesis jobs."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -155,11 +166,17 @@ def prepare(
     corpus: str = typer.Argument(..., help="librispeech, libritts, vctk, dns, libri2mix or lrs3."),
     corpus_dir: Path = typer.Argument(..., help="Your copy of the corpus, in its published layout."),
     out_dir: Path = typer.Argument(..., help="Where the data dirs train, dev and test go."),
-    train_parts: Optional[str] = typer.Option(None, help="Space-separated training parts (default: every part named train*; lrs3: trainval)."),
+    train_parts: Optional[str] = typer.Option(
+        None, help="Space-separated training parts (default: every part named train*; lrs3: trainval)."
+    ),
     dev_part: Optional[str] = typer.Option(None, help="Dev part (librispeech/libritts: dev-clean; libri2mix: dev)."),
-    test_part: Optional[str] = typer.Option(None, help="Test part (librispeech/libritts: test-clean; libri2mix, lrs3: test)."),
+    test_part: Optional[str] = typer.Option(
+        None, help="Test part (librispeech/libritts: test-clean; libri2mix, lrs3: test)."
+    ),
     test_speakers: int = typer.Option(8, min=1, help="vctk: hold out the last N speakers for the VC test set."),
-    dev_fraction: float = typer.Option(0.02, min=0.0, max=0.5, help="vctk, dns, lrs3 (no dev part): this share of each speaker's training utterances."),
+    dev_fraction: float = typer.Option(
+        0.02, min=0.0, max=0.5, help="vctk, dns, lrs3 (no dev part): this share of each speaker's training utterances."
+    ),
     mixture: str = typer.Option("mix_clean", help="libri2mix: mix_clean or mix_both (mixtures with noise)."),
     transcripts: Optional[Path] = typer.Option(None, help="libri2mix: a LibriSpeech copy to take the texts from."),
     seed: int = typer.Option(0, help="Seed of the prompt, enrollment and reference choices."),
@@ -182,8 +199,14 @@ def prepare(
 
     setup_logging(verbose, log_file=out_dir / "log" / "prepare.log")
     options = PrepareOptions(
-        train_parts=train_parts.split() if train_parts else None, dev_part=dev_part, test_part=test_part,
-        test_speakers=test_speakers, dev_fraction=dev_fraction, mixture=mixture, transcripts=transcripts, seed=seed,
+        train_parts=train_parts.split() if train_parts else None,
+        dev_part=dev_part,
+        test_part=test_part,
+        test_speakers=test_speakers,
+        dev_fraction=dev_fraction,
+        mixture=mixture,
+        transcripts=transcripts,
+        seed=seed,
     )
     sets = prepare_corpus(corpus, corpus_dir, out_dir, options)
     table = Table(title=f"{corpus} from {corpus_dir}", title_justify="left")
@@ -199,9 +222,13 @@ def prepare(
 def shard(
     data_dirs: list[Path] = typer.Argument(..., help="Data dirs whose token data to shard (e.g. every training part)."),
     out: Path = typer.Option(..., "--out", "-o", help="Shard dir to write (shard-NNNNNN.tar + .lengths, shards.json)."),
-    kinds: list[str] = typer.Option(["ssl_tokens", "acoustic_codes"], "--kind", help="Arrays to put in the shards (repeat)."),
+    kinds: list[str] = typer.Option(
+        ["ssl_tokens", "acoustic_codes"], "--kind", help="Arrays to put in the shards (repeat)."
+    ),
     shard_mb: float = typer.Option(256.0, min=0.001, help="Target size of one shard in MB."),
-    seed: int = typer.Option(0, help="Utterances are shuffled across shards with this seed (Kaldi dirs are sorted by speaker)."),
+    seed: int = typer.Option(
+        0, help="Utterances are shuffled across shards with this seed (Kaldi dirs are sorted by speaker)."
+    ),
     no_shuffle: bool = typer.Option(False, "--no-shuffle", help="Keep the sorted order (shards then group speakers)."),
 ) -> None:
     """Write webdataset tar shards of token data for streamed training (pre-training, S2A).
@@ -215,4 +242,6 @@ def shard(
 
     setup_logging()
     index = write_shards(data_dirs, out, kinds, shard_mb, None if no_shuffle else seed)
-    console.print(f"{out}: {index['utterances']} utterances, {index['frames'] / 50 / 3600:.2f} h, {len(index['shards'])} shard(s)")
+    console.print(
+        f"{out}: {index['utterances']} utterances, {index['frames'] / 50 / 3600:.2f} h, {len(index['shards'])} shard(s)"
+    )

@@ -6,6 +6,7 @@ speaker to its utterances. ``*.ctm`` files (phone or word timings) hold several 
 ``<utt> 1 <start> <duration> <token>``. Files are written sorted by id (byte order, as ``LC_ALL=C sort``
 does) and atomically.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,10 @@ def check_id(key: str, where: str = "") -> str:
     """``key`` if it can name a file; else a DataDirError that says why and what to do."""
     problem = id_problem(key)
     if problem:
-        raise DataDirError(f"{where + ': ' if where else ''}id {key!r} {problem}; ids name files, so rename it "
-                           f"(letters, digits, '_', '-', '.'; no '/', '..', leading '-' or whitespace)")
+        raise DataDirError(
+            f"{where + ': ' if where else ''}id {key!r} {problem}; ids name files, so rename it "
+            f"(letters, digits, '_', '-', '.'; no '/', '..', leading '-' or whitespace)"
+        )
     return key
 
 
@@ -86,7 +89,9 @@ def read_lines(path: Path) -> list[Line]:
         content = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         line_no = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataDirError(f"{path}: line {line_no}: not valid UTF-8 (byte {exc.object[exc.start]:#x}); re-encode the file as UTF-8") from None
+        raise DataDirError(
+            f"{path}: line {line_no}: not valid UTF-8 (byte {exc.object[exc.start]:#x}); re-encode the file as UTF-8"
+        ) from None
     lines = []
     for number, raw in enumerate(content.splitlines(), start=1):
         stripped = raw.strip()
@@ -107,7 +112,9 @@ def read_table(path: Path, allow_empty_value: bool = False) -> dict[str, str]:
     first_seen: dict[str, int] = {}
     for line in read_lines(path):
         if line.key in table:
-            raise DataDirError(f"{path}: line {line.number}: duplicate id '{line.key}' (first on line {first_seen[line.key]})")
+            raise DataDirError(
+                f"{path}: line {line.number}: duplicate id '{line.key}' (first on line {first_seen[line.key]})"
+            )
         if not line.value and not allow_empty_value:
             raise DataDirError(f"{path}: line {line.number}: id '{line.key}' has no value")
         table[line.key] = line.value
@@ -162,7 +169,9 @@ def read_ctm(path: Path) -> dict[str, list[TimedToken]]:
             _, start, duration, token = fields
             item = TimedToken(float(start), float(duration), token)
         except ValueError:
-            raise DataDirError(f"{path}: line {line.number}: expected '<utt> <channel> <start> <duration> <token>'") from None
+            raise DataDirError(
+                f"{path}: line {line.number}: expected '<utt> <channel> <start> <duration> <token>'"
+            ) from None
         timings.setdefault(line.key, []).append(item)
     for items in timings.values():
         items.sort(key=lambda t: t.start)
@@ -261,7 +270,9 @@ class DataDir:
             try:
                 recording, start, end = fields[0], float(fields[1]), float(fields[2])
             except (IndexError, ValueError):
-                raise DataDirError(f"{self.file('segments')}: utterance '{utt}': expected '<utt> <recording> <start> <end>'") from None
+                raise DataDirError(
+                    f"{self.file('segments')}: utterance '{utt}': expected '<utt> <recording> <start> <end>'"
+                ) from None
             if end != -1 and end <= start:
                 raise DataDirError(f"{self.file('segments')}: utterance '{utt}': end {end} is not after start {start}")
             segments[utt] = Segment(recording, start, end)
@@ -276,7 +287,9 @@ class DataDir:
         sources = {}
         for utt, seg in segments.items():
             if seg.recording not in table:
-                raise DataDirError(f"{self.file('segments')}: utterance '{utt}': recording '{seg.recording}' is not in {scp}")
+                raise DataDirError(
+                    f"{self.file('segments')}: utterance '{utt}': recording '{seg.recording}' is not in {scp}"
+                )
             sources[utt] = (table[seg.recording], seg.start, None if seg.end == -1 else seg.end)
         return sources
 

@@ -14,6 +14,7 @@ the position of batch N is found again without reading any audio data: a resumed
 and gets exactly the batch it would have had. A rank loads the arrays of a shard only when a batch needs
 them (a few shards are kept in memory; token shards are small).
 """
+
 from __future__ import annotations
 
 import io
@@ -38,7 +39,9 @@ def is_shard_dir(path) -> bool:
     return (Path(path) / INDEX).is_file()
 
 
-def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 256.0, shuffle_seed: int | None = 0) -> dict:
+def write_shards(
+    data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 256.0, shuffle_seed: int | None = 0
+) -> dict:
     """Writes the ``kinds`` arrays of every utterance of ``data_dirs`` (that has all of them) into
     shards of about ``shard_mb`` MB; returns the index. Writes to a temporary dir first and renames it,
     so a killed run leaves no half-made shard dir.
@@ -91,22 +94,33 @@ def write_shards(data_dirs, out_dir, kinds=("ssl_tokens",), shard_mb: float = 25
     except OSError as exc:  # a full disk: no half-made shard dir is left
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataDirError(write_failure(tmp, exc)) from None
-    index = {"kinds": list(kinds), "meta": {kind: data.meta(kind) for kind in kinds}, "shards": shards, "shuffle_seed": shuffle_seed,
-             "utterances": sum(s["utterances"] for s in shards), "frames": sum(s["frames"] for s in shards)}
+    index = {
+        "kinds": list(kinds),
+        "meta": {kind: data.meta(kind) for kind in kinds},
+        "shards": shards,
+        "shuffle_seed": shuffle_seed,
+        "utterances": sum(s["utterances"] for s in shards),
+        "frames": sum(s["frames"] for s in shards),
+    }
     (tmp / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     tmp.rename(out)
-    logger.info("%s: %d utterances (%.1f h) in %d shards", out, index["utterances"], index["frames"] / 50 / 3600, len(shards))
+    logger.info(
+        "%s: %d utterances (%.1f h) in %d shards", out, index["utterances"], index["frames"] / 50 / 3600, len(shards)
+    )
     return index
 
 
-def assigned_shards(n_shards: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1,
-                    worker: int = 0, num_workers: int = 1) -> list[int]:
+def assigned_shards(
+    n_shards: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1, worker: int = 0, num_workers: int = 1
+) -> list[int]:
     """The shards rank ``rank`` (worker ``worker`` of its loader) reads in ``epoch``: all shards shuffled
     with (seed, epoch), dealt out round-robin to world_size x num_workers readers."""
     readers = world_size * num_workers
     if n_shards < readers:
-        raise MetisError(f"{n_shards} shard(s) for {world_size} rank(s) x {num_workers} worker(s): every reader needs at least "
-                         f"one; write smaller shards (metis data shard --shard-mb)")
+        raise MetisError(
+            f"{n_shards} shard(s) for {world_size} rank(s) x {num_workers} worker(s): every reader needs at least "
+            f"one; write smaller shards (metis data shard --shard-mb)"
+        )
     order = np.random.default_rng([seed, epoch, 7]).permutation(n_shards)
     return [int(s) for s in order[rank * num_workers + worker :: readers]]
 
@@ -132,12 +146,17 @@ class ShardData:
             names = [shard["name"] for shard in self.index["shards"]]
             self.index["kinds"], self.index["meta"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise DataDirError(f"{self.dir / INDEX}: not a shard index ({type(exc).__name__}: {exc}); write it again with `metis data shard`") from None
+            raise DataDirError(
+                f"{self.dir / INDEX}: not a shard index ({type(exc).__name__}: {exc}); write it again with `metis "
+                "data shard`"
+            ) from None
         for name in names:  # shard names become file names: none may lead out of the shard dir
             check_id(str(name), f"{self.dir / INDEX}: shard name")
         missing = [k for k in kinds if k not in self.index["kinds"]]
         if missing:
-            raise DataDirError(f"{self.dir}: the shards hold {', '.join(self.index['kinds'])}, not {', '.join(missing)}")
+            raise DataDirError(
+                f"{self.dir}: the shards hold {', '.join(self.index['kinds'])}, not {', '.join(missing)}"
+            )
         self.kinds = tuple(kinds)
         self.data_dirs = [self.dir]
         self.cache: OrderedDict[int, dict[str, dict[str, np.ndarray]]] = OrderedDict()
@@ -192,7 +211,9 @@ class ShardData:
         for p in pieces:
             sample = self._load(p.shard).get(p.utt)
             if sample is None or any(k not in sample for k in self.kinds):
-                raise DataDirError(f"{self.dir}: shard {self.shards[p.shard]['name']} has no {', '.join(self.kinds)} for '{p.utt}'")
+                raise DataDirError(
+                    f"{self.dir}: shard {self.shards[p.shard]['name']} has no {', '.join(self.kinds)} for '{p.utt}'"
+                )
             arrays.append({k: np.asarray(sample[k][p.start : p.start + p.frames], dtype=np.int64) for k in self.kinds})
         return padded_batch(arrays, self.kinds)
 
@@ -201,12 +222,29 @@ class StreamBatches:
     """Batches of rank ``rank`` read from the shards as a stream (see the module doc); called like
     DynamicBatches: ``batches(step, micro, accum)`` gives the pieces of that micro-batch."""
 
-    def __init__(self, data: ShardData, max_frames: int, max_utterance_frames: int, seed: int = 0, pool_size: int = 2000,
-                 world_size: int = 1, rank: int = 0, min_frames: int = 4):
+    def __init__(
+        self,
+        data: ShardData,
+        max_frames: int,
+        max_utterance_frames: int,
+        seed: int = 0,
+        pool_size: int = 2000,
+        world_size: int = 1,
+        rank: int = 0,
+        min_frames: int = 4,
+    ):
         if max_frames < max_utterance_frames:
-            raise MetisError(f"data.max_frames ({max_frames}) must be at least data.max_utterance_frames ({max_utterance_frames})")
+            raise MetisError(
+                f"data.max_frames ({max_frames}) must be at least data.max_utterance_frames ({max_utterance_frames})"
+            )
         self.data, self.max_frames, self.max_utt = data, max_frames, max_utterance_frames
-        self.seed, self.pool_size, self.world_size, self.rank, self.min_frames = seed, pool_size, world_size, rank, min_frames
+        self.seed, self.pool_size, self.world_size, self.rank, self.min_frames = (
+            seed,
+            pool_size,
+            world_size,
+            rank,
+            min_frames,
+        )
         assigned_shards(len(data.shards), 0, seed, rank, world_size)  # enough shards for every rank
         self._stream, self.position, self._last = None, 0, (-1, [])
 

@@ -1,4 +1,5 @@
 """Subsets of a data dir (by utterance or speaker) and Kaldi-style splits into N parts for parallel jobs."""
+
 from __future__ import annotations
 
 import random

@@ -7,6 +7,7 @@ not decode. Warnings (usable, but worth knowing): several sample rates or multi-
 ``fix_datadir`` sorts every table and rebuilds spk2utt; duplicates and bad encodings it leaves for a
 person, because choosing which line to drop would lose data.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -21,16 +22,16 @@ from metis_cli.data.datadir import (
     REQUIRED,
     SPEAKER_KEYED,
     DataDir,
+    atomic_write_text,
+    format_ctm,
+    format_ids,
+    format_table,
     read_ctm,
     read_lines,
     sort_key,
     spk2utt_from_utt2spk,
-    atomic_write_text,
-    format_ids,
-    format_ctm,
-    format_table,
 )
-from metis_cli.errors import DataDirError, MetisError
+from metis_cli.errors import DataDirError
 
 
 @dataclass
@@ -96,9 +97,11 @@ def _read_checked(dd: DataDir, name: str, report: ValidationReport) -> dict[str,
         table[line.key] = line.value
         first[line.key] = line.number
     keys = [line.key for line in lines]
-    for prev, cur, line in zip(keys, keys[1:], lines[1:]):
+    for prev, cur, line in zip(keys, keys[1:], lines[1:], strict=False):
         if sort_key(cur) < sort_key(prev):
-            report.error(name, f"line {line.number}: not sorted ('{cur}' after '{prev}'); run with --fix or sort with LC_ALL=C")
+            report.error(
+                name, f"line {line.number}: not sorted ('{cur}' after '{prev}'); run with --fix or sort with LC_ALL=C"
+            )
             break
     return table
 
@@ -141,13 +144,20 @@ def _check_audio(dd: DataDir, utts: set[str], report: ValidationReport) -> None:
                     report.error(scp, str(exc))
                     continue
                 if end is not None and end > info.duration + 0.01:
-                    report.error("segments", f"utterance '{utt}': ends at {end:.2f} s, after the end of its recording ({info.duration:.2f} s)")
+                    report.error(
+                        "segments",
+                        f"utterance '{utt}': ends at {end:.2f} s, after the end of its recording "
+                        f"({info.duration:.2f} s)",
+                    )
                 if scp == "wav.scp":
                     report.sample_rates[sr] += 1
                     report.channels[info.channels] += 1
                     report.durations.append(len(wav) / sr)
     if len(report.sample_rates) > 1:
-        report.warn("wav.scp", f"several sample rates {dict(report.sample_rates)}; loaders resample to the rate each stage asks for")
+        report.warn(
+            "wav.scp",
+            f"several sample rates {dict(report.sample_rates)}; loaders resample to the rate each stage asks for",
+        )
     if any(ch > 1 for ch in report.channels):
         report.warn("wav.scp", f"multi-channel audio {dict(report.channels)}; loaders downmix to mono")
 
@@ -173,7 +183,10 @@ def validate_datadir(path, check_audio: bool = True) -> ValidationReport:
 
     by_speaker = sorted(utt2spk, key=lambda u: (sort_key(utt2spk[u]), sort_key(u)))
     if by_speaker != sorted(utt2spk, key=sort_key):
-        report.error("utt2spk", "utterances sorted by id are not also sorted by speaker; prefix each utterance id with its speaker id")
+        report.error(
+            "utt2spk",
+            "utterances sorted by id are not also sorted by speaker; prefix each utterance id with its speaker id",
+        )
 
     has_segments = tables.get("segments") is not None
     recordings = {value.split()[0] for value in (tables.get("segments") or {}).values() if value}
@@ -201,12 +214,17 @@ def validate_datadir(path, check_audio: bool = True) -> ValidationReport:
         durations = tables.get("utt2dur") or {}
         for utt, items in timings.items():
             if utt in durations and items and items[-1].end > float(durations[utt]) + 0.05:
-                report.error(name, f"utterance '{utt}': timings end at {items[-1].end:.2f} s, after its duration {durations[utt]} s")
+                report.error(
+                    name,
+                    f"utterance '{utt}': timings end at {items[-1].end:.2f} s, after its duration {durations[utt]} s",
+                )
 
     for name in ("video.scp", "feats.scp"):  # lip-to-speech inputs: the files must exist (decoded when used)
         missing = [u for u, p in (tables.get(name) or {}).items() if not Path(p).is_file()]
         if missing:
-            report.error(name, f"{len(missing)} file(s) not found, e.g. utterance '{missing[0]}': {tables[name][missing[0]]}")
+            report.error(
+                name, f"{len(missing)} file(s) not found, e.g. utterance '{missing[0]}': {tables[name][missing[0]]}"
+            )
 
     if check_audio:
         _check_audio(dd, utts, report)
@@ -229,9 +247,7 @@ def fix_datadir(path) -> list[str]:
     backup = dd.path / ".backup" / time.strftime("%Y%m%d-%H%M%S")
     wanted = {name: format_table(table) for name, table in tables.items()}
     wanted.update({name: format_ctm(timings) for name, timings in ctms.items()})
-    changed = [
-        name for name, text in wanted.items() if not dd.has(name) or dd.file(name).read_bytes() != text.encode()
-    ]
+    changed = [name for name, text in wanted.items() if not dd.has(name) or dd.file(name).read_bytes() != text.encode()]
     if not changed:
         return []
     backup.mkdir(parents=True, exist_ok=True)
@@ -240,12 +256,3 @@ def fix_datadir(path) -> list[str]:
             shutil.copy2(dd.file(name), backup / name)
         atomic_write_text(dd.file(name), wanted[name])
     return changed
-
-
-def require_valid(path, check_audio: bool = True) -> ValidationReport:
-    """Validates and raises a :class:`MetisError` listing the errors, for stages that need a good dir."""
-    report = validate_datadir(path, check_audio=check_audio)
-    if not report.ok:
-        lines = "\n".join(f"  {p}" for p in report.errors[:20])
-        raise MetisError(f"data dir {path} is not valid ({len(report.errors)} error(s)):\n{lines}")
-    return report
