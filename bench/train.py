@@ -4,10 +4,10 @@
     python3 bench/train.py --sizes mini --steps 10
     python3 bench/train.py --device cuda --sizes full       # on a GPU (bench/gpu_check.sh runs this)
 
-Each measurement runs in a fresh process: it builds the Trainer and the task of `metis pretrain` /
+Each measurement runs in a fresh process: it builds the Trainer and the learner of `metis pretrain` /
 `metis train-s2a` from conf/<size>/pretrain.yaml and s2a.yaml (full: s2a_coarse.yaml), on a data dir of
 random SSL tokens and codec codes with the corpus's shape (utterances of 3-30 s at 50 Hz, the config's
-vocabularies), and times ``task.train_step`` (forward, backward, clipping, AdamW) after warm-up steps.
+vocabularies), and times ``learner.train_step`` (forward, backward, clipping, AdamW) after warm-up steps.
 The neural codec (`metis codec train`, conf/mini/codec_neural.yaml and conf/full/codec.yaml, its discriminators on
 from the first step when the
 config enables them) trains on a data dir of noise wavs at its rate, read through its real audio loader.
@@ -111,7 +111,7 @@ def synthetic_audio(root: Path, size: str, utterances: int = 16, seconds: float 
 def measure_codec(size: str, device: str, steps: int, warmup: int, data: Path, bf16: bool) -> dict:
     import yaml
 
-    from metis_cli.train.codec import CodecTask
+    from metis_cli.train.codec import CodecLearner
     from metis_cli.train.trainer import TrainConfig, Trainer
 
     hide_gpus_for(device)
@@ -121,17 +121,17 @@ def measure_codec(size: str, device: str, steps: int, warmup: int, data: Path, b
     config["discriminator"]["start_step"] = 0
     with tempfile.TemporaryDirectory() as exp:
         trainer = Trainer(exp, config, TrainConfig.from_dict(config["train"]))
-        task = CodecTask(trainer, config, data)
-        elapsed, losses = timed_steps(task, trainer, warmup, steps, "total")
-        cfg = task.cfg
-        models = [task.codec, task.disc] if task.use_disc else [task.codec]
+        learner = CodecLearner(trainer, config, data)
+        elapsed, losses = timed_steps(learner, trainer, warmup, steps, "total")
+        cfg = learner.cfg
+        models = [learner.codec, learner.disc] if learner.use_disc else [learner.codec]
         params = sum(p.numel() for m in models for p in trainer.unwrap(m).parameters())
     # 50 Hz latent frames (sample_rate / hop_length); every rank trained on its own batches
-    batch_frames = task.batch_size * (task.train_data.segment // cfg.hop_length)
+    batch_frames = learner.batch_size * (learner.train_data.segment // cfg.hop_length)
     frames = steps * batch_frames * trainer.dist.world_size
     return {
         "size": size,
-        "model": "codec" + (" +disc" if task.use_disc else ""),
+        "model": "codec" + (" +disc" if learner.use_disc else ""),
         "processes": trainer.dist.world_size,
         **device_and_memory(trainer.dist.device),
         "dtype": "bf16" if bf16 else "fp32",
@@ -182,19 +182,19 @@ def hide_gpus_for(device: str) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the Trainer takes a GPU whenever it sees one
 
 
-def timed_steps(task, trainer, warmup: int, steps: int, loss_key: str, after_step=None) -> tuple[float, list[float]]:
+def timed_steps(learner, trainer, warmup: int, steps: int, loss_key: str, after_step=None) -> tuple[float, list[float]]:
     """Runs ``warmup`` untimed steps, then ``steps`` timed ones (peak GPU memory counted from there);
     ``after_step(step)`` runs after each timed step. Returns (seconds, the timed steps' losses)."""
     dev = trainer.dist.device
     for step in range(warmup):
-        task.train_step(trainer, step)
+        learner.train_step(trainer, step)
     sync(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     losses = []
     start = time.time()
     for step in range(warmup, warmup + steps):
-        losses.append(task.train_step(trainer, step)[loss_key])
+        losses.append(learner.train_step(trainer, step)[loss_key])
         if after_step is not None:
             after_step(step)
     sync(dev)
@@ -224,8 +224,8 @@ def measure(
 ) -> dict:
     import yaml
 
-    from metis_cli.train.pretrain import PretrainTask
-    from metis_cli.train.s2a import S2ATask
+    from metis_cli.train.pretrain import PretrainLearner
+    from metis_cli.train.s2a import S2ALearner
     from metis_cli.train.trainer import TrainConfig, Trainer
 
     hide_gpus_for(device)
@@ -237,23 +237,23 @@ def measure(
     if max_frames:  # a smaller batch than the config's (the full size on a CPU: 10,000 frames need > 24 GB)
         config["data"]["max_frames"] = max_frames
         config["data"]["max_utterance_frames"] = min(config["data"]["max_utterance_frames"], max_frames)
-    task_class = PretrainTask if kind == "stage1" else S2ATask
+    learner_class = PretrainLearner if kind == "stage1" else S2ALearner
     with tempfile.TemporaryDirectory() as exp:
         trainer = Trainer(exp, config, TrainConfig.from_dict(config["train"]))
-        task = task_class(trainer, config, [data])
+        learner = learner_class(trainer, config, [data])
         dev = trainer.dist.device
-        model = trainer.unwrap(task.model)
+        model = trainer.unwrap(learner.model)
         flops_per_frame = 6 * matmul_params(model, kind)
         layers, dim = model.cfg.transformer.n_layers, model.cfg.transformer.dim
         counts = {"frames": 0, "padded": 0, "flops": 0.0}
 
         def count(step: int) -> None:
-            lengths = [p.frames for p in task.batches(step, 0, 1)]
+            lengths = [p.frames for p in learner.batches(step, 0, 1)]
             counts["frames"] += sum(lengths)
             counts["padded"] += len(lengths) * max(lengths)
             counts["flops"] += flops_per_frame * sum(lengths) + 12 * layers * dim * sum(n * n for n in lengths)
 
-        elapsed, losses = timed_steps(task, trainer, warmup, steps, "loss", count)
+        elapsed, losses = timed_steps(learner, trainer, warmup, steps, "loss", count)
         frames, padded, flops = counts["frames"], counts["padded"], counts["flops"]
     world = trainer.dist.world_size
     if world > 1:  # every rank ran its own batches: add them up

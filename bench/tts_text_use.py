@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from metis_cli.config import read_exp_config
-    from metis_cli.train.finetune import FinetuneTask
+    from metis_cli.train.finetune import FinetuneLearner
     from metis_cli.train.trainer import TrainConfig, Trainer
 
     config = read_exp_config(args.exp_dir)
@@ -42,10 +42,10 @@ def main() -> None:
         shutil.copy(args.exp_dir / "config.yaml", exp / "config.yaml")
         (exp / "checkpoints").symlink_to((args.exp_dir / "checkpoints").resolve())
         trainer = Trainer(exp, config, TrainConfig.from_dict(config.get("train", {})))
-        task = FinetuneTask(trainer, config, [args.train_data], [args.val_data])
+        learner = FinetuneLearner(trainer, config, [args.train_data], [args.val_data])
         if not trainer.resume():
             raise SystemExit(f"{args.exp_dir}: no checkpoint")
-        result = task.validate(trainer, exp / "val")
+        result = learner.validate(trainer, exp / "val")
         trainer.release()
     gap = result["ce_bits_shuffled_text"] - result["ce_bits"]
     print(

@@ -68,6 +68,43 @@ app.command("detect")(score_cli.detect)
 app.command("convert")(convert_cli.convert)
 
 
+@app.command("tasks")
+def tasks(
+    name: Optional[str] = typer.Argument(None, help="One task; all of them when left out."),
+    field: Optional[str] = typer.Option(
+        None, help="Print only this field of NAME (empty when it has none), e.g. floor_scp, metrics."
+    ),
+) -> None:
+    """What each task reads, how it is decoded and scored (the task registry).
+
+    Examples:
+
+      metis tasks
+
+      metis tasks vc --field floor_scp        # what the recipes score as the unprocessed input
+    """
+    from dataclasses import fields
+
+    from metis_cli.errors import MetisError
+    from metis_cli.task_registry import TASKS, get_task
+
+    names = [get_task(name).name] if name else list(TASKS)
+    known = [f.name for f in fields(TASKS["tts"])] + ["synth_options"]
+    if field is not None:
+        if not name or field not in known:
+            raise MetisError(f"--field needs a task NAME and one of {', '.join(known)}")
+        value = getattr(TASKS[name], field)
+        print(" ".join(value) if isinstance(value, tuple) else "" if value is None else value)
+        return
+    for n in names:
+        t = TASKS[n]
+        print(f"{n}: {t.summary}")
+        for key in known[2:]:
+            value = getattr(t, key)
+            if value not in (None, (), {}, False):
+                print(f"  {key}: {' '.join(value) if isinstance(value, tuple) else value}")
+
+
 @app.command("version")
 def version() -> None:
     """Print the metis version.

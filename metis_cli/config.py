@@ -105,5 +105,14 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
     return config
 
 
+def plain(value):
+    """A config value as YAML writes it: tuples become lists, all the way down."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def save_config(config: dict, path) -> None:
-    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
+    Path(path).write_text(yaml.safe_dump(plain(config), sort_keys=False))

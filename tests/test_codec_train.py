@@ -55,6 +55,9 @@ def test_training_steps_are_finite_and_recorded(trained):
         and (trained / "command.txt").is_file()
         and (trained / "git_revision.txt").is_file()
     )
+    saved = load_config(trained / "config.yaml")  # in full: the code's defaults of every section
+    assert saved["model"]["kind"] == "neural" and saved["model"]["quantizer"]["restart_every"] == 50
+    assert saved["loss"]["mel"] == {} and saved["train"]["bf16_cpu"] is False
     assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == [
         "step_00000001",
         "step_00000002",

@@ -166,7 +166,7 @@ def models(tiny_corpus, tmp_path_factory):
     return {"root": root, "pretrain": pre, "codec": codec, "s2a": s2a, "corpus": tiny_corpus}
 
 
-def finetune(models, task, exp, *overrides):
+def finetune(models, task, exp, *overrides, train_data=None):
     return runner.invoke(
         app,
         [
@@ -182,7 +182,7 @@ def finetune(models, task, exp, *overrides):
             "--init",
             str(models["pretrain"]),
             "--train-data",
-            str(models["corpus"] / "mini_train"),
+            str(train_data or models["corpus"] / "mini_train"),
             # the tiny dev set has phones the 12 training texts lack: validate on seen text
             "--val-data",
             str(models["corpus"] / ("mini_train" if task in ("tts", "omni") else "mini_dev")),
@@ -302,9 +302,9 @@ def test_each_task_fine_tunes_and_decodes_a_data_dir(models, tuned, task, test_s
 
 
 def test_omni_mixture_draws_tasks_by_weight_and_checks_its_config():
-    from metis_cli.train.finetune import FinetuneTask
+    from metis_cli.train.finetune import FinetuneLearner
 
-    task = FinetuneTask.__new__(FinetuneTask)
+    task = FinetuneLearner.__new__(FinetuneLearner)
     task.task = "omni"
     task._mixture(
         {"mixture": {"tts": {"weight": 3}, "se": {"weight": 1, "prompt_prob": 0.0}}, "masking": {"prompt_prob": 0.5}}
@@ -399,24 +399,24 @@ def test_omni_decodes_every_task_and_text_guided_tse(models, tuned, tmp_path):
 def test_the_fine_tuned_model_starts_as_the_pre_trained_one(models, tmp_path):
     """With LoRA (B = 0) and the frame adapter (gate = 0) added, the outputs equal the pre-trained model's."""
     from metis_cli.infer.generate import load_stage1
-    from metis_cli.train.finetune import FinetuneTask
+    from metis_cli.train.finetune import FinetuneLearner
     from metis_cli.train.trainer import TrainConfig, Trainer
 
     cfg = load_config(REPO / "conf" / "mini" / "finetune_vc.yaml", TUNE + ["adaptation.dropout=0.0"])
     cfg["init"] = {"exp_dir": str(models["pretrain"])}
     trainer = Trainer(tmp_path / "vc", cfg, TrainConfig.from_dict(cfg["train"]))
-    task = FinetuneTask(trainer, cfg, [models["corpus"] / "mini_train"])
+    learner = FinetuneLearner(trainer, cfg, [models["corpus"] / "mini_train"])
     base = load_stage1(models["pretrain"])
     generator = torch.Generator().manual_seed(0)
-    batch = task.make_batch(task.train_data, task.batches(0), generator)
+    batch = learner.make_batch(learner.train_data, learner.batches(0), generator)
     assert batch["condition"].shape[:2] == batch["ssl_tokens"].shape and batch["condition"].shape[2] == 39
     assert not torch.equal(batch["condition"], batch["clean_condition"])
     tokens, valid = batch["ssl_tokens"], batch["valid"]
     masked = torch.rand(tokens.shape, generator=generator) < 0.5
     t = torch.full((len(tokens),), 0.5)
-    task.model.eval()
+    learner.model.eval()
     with torch.no_grad():
-        tuned = task.model(tokens, masked, valid, t, frame_condition=batch["condition"])
+        tuned = learner.model(tokens, masked, valid, t, frame_condition=batch["condition"])
         plain = base(tokens, masked, valid, t)
     assert torch.allclose(tuned[valid], plain[valid], atol=1e-5)
 
@@ -827,3 +827,24 @@ def test_decode_logs_and_skips_an_utterance_with_bad_input(models, tuned, tmp_pa
         ],
     )
     assert wrong.exit_code != 0 and "holds a se model, not tts" in wrong.output
+
+
+def test_lip_to_speech_refuses_a_video_that_does_not_cover_its_audio(models, tmp_path):
+    import shutil
+
+    from metis_cli.corpus.lips import write_video
+    from metis_cli.data.datadir import DataDir
+
+    train = tmp_path / "mini_train"
+    shutil.copytree(models["corpus"] / "mini_train", train)
+    dd = DataDir(train)
+    videos = dd.read("video.scp")
+    utt = sorted(videos)[0]
+    write_video(tmp_path / "short.mp4", np.full((10, 88, 88), 128, np.uint8))  # 0.4 s at 25 fps
+    videos[utt] = str(tmp_path / "short.mp4")
+    dd.write("video.scp", videos)
+    result = finetune(models, "l2s", tmp_path / "exp", "train.max_steps=1", train_data=train)
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert f"short.mp4 (utterance '{utt}'): the video lasts 0.40 s but the audio" in message, message
+    assert "Traceback" not in result.output

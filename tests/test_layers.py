@@ -7,7 +7,7 @@ training; configs and experiment-dir access sit at the bottom.
     tasks      tasks (conditions, augmentation, adaptation)
     models     models, ssl, codec, tokenizer
     data       data (data dirs, arrays, shards, batching), corpus
-    base       errors, files, log, env, config, checkpoint, dsp, audio, video, text, watermark
+    base       task_registry, errors, files, log, env, config, checkpoint, dsp, audio, video, text, watermark
 """
 
 import ast
@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "metis_cli"
 LAYERS = {
     "base": (
         "__init__",
+        "task_registry",
         "errors",
         "files",
         "log",

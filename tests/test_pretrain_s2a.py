@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import REPO, write_token_datadir
 from typer.testing import CliRunner
 
@@ -95,6 +96,10 @@ def test_pretraining_records_steps_checkpoints_and_validation(pretrained):
     assert all(np.isfinite(r["loss"]) and 0 <= r["acc"] <= 1 for r in rows)
     resolved = load_config(exp / "config.yaml")
     assert resolved["model"]["vocab_size"] == 16  # read from ssl_tokens/meta.json
+    # saved in full: the code's defaults of every section, so the file alone reproduces the run
+    assert resolved["data"]["pool_size"] == 2000 and resolved["optim"]["betas"] == [0.9, 0.98]
+    assert resolved["ema"] == {"decay": 0.0} and resolved["train"]["grad_accum"] == 1
+    assert resolved["model"]["transformer"]["dropout"] == 0.0 and resolved["model"]["prefix_activation"] == "gelu"
     val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_ce_bits" in line]
     assert [v["step"] for v in val] == [2, 3] and all(v["val_ce_bits"] > 0 for v in val)
     assert result["unigram_bits"] == pytest.approx(4.0, abs=0.1)
@@ -385,3 +390,20 @@ def test_an_ema_is_kept_and_used_for_inference(token_data, tmp_path):
     assert not torch.equal(ema["head.weight"], raw["head.weight"])
     model = load_stage1(exp)
     assert torch.equal(model.head.weight, ema["head.weight"])
+
+
+def test_print_config_shows_the_defaults_and_a_typo_is_refused(tmp_path):
+    args = ["pretrain", str(REPO / "conf/mini/pretrain.yaml"), str(tmp_path / "exp"), "--print-config"]
+    shown = runner.invoke(app, [*args[:3], "optim.lr=0.002", *args[3:]])
+    assert shown.exit_code == 0, shown.output
+    printed = yaml.safe_load(shown.output)
+    assert printed["optim"]["lr"] == 0.002 and printed["data"]["pool_size"] == 2000
+    assert printed["train"]["gradient_checkpointing"] is False and not (tmp_path / "exp").exists()
+    typo = tmp_path / "typo.yaml"
+    broken = yaml.safe_load((REPO / "conf/mini/pretrain.yaml").read_text())
+    broken["optim"]["learning_rate"] = 0.1
+    typo.write_text(yaml.safe_dump(broken))
+    bad = runner.invoke(app, ["pretrain", str(typo), str(tmp_path / "exp"), "--print-config"])
+    assert bad.exit_code == 1 and "learning_rate" in bad.output
+    missing = runner.invoke(app, ["pretrain", str(REPO / "conf/mini/pretrain.yaml"), str(tmp_path / "exp")])
+    assert missing.exit_code == 1 and "give the training data: --train-data DIR" in missing.output

@@ -190,7 +190,7 @@ def test_bad_shards_are_reported(shards, tmp_path):
     stream = ShardData(broken, ("ssl_tokens",))
     with pytest.raises(DataDirError, match="shard-000000.tar: unreadable shard"):
         stream.collate(StreamBatches(stream, 400, 200)(0))
-    from metis_cli.train.finetune import FinetuneTask
+    from metis_cli.train.finetune import FinetuneLearner
 
     with pytest.raises(MetisError, match="shards .* are for pre-training and S2A"):
-        FinetuneTask(None, {"task": "se"}, [out])
+        FinetuneLearner(None, {"task": "se"}, [out])

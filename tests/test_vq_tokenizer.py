@@ -191,7 +191,9 @@ def test_train_vq_writes_a_tokenizer_dir(trained):
     assert (info["tokenizer"], info["n_clusters"], info["dim"], info["model"]["input_dim"]) == ("vq", 16, DIM, DIM)
     assert info["ssl"] == json.loads((feats / "ssl.json").read_text())
     assert info["training"]["step"] == 4 and math.isfinite(info["training"]["train"]["total"])
-    assert yaml.safe_load((exp / "config.yaml").read_text())["features"]["train"] == str(feats.resolve())
+    saved = yaml.safe_load((exp / "config.yaml").read_text())
+    assert saved["features"]["train"] == str(feats.resolve())
+    assert saved["optim"]["betas"] == [0.9, 0.99] and saved["data"]["segment_frames"] == 20  # defaults and overrides
     result = runner.invoke(
         app, ["train-vq", str(feats), str(exp), *TRAIN_OVERRIDES, "--config", str(REPO / "conf/mini/vq.yaml")]
     )

@@ -81,6 +81,9 @@ def test_trained_round_trip_speaks_and_is_deterministic(trained, tiny_corpus):
     assert {"config.yaml", "command.txt", "git_revision.txt", "metrics.jsonl", "log", "features"} <= {
         p.name for p in trained.iterdir()
     }
+    saved = load_config(trained / "config.yaml")  # in full: the code's defaults of every section
+    assert saved["model"]["kind"] == "world" and saved["train"] == {"seed": 0, "kmeans_backend": "auto"}
+    assert set(saved["data"]) == {"max_utterances", "num_jobs", "val_utterances"}
     wav = torch.from_numpy(speech(tiny_corpus, index=1))[None]
     codes = codec.encode(wav)
     assert codes.shape == (1, wav.shape[1] // 320, 8) and codes.dtype == torch.int64

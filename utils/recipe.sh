@@ -91,7 +91,7 @@ command -v metis >/dev/null || die "the metis command is not installed; run: bas
 # nothing: TTS has none; L2S's floor is the same model with the video shuffled (stage 6); an Omni model's
 # floors come with each task's test set (stage 7).
 input_scp_of() {
-  case $1 in vc) echo src.scp ;; se) echo noisy.scp ;; tse) echo mix.scp ;; esac
+  metis tasks "$1" --field floor_scp
 }
 case $task in
   tts|vc|se|tse|l2s|omni) ;;

@@ -6,6 +6,7 @@ audio). References come from the data dir: ``text``, ``wav.scp`` (the clean or g
 and per task the input and the speaker reference scp. A file of the same name in the decode dir wins,
 so a decoder that picked its own prompts writes its own ``prompt.scp``.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,30 +16,11 @@ from pathlib import Path
 from metis_cli.data.datadir import DataDir
 from metis_cli.env import command_line
 from metis_cli.errors import DataDirError
+from metis_cli.task_registry import TASKS
 
-TASKS = ("tts", "vc", "se", "tse", "l2s", "resynth", "generate")
-# The condition audio a person wants to hear next to the output, per task.
-INPUT_SCP = {"tts": "prompt.scp", "vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp", "l2s": None, "resynth": None,
-             "generate": "prompt.scp"}
-# Speaker similarity is measured between the output and this audio.
-SPEAKER_REFERENCE_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "l2s": "prompt.scp", "resynth": "wav.scp", "se": None,
-                         "generate": "prompt.scp"}
-# Speaker similarity to the *wrong* voice (sim_other): the source speaker (VC), the interfering speaker
-# (TSE); for the other tasks the speaker reference of another speaker's utterance. A model that follows
-# its prompt scores sim clearly above sim_other.
-OTHER_SPEAKER_SCP = {"vc": "src.scp", "tse": "interferer.scp"}
-# The metrics that make sense per task ("wer" covers WER and CER; "pesq", "stoi", "sisdr" and "mcd"
-# compare with the clean reference sample by sample).
-TASK_METRICS = {
-    "tts": ("wer", "sim", "sim_other", "dnsmos"),
-    "vc": ("wer", "sim", "sim_other", "dnsmos"),
-    "se": ("wer", "dnsmos", "pesq", "stoi", "sisdr"),
-    "tse": ("wer", "sim", "sim_other", "dnsmos", "pesq", "stoi", "sisdr"),
-    "l2s": ("wer", "sim", "sim_other", "dnsmos", "stoi"),
-    "resynth": ("wer", "sim", "sim_other", "dnsmos", "pesq", "stoi", "sisdr", "mcd"),
-    # Free continuation by the unconditional stage-1 model: the words are its own; voice and quality count.
-    "generate": ("sim", "sim_other", "dnsmos"),
-}
+# The tasks a decode dir may record: those with metrics in the task registry (every task but omni, whose
+# decode dirs record the mode they decoded).
+DECODE_TASKS = tuple(name for name, t in TASKS.items() if t.metrics)
 
 
 @dataclass
@@ -61,8 +43,8 @@ class DecodeDir:
         except json.JSONDecodeError as exc:
             raise DataDirError(f"{info_file}: not valid JSON ({exc})") from None
         task, data_dir = info.get("task"), info.get("data_dir")
-        if task not in TASKS:
-            raise DataDirError(f"{info_file}: task {task!r} is not one of {', '.join(TASKS)}")
+        if task not in DECODE_TASKS:
+            raise DataDirError(f"{info_file}: task {task!r} is not one of {', '.join(DECODE_TASKS)}")
         if not data_dir:
             raise DataDirError(f"{info_file}: no data_dir")
         data_dir = Path(data_dir)
@@ -93,10 +75,13 @@ class DecodeDir:
 
 
 def other_speaker_references(decode: "DecodeDir") -> dict[str, str]:
-    """utterance -> audio of another speaker than the one the output should sound like (see OTHER_SPEAKER_SCP)."""
-    if decode.task in OTHER_SPEAKER_SCP:
-        return decode.reference(OTHER_SPEAKER_SCP[decode.task])
-    scp = SPEAKER_REFERENCE_SCP.get(decode.task)
+    """utterance -> audio of another speaker than the one the output should sound like: the task's
+    ``other_speaker_scp`` (the source speaker of VC, the interfering one of TSE), else the speaker reference of
+    another speaker's utterance. A model that follows its prompt scores sim clearly above sim_other."""
+    task = TASKS[decode.task]
+    if task.other_speaker_scp:
+        return decode.reference(task.other_speaker_scp)
+    scp = task.speaker_reference_scp
     refs = decode.reference(scp) if scp else {}
     utt2spk = decode.data.utt2spk if decode.data.has("utt2spk") else {}
     utts = sorted(u for u in refs if u in utt2spk)
@@ -111,8 +96,8 @@ def other_speaker_references(decode: "DecodeDir") -> dict[str, str]:
 
 def write_decode_dir(path, task: str, data_dir, outputs: dict[str, str], **info) -> DecodeDir:
     """Creates a decode dir: decode.json (task, data_dir, command, extra info) and wav.scp."""
-    if task not in TASKS:
-        raise DataDirError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    if task not in DECODE_TASKS:
+        raise DataDirError(f"task {task!r} is not one of {', '.join(DECODE_TASKS)}")
     path = Path(path)
     dd = DataDir(path)
     dd.write("wav.scp", outputs)

@@ -39,9 +39,6 @@ def resynth(
     stage1_opt: Optional[list[str]] = typer.Option(
         None, help="Stage-1 decoding setting: steps=25 cfg_scale=2.5 temperature=0.9."
     ),
-    two_pass_cfg: bool = typer.Option(
-        False, "--two-pass-cfg", help="Run the guidance branches as two passes instead of one batch."
-    ),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     bf16: bool = typer.Option(
         False,
@@ -85,11 +82,10 @@ def resynth(
         seed,
         _settings(s2a_opt),
         _settings(stage1_opt),
-        not two_pass_cfg,
-        device,
-        bf16,
-        oracle_codebooks,
-        codec_input,
+        device=device,
+        bf16=bf16,
+        oracle_codebooks=oracle_codebooks,
+        codec_input=codec_input,
     )
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(
@@ -253,12 +249,12 @@ def synth(
       metis synth --task omni --model exp/omni_mini $M --mix m.wav --ref e.wav --text "What the target says." -o out.wav
     """
     from metis_cli.errors import MetisError
-    from metis_cli.infer.task_decode import CONDITION_NAME, TaskInput, load_input, synthesize
+    from metis_cli.infer.task_decode import TaskInput, load_input, synthesize
     from metis_cli.log import console, setup_logging
-    from metis_cli.tasks.conditions import check_task
+    from metis_cli.task_registry import TASKS, get_task
 
     setup_logging()
-    check_task(task)
+    modes = get_task(task, fine_tuned=True).modes
     given = {
         "text": text,
         "ref": ref,
@@ -269,18 +265,14 @@ def synth(
         "duration": duration,
         "video": video,
     }
-    omni = task == "omni"
-    if omni and mode is None:  # the task the inputs ask for
-        mode = next((m for m, option in (("vc", src), ("se", noisy), ("tse", mix)) if option is not None), "tts")
+    omni = bool(modes)
+    if omni and mode is None:  # the mode whose condition is given, else the one that takes none (tts)
+        given_conditions = [m for m in modes if TASKS[m].condition_option and given[TASKS[m].condition_option]]
+        mode = next(iter(given_conditions), next(m for m in modes if not TASKS[m].condition_option))
     task_run = mode if omni else task
-    allowed = {
-        "tts": {"text", "ref", "ref_text", "duration"},
-        "vc": {"src", "ref"},
-        "se": {"noisy"},
-        "tse": {"mix", "ref"},
-        "l2s": {"video", "ref"},
-    }.get(task_run, set())
-    if omni and task_run in ("vc", "se", "tse"):
+    spec = TASKS.get(task_run) if task_run in modes or not omni else None
+    allowed = set(spec.synth_options) if spec else set()
+    if omni and spec and not spec.text:  # text-guided vc, se, tse: the target's words (and the prompt's)
         allowed = allowed | {"text", "ref_text"}
     extra = sorted(k for k, v in given.items() if v is not None and k not in allowed)
     asked = f"--task {task}" + (f" --mode {task_run}" if omni else "")
@@ -289,22 +281,22 @@ def synth(
             f"{asked} takes {', '.join('--' + a.replace('_', '-') for a in sorted(allowed))}, not "
             f"{', '.join('--' + e.replace('_', '-') for e in extra)}"
         )
-    condition_option = {"vc": "src", "se": "noisy", "tse": "mix", "l2s": "video"}.get(task_run)
+    condition_option = spec.condition_option if spec else None
     condition = given.get(condition_option)
     if condition_option and condition is None:
         raise MetisError(f"{asked} needs --{condition_option}")
     item = TaskInput(output.stem, text=text, duration=duration)
-    if task_run == "l2s":
+    if spec and spec.video:
         from metis_cli.video import read_visual_input
 
         item.visual = read_visual_input(video, features=video.suffix == ".npy")
     elif condition is not None:
-        item.condition = load_input(condition, CONDITION_NAME[task_run], strict=True)
+        item.condition = load_input(condition, spec.condition_name, strict=True)
     if ref is not None:
         item.prompt = load_input(ref, "reference", strict=False)
-    if task_run == "tts" and ref is None:
+    if spec and spec.text and ref is None:
         raise MetisError(f"{asked} needs --ref (a recording of the voice to speak with)")
-    if task_run == "tts" or (text is not None and ref is not None):  # the prompt's words go before the text
+    if (spec and spec.text) or (text is not None and ref is not None):  # the prompt's words go before the text
         if ref_text is None:
             from metis_cli.score.models import load_asr
 

@@ -48,29 +48,12 @@ from metis_cli.infer.generate import (
 )
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.task_registry import TASKS, get_task
 from metis_cli.tasks.adaptation import AdaptationConfig, for_inference, merged
-from metis_cli.tasks.conditions import (
-    CONDITION_SCP,
-    PROMPT_SCP,
-    TEXT_TASKS,
-    VIDEO_TASKS,
-    FrameConditioner,
-    check_mode,
-    check_task,
-)
+from metis_cli.tasks.conditions import FrameConditioner, check_mode
 
 logger = logging.getLogger(__name__)
 
-# Reference decoding defaults per task (stage 1); S2A uses metis_cli.infer.generate.S2A_DEFAULTS.
-TASK_DEFAULTS = {
-    "tts": {"steps": 25, "cfg_scale": 2.5, "temperature": 0.9},
-    "vc": {"steps": 20, "cfg_scale": 1.0, "temperature": 0.9},
-    "se": {"steps": 10, "cfg_scale": 0.0, "temperature": 0.9},
-    "tse": {"steps": 10, "cfg_scale": 0.0, "temperature": 0.9},
-    "l2s": {"steps": 20, "cfg_scale": 0.0, "temperature": 0.9},
-}
-CONDITION_NAME = {"vc": "source", "se": "noisy speech", "tse": "mixture", "l2s": "video"}
-PROMPT_NAME = {"tts": "prompt", "vc": "reference", "tse": "enrollment", "l2s": "reference"}
 MIN_PROMPT_SECONDS = 1.0
 SILENCE_DBFS = -55.0
 SCRIPTS = {
@@ -187,7 +170,7 @@ class TaskModel:
                 f"{exp_dir}: not a fine-tuned task model (its config.yaml names no task); make one with `metis "
                 "finetune`"
             )
-        if task is not None and check_task(task) != found:
+        if task is not None and get_task(task, fine_tuned=True).name != found:
             raise MetisError(f"{exp_dir} holds a {found} model, not {task}; give the experiment dir of a {task} model")
         # model_task: what the model was trained for; task: what it decodes (an Omni model: the mode)
         self.model_task, self.task = found, check_mode(mode, found)
@@ -199,8 +182,8 @@ class TaskModel:
         self.max_frames = int(config.get("data", {}).get("max_utterance_frames", 1500))
         # L2S: whether the model reads pre-computed features (feats.scp) instead of video; shuffle_video
         # scrambles the frames in time (the baseline that shows the model reads the lips).
-        self.video_features = self.task in VIDEO_TASKS and not config["model"].get("visual")
-        if shuffle_video and self.task not in VIDEO_TASKS:
+        self.video_features = TASKS[self.task].video and not config["model"].get("visual")
+        if shuffle_video and not TASKS[self.task].video:
             raise MetisError(f"shuffling the video applies to lip-to-speech, not {self.task}")
         self.shuffle_video = shuffle_video
         if self.stage1.cfg.n_phones:  # a text prefix: TTS, or an Omni model
@@ -217,7 +200,8 @@ class TaskModel:
                 f"the codec {codec_dir} has {self.codec.cfg.quantizer.n_codebooks} codebooks, the S2A model "
                 f"{n_codebooks}"
             )
-        settings = {**TASK_DEFAULTS[self.task], **(stage1_settings or {})}
+        # the published stage-1 decoding of the task (S2A: metis_cli.infer.generate.S2A_DEFAULTS)
+        settings = {**TASKS[self.task].stage1_defaults, **(stage1_settings or {})}
         check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
         self.stage1_settings = MaskPredictSettings(**settings)
         self.s2a_settings = per_codebook_settings(n_codebooks, s2a_settings)
@@ -250,14 +234,14 @@ class TaskModel:
     def prepare(self, item: TaskInput) -> dict:
         """Checks one input and computes what the models need from it; errors name the input."""
         where = f"'{item.name}': "
-        task = self.task
+        task, spec = self.task, TASKS[self.task]
         prompt_tokens = torch.zeros(0, dtype=torch.long)
         prompt_codes = torch.zeros(0, self.s2a[0].cfg.n_codebooks, dtype=torch.long)
         prompt_feats = np.zeros((0, self.conditioner.dim), dtype=np.float32)
-        if task in PROMPT_NAME:
+        if spec.prompt_scp:
             if item.prompt is None:
-                raise MetisError(f"{where}the {task} task needs a {PROMPT_NAME[task]} recording of the target voice")
-            check_audio(item.prompt, f"{where}the {PROMPT_NAME[task]}", MIN_PROMPT_SECONDS)
+                raise MetisError(f"{where}the {task} task needs a {spec.prompt_name} recording of the target voice")
+            check_audio(item.prompt, f"{where}the {spec.prompt_name}", MIN_PROMPT_SECONDS)
             prompt_feats = self.conditioner(item.prompt)
             prompt_tokens = torch.from_numpy(self.conditioner.tokens(prompt_feats, item.name).astype(np.int64))
             with torch.no_grad():
@@ -266,7 +250,7 @@ class TaskModel:
             n = min(len(prompt_tokens), len(prompt_codes))
             prompt_tokens, prompt_codes, prompt_feats = prompt_tokens[:n], prompt_codes[:n], prompt_feats[:n]
         prepared = {"name": item.name, "prompt_tokens": prompt_tokens, "prompt_codes": prompt_codes}
-        if task in TEXT_TASKS:
+        if spec.text:
             prompt_phones = self._phones(item.prompt_text, "the prompt's transcript", item.name)
             phones = self._phones(item.text, "the text", item.name)
             if item.duration is not None:
@@ -276,12 +260,12 @@ class TaskModel:
             else:  # the prompt's speaking rate (the published duration predictor was never released)
                 frames = int(round(len(prompt_tokens) * len(phones) / len(prompt_phones)))
             prepared.update(phones=torch.tensor(prompt_phones + phones), frames=max(1, frames))
-        elif task in VIDEO_TASKS:
+        elif spec.video:
             prepared.update(self._visual_condition(item, len(prompt_tokens)))
         else:
             if item.condition is None:
-                raise MetisError(f"{where}the {task} task needs the {CONDITION_NAME[task]}")
-            check_audio(item.condition, f"{where}the {CONDITION_NAME[task]}")
+                raise MetisError(f"{where}the {task} task needs the {spec.condition_name}")
+            check_audio(item.condition, f"{where}the {spec.condition_name}")
             feats = self.conditioner(item.condition)
             prepared.update(frames=len(feats), condition=torch.from_numpy(np.concatenate([prompt_feats, feats])))
             if item.text is not None:  # text-guided: the target's words as the prefix too
@@ -300,7 +284,7 @@ class TaskModel:
                 f"{where}{len(prompt_tokens) / self.frame_rate:.1f} s of prompt + "
                 f"{prepared['frames'] / self.frame_rate:.1f} s "
                 f"of output is longer than the model's limit of {self.max_frames / self.frame_rate:.1f} s "
-                f"(data.max_utterance_frames); use a shorter {PROMPT_NAME.get(task, 'input')} or split the input"
+                f"(data.max_utterance_frames); use a shorter {spec.prompt_name or 'input'} or split the input"
             )
         return prepared
 
@@ -363,17 +347,17 @@ def datadir_inputs(
     """The utterance ids of a data dir that has the task's inputs, and a loader of one TaskInput
     (``video_features``: an L2S model that reads feats.scp instead of video.scp; ``text_guided``: the
     transcript too, for an Omni model's text-guided VC/SE/TSE)."""
-    data = DataDir(data_dir)
-    condition_scp = "feats.scp" if task in VIDEO_TASKS and video_features else CONDITION_SCP.get(task)
-    with_text = task in TEXT_TASKS or text_guided
-    needed = [s for s in (condition_scp, PROMPT_SCP.get(task)) if s] + (["text"] if with_text else [])
+    data, spec = DataDir(data_dir), TASKS[task]
+    condition_scp = "feats.scp" if spec.video and video_features else spec.condition_scp
+    with_text = spec.text or text_guided
+    needed = [s for s in (condition_scp, spec.prompt_scp) if s] + (["text"] if with_text else [])
     for name in needed:
         if not data.has(name):
             raise MetisError(f"{data.file(name)}: not found; decoding {task} needs {', '.join(needed)}")
     utts = data.utt_ids() if data.has("utt2spk") else sorted(data.read(needed[0]))
     tables = {name: data.read(name) for name in needed}
     prompt_text = data.read("prompt_text") if data.has("prompt_text") else {}
-    if task in TEXT_TASKS and not prompt_text and data.has("utt2prompt"):
+    if spec.text and not prompt_text and data.has("utt2prompt"):
         texts, utt2prompt = tables["text"], data.read("utt2prompt")
         prompt_text = {u: texts[p] for u, p in utt2prompt.items() if p in texts}
 
@@ -382,27 +366,27 @@ def datadir_inputs(
         if condition_scp:
             if utt not in tables[condition_scp]:
                 raise MetisError(f"{data.file(condition_scp)}: no entry for '{utt}'")
-            if task in VIDEO_TASKS:
+            if spec.video:
                 from metis_cli.video import read_visual_input
 
                 item.visual = read_visual_input(tables[condition_scp][utt], video_features, utt)
             else:
                 item.condition = load_input(
-                    tables[condition_scp][utt], f"'{utt}': {CONDITION_NAME[task]}", strict=True, utt=utt, commands=True
+                    tables[condition_scp][utt], f"'{utt}': {spec.condition_name}", strict=True, utt=utt, commands=True
                 )
-        if PROMPT_SCP.get(task):
-            scp = PROMPT_SCP[task]
+        if spec.prompt_scp:
+            scp = spec.prompt_scp
             if utt not in tables[scp]:
                 raise MetisError(f"{data.file(scp)}: no entry for '{utt}'")
             item.prompt = load_input(
-                tables[scp][utt], f"'{utt}': {PROMPT_NAME[task]}", strict=False, utt=utt, commands=True
+                tables[scp][utt], f"'{utt}': {spec.prompt_name}", strict=False, utt=utt, commands=True
             )
         if with_text:
             item.text = tables["text"].get(utt)
             if item.text is None:
                 raise MetisError(f"{data.file('text')}: no entry for '{utt}'")
             item.prompt_text = prompt_text.get(utt)
-            if item.prompt_text is None and task in TEXT_TASKS:
+            if item.prompt_text is None and spec.text:
                 raise MetisError(f"'{utt}': no transcript of its prompt (a prompt_text table, or utt2prompt + text)")
         return item
 
@@ -454,7 +438,7 @@ def decode_task(
     )
     marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
     task = model.task
-    if text_guided and (task in TEXT_TASKS + VIDEO_TASKS or not model.stage1.cfg.n_phones):
+    if text_guided and (TASKS[task].text or TASKS[task].video or not model.stage1.cfg.n_phones):
         raise MetisError(
             f"text-guided decoding needs an omni model and a vc, se or tse mode (here: a {model.model_task} model, "
             f"{task})"

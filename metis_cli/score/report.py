@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from metis_cli.data.datadir import id_path
-from metis_cli.data.decode_dir import INPUT_SCP, DecodeDir
+from metis_cli.data.decode_dir import DecodeDir
 from metis_cli.score.scoring import METRIC_COLUMNS, read_per_utt
+from metis_cli.task_registry import TASKS
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -106,7 +107,7 @@ def write_report(decode_dir, max_utts: int = 20) -> Path:
     summary = json.loads((scores / "summary.json").read_text())
     rows = read_per_utt(scores / "per_utt.tsv")
     outputs, references, texts = decode.outputs(), decode.reference("wav.scp"), decode.reference("text")
-    input_scp = INPUT_SCP.get(decode.task)
+    input_scp = TASKS[decode.task].input_scp
     inputs = decode.reference(input_scp) if input_scp else {}
     metric_columns = [c for cols in METRIC_COLUMNS.values() for c in cols if c not in ("hyp_text",)]
 

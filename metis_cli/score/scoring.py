@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from metis_cli.data.decode_dir import SPEAKER_REFERENCE_SCP, TASK_METRICS, DecodeDir, other_speaker_references
+from metis_cli.data.decode_dir import DecodeDir, other_speaker_references
 from metis_cli.env import command_line
 from metis_cli.errors import MetisError
+from metis_cli.task_registry import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ def plan_jobs(
     outputs = decode.outputs()
     texts = decode.reference("text")
     references = decode.reference("wav.scp")
-    speaker_scp = SPEAKER_REFERENCE_SCP.get(decode.task)
+    speaker_scp = TASKS[decode.task].speaker_reference_scp
     speaker_refs = decode.reference(speaker_scp) if speaker_scp else {}
     other_refs = other_speaker_references(decode) if "sim_other" in metrics else {}
     expected_ids = list(decode.data.utt2spk) if decode.data.has("utt2spk") else list(outputs)
@@ -382,7 +383,7 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
     try:
         decode = DecodeDir.load(path)
         summary.update(task=decode.task, data_dir=str(decode.data_dir), set=decode.set_name)
-        chosen = [m for m in TASK_METRICS[decode.task] if metrics is None or m in metrics]
+        chosen = [m for m in TASKS[decode.task].metrics if metrics is None or m in metrics]
         per_utt = scores / "per_utt.tsv"
         previous = read_per_utt(per_utt)
         made_by = _scorer_record(scores)
@@ -410,7 +411,7 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
     # Metrics an earlier run computed stay in the table (and the summary) even if not asked for now.
     present = {c for r in previous.values() for c, v in r.items() if v}
     made_by.update({m: scorer_identity(m, scorers) for m in chosen})  # what this run was asked for
-    chosen = [m for m in TASK_METRICS[decode.task] if m in chosen or present & set(METRIC_COLUMNS[m])]
+    chosen = [m for m in TASKS[decode.task].metrics if m in chosen or present & set(METRIC_COLUMNS[m])]
     write_per_utt(scores / "per_utt.tsv", rows, chosen)
     (scores / "scorers.json").write_text(json.dumps(made_by, indent=2) + "\n")
     # Summaries come from the table as written (sorted, rounded), so a rerun or another --nj gives

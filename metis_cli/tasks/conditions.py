@@ -29,35 +29,21 @@ import numpy as np
 
 from metis_cli.data.batching import MAX_FRAME_MISMATCH
 from metis_cli.errors import MetisError
+from metis_cli.task_registry import TASKS
 
-TASKS = ("tts", "vc", "se", "tse", "l2s", "omni")
-OMNI = "omni"
-OMNI_TASKS = ("tts", "vc", "se", "tse")  # the tasks an Omni model is trained on and decodes (its modes)
-TEXT_TASKS = ("tts",)
-VIDEO_TASKS = ("l2s",)
-# Which input of a data dir is the condition, per task (the clean target is always wav.scp); L2S reads
-# feats.scp instead of video.scp when its model takes pre-computed visual features.
-CONDITION_SCP = {"vc": "src.scp", "se": "noisy.scp", "tse": "mix.scp", "l2s": "video.scp"}
-# Whether the task's decoding uses a prompt from the target speaker, and from which scp.
-PROMPT_SCP = {"tts": "prompt.scp", "vc": "ref.scp", "tse": "enroll.scp", "se": None, "l2s": "prompt.scp"}
 STATS_FILE = "ssl_stats.safetensors"
 KMEANS_DIR = "kmeans"
 TOKENIZER_COPY_DIRS = {"kmeans": KMEANS_DIR, "vq": "vq"}  # where for_experiment copies each kind
 
 
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise MetisError(f"unknown task '{task}'; choose from {', '.join(TASKS)}")
-    return task
-
-
 def check_mode(mode: str | None, model_task: str) -> str:
-    """The task a model of ``model_task`` decodes: an Omni model needs ``mode`` (one of OMNI_TASKS), a
+    """The task a model of ``model_task`` decodes: an Omni model needs ``mode`` (one of its modes), a
     single-task model decodes its own task (``mode`` may repeat it)."""
-    if model_task == OMNI:
-        if mode not in OMNI_TASKS:
+    modes = TASKS[model_task].modes
+    if modes:
+        if mode not in modes:
             raise MetisError(
-                f"an omni model decodes one task at a time: give --mode {'|'.join(OMNI_TASKS)}"
+                f"an {model_task} model decodes one task at a time: give --mode {'|'.join(modes)}"
                 + (f" (not '{mode}')" if mode else "")
             )
         return mode

@@ -11,6 +11,11 @@ TRAIN_DATA_HELP = "Data dir with ssl_tokens/ to train on (repeat for several)."
 OVERWRITE = typer.Option(
     False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
 )
+PRINT_CONFIG = typer.Option(
+    False,
+    "--print-config",
+    help="Print the config (YAML, overrides, the code's defaults; model sizes come from the data) and exit.",
+)
 
 
 def _run(
@@ -22,28 +27,40 @@ def _run(
     val_data,
     verbose: bool,
     overwrite: bool = False,
+    print_config: bool = False,
     **settings,
 ) -> None:
     from metis_cli.config import load_config
+    from metis_cli.errors import MetisError
     from metis_cli.log import console, setup_logging
     from metis_cli.train.trainer import clear_exp_dir
 
-    if overwrite:
-        clear_exp_dir(exp_dir)
-    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
     if kind == "pretrain":
+        from metis_cli.train.pretrain import PretrainLearner as learner
         from metis_cli.train.pretrain import pretrain as run
     elif kind == "finetune":
+        from metis_cli.train.finetune import FinetuneLearner as learner
         from metis_cli.train.finetune import finetune as run
     else:
+        from metis_cli.train.s2a import S2ALearner as learner
         from metis_cli.train.s2a import train_s2a as run
     loaded = load_config(config, overrides or [])
     for key, value in settings.items():
         if key == "task" and loaded.get("task") not in (None, value):
-            from metis_cli.errors import MetisError
-
             raise MetisError(f"{config} is a config for task '{loaded['task']}', not '{value}'")
         loaded[key] = {**(loaded.get(key) or {}), **value} if isinstance(value, dict) else value
+    if print_config:
+        import yaml
+
+        from metis_cli.config import plain
+
+        print(yaml.safe_dump(plain(learner.resolve(loaded)), sort_keys=False), end="")
+        return
+    if not train_data:
+        raise MetisError("give the training data: --train-data DIR")
+    if overwrite:
+        clear_exp_dir(exp_dir)
+    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
     result = run(loaded, exp_dir, train_data, val_data or [])
     console.print(
         f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
@@ -55,12 +72,13 @@ def pretrain(
     config: Path = typer.Argument(..., help="YAML config (conf/mini/pretrain.yaml, conf/full/pretrain.yaml)."),
     exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
-    train_data: list[Path] = typer.Option(..., help=TRAIN_DATA_HELP),
+    train_data: Optional[list[Path]] = typer.Option(None, help=TRAIN_DATA_HELP),
     val_data: Optional[list[Path]] = typer.Option(
         None, help="Data dir(s) with ssl_tokens/ for validation (masked-token CE and accuracy)."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = OVERWRITE,
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Stage-1 pre-training: masked generative modelling of SSL tokens, no condition (stage 4).
 
@@ -71,7 +89,7 @@ def pretrain(
     Example: metis pretrain conf/mini/pretrain.yaml exp/pretrain_mini --train-data data/mini/mini_train --val-data
     data/mini/mini_dev
     """
-    _run("pretrain", config, exp_dir, overrides, train_data, val_data, verbose, overwrite)
+    _run("pretrain", config, exp_dir, overrides, train_data, val_data, verbose, overwrite, print_config)
 
 
 def train_s2a(
@@ -80,14 +98,15 @@ def train_s2a(
     ),
     exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
-    train_data: list[Path] = typer.Option(
-        ..., help="Data dir with ssl_tokens/ and acoustic_codes/ (repeat for several)."
+    train_data: Optional[list[Path]] = typer.Option(
+        None, help="Data dir with ssl_tokens/ and acoustic_codes/ (repeat for several)."
     ),
     val_data: Optional[list[Path]] = typer.Option(
         None, help="Data dir(s) for validation (per-codebook CE and accuracy)."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = OVERWRITE,
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Train S2A, the masked acoustic decoder: codec codes given SSL tokens (stage 4).
 
@@ -96,7 +115,7 @@ def train_s2a(
     Example: metis train-s2a conf/mini/s2a.yaml exp/s2a_mini --train-data data/mini/mini_train --val-data
     data/mini/mini_dev
     """
-    _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose, overwrite)
+    _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose, overwrite, print_config)
 
 
 def finetune(
@@ -113,14 +132,15 @@ def finetune(
         ..., help="tts, vc, se, tse, l2s or omni (TTS, VC, SE and TSE in one model: conf/*/finetune_omni.yaml)."
     ),
     init: Path = typer.Option(..., help="Experiment dir of the pre-trained stage-1 model (`metis pretrain`)."),
-    train_data: list[Path] = typer.Option(
-        ..., help="Clean data dir with wav.scp, ssl_tokens/ (and text for TTS); repeat for several."
+    train_data: Optional[list[Path]] = typer.Option(
+        None, help="Clean data dir with wav.scp, ssl_tokens/ (and text for TTS); repeat for several."
     ),
     val_data: Optional[list[Path]] = typer.Option(
         None, help="Data dir(s) for validation (inputs made the same way, with seed 0)."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = OVERWRITE,
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Fine-tune the pre-trained stage-1 model for a task (stage 5): LoRA, full or adapter-only.
 
@@ -140,6 +160,7 @@ def finetune(
         val_data,
         verbose,
         overwrite,
+        print_config,
         task=task,
         init={"exp_dir": str(init.resolve())},
     )

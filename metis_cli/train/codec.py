@@ -1,4 +1,4 @@
-"""``metis codec train``: the codec task for the shared Trainer.
+"""``metis codec train``: the codec learner for the shared Trainer.
 
 Config sections (conf/full/codec.yaml, conf/mini/codec_neural.yaml): ``model`` (CodecConfig), ``data`` (segment length,
 batch size, ``cache_gb``: how much training audio is kept in memory, the rest being read segment by
@@ -9,6 +9,7 @@ and sizes), ``train`` (TrainConfig: steps, checkpoints, validation, time budget)
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from metis_cli.codec.losses import (
 )
 from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.codec.world import codec_kind
-from metis_cli.config import check_keys
+from metis_cli.config import check_keys, plain, save_config
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.train.trainer import TrainConfig, Trainer, step_seed, warmup_cosine
@@ -144,38 +145,82 @@ def code_perplexity(codes: torch.Tensor, codebook_size: int) -> float:
     return sum(values) / len(values)
 
 
-class CodecTask:
+@dataclass
+class CodecDataConfig:
+    batch_size: int = 8
+    segment_seconds: float = 1.0  # random segments of the training audio
+    cache_gb: float = 2.0  # decoded audio kept in memory
+    val_utterances: int = 4
+
+
+@dataclass
+class CodecOptimConfig:
+    """AdamW (generator and discriminators), linear warm-up then cosine decay to ``final_lr_ratio`` of ``lr``."""
+
+    lr: float = 1e-3
+    betas: list = field(default_factory=lambda: [0.8, 0.99])
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    final_lr_ratio: float = 0.1
+
+
+@dataclass
+class CodecLossConfig:
+    weights: dict = field(default_factory=dict)  # of LOSS_WEIGHTS' terms (commitment: the quantizer's own)
+    mel: dict = field(default_factory=dict)  # MultiScaleMelLoss settings
+
+
+@dataclass
+class DiscriminatorConfig:
+    enabled: bool = False
+    start_step: int = 0
+    periods: list = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    resolutions: list = field(default_factory=lambda: [512, 1024, 2048])
+    channels: int = 32
+
+
+LOSS_WEIGHTS = {"mel": 15.0, "stft": 1.0, "codebook": 1.0, "adversarial": 1.0, "feature_matching": 2.0}
+SECTION_TYPES = {
+    "data": CodecDataConfig,
+    "optim": CodecOptimConfig,
+    "loss": CodecLossConfig,
+    "discriminator": DiscriminatorConfig,
+    "train": TrainConfig,
+}
+
+
+def resolve_codec_config(config: dict) -> dict:
+    """The neural codec's config with every section completed by the code's defaults (unknown keys refused)."""
+    check_keys(config, SECTIONS, "codec config sections")
+    out = dict(config)
+    for name, cls in SECTION_TYPES.items():
+        section = config.get(name) or {}
+        check_keys(section, cls, f"codec config {name}")
+        out[name] = asdict(cls(**section))
+    check_keys(out["loss"]["weights"], (*LOSS_WEIGHTS, "commitment"), "codec config loss.weights")
+    model = asdict(CodecConfig.from_dict(config.get("model") or {}))
+    out["model"] = {"kind": "neural", **model}
+    return plain(out)
+
+
+class CodecLearner:
     def __init__(self, trainer: Trainer, config: dict, train_dir, val_dir=None):
-        check_keys(config, SECTIONS, "codec config sections")
-        check_keys(
-            config.get("data") or {},
-            ("batch_size", "cache_gb", "segment_seconds", "val_utterances"),
-            "codec config data",
-        )
-        check_keys(
-            config.get("optim") or {},
-            ("lr", "betas", "weight_decay", "warmup_steps", "final_lr_ratio"),
-            "codec config optim",
-        )
-        self.cfg = CodecConfig.from_dict(config.get("model", {}))
-        data, optim, loss = config.get("data", {}), config.get("optim", {}), config.get("loss", {})
-        disc = config.get("discriminator", {})
-        self.batch_size = int(data.get("batch_size", 8))
+        config.update(resolve_codec_config(config))
+        if trainer.dist.main:
+            save_config(config, trainer.exp_dir / "config.yaml")
+        self.cfg = CodecConfig.from_dict(config["model"])
+        data = CodecDataConfig(**config["data"])
+        optim = CodecOptimConfig(**config["optim"])
+        loss = config["loss"]
+        disc = DiscriminatorConfig(**config["discriminator"])
+        self.batch_size = data.batch_size
         self.loss_weights = {
-            "mel": 15.0,
-            "stft": 1.0,
+            **LOSS_WEIGHTS,
             "commitment": self.cfg.quantizer.commitment_weight,
-            "codebook": 1.0,
-            "adversarial": 1.0,
-            "feature_matching": 2.0,
-            **loss.get("weights", {}),
+            **loss["weights"],
         }
-        segment = (
-            int(float(data.get("segment_seconds", 1.0)) * self.cfg.sample_rate)
-            // self.cfg.hop_length
-            * self.cfg.hop_length
-        )
-        self.train_data = AudioSegments(train_dir, self.cfg.sample_rate, segment, float(data.get("cache_gb", 2.0)))
+        segment = int(float(data.segment_seconds) * self.cfg.sample_rate) // self.cfg.hop_length * self.cfg.hop_length
+        self.train_data = AudioSegments(train_dir, self.cfg.sample_rate, segment, float(data.cache_gb))
         # One thread reads the next step's audio while this step computes (every batch goes through it,
         # so the segment cache is only ever touched by that thread).
         from concurrent.futures import ThreadPoolExecutor
@@ -183,33 +228,26 @@ class CodecTask:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="codec-audio")
         self._pending: dict[tuple[int, int], object] = {}
         self.val_dir = val_dir
-        self.num_val_examples = int(data.get("val_utterances", 4))
+        self.num_val_examples = data.val_utterances
 
         device = trainer.dist.device
         trainer.seed_weights()
         self.codec = trainer.add_model("codec", Codec(self.cfg))
-        self.mel_loss = MultiScaleMelLoss(self.cfg.sample_rate, **loss.get("mel", {})).to(device)
+        self.mel_loss = MultiScaleMelLoss(self.cfg.sample_rate, **loss["mel"]).to(device)
         self.stft_loss = MultiResolutionSTFTLoss().to(device)
         total = trainer.train.max_steps
-        schedule = warmup_cosine(int(optim.get("warmup_steps", 100)), total, float(optim.get("final_lr_ratio", 0.1)))
-        betas = tuple(optim.get("betas", (0.8, 0.99)))
+        schedule = warmup_cosine(optim.warmup_steps, total, float(optim.final_lr_ratio))
+        betas = tuple(optim.betas)
         opt = torch.optim.AdamW(
-            self.codec.parameters(),
-            lr=float(optim.get("lr", 1e-3)),
-            betas=betas,
-            weight_decay=float(optim.get("weight_decay", 0.0)),
+            self.codec.parameters(), lr=float(optim.lr), betas=betas, weight_decay=float(optim.weight_decay)
         )
         trainer.add_optimizer("generator", opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
-        self.use_disc = bool(disc.get("enabled", False))
-        self.disc_start = int(disc.get("start_step", 0))
+        self.use_disc = disc.enabled
+        self.disc_start = disc.start_step
         if self.use_disc:
-            nets = Discriminators(
-                tuple(disc.get("periods", (2, 3, 5, 7, 11))),
-                tuple(disc.get("resolutions", (512, 1024, 2048))),
-                int(disc.get("channels", 32)),
-            )
+            nets = Discriminators(tuple(disc.periods), tuple(disc.resolutions), disc.channels)
             self.disc = trainer.add_model("discriminator", nets)
-            d_opt = torch.optim.AdamW(self.disc.parameters(), lr=float(optim.get("lr", 1e-3)), betas=betas)
+            d_opt = torch.optim.AdamW(self.disc.parameters(), lr=float(optim.lr), betas=betas)
             trainer.add_optimizer("discriminator", d_opt, torch.optim.lr_scheduler.LambdaLR(d_opt, schedule))
 
     def _prefetch(self, trainer: Trainer, step: int, micro: int) -> None:
@@ -294,11 +332,11 @@ def train_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
 
         return train_world_codec(config, exp_dir, train_dir, val_dir)
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
-    task = CodecTask(trainer, config, train_dir, val_dir)
-    counts = trainer.unwrap(task.codec).parameter_counts()
+    learner = CodecLearner(trainer, config, train_dir, val_dir)
+    counts = trainer.unwrap(learner.codec).parameter_counts()
     logger.info(
         "codec: %s parameters; %.0f bit/s",
         ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items()),
-        task.cfg.bitrate,
+        learner.cfg.bitrate,
     )
-    return trainer.fit(task)
+    return trainer.fit(learner)

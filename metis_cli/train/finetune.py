@@ -1,6 +1,6 @@
 """``metis finetune --task {tts,vc,se,tse,l2s,omni}``: a pre-trained stage-1 model learns to follow a condition.
 
-Config: conf/{mini,full}/finetune_<task>.yaml. Sections of metis_cli.train.token_task plus ``task``,
+Config: conf/{mini,full}/finetune_<task>.yaml. Sections of metis_cli.train.token_learner plus ``task``,
 ``init`` (``exp_dir`` of the pre-trained model, optional ``checkpoint``), ``adaptation``
 (metis_cli.tasks.adaptation), ``augment`` (metis_cli.tasks.augment), ``text`` (TTS front end: ``kind``
 espeak|arpabet, ``language``) and ``ssl`` (the SSL front end and k-means model, read from the tokens'
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -41,20 +42,12 @@ from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 from metis_cli.models.masking import MaskingConfig, sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.task_registry import TASKS, get_task
 from metis_cli.tasks.adaptation import AdaptationConfig, adapt
 from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre
-from metis_cli.tasks.conditions import (
-    OMNI,
-    OMNI_TASKS,
-    TASKS,
-    TEXT_TASKS,
-    VIDEO_TASKS,
-    FrameConditioner,
-    check_task,
-    ssl_front_end,
-)
+from metis_cli.tasks.conditions import FrameConditioner, ssl_front_end
 from metis_cli.train.pretrain import resolve_vocab
-from metis_cli.train.token_task import TokenTask, masked_cross_entropy
+from metis_cli.train.token_learner import DataConfig, TokenLearner, masked_cross_entropy
 from metis_cli.train.trainer import TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
@@ -62,23 +55,35 @@ PHONES_FILE = "phones.txt"
 BABBLE_TALKERS = 3
 
 
-class FinetuneTask(TokenTask):
+@dataclass
+class FinetuneDataConfig(DataConfig):
+    cache_audio: bool = True  # keep the decoded audio (and video) of the training utterances in memory
+
+
+class FinetuneLearner(TokenLearner):
     kinds = ("ssl_tokens",)
     extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl", "mixture")
-    extra_data_keys = ("cache_audio",)
+    data_config = FinetuneDataConfig
     name = "stage1"
     streams = False
     no_streams_reason = "fine-tuning makes its inputs from the audio of data dirs"
 
+    @classmethod
+    def resolve(cls, config: dict) -> dict:
+        out = super().resolve(config)
+        out["augment"] = asdict(AugmentConfig.from_dict(config.get("augment") or {}))
+        out["adaptation"] = asdict(AdaptationConfig.from_dict(config.get("adaptation") or {}))
+        return out
+
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
-        self.task = check_task(config.get("task"))
+        self.task = get_task(config.get("task"), fine_tuned=True).name
         self.reads_shards(train_dirs)  # refused here, before the SSL front end is read from the first dir
         self._mixture(config)
         self.exp_dir = trainer.exp_dir
-        self.augment = AugmentConfig.from_dict(config.get("augment", {}))
+        self.augment = AugmentConfig.from_dict(config.get("augment") or {})
         self.utt2spk: dict[str, str] = {}
         self.audio: dict[str, np.ndarray] = {}
-        self.cache_audio = bool(config.get("data", {}).get("cache_audio", True))
+        self.cache_audio = bool((config.get("data") or {}).get("cache_audio", True))
         if self.needs_text:
             from metis_cli.text.phonemize import make_phonemizer
 
@@ -92,10 +97,11 @@ class FinetuneTask(TokenTask):
         self.sources: dict[str, tuple] = {}  # utterance -> (audio source, start, end), read once per data dir
         self.utt_lists: dict[int, list[str]] = {}  # id(data) -> its utterances, to draw other speakers from
         self.videos: dict[str, str] = {}  # L2S: utterance -> video (or feature) file
+        self.token_frames: dict[str, int] = {}  # L2S: utterance -> its SSL tokens (what its video must cover)
         self.video_cache: dict[str, np.ndarray] = {}
         self.shuffle_video = False  # L2S validation: scramble each clip's frames in time (seeded)
         self.shuffle_text = False  # TTS validation: each utterance gets the next validation utterance's phones
-        self.use_features = self.task in VIDEO_TASKS and not (config.get("model") or {}).get("visual")
+        self.use_features = TASKS[self.task].video and not (config.get("model") or {}).get("visual")
         super().__init__(trainer, config, train_dirs, val_dirs)
 
     def _mixture(self, config: dict) -> None:
@@ -103,15 +109,15 @@ class FinetuneTask(TokenTask):
         weights and their masking."""
         masking = config.get("masking", {})
         mixture = config.get("mixture") or {}
-        if self.task != OMNI:
+        if not TASKS[self.task].modes:
             if mixture:
                 raise MetisError(f"section mixture is for task omni, not {self.task}")
             mixture = {self.task: {}}
         else:
-            unknown = sorted(set(mixture) - set(OMNI_TASKS))
+            unknown = sorted(set(mixture) - set(TASKS[self.task].modes))
             if not mixture or unknown:
                 raise MetisError(
-                    f"task omni: section mixture must name tasks of {', '.join(OMNI_TASKS)}"
+                    f"task omni: section mixture must name tasks of {', '.join(TASKS[self.task].modes)}"
                     + (f", not {', '.join(unknown)}" if unknown else "")
                 )
         self.modes = [m for m in TASKS if m in mixture]
@@ -128,7 +134,7 @@ class FinetuneTask(TokenTask):
                 f"mixture weights must be non-negative and not all 0, got {dict(zip(self.modes, weights, strict=True))}"
             )
         self.mode_weights = torch.tensor(weights)
-        self.needs_text = any(m in TEXT_TASKS for m in self.modes)
+        self.needs_text = any(TASKS[m].text for m in self.modes)
         self.forced_mode: str | None = None  # validation of one task of the mixture
 
     def _draw_mode(self, generator: torch.Generator) -> str:
@@ -144,9 +150,9 @@ class FinetuneTask(TokenTask):
 
         for d in data.data_dirs:
             self.utt2spk.update(DataDir(d).utt2spk)
-        if self.task in VIDEO_TASKS:
+        if TASKS[self.task].video:
             return self._select_videos(data)
-        if any(mode not in TEXT_TASKS for mode in self.modes):
+        if any(not TASKS[mode].text for mode in self.modes):
             for d in data.data_dirs:
                 if not DataDir(d).has("wav.scp"):
                     raise MetisError(f"{d}: no wav.scp; fine-tuning for {self.task} makes its inputs from the audio")
@@ -172,7 +178,7 @@ class FinetuneTask(TokenTask):
                     self.phones[utt] = text_to_phones(texts[utt], self.phonemizer, utt)
                 except MetisError as exc:
                     dropped[utt] = str(exc)
-            if utt in dropped and not (validation and self.task == OMNI):  # Omni validates its other tasks on them
+            if utt in dropped and not (validation and TASKS[self.task].modes):  # Omni validates its other tasks on them
                 del data.lengths[utt]
         if dropped:
             logger.warning(
@@ -201,16 +207,20 @@ class FinetuneTask(TokenTask):
             logger.warning("%d utterance(s) without an entry in %s left out, e.g. %s", len(missing), scp, missing[0])
         if not data.lengths:
             raise MetisError(f"no utterance of {', '.join(map(str, data.data_dirs))} has an entry in {scp}")
+        self.token_frames.update(data.lengths)
         return data
 
     def _video(self, utt: str) -> np.ndarray:
         """The utterance's video frames [T_v, S, S] uint8 (resized once to the front end's input size)
         or its pre-computed features [T_v, D]; cached."""
-        from metis_cli.video import read_visual_input
+        from metis_cli.ssl.extractors import HOP, SAMPLE_RATE
+        from metis_cli.video import check_alignment, read_visual_input
 
         video = self.video_cache.get(utt)
         if video is None:
             video = read_visual_input(self.videos[utt], self.use_features, utt)
+            seconds = self.token_frames[utt] * HOP / SAMPLE_RATE
+            check_alignment(len(video), seconds, f"{self.videos[utt]} (utterance '{utt}')")
             if not self.use_features:
                 size = int(self.config["model"]["visual"].get("input_size", 88))
                 frames = torch.from_numpy(video).float()[:, None]
@@ -299,14 +309,14 @@ class FinetuneTask(TokenTask):
         batch = data.collate(pieces)
         mode = self._draw_mode(generator)
         batch["mode"] = torch.tensor(self.modes.index(mode))
-        if mode in TEXT_TASKS:
+        if TASKS[mode].text:
             ids = [self.phone_ids[self._other_text(p.utt) if self.shuffle_text else p.utt] for p in pieces]
             phones = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
             for i, row in enumerate(ids):
                 phones[i, : len(row)] = torch.tensor(row)
             batch["phones"], batch["phone_valid"] = phones, phones > 0
             return batch
-        if self.task in VIDEO_TASKS:
+        if TASKS[self.task].video:
             return self._video_batch(batch, pieces)
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
         hop = self.conditioner.hop
@@ -368,10 +378,10 @@ class FinetuneTask(TokenTask):
                     except MetisError as exc:
                         if data is self.train_data:
                             raise
-                        logger.warning("validation: %s; left out%s", exc, " of TTS" if self.task == OMNI else "")
-                        if self.task != OMNI:
+                        logger.warning("validation: %s; left out%s", exc, " of TTS" if TASKS[self.task].modes else "")
+                        if not TASKS[self.task].modes:
                             del data.lengths[utt]
-        if self.task in VIDEO_TASKS:
+        if TASKS[self.task].video:
             if self.use_features:
                 model_cfg["visual"] = None
                 model_cfg["frame_condition_dim"] = int(self._video(next(iter(self.train_data.lengths))).shape[1])
@@ -379,7 +389,7 @@ class FinetuneTask(TokenTask):
                 from metis_cli.models.visual import VisualConfig
 
                 model_cfg["frame_condition_dim"] = VisualConfig.from_dict(model_cfg.get("visual") or {}).out_dim
-        elif any(mode not in TEXT_TASKS for mode in self.modes):
+        elif any(not TASKS[mode].text for mode in self.modes):
             model_cfg["frame_condition_dim"] = model_cfg.get("frame_condition_dim") or self.conditioner.dim
             if model_cfg["frame_condition_dim"] != self.conditioner.dim:
                 raise MetisError(
@@ -392,7 +402,7 @@ class FinetuneTask(TokenTask):
         assert not unexpected and all(
             k.split(".")[0] in ("phone_emb", "prefix_mlp", "frame_adapter", "visual") for k in missing
         )
-        adaptation = AdaptationConfig.from_dict(self.config.setdefault("adaptation", {}))
+        adaptation = AdaptationConfig(**self.config["adaptation"])
         counts = adapt(model, adaptation)
         logger.info(
             "%s fine-tuning (%s) from %s: %s trainable parameters of %s (LoRA %s, condition modules %s)",
@@ -408,11 +418,11 @@ class FinetuneTask(TokenTask):
         return model
 
     def validate(self, trainer: Trainer, out_dir) -> dict:
-        if self.task == OMNI:  # each task of the mixture on its own, and their mean
+        if TASKS[self.task].modes:  # each task of the mixture on its own, and their mean
             result = {}
             for mode in self.modes:
                 spellable = None  # TTS on the utterances whose words it can spell
-                if mode in TEXT_TASKS and self.val_data:
+                if TASKS[mode].text and self.val_data:
                     spellable = {u: n for u, n in self.val_data.lengths.items() if u in self.phone_ids}
                 result.update(self._validate_variant(trainer, out_dir, mode, spellable, forced_mode=mode))
             if result:
@@ -420,9 +430,9 @@ class FinetuneTask(TokenTask):
                     result[key] = sum(result[f"{key}_{m}"] for m in self.modes) / len(self.modes)
         else:
             result = super().validate(trainer, out_dir)
-            if not result or (self.task not in VIDEO_TASKS and self.task not in TEXT_TASKS):
+            if not result or (not TASKS[self.task].video and not TASKS[self.task].text):
                 return result
-            if self.task in VIDEO_TASKS:
+            if TASKS[self.task].video:
                 result.update(self._validate_variant(trainer, out_dir, "shuffled_video", shuffle_video=True))
             else:
                 result.update(self._validate_variant(trainer, out_dir, "shuffled_text", shuffle_text=True))
@@ -453,9 +463,9 @@ class FinetuneTask(TokenTask):
         mode = self.modes[int(batch["mode"])]
         t, prompts, masked = sample_masks(batch["lengths"].cpu(), self.mode_masking[mode], generator)
         t, prompts, masked = t.to(tokens.device), prompts.to(tokens.device), masked.to(tokens.device)
-        if mode in TEXT_TASKS:
+        if TASKS[mode].text:
             conditions = {"phones": batch["phones"], "phone_valid": batch["phone_valid"] & (prompts > 0)[:, None]}
-        elif mode in VIDEO_TASKS:
+        elif TASKS[mode].video:
             in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
             conditions = {
                 "video": batch["video"],
@@ -475,9 +485,9 @@ class FinetuneTask(TokenTask):
 
 def finetune(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
-    task = FinetuneTask(trainer, config, train_dirs, val_dirs)
+    learner = FinetuneLearner(trainer, config, train_dirs, val_dirs)
     if trainer.dist.main:
-        (trainer.exp_dir / "parameters.json").write_text(json.dumps(task.counts, indent=2) + "\n")
-    result = trainer.fit(task)
-    result["parameters"] = task.counts
+        (trainer.exp_dir / "parameters.json").write_text(json.dumps(learner.counts, indent=2) + "\n")
+    result = trainer.fit(learner)
+    result["parameters"] = learner.counts
     return result

@@ -1,6 +1,6 @@
 """``metis pretrain``: stage-1 pre-training, masked generative modelling of SSL tokens with no condition.
 
-Config: conf/{mini,full}/pretrain.yaml (sections in metis_cli.train.token_task). ``model.vocab_size``
+Config: conf/{mini,full}/pretrain.yaml (sections in metis_cli.train.token_learner). ``model.vocab_size``
 may be left empty: it is then read from the tokens' meta.json (the k-means size) and saved resolved.
 """
 
@@ -11,7 +11,7 @@ import logging
 from metis_cli.errors import MetisError
 from metis_cli.models.masking import sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
-from metis_cli.train.token_task import TokenTask, masked_cross_entropy
+from metis_cli.train.token_learner import TokenLearner, masked_cross_entropy
 from metis_cli.train.trainer import TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def resolve_vocab(config: dict, meta: dict, key: str, meta_key: str, where: str)
         )
 
 
-class PretrainTask(TokenTask):
+class PretrainLearner(TokenLearner):
     kinds = ("ssl_tokens",)
     name = "stage1"
 
@@ -54,14 +54,14 @@ class PretrainTask(TokenTask):
 
 def pretrain(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
-    task = PretrainTask(trainer, config, train_dirs, val_dirs)
-    entropy = task.train_data.unigram_bits("ssl_tokens", task.config["model"]["vocab_size"])
+    learner = PretrainLearner(trainer, config, train_dirs, val_dirs)
+    entropy = learner.train_data.unigram_bits("ssl_tokens", learner.config["model"]["vocab_size"])
     logger.info("unigram entropy of the training tokens: %.3f bits (a context-free model's cross-entropy)", entropy)
     if trainer.dist.main:
         import json
 
         with open(trainer.exp_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": trainer.step, "unigram_bits": entropy}) + "\n")
-    result = trainer.fit(task)
+    result = trainer.fit(learner)
     result["unigram_bits"] = entropy
     return result

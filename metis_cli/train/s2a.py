@@ -16,13 +16,13 @@ from metis_cli.errors import MetisError
 from metis_cli.models.masking import sample_masks
 from metis_cli.models.s2a import S2AConfig, S2AModel
 from metis_cli.train.pretrain import resolve_vocab
-from metis_cli.train.token_task import TokenTask, masked_cross_entropy
+from metis_cli.train.token_learner import TokenLearner, masked_cross_entropy
 from metis_cli.train.trainer import TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 
 
-class S2ATask(TokenTask):
+class S2ALearner(TokenLearner):
     kinds = ("ssl_tokens", "acoustic_codes")
     extra_sections = ("codebook_weights",)
     name = "s2a"
@@ -72,4 +72,4 @@ class S2ATask(TokenTask):
 
 def train_s2a(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
-    return trainer.fit(S2ATask(trainer, config, train_dirs, val_dirs))
+    return trainer.fit(S2ALearner(trainer, config, train_dirs, val_dirs))

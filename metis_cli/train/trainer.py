@@ -1,6 +1,7 @@
 """Training machinery shared by every model of the toolkit (codec, stage-1 model, S2A, fine-tuning).
 
-A *task* owns its models, optimizers and step logic; the ``Trainer`` runs the loop around it:
+A *learner* (``PretrainLearner``, ``S2ALearner``, ``FinetuneLearner``, ``CodecLearner``, ...) owns its models,
+optimizers and step logic; the ``Trainer`` runs the loop around it:
 
 - experiment dir: ``config.yaml`` (resolved), ``command.txt``, ``git_revision.txt``, ``log/train.log``,
   ``metrics.jsonl``, ``checkpoints/step_<N>/`` and ``val/step_<N>/`` (a few decoded examples);
@@ -204,9 +205,9 @@ class Trainer:
                 f"--overwrite, or give a new exp dir"
             )
 
-    # --- set-up by the task -------------------------------------------------------------------
+    # --- set-up by the learner ----------------------------------------------------------------
     def seed_weights(self) -> None:
-        """Seeds torch with the run's seed. Each task calls it right before it builds its models, so one
+        """Seeds torch with the run's seed. Each learner calls it right before it builds its models, so one
         seed gives the same initial weights in every run and on every rank."""
         torch.manual_seed(self.train.seed)
 
@@ -343,14 +344,14 @@ class Trainer:
         return False
 
     # --- the loop ------------------------------------------------------------------------------
-    def fit(self, task) -> dict:
-        """Runs ``task.train_step(trainer, step)`` until ``max_steps`` (or ``max_minutes``)."""
+    def fit(self, learner) -> dict:
+        """Runs ``learner.train_step(trainer, step)`` until ``max_steps`` (or ``max_minutes``)."""
         try:
-            return self._fit(task)
+            return self._fit(learner)
         finally:
             self.release()
 
-    def _fit(self, task) -> dict:
+    def _fit(self, learner) -> dict:
         from metis_cli.log import progress
 
         self.resume()
@@ -363,7 +364,7 @@ class Trainer:
                 for model in self.models.values():
                     model.train()
                 step_started = time.time()
-                values = task.train_step(self, self.step)
+                values = learner.train_step(self, self.step)
                 self.step += 1
                 bar.advance(task_id)
                 values = {k: float(v) for k, v in values.items()}
@@ -398,7 +399,7 @@ class Trainer:
                 if validation and self.dist.main:
                     for model in self.models.values():
                         model.eval()
-                    val = task.validate(self, self.exp_dir / "val" / f"step_{self.step:08d}")
+                    val = learner.validate(self, self.exp_dir / "val" / f"step_{self.step:08d}")
                     if val:
                         with open(metrics_file, "a") as f:
                             f.write(json.dumps({"step": self.step, **{f"val_{k}": v for k, v in val.items()}}) + "\n")

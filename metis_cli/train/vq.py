@@ -5,13 +5,14 @@ codebook and commitment losses, on random fixed-length segments; the model and i
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metis_cli.config import check_keys
+from metis_cli.config import check_keys, plain, save_config
 from metis_cli.data.arrays import ArrayStore
 from metis_cli.errors import MetisError
 from metis_cli.tokenizer.vq import (
@@ -62,37 +63,63 @@ class FeatureSegments:
         return torch.from_numpy(out)
 
 
-class VQTask:
+@dataclass
+class VQDataConfig:
+    segment_frames: int = 100  # random fixed-length segments of the features
+    batch_size: int = 16
+    val_utterances: int = 16
+
+
+@dataclass
+class VQOptimConfig:
+    lr: float = 1e-3
+    betas: list = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    final_lr_ratio: float = 0.1
+
+
+def resolve_vq_config(config: dict) -> dict:
+    """The VQ tokenizer's config with every section completed by the code's defaults (unknown keys refused)."""
+    check_keys(config, SECTIONS, "vq config sections")
+    out = dict(config)
+    for name, cls in (("data", VQDataConfig), ("optim", VQOptimConfig), ("train", TrainConfig)):
+        section = config.get(name) or {}
+        check_keys(section, cls, f"vq {name} config")
+        out[name] = asdict(cls(**section))
+    out["model"] = asdict(VQConfig.from_dict(config.get("model") or {}))
+    return plain(out)
+
+
+class VQLearner:
     """Config sections: ``model`` (VQConfig), ``data`` (segment_frames, batch_size, val_utterances),
     ``optim`` (AdamW, warm-up then cosine decay), ``train`` (TrainConfig), ``features`` (the feature
     stores, filled in by ``train_vq``)."""
 
     def __init__(self, trainer: Trainer, config: dict):
-        check_keys(config, SECTIONS, "vq config sections")
-        data, optim, features = config.get("data", {}), config.get("optim", {}), config["features"]
-        check_keys(data, ("segment_frames", "batch_size", "val_utterances"), "vq data config")
-        check_keys(optim, ("lr", "betas", "weight_decay", "warmup_steps", "final_lr_ratio"), "vq optim config")
+        config.update(resolve_vq_config(config))
+        if trainer.dist.main:
+            save_config(config, trainer.exp_dir / "config.yaml")
+        data, optim, features = VQDataConfig(**config["data"]), VQOptimConfig(**config["optim"]), config["features"]
         self.cfg = VQConfig.from_dict(config["model"])
-        self.batch_size = int(data.get("batch_size", 16))
-        self.train_data = FeatureSegments(features["train"], int(data.get("segment_frames", 100)))
+        self.batch_size = data.batch_size
+        self.train_data = FeatureSegments(features["train"], data.segment_frames)
         self.val_store = ArrayStore(features["val"]) if features.get("val") else None
         if self.val_store is not None and feature_dim(self.val_store) != self.cfg.input_dim:
             raise MetisError(
                 f"{features['val']}: {feature_dim(self.val_store)}-dim features; the training features have "
                 f"{self.cfg.input_dim}"
             )
-        self.val_utterances = int(data.get("val_utterances", 16))
+        self.val_utterances = data.val_utterances
         trainer.seed_weights()
         self.model = trainer.add_model(MODEL_NAME, VQTokenizerModel(self.cfg))
         opt = torch.optim.AdamW(
             self.model.parameters(),
-            lr=float(optim.get("lr", 1e-3)),
-            betas=tuple(optim.get("betas", (0.9, 0.99))),
-            weight_decay=float(optim.get("weight_decay", 0.0)),
+            lr=float(optim.lr),
+            betas=tuple(optim.betas),
+            weight_decay=float(optim.weight_decay),
         )
-        schedule = warmup_cosine(
-            int(optim.get("warmup_steps", 100)), trainer.train.max_steps, float(optim.get("final_lr_ratio", 0.1))
-        )
+        schedule = warmup_cosine(optim.warmup_steps, trainer.train.max_steps, float(optim.final_lr_ratio))
         trainer.add_optimizer(MODEL_NAME, opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
 
     def train_step(self, trainer: Trainer, step: int) -> dict:
@@ -171,15 +198,15 @@ def train_vq(config: dict, exp_dir, feats_dir, val_feats_dir=None) -> dict:
             "train on matching features or drop model.input_dim from the config"
         )
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
-    task = VQTask(trainer, config)
+    learner = VQLearner(trainer, config)
     logger.info(
         "vq tokenizer: %.2fM parameters, %d codes of %d dims over %d-dim features",
-        trainer.unwrap(task.model).parameter_count() / 1e6,
-        task.cfg.codebook_size,
-        task.cfg.codebook_dim,
-        task.cfg.input_dim,
+        trainer.unwrap(learner.model).parameter_count() / 1e6,
+        learner.cfg.codebook_size,
+        learner.cfg.codebook_dim,
+        learner.cfg.input_dim,
     )
-    result = trainer.fit(task)
+    result = trainer.fit(learner)
     if trainer.dist.main:
         result["tokenizer"] = str(Path(exp_dir) / TOKENIZER_DIR)
         export_vq(exp_dir)

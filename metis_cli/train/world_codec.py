@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from metis_cli.codec.world import WorldCodec, WorldCodecConfig, analyse
-from metis_cli.config import check_keys
+from metis_cli.config import check_keys, plain, save_config
 from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
@@ -31,8 +32,6 @@ from metis_cli.train.trainer import TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 SECTIONS = ("model", "data", "train")
-DATA_KEYS = ("max_utterances", "num_jobs", "val_utterances")
-TRAIN_KEYS = ("seed", "kmeans_backend")
 
 
 def _features_job(job):
@@ -111,28 +110,53 @@ def fit_quantizer(codec: WorldCodec, residual: torch.Tensor, index: int, seed: i
     return float((residual**2).sum(1).mean())
 
 
-class WorldCodecTask:
+@dataclass
+class WorldDataConfig:
+    max_utterances: int | None = None  # analyse at most this many train utterances (a seeded pick); None: all
+    num_jobs: int = 1  # analysis processes
+    val_utterances: int = 4
+
+
+@dataclass
+class WorldTrainConfig:
+    seed: int = 0
+    kmeans_backend: str = "auto"
+
+
+def resolve_world_config(config: dict) -> dict:
+    """The WORLD codec's config with every section completed by the code's defaults (unknown keys refused)."""
+    check_keys(config, SECTIONS, "codec config sections (kind world)")
+    out = dict(config)
+    for name, cls in (("data", WorldDataConfig), ("train", WorldTrainConfig)):
+        section = config.get(name) or {}
+        check_keys(section, cls, f"codec {name} config (kind world)")
+        out[name] = asdict(cls(**section))
+    out["model"] = WorldCodecConfig.from_dict(config.get("model") or {}).to_dict()
+    return plain(out)
+
+
+class WorldCodecLearner:
     """One Trainer step per codebook: step s fits codebook s (step 0 also the normalisation)."""
 
     def __init__(self, trainer: Trainer, config: dict, train_dir, val_dir=None):
-        check_keys(config, SECTIONS, "codec config sections (kind world)")
-        data, train = config.get("data", {}) or {}, config.get("train", {}) or {}
-        check_keys(data, DATA_KEYS, "codec data config (kind world)")
-        check_keys(train, TRAIN_KEYS, "codec train config (kind world)")
-        self.cfg = WorldCodecConfig.from_dict(config.get("model", {}))
-        self.backend = str(train.get("kmeans_backend", "auto"))
-        self.val_dir, self.num_val = val_dir, int(data.get("val_utterances", 4))
+        config.update(resolve_world_config(config))
+        if trainer.dist.main:
+            save_config(config, trainer.exp_dir / "config.yaml")
+        data, train = WorldDataConfig(**config["data"]), WorldTrainConfig(**config["train"])
+        self.cfg = WorldCodecConfig.from_dict(config["model"])
+        self.backend = train.kmeans_backend
+        self.val_dir, self.num_val = val_dir, data.val_utterances
         trainer.seed_weights()
         self.codec = trainer.add_model("codec", WorldCodec(self.cfg))
         utts = sorted(DataDir(train_dir).audio_sources())
         if not utts:
             raise MetisError(f"{train_dir}: no utterances to train the codec on")
-        limit = data.get("max_utterances")
+        limit = data.max_utterances
         if limit and len(utts) > int(limit):
             rng = np.random.default_rng(trainer.train.seed)
             utts = sorted(rng.choice(utts, int(limit), replace=False).tolist())
         store = trainer.exp_dir / "features"
-        failed = analyse_datadir(train_dir, store, self.cfg, utts, int(data.get("num_jobs", 1)), what="WORLD analysis")
+        failed = analyse_datadir(train_dir, store, self.cfg, utts, data.num_jobs, what="WORLD analysis")
         if failed:
             logger.warning("%d training utterance(s) could not be analysed (see the log above)", len(failed))
         features = ArrayStore(store)
@@ -196,6 +220,6 @@ def train_world_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
         seed=int((config.get("train") or {}).get("seed", 0)),
     )
     trainer = Trainer(exp_dir, config, train)
-    task = WorldCodecTask(trainer, config, train_dir, val_dir)
+    learner = WorldCodecLearner(trainer, config, train_dir, val_dir)
     logger.info("codec (WORLD): %d x %d codes per frame, %.0f bit/s", n, cfg.quantizer.codebook_size, cfg.bitrate)
-    return trainer.fit(task)
+    return trainer.fit(learner)

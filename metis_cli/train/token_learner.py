@@ -11,23 +11,66 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metis_cli.config import check_keys, save_config
+from metis_cli.config import check_keys, plain, save_config
 from metis_cli.data.batching import DynamicBatches, UtteranceArrays
 from metis_cli.data.shards import ShardData, StreamBatches, is_shard_dir
 from metis_cli.errors import MetisError
 from metis_cli.models.masking import MaskingConfig
-from metis_cli.train.trainer import Trainer, step_seed, warmup_cosine
+from metis_cli.train.trainer import TrainConfig, Trainer, step_seed, warmup_cosine
 
 logger = logging.getLogger(__name__)
 COMMON_SECTIONS = ("model", "masking", "data", "optim", "ema", "train")
-DATA_KEYS = ("max_frames", "max_utterance_frames", "pool_size", "val_utterances")
-OPTIM_KEYS = ("lr", "betas", "weight_decay", "warmup_steps", "final_lr_ratio")
-EMA_KEYS = ("decay",)
+
+
+@dataclass
+class DataConfig:
+    """Section ``data``: dynamic batches by frame count (metis_cli.data.batching)."""
+
+    max_frames: int = 4000  # padded frames per batch (its size times its longest utterance)
+    max_utterance_frames: int = 1500  # longer utterances are cropped at a random place
+    pool_size: int = 2000  # utterances sorted by length together before batches are cut
+    val_utterances: int = 64  # validation utterances (0: no validation)
+
+
+@dataclass
+class OptimConfig:
+    """Section ``optim``: AdamW with linear warm-up, then cosine decay to ``final_lr_ratio`` of ``lr``."""
+
+    lr: float = 5e-4
+    betas: list = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    final_lr_ratio: float = 0.1
+
+
+@dataclass
+class EMAConfig:
+    """Section ``ema``: an exponential moving average of the weights, what decoding uses (0: none)."""
+
+    decay: float = 0.0
+
+
+def _typed(cls, d: dict | None, what: str):
+    check_keys(d or {}, cls, what)
+    return cls(**(d or {}))
+
+
+def resolve_sections(config: dict, name: str = "model", data_config=DataConfig) -> dict:
+    """``config`` with its typed sections (masking, data, optim, ema, train) completed by the code's defaults,
+    so that the saved config.yaml alone reproduces the run; unknown keys are refused."""
+    out = dict(config)
+    out["masking"] = asdict(MaskingConfig.from_dict(config.get("masking") or {}))
+    out["data"] = asdict(_typed(data_config, config.get("data"), f"{name} config data"))
+    out["optim"] = asdict(_typed(OptimConfig, config.get("optim"), f"{name} config optim"))
+    out["ema"] = asdict(_typed(EMAConfig, config.get("ema"), f"{name} config ema"))
+    out["train"] = asdict(TrainConfig.from_dict(config.get("train") or {}))
+    return out
 
 
 def masked_cross_entropy(
@@ -40,13 +83,13 @@ def masked_cross_entropy(
     return loss, (selected.argmax(-1) == labels).sum(), int(masked.sum())
 
 
-class TokenTask:
-    """Base of PretrainTask and S2ATask: subclasses set ``kinds``, build ``self.model`` in ``build_model``
+class TokenLearner:
+    """Base of PretrainLearner and S2ALearner: subclasses set ``kinds``, build ``self.model`` in ``build_model``
     and compute one micro-batch in ``loss``."""
 
     kinds: tuple[str, ...] = ("ssl_tokens",)
     extra_sections: tuple[str, ...] = ()
-    extra_data_keys: tuple[str, ...] = ()
+    data_config = DataConfig  # the data section's type
     name = "model"
     find_unused_parameters = False  # DDP: True when some parameters sit out some steps
     streams = True  # can train from webdataset shards (metis_cli.data.shards) instead of data dirs
@@ -54,17 +97,15 @@ class TokenTask:
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
         check_keys(config, COMMON_SECTIONS + self.extra_sections, f"{self.name} config sections")
-        check_keys(config.get("data") or {}, DATA_KEYS + self.extra_data_keys, f"{self.name} config data")
-        check_keys(config.get("optim") or {}, OPTIM_KEYS, f"{self.name} config optim")
-        check_keys(config.get("ema") or {}, EMA_KEYS, f"{self.name} config ema")
+        config.update(self.resolve(config))
         self.config = config
-        data = config.get("data", {})
-        self.masking = MaskingConfig.from_dict(config.get("masking", {}))
+        data = self.data_config(**config["data"])
+        self.masking = MaskingConfig(**config["masking"])
         batching = dict(
-            max_frames=int(data.get("max_frames", 4000)),
-            max_utterance_frames=int(data.get("max_utterance_frames", 1500)),
+            max_frames=data.max_frames,
+            max_utterance_frames=data.max_utterance_frames,
             seed=trainer.train.seed,
-            pool_size=int(data.get("pool_size", 2000)),
+            pool_size=data.pool_size,
             world_size=trainer.dist.world_size,
             rank=trainer.dist.rank,
         )
@@ -77,25 +118,21 @@ class TokenTask:
             self.batches = DynamicBatches(self.train_data.lengths, **batching)
             n_train = len(self.train_data.lengths)
         self.val_data = self.select(UtteranceArrays(val_dirs, self.kinds), validation=True) if val_dirs else None
-        self.val_utterances = int(data.get("val_utterances", 64))
+        self.val_utterances = data.val_utterances
         trainer.seed_weights()
         model = self.build_model()
-        if trainer.dist.main:  # with the sizes that build_model read from the data
+        config["model"] = plain(asdict(model.cfg))  # in full: the sizes build_model read from the data, the defaults
+        if trainer.dist.main:
             save_config(config, trainer.exp_dir / "config.yaml")
         self.model = trainer.add_model(self.name, model, self.find_unused_parameters)
-        optim = config.get("optim", {})
+        optim = OptimConfig(**config["optim"])
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(
-            trainable,
-            lr=float(optim.get("lr", 5e-4)),
-            betas=tuple(optim.get("betas", (0.9, 0.98))),
-            weight_decay=float(optim.get("weight_decay", 0.01)),
+            trainable, lr=float(optim.lr), betas=tuple(optim.betas), weight_decay=float(optim.weight_decay)
         )
-        schedule = warmup_cosine(
-            int(optim.get("warmup_steps", 100)), trainer.train.max_steps, float(optim.get("final_lr_ratio", 0.1))
-        )
+        schedule = warmup_cosine(optim.warmup_steps, trainer.train.max_steps, float(optim.final_lr_ratio))
         trainer.add_optimizer(self.name, opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule))
-        self.ema_decay = float(config.get("ema", {}).get("decay", 0.0))
+        self.ema_decay = float(config["ema"]["decay"])
         if self.ema_decay:
             ema = copy.deepcopy(model).requires_grad_(False)
             self.ema = trainer.add_model("ema", ema)
@@ -107,8 +144,14 @@ class TokenTask:
             self.batches.batches_per_epoch,
         )
 
+    @classmethod
+    def resolve(cls, config: dict) -> dict:
+        """``config`` with every section but ``model`` completed by the code's defaults (``--print-config``);
+        the model section is completed once the data has said its sizes (saved in config.yaml)."""
+        return resolve_sections(config, cls.name, cls.data_config)
+
     def reads_shards(self, train_dirs) -> bool:
-        """Whether the training data is a shard dir to stream; shards this task cannot stream, or shards
+        """Whether the training data is a shard dir to stream; shards this learner cannot stream, or shards
         mixed with other dirs, are an error."""
         if not any(is_shard_dir(d) for d in train_dirs):
             return False
@@ -125,7 +168,7 @@ class TokenTask:
         return True
 
     def select(self, data: UtteranceArrays, validation: bool) -> UtteranceArrays:
-        """Leaves out utterances the task cannot use (by deleting them from ``data.lengths``)."""
+        """Leaves out utterances the learner cannot use (by deleting them from ``data.lengths``)."""
         return data
 
     def build_model(self) -> nn.Module:
