@@ -16,15 +16,15 @@ that fails is logged and skipped. ``decode.json`` records the models, the settin
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import torch
 
 from metis_cli.config import check_keys
 from metis_cli.data.batching import Piece, UtteranceArrays
-from metis_cli.data.datadir import DataDir, id_path
+from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
+from metis_cli.infer.decode_loop import decode_utterances
 from metis_cli.infer.generate import (
     STAGE1_DEFAULTS,
     checkpoints_of,
@@ -74,11 +74,9 @@ def resynthesize(
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (see the module doc);
     ``bf16`` runs the transformers in bfloat16 (the codec stays in float32); ``codec_input``: what the codec
     decodes (``generate.CODEC_INPUTS``)."""
-    from metis_cli.audio import save_audio
     from metis_cli.codec.inference import load_codec
     from metis_cli.data.decode_dir import write_decode_dir
     from metis_cli.env import check_device
-    from metis_cli.log import progress
 
     check_device(device)
     data_dir, out = Path(data_dir), Path(out_dir)
@@ -116,68 +114,43 @@ def resynthesize(
             sum(p is None for p in prompts.values()),
         )
 
-    def wav_path(utt):
-        return id_path(out / "wav", utt, ".wav")
-
     def prompt_piece(utt) -> Piece:
         source = prompts[utt]
         if source is None:  # no prompt: 0 frames (of the utterance itself: only the array shapes matter)
             return Piece(utt, 0, 0)
         return Piece(source, 0, min(prompt_frames, arrays.lengths[source]))
 
-    todo = sorted((u for u in utts if not wav_path(u).is_file()), key=lambda u: arrays.lengths[u])
     generator = torch.Generator(device=device).manual_seed(seed)
-    failed, seconds_audio, started = {}, 0.0, time.time()
-    with progress() as bar:
-        task = bar.add_task(f"{'generate' if stage1 else 'resynth'} {data_dir.name}", total=len(todo))
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            try:
-                targets = [arrays.get(Piece(u, 0, arrays.lengths[u])) for u in batch]
-                prompt_arrays = [arrays.get(prompt_piece(u)) for u in batch]
-                prompt_ssl = [torch.from_numpy(p["ssl_tokens"]) for p in prompt_arrays]
-                prompt_codes = [torch.from_numpy(p["acoustic_codes"]) for p in prompt_arrays]
-                ssl = [torch.from_numpy(t["ssl_tokens"]) for t in targets]
-                if stage1 is not None:
-                    ssl = generate_ssl_tokens(
-                        stage1, prompt_ssl, [len(s) for s in ssl], stage1_cfg, generator, batched_cfg
-                    )
-                oracle = (
-                    [torch.from_numpy(t["acoustic_codes"][:, :oracle_codebooks]) for t in targets]
-                    if oracle_codebooks
-                    else None
-                )
-                wavs = generate_audio(
-                    s2a_models,
-                    codec,
-                    ssl,
-                    prompt_ssl,
-                    prompt_codes,
-                    s2a_cfg,
-                    generator,
-                    batched_cfg,
-                    oracle,
-                    codec_input,
-                )
-                for u, wav in zip(batch, wavs, strict=True):
-                    save_audio(wav_path(u), wav, codec.cfg.sample_rate)
-                    seconds_audio += len(wav) / codec.cfg.sample_rate
-            except MetisError as exc:
-                for u in batch:
-                    failed[u] = str(exc)
-                logger.warning("batch starting with %s failed: %s", batch[0], exc)
-            bar.advance(task, len(batch))
-    elapsed = time.time() - started
-    done = {u: str(wav_path(u).resolve()) for u in utts if wav_path(u).is_file()}
-    if not done:
-        raise MetisError(f"{out}: no utterance was decoded ({len(failed)} failed); see the log")
-    if failed:
-        with open(out / "failed", "a") as f:
-            f.writelines(f"{u}\t{r}\n" for u, r in sorted(failed.items()))
+
+    def decode_batch(batch: list[str]) -> tuple[dict, dict]:
+        targets = [arrays.get(Piece(u, 0, arrays.lengths[u])) for u in batch]
+        prompt_arrays = [arrays.get(prompt_piece(u)) for u in batch]
+        prompt_ssl = [torch.from_numpy(p["ssl_tokens"]) for p in prompt_arrays]
+        prompt_codes = [torch.from_numpy(p["acoustic_codes"]) for p in prompt_arrays]
+        ssl = [torch.from_numpy(t["ssl_tokens"]) for t in targets]
+        if stage1 is not None:
+            ssl = generate_ssl_tokens(stage1, prompt_ssl, [len(s) for s in ssl], stage1_cfg, generator, batched_cfg)
+        oracle = (
+            [torch.from_numpy(t["acoustic_codes"][:, :oracle_codebooks]) for t in targets] if oracle_codebooks else None
+        )
+        wavs = generate_audio(
+            s2a_models, codec, ssl, prompt_ssl, prompt_codes, s2a_cfg, generator, batched_cfg, oracle, codec_input
+        )
+        return dict(zip(batch, wavs, strict=True)), {}
+
+    run = decode_utterances(
+        out,
+        utts,
+        decode_batch,
+        codec.cfg.sample_rate,
+        batch_size,
+        order=lambda u: arrays.lengths[u],
+        label=f"{'generate' if stage1 else 'resynth'} {data_dir.name}",
+    )
+    done = run.done
     prompt_scp = {u: wav_scp[p] for u, p in prompts.items() if p and p in wav_scp and u in done}
     if prompt_scp:
         DataDir(out).write("prompt.scp", prompt_scp)
-    rtf = elapsed / seconds_audio if seconds_audio else None
     info = {
         "s2a": [str(Path(d).resolve()) for d in s2a_dirs],
         "codec": str(Path(codec_dir).resolve()),
@@ -190,18 +163,11 @@ def resynthesize(
         "stage1_settings": vars(stage1_cfg) if stage1 else None,
         "seed": seed,
         "dtype": str(dtype).removeprefix("torch."),
-        "seconds": round(elapsed, 2),
-        "real_time_factor": rtf,
-        "failed": len(failed),
+        "seconds": round(run.seconds, 2),
+        "real_time_factor": run.real_time_factor,
+        "failed": len(run.failed),
     }
     write_decode_dir(
         out, "generate" if stage1 else "resynth", data_dir, done, sample_rate=codec.cfg.sample_rate, **info
     )
-    return {
-        "utterances": len(done),
-        "decoded": len(todo) - len(failed),
-        "failed": len(failed),
-        "seconds": elapsed,
-        "real_time_factor": rtf,
-        "out": str(out),
-    }
+    return run.summary(out)

@@ -36,8 +36,9 @@ import torch
 
 from metis_cli.checkpoint import load_weights, weights_name
 from metis_cli.config import check_keys, read_exp_config
-from metis_cli.data.datadir import DataDir, id_path
+from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
+from metis_cli.infer.decode_loop import decode_utterances
 from metis_cli.infer.generate import (
     checkpoints_of,
     generate_audio,
@@ -418,9 +419,7 @@ def decode_task(
     utterance whose inputs are bad is logged (``failed``) and skipped. Every output carries the
     watermark (metis_cli/watermark.py) unless ``watermark`` is False. ``mode``: the task an Omni model
     decodes; ``text_guided``: with the data's transcripts as the prefix too (Omni, vc/se/tse)."""
-    from metis_cli.audio import save_audio
     from metis_cli.data.decode_dir import write_decode_dir
-    from metis_cli.log import progress
     from metis_cli.watermark import marker_for
 
     model = TaskModel(
@@ -446,69 +445,50 @@ def decode_task(
     data_dir, out = Path(data_dir), Path(out_dir)
     utts, load = datadir_inputs(data_dir, task, model.video_features, text_guided)
 
-    def wav_path(utt):
-        return id_path(out / "wav", utt, ".wav")
-
     data = DataDir(data_dir)
     durations = data.read("utt2dur") if data.has("utt2dur") else {}
-    todo = sorted((u for u in utts if not wav_path(u).is_file()), key=lambda u: float(durations.get(u, 0)))
     generator = torch.Generator(device=device).manual_seed(seed)
-    failed: dict[str, str] = {}
-    seconds_audio, started = 0.0, time.time()
-    with progress() as bar:
-        bar_task = bar.add_task(f"decode {task} {data_dir.name}", total=len(todo))
-        for start in range(0, len(todo), batch_size):
-            batch = []
-            for utt in todo[start : start + batch_size]:
-                try:
-                    batch.append(model.prepare(load(utt)))
-                except MetisError as exc:
-                    failed[utt] = str(exc)
-                    logger.warning("%s", exc)
+
+    def decode_batch(batch: list[str]) -> tuple[dict, dict]:
+        prepared, failed = [], {}
+        for utt in batch:
             try:
-                wavs = model.generate(batch, generator) if batch else []
+                prepared.append(model.prepare(load(utt)))
             except MetisError as exc:
-                wavs = []
-                for p in batch:
-                    failed[p["name"]] = str(exc)
-                logger.warning("batch starting with %s failed: %s", batch[0]["name"], exc)
-            for p, wav in zip(batch, wavs, strict=True):
-                save_audio(wav_path(p["name"]), marker(wav, model.sample_rate) if marker else wav, model.sample_rate)
-                seconds_audio += len(wav) / model.sample_rate
-            bar.advance(bar_task, len(todo[start : start + batch_size]))
-    elapsed = time.time() - started
-    done = {u: str(wav_path(u).resolve()) for u in utts if wav_path(u).is_file()}
-    if failed:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "failed", "a") as f:
-            f.writelines(f"{u}\t{r}\n" for u, r in sorted(failed.items()))
-    if not done:
-        raise MetisError(
-            f"{out}: no utterance was decoded ({len(failed)} failed, e.g. {next(iter(failed.values()), '')})"
-        )
-    rtf = elapsed / seconds_audio if seconds_audio else None
+                failed[utt] = str(exc)
+                logger.warning("%s", exc)
+        try:
+            wavs = model.generate(prepared, generator) if prepared else []
+        except MetisError as exc:
+            logger.warning("batch starting with %s failed: %s", prepared[0]["name"], exc)
+            return {}, {**failed, **{p["name"]: str(exc) for p in prepared}}
+        marked = [marker(wav, model.sample_rate) if marker else wav for wav in wavs]
+        return {p["name"]: wav for p, wav in zip(prepared, marked, strict=True)}, failed
+
+    run = decode_utterances(
+        out,
+        utts,
+        decode_batch,
+        model.sample_rate,
+        batch_size,
+        order=lambda u: float(durations.get(u, 0)),
+        label=f"decode {task} {data_dir.name}",
+    )
     write_decode_dir(
         out,
         task,
         data_dir,
-        done,
+        run.done,
         sample_rate=model.sample_rate,
         **model.info,
         text_guided=text_guided,
         seed=seed,
-        seconds=round(elapsed, 2),
-        real_time_factor=rtf,
-        failed=len(failed),
+        seconds=round(run.seconds, 2),
+        real_time_factor=run.real_time_factor,
+        failed=len(run.failed),
         watermark=marker.info if marker else None,
     )
-    return {
-        "utterances": len(done),
-        "decoded": len(todo) - len(failed),
-        "failed": len(failed),
-        "seconds": elapsed,
-        "real_time_factor": rtf,
-        "out": str(out),
-    }
+    return run.summary(out)
 
 
 def synthesize(
