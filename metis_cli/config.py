@@ -12,7 +12,9 @@ import yaml
 from metis_cli.errors import MetisError
 
 
-def load_config(path, overrides: list[str] | None = None) -> dict:
+def load_config(path, overrides: list[str] | None = None, resolve=None) -> dict:
+    """The YAML at ``path``, completed by ``resolve`` (a trainer's defaults of its sections, so that an override
+    may set a key the YAML leaves out), then the ``key=value`` overrides applied."""
     path = Path(path)
     if not path.is_file():
         raise MetisError(f"{path}: config not found")
@@ -20,6 +22,8 @@ def load_config(path, overrides: list[str] | None = None) -> dict:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise MetisError(f"{path}: not valid YAML ({exc})") from None
+    if resolve is not None:
+        config = resolve(config)
     return apply_overrides(config, overrides or [])
 
 

@@ -405,5 +405,12 @@ def test_print_config_shows_the_defaults_and_a_typo_is_refused(tmp_path):
     typo.write_text(yaml.safe_dump(broken))
     bad = runner.invoke(app, ["pretrain", str(typo), str(tmp_path / "exp"), "--print-config"])
     assert bad.exit_code == 1 and "learning_rate" in bad.output
+    # a YAML holds what differs from the code's defaults; an override may still set any key the code knows
+    short = tmp_path / "short.yaml"
+    base = yaml.safe_load((REPO / "conf/mini/pretrain.yaml").read_text())
+    short.write_text(yaml.safe_dump({k: v for k, v in base.items() if k not in ("ema", "train")}))
+    shown = runner.invoke(app, ["pretrain", str(short), str(tmp_path / "exp"), "ema.decay=0.999", "--print-config"])
+    assert shown.exit_code == 0, shown.output
+    assert yaml.safe_load(shown.output)["ema"] == {"decay": 0.999}
     missing = runner.invoke(app, ["pretrain", str(REPO / "conf/mini/pretrain.yaml"), str(tmp_path / "exp")])
     assert missing.exit_code == 1 and "give the training data: --train-data DIR" in missing.output

@@ -39,13 +39,13 @@ def train(
     """
     from metis_cli.config import load_config
     from metis_cli.log import console, setup_logging
-    from metis_cli.train.codec import train_codec
+    from metis_cli.train.codec import resolve_config, train_codec
     from metis_cli.train.trainer import clear_exp_dir
 
     if overwrite:
         clear_exp_dir(exp_dir)
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
-    result = train_codec(load_config(config, overrides or []), exp_dir, train_data, val_data)
+    result = train_codec(load_config(config, overrides or [], resolve=resolve_config), exp_dir, train_data, val_data)
     console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min)")
 
 

@@ -65,12 +65,14 @@ def train_vq(
     from metis_cli.config import load_config
     from metis_cli.log import console, setup_logging
     from metis_cli.train.trainer import clear_exp_dir
+    from metis_cli.train.vq import resolve_vq_config
     from metis_cli.train.vq import train_vq as run
 
     if overwrite:
         clear_exp_dir(exp_dir)
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
-    result = run(load_config(config, overrides or []), exp_dir, feats_dir, val_feats)
+    loaded = load_config(config, overrides or [], resolve=lambda c: resolve_vq_config(c, model=False))
+    result = run(loaded, exp_dir, feats_dir, val_feats)
     console.print(
         f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
         + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items())

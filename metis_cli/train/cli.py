@@ -44,7 +44,7 @@ def _run(
     else:
         from metis_cli.train.s2a import S2ALearner as learner
         from metis_cli.train.s2a import train_s2a as run
-    loaded = load_config(config, overrides or [])
+    loaded = load_config(config, overrides or [], resolve=learner.resolve)
     for key, value in settings.items():
         if key == "task" and loaded.get("task") not in (None, value):
             raise MetisError(f"{config} is a config for task '{loaded['task']}', not '{value}'")

@@ -203,6 +203,15 @@ def resolve_codec_config(config: dict) -> dict:
     return plain(out)
 
 
+def resolve_config(config: dict) -> dict:
+    """Either kind of codec's config, completed by the code's defaults."""
+    if codec_kind(config.get("model") or {}) == "world":
+        from metis_cli.train.world_codec import resolve_world_config
+
+        return resolve_world_config(config)
+    return resolve_codec_config(config)
+
+
 class CodecLearner:
     def __init__(self, trainer: Trainer, config: dict, train_dir, val_dir=None):
         config.update(resolve_codec_config(config))

@@ -72,10 +72,11 @@ RESUMABLE_KEYS = {
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf where two configs differ (dotted keys), except RESUMABLE_KEYS and keys
-    the new config leaves unset (null: resolved from the data later, e.g. the vocabulary size)."""
+    """``key: old -> new`` for every leaf where two configs differ (dotted keys), except RESUMABLE_KEYS, keys
+    the new config leaves unset (null: resolved from the data later, e.g. the vocabulary size) and keys the old
+    config does not hold (saved before the code's defaults were saved with it)."""
     out = []
-    for key in list(old) + [k for k in new if k not in old]:
+    for key in old:
         name, a, b = f"{prefix}{key}", old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_differences(a, b, name + ".")

@@ -79,15 +79,17 @@ class VQOptimConfig:
     final_lr_ratio: float = 0.1
 
 
-def resolve_vq_config(config: dict) -> dict:
-    """The VQ tokenizer's config with every section completed by the code's defaults (unknown keys refused)."""
+def resolve_vq_config(config: dict, model: bool = True) -> dict:
+    """The VQ tokenizer's config with every section completed by the code's defaults (unknown keys refused);
+    ``model=False`` leaves the model section as given (its input_dim comes from the features)."""
     check_keys(config, SECTIONS, "vq config sections")
     out = dict(config)
     for name, cls in (("data", VQDataConfig), ("optim", VQOptimConfig), ("train", TrainConfig)):
         section = config.get(name) or {}
         check_keys(section, cls, f"vq {name} config")
         out[name] = asdict(cls(**section))
-    out["model"] = asdict(VQConfig.from_dict(config.get("model") or {}))
+    if model:
+        out["model"] = asdict(VQConfig.from_dict(config.get("model") or {}))
     return plain(out)
 
 
