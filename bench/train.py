@@ -111,11 +111,11 @@ def synthetic_audio(root: Path, size: str, utterances: int = 16, seconds: float 
 def measure_codec(size: str, device: str, steps: int, warmup: int, data: Path, bf16: bool) -> dict:
     import yaml
 
-    from metis_cli.train.codec import CodecLearner
+    from metis_cli.train.codec import CodecLearner, resolve_codec_config
     from metis_cli.train.trainer import TrainConfig, Trainer
 
     hide_gpus_for(device)
-    config = yaml.safe_load((REPO / CONFIGS[size]["codec"]).read_text())
+    config = resolve_codec_config(yaml.safe_load((REPO / CONFIGS[size]["codec"]).read_text()))
     config["train"].update(max_steps=warmup + steps, bf16=bf16, bf16_cpu=bf16, max_minutes=None)
     config["optim"]["warmup_steps"] = 1
     config["discriminator"]["start_step"] = 0
@@ -229,7 +229,8 @@ def measure(
     from metis_cli.train.trainer import TrainConfig, Trainer
 
     hide_gpus_for(device)
-    config = yaml.safe_load((REPO / CONFIGS[size][kind]).read_text())
+    learner_class = PretrainLearner if kind == "stage1" else S2ALearner
+    config = learner_class.resolve(yaml.safe_load((REPO / CONFIGS[size][kind]).read_text()))
     config["train"].update(
         max_steps=warmup + steps, bf16=bf16, bf16_cpu=bf16, max_minutes=None, gradient_checkpointing=checkpointing
     )
@@ -237,7 +238,6 @@ def measure(
     if max_frames:  # a smaller batch than the config's (the full size on a CPU: 10,000 frames need > 24 GB)
         config["data"]["max_frames"] = max_frames
         config["data"]["max_utterance_frames"] = min(config["data"]["max_utterance_frames"], max_frames)
-    learner_class = PretrainLearner if kind == "stage1" else S2ALearner
     with tempfile.TemporaryDirectory() as exp:
         trainer = Trainer(exp, config, TrainConfig.from_dict(config["train"]))
         learner = learner_class(trainer, config, [data])

@@ -18,7 +18,7 @@ from metis_cli.config import apply_overrides, load_config
 from metis_cli.data.arrays import ArrayStore
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
-from metis_cli.train.codec import AudioSegments, train_codec
+from metis_cli.train.codec import AudioSegments, resolve_config, train_codec
 
 runner = CliRunner()
 FAST = [
@@ -32,7 +32,7 @@ FAST = [
 
 
 def mini_config(*overrides):
-    return load_config(REPO / "conf" / "mini" / "codec_neural.yaml", FAST + list(overrides))
+    return load_config(REPO / "conf" / "mini" / "codec_neural.yaml", FAST + list(overrides), resolve_config)
 
 
 def metrics(exp):
@@ -192,7 +192,9 @@ def test_segments_past_the_cache_are_read_from_the_files_alone(tmp_path):
 
 
 def test_config_overrides_are_checked():
-    config = mini_config()
+    from metis_cli.train.codec import resolve_config
+
+    config = resolve_config(mini_config())  # the YAML and the code's defaults, as `metis codec train` reads it
     assert apply_overrides(config, ["train.max_steps=7"])["train"]["max_steps"] == 7
     with pytest.raises(MetisError, match="unknown key 'train.max_step'"):
         apply_overrides(config, ["train.max_step=7"])

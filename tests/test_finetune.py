@@ -17,6 +17,9 @@ from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.models.transformer import TransformerConfig
 from metis_cli.tasks.adaptation import AdaptationConfig, adapt
 from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre, warp_formants
+from metis_cli.train.codec import resolve_config
+from metis_cli.train.pretrain import PretrainLearner
+from metis_cli.train.s2a import S2ALearner
 
 runner = CliRunner()
 SR = 16000
@@ -137,7 +140,7 @@ def models(tiny_corpus, tmp_path_factory):
         tokenize(tiny_corpus / f"mini_{name}" / "ssl_tokens", root / "kmeans", feats_dir=root / "ssl" / name)
     pre = root / "pretrain"
     pretrain(
-        load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=2"]),
+        load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=2"], PretrainLearner.resolve),
         pre,
         [tiny_corpus / "mini_train"],
     )
@@ -145,7 +148,8 @@ def models(tiny_corpus, tmp_path_factory):
     train_codec(
         load_config(
             REPO / "conf" / "mini" / "codec_neural.yaml",
-            [
+            resolve=resolve_config,
+            overrides=[
                 "train.max_steps=1",
                 "model.quantizer.n_codebooks=2",
                 "model.quantizer.codebook_size=16",
@@ -159,7 +163,7 @@ def models(tiny_corpus, tmp_path_factory):
     encode_datadir(codec, tiny_corpus / "mini_train")
     s2a = root / "s2a"
     train_s2a(
-        load_config(REPO / "conf" / "mini" / "s2a.yaml", SMALL + ["train.max_steps=1"]),
+        load_config(REPO / "conf" / "mini" / "s2a.yaml", SMALL + ["train.max_steps=1"], S2ALearner.resolve),
         s2a,
         [tiny_corpus / "mini_train"],
     )
@@ -402,7 +406,9 @@ def test_the_fine_tuned_model_starts_as_the_pre_trained_one(models, tmp_path):
     from metis_cli.train.finetune import FinetuneLearner
     from metis_cli.train.trainer import TrainConfig, Trainer
 
-    cfg = load_config(REPO / "conf" / "mini" / "finetune_vc.yaml", TUNE + ["adaptation.dropout=0.0"])
+    cfg = load_config(
+        REPO / "conf" / "mini" / "finetune_vc.yaml", TUNE + ["adaptation.dropout=0.0"], FinetuneLearner.resolve
+    )
     cfg["init"] = {"exp_dir": str(models["pretrain"])}
     trainer = Trainer(tmp_path / "vc", cfg, TrainConfig.from_dict(cfg["train"]))
     learner = FinetuneLearner(trainer, cfg, [models["corpus"] / "mini_train"])

@@ -39,7 +39,11 @@ SMALL = [
 
 
 def config(name, *overrides):
-    return load_config(REPO / "conf" / "mini" / f"{name}.yaml", SMALL + list(overrides))
+    from metis_cli.train.pretrain import PretrainLearner
+    from metis_cli.train.s2a import S2ALearner
+
+    resolve = (PretrainLearner if name == "pretrain" else S2ALearner).resolve
+    return load_config(REPO / "conf" / "mini" / f"{name}.yaml", SMALL + list(overrides), resolve=resolve)
 
 
 def losses(exp):
@@ -296,13 +300,14 @@ def test_two_gloo_processes_stay_in_sync(token_data, tmp_path, command, config_n
 
 
 def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_corpus, tmp_path):
-    from metis_cli.train.codec import train_codec
+    from metis_cli.train.codec import resolve_config, train_codec
 
     codec = tmp_path / "codec"
     train_codec(
         load_config(
             REPO / "conf" / "mini" / "codec_neural.yaml",
-            [
+            resolve=resolve_config,
+            overrides=[
                 "train.max_steps=1",
                 "model.quantizer.n_codebooks=3",
                 "model.quantizer.codebook_size=32",

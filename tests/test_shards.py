@@ -16,7 +16,7 @@ from metis_cli.cli import app
 from metis_cli.config import load_config
 from metis_cli.data.shards import ShardData, StreamBatches, assigned_shards, write_shards
 from metis_cli.errors import DataDirError, MetisError
-from metis_cli.train.pretrain import pretrain
+from metis_cli.train.pretrain import PretrainLearner, pretrain
 
 runner = CliRunner()
 SMALL = [
@@ -126,7 +126,9 @@ def test_a_restarted_stream_gives_the_same_batch_n(shards):
 
 def test_pretraining_on_shards_resumes_exactly(shards, tmp_path):
     _, out = shards
-    config = load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=4"])
+    config = load_config(
+        REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=4"], PretrainLearner.resolve
+    )
     result = pretrain(config, tmp_path / "exp", [out])
     losses = [
         json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line
@@ -141,7 +143,9 @@ def test_pretraining_on_shards_resumes_exactly(shards, tmp_path):
     shutil.rmtree(tmp_path / "exp" / "checkpoints" / "step_00000004")
     (tmp_path / "exp" / "metrics.jsonl").write_text("")
     pretrain(
-        load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=4"]), tmp_path / "exp", [out]
+        load_config(REPO / "conf" / "mini" / "pretrain.yaml", SMALL + ["train.max_steps=4"], PretrainLearner.resolve),
+        tmp_path / "exp",
+        [out],
     )
     resumed = [
         json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line

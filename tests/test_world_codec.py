@@ -16,7 +16,7 @@ from metis_cli.data.arrays import ArrayStore, ArrayWriter, write_meta
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 from metis_cli.ssl.extractors import MFCCExtractor
-from metis_cli.train.codec import train_codec
+from metis_cli.train.codec import resolve_config, train_codec
 
 runner = CliRunner()
 SMALL = ["model.quantizer.codebook_size=32", "model.quantizer.kmeans_iters=8", "data.val_utterances=2"]
@@ -31,7 +31,7 @@ def speech(tiny_corpus, name="mini_dev", index=0) -> np.ndarray:
 def trained(tiny_corpus, tmp_path_factory):
     exp = tmp_path_factory.mktemp("world") / "exp"
     train_codec(
-        load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL),
+        load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL, resolve_config),
         exp,
         tiny_corpus / "mini_train",
         tiny_corpus / "mini_dev",
@@ -104,10 +104,14 @@ def test_trained_round_trip_speaks_and_is_deterministic(trained, tiny_corpus):
 
 def test_the_same_seed_learns_the_same_codebooks_and_a_rerun_resumes(trained, tiny_corpus, tmp_path):
     exp = tmp_path / "again"
-    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train")
+    train_codec(
+        load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL, resolve_config), exp, tiny_corpus / "mini_train"
+    )
     assert torch.equal(load_codec(exp).codebooks, load_codec(trained).codebooks)
     stamp = (exp / "checkpoints" / "step_00000008" / "codec.safetensors").stat().st_mtime_ns
-    result = train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train")
+    result = train_codec(
+        load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL, resolve_config), exp, tiny_corpus / "mini_train"
+    )
     assert (
         result["step"] == 8
         and (exp / "checkpoints" / "step_00000008" / "codec.safetensors").stat().st_mtime_ns == stamp
@@ -126,10 +130,14 @@ def test_a_run_killed_after_some_codebooks_resumes_to_the_same_codec(trained, ti
 
     monkeypatch.setattr(world_train, "fit_quantizer", fit_until_three)
     with pytest.raises(KeyboardInterrupt):
-        train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train")
+        train_codec(
+            load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL, resolve_config), exp, tiny_corpus / "mini_train"
+        )
     assert [p.name for p in (exp / "checkpoints").iterdir()] == ["step_00000003"]
     monkeypatch.setattr(world_train, "fit_quantizer", fit)
-    train_codec(load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL), exp, tiny_corpus / "mini_train")
+    train_codec(
+        load_config(REPO / "conf" / "mini" / "codec.yaml", SMALL, resolve_config), exp, tiny_corpus / "mini_train"
+    )
     assert torch.equal(load_codec(exp).codebooks, load_codec(trained).codebooks)
 
 
