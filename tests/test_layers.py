@@ -2,7 +2,7 @@
 (function-level imports included), and no two packages import each other. Models and inference never import
 training; configs and experiment-dir access sit at the bottom.
 
-    cli        metis_cli/cli.py, cli_utils.py, __main__.py and every <package>/cli.py (they only wire)
+    cli        metis_cli/cli/ (the Typer app, one module per command group: they only wire) and __main__.py
     top        train (every trainer), infer (decoding), score, convert
     tasks      tasks (conditions, augmentation, adaptation)
     models     models, ssl, codec, tokenizer
@@ -35,16 +35,14 @@ LAYERS = {
     "models": ("models", "ssl", "codec", "tokenizer"),
     "tasks": ("tasks",),
     "top": ("train", "infer", "score", "convert"),
-    "cli": ("cli", "cli_utils", "__main__"),
+    "cli": ("cli", "__main__"),
 }
 ORDER = list(LAYERS)
 
 
 def unit_of(module: str) -> str:
-    """metis_cli.a.b -> 'a' (the top-level module or package); */cli modules -> 'cli'."""
+    """metis_cli.a.b -> 'a' (the top-level module or package)."""
     parts = module.split(".")
-    if parts[-1] == "cli":
-        return "cli"
     # ``from metis_cli import __version__``: a name of the package itself, at the bottom
     return parts[1] if (PACKAGE / parts[1]).is_dir() or (PACKAGE / f"{parts[1]}.py").is_file() else "__init__"
 

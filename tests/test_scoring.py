@@ -320,8 +320,8 @@ def test_transformers_models_from_local_dirs(tiny_corpus, tmp_path):
 
 
 def test_the_comparison_keeps_every_decode_dir_and_metric_in_a_100_column_terminal(monkeypatch):
+    from metis_cli.cli.score import _print_comparison
     from metis_cli.log import console
-    from metis_cli.score.cli import _print_comparison
 
     monkeypatch.setattr(console, "width", 100)
     names = [

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli_utils import MetisTyper
+from metis_cli.cli.common import MetisTyper
 
 app = MetisTyper(
     help="The acoustic codec (stage 3): train it, encode data dirs to acoustic_codes, decode codes to audio.\n\n"

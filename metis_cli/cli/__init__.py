@@ -9,15 +9,15 @@ from typing import Optional
 import typer
 
 from metis_cli import __version__
-from metis_cli.cli_utils import MetisTyper
-from metis_cli.codec.cli import app as codec_app
-from metis_cli.convert import cli as convert_cli
-from metis_cli.data.cli import app as data_app
-from metis_cli.infer import cli as infer_cli
-from metis_cli.score import cli as score_cli
-from metis_cli.ssl import cli as ssl_cli
-from metis_cli.tokenizer import cli as tokenizer_cli
-from metis_cli.train import cli as train_cli
+from metis_cli.cli import convert as convert_cli
+from metis_cli.cli import infer as infer_cli
+from metis_cli.cli import score as score_cli
+from metis_cli.cli import ssl as ssl_cli
+from metis_cli.cli import tokenizer as tokenizer_cli
+from metis_cli.cli import train as train_cli
+from metis_cli.cli.codec import app as codec_app
+from metis_cli.cli.common import MetisTyper
+from metis_cli.cli.data import app as data_app
 
 app = MetisTyper(
     name="metis",
