@@ -66,26 +66,30 @@ def resynth(
       metis resynth data/mini/mini_test exp/s2a_mini/oracle1_mini_test --s2a exp/s2a_mini --codec exp/codec_mini
       --oracle-codebooks 1
     """
+    from metis_cli.infer.options import DecodeOptions
     from metis_cli.infer.resynth import resynthesize
     from metis_cli.log import console, setup_logging
 
     setup_logging(log_file=out_dir / "log" / "decode.log")
+    options = DecodeOptions(
+        stage1=_settings(stage1_opt),
+        s2a=_settings(s2a_opt),
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        bf16=bf16,
+        codec_input=codec_input,
+    )
     result = resynthesize(
         data_dir,
         out_dir,
         s2a,
         codec,
         stage1,
-        prompt_seconds,
-        not no_prompt,
-        batch_size,
-        seed,
-        _settings(s2a_opt),
-        _settings(stage1_opt),
-        device=device,
-        bf16=bf16,
+        options,
+        prompt_seconds=prompt_seconds,
+        use_prompt=not no_prompt,
         oracle_codebooks=oracle_codebooks,
-        codec_input=codec_input,
     )
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(
@@ -162,30 +166,25 @@ def decode(
     Example: metis decode data/mini/mini_se_test --task se --model exp/se_mini --s2a exp/s2a_mini --codec exp/codec_mini
     Omni:    metis decode data/mini/mini_tse_test --task omni --mode tse --text-guided --model exp/omni_mini ...
     """
+    from metis_cli.infer.options import DecodeOptions
     from metis_cli.infer.task_decode import decode_task
     from metis_cli.log import console, setup_logging
 
     out = out or model / f"decode_{mode + '_' if mode else ''}{'text_' if text_guided else ''}{data_dir.name}"
     setup_logging(log_file=out / "log" / "decode.log")
-    result = decode_task(
-        model,
-        data_dir,
-        out,
-        s2a,
-        codec,
-        task,
-        batch_size,
-        seed,
-        _settings(stage1_opt),
-        _settings(s2a_opt),
-        device,
-        bf16,
+    options = DecodeOptions(
+        stage1=_settings(stage1_opt),
+        s2a=_settings(s2a_opt),
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        bf16=bf16,
+        codec_input=codec_input,
         watermark=not no_watermark,
         watermark_key=watermark_key,
-        shuffle_video=shuffle_video,
-        mode=mode,
-        text_guided=text_guided,
-        codec_input=codec_input,
+    )
+    result = decode_task(
+        model, data_dir, out, s2a, codec, task, options, shuffle_video=shuffle_video, mode=mode, text_guided=text_guided
     )
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(
@@ -249,6 +248,7 @@ def synth(
       metis synth --task omni --model exp/omni_mini $M --mix m.wav --ref e.wav --text "What the target says." -o out.wav
     """
     from metis_cli.errors import MetisError
+    from metis_cli.infer.options import DecodeOptions
     from metis_cli.infer.task_decode import TaskInput, load_input, synthesize
     from metis_cli.log import console, setup_logging
     from metis_cli.task_registry import TASKS, get_task
@@ -303,23 +303,17 @@ def synth(
             ref_text = load_asr("pocketsphinx").transcribe(item.prompt)
             console.print(f"transcript of {ref} (give --ref-text to set it): {ref_text!r}")
         item.prompt_text = ref_text
-    result = synthesize(
-        model,
-        s2a,
-        codec,
-        output,
-        item,
-        task,
-        seed,
-        _settings(stage1_opt),
-        _settings(s2a_opt),
-        device,
-        bf16,
+    options = DecodeOptions(
+        stage1=_settings(stage1_opt),
+        s2a=_settings(s2a_opt),
+        seed=seed,
+        device=device,
+        bf16=bf16,
+        codec_input=codec_input,
         watermark=not no_watermark,
         watermark_key=watermark_key,
-        mode=mode if omni else None,
-        codec_input=codec_input,
     )
+    result = synthesize(model, s2a, codec, output, item, task, options, mode=mode if omni else None)
     console.print(
         f"{result['out']}: {result['seconds_audio']:.2f} s of audio in {result['seconds']:.1f} s "
         f"(real-time factor {result['real_time_factor']:.2f})"

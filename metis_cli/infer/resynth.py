@@ -36,6 +36,7 @@ from metis_cli.infer.generate import (
     resolve_codec_input,
 )
 from metis_cli.infer.mask_predict import MaskPredictSettings
+from metis_cli.infer.options import DecodeOptions
 
 logger = logging.getLogger(__name__)
 
@@ -59,25 +60,22 @@ def resynthesize(
     s2a_dirs,
     codec_dir,
     stage1_dir=None,
+    options: DecodeOptions | None = None,
     prompt_seconds: float = 3.0,
     use_prompt: bool = True,
-    batch_size: int = 8,
-    seed: int = 0,
-    s2a_settings: dict | None = None,
-    stage1_settings: dict | None = None,
-    batched_cfg: bool = True,
-    device: str = "cpu",
-    bf16: bool = False,
     oracle_codebooks: int = 0,
-    codec_input: str = "auto",
+    batched_cfg: bool = True,
 ) -> dict:
-    """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (see the module doc);
-    ``bf16`` runs the transformers in bfloat16 (the codec stays in float32); ``codec_input``: what the codec
-    decodes (``generate.CODEC_INPUTS``)."""
+    """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (see the module doc), with the
+    settings of ``options`` (its watermark does not apply: resynthesis hears the models, it publishes nothing);
+    ``batched_cfg``: the two guidance branches as one batch (False: two passes; the same output)."""
     from metis_cli.codec.inference import load_codec
     from metis_cli.data.decode_dir import write_decode_dir
     from metis_cli.env import check_device
 
+    options = options or DecodeOptions()
+    device, bf16, seed, codec_input = options.device, options.bf16, options.seed, options.codec_input
+    s2a_settings, stage1_settings = options.s2a, options.stage1
     check_device(device)
     data_dir, out = Path(data_dir), Path(out_dir)
     arrays = UtteranceArrays([data_dir], ("ssl_tokens", "acoustic_codes"), min_frames=1)
@@ -143,7 +141,7 @@ def resynthesize(
         utts,
         decode_batch,
         codec.cfg.sample_rate,
-        batch_size,
+        options.batch_size,
         order=lambda u: arrays.lengths[u],
         label=f"{'generate' if stage1 else 'resynth'} {data_dir.name}",
     )

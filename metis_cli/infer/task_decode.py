@@ -48,6 +48,7 @@ from metis_cli.infer.generate import (
     resolve_codec_input,
 )
 from metis_cli.infer.mask_predict import MaskPredictSettings
+from metis_cli.infer.options import DecodeOptions
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.task_registry import TASKS, get_task
 from metis_cli.tasks.adaptation import AdaptationConfig, for_inference, merged
@@ -151,18 +152,16 @@ class TaskModel:
         s2a_dirs,
         codec_dir,
         task: str | None = None,
-        device: str = "cpu",
-        bf16: bool = False,
-        stage1_settings: dict | None = None,
-        s2a_settings: dict | None = None,
+        options: DecodeOptions | None = None,
         checkpoint=None,
         shuffle_video: bool = False,
         mode: str | None = None,
-        codec_input: str = "auto",
     ):
         from metis_cli.codec.inference import load_codec
         from metis_cli.env import check_device
 
+        options = options or DecodeOptions()
+        device, bf16 = options.device, options.bf16
         check_device(device)
         config = read_exp_config(exp_dir)
         found = config.get("task")
@@ -202,11 +201,11 @@ class TaskModel:
                 f"{n_codebooks}"
             )
         # the published stage-1 decoding of the task (S2A: metis_cli.infer.generate.S2A_DEFAULTS)
-        settings = {**TASKS[self.task].stage1_defaults, **(stage1_settings or {})}
+        settings = {**TASKS[self.task].stage1_defaults, **(options.stage1 or {})}
         check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
         self.stage1_settings = MaskPredictSettings(**settings)
-        self.s2a_settings = per_codebook_settings(n_codebooks, s2a_settings)
-        self.codec_input = resolve_codec_input(self.codec, codec_input)
+        self.s2a_settings = per_codebook_settings(n_codebooks, options.s2a)
+        self.codec_input = resolve_codec_input(self.codec, options.codec_input)
         self.info = {
             "codec_input": self.codec_input,
             "checkpoints": checkpoints_of(stage1=self.stage1, s2a=self.s2a, codec=self.codec),
@@ -401,41 +400,22 @@ def decode_task(
     s2a_dirs,
     codec_dir,
     task: str | None = None,
-    batch_size: int = 8,
-    seed: int = 0,
-    stage1_settings: dict | None = None,
-    s2a_settings: dict | None = None,
-    device: str = "cpu",
-    bf16: bool = False,
-    watermark: bool = True,
-    watermark_key: str | None = None,
+    options: DecodeOptions | None = None,
     shuffle_video: bool = False,
     mode: str | None = None,
     text_guided: bool = False,
-    codec_input: str = "auto",
 ) -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (wav/<utt>.wav, wav.scp,
     decode.json with the settings and the real-time factor). A rerun skips what is written; an
     utterance whose inputs are bad is logged (``failed``) and skipped. Every output carries the
-    watermark (metis_cli/watermark.py) unless ``watermark`` is False. ``mode``: the task an Omni model
+    watermark (metis_cli/watermark.py) unless ``options.watermark`` is False. ``mode``: the task an Omni model
     decodes; ``text_guided``: with the data's transcripts as the prefix too (Omni, vc/se/tse)."""
     from metis_cli.data.decode_dir import write_decode_dir
     from metis_cli.watermark import marker_for
 
-    model = TaskModel(
-        exp_dir,
-        s2a_dirs,
-        codec_dir,
-        task,
-        device,
-        bf16,
-        stage1_settings,
-        s2a_settings,
-        shuffle_video=shuffle_video,
-        mode=mode,
-        codec_input=codec_input,
-    )
-    marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
+    options = options or DecodeOptions()
+    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, options, shuffle_video=shuffle_video, mode=mode)
+    marker = marker_for(Path(exp_dir).name, options.watermark, options.watermark_key)
     task = model.task
     if text_guided and (TASKS[task].text or TASKS[task].video or not model.stage1.cfg.n_phones):
         raise MetisError(
@@ -447,7 +427,7 @@ def decode_task(
 
     data = DataDir(data_dir)
     durations = data.read("utt2dur") if data.has("utt2dur") else {}
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=options.device).manual_seed(options.seed)
 
     def decode_batch(batch: list[str]) -> tuple[dict, dict]:
         prepared, failed = [], {}
@@ -470,7 +450,7 @@ def decode_task(
         utts,
         decode_batch,
         model.sample_rate,
-        batch_size,
+        options.batch_size,
         order=lambda u: float(durations.get(u, 0)),
         label=f"decode {task} {data_dir.name}",
     )
@@ -482,7 +462,7 @@ def decode_task(
         sample_rate=model.sample_rate,
         **model.info,
         text_guided=text_guided,
-        seed=seed,
+        seed=options.seed,
         seconds=round(run.seconds, 2),
         real_time_factor=run.real_time_factor,
         failed=len(run.failed),
@@ -498,37 +478,20 @@ def synthesize(
     out_path,
     item: TaskInput,
     task: str | None = None,
-    seed: int = 0,
-    stage1_settings: dict | None = None,
-    s2a_settings: dict | None = None,
-    device: str = "cpu",
-    bf16: bool = False,
-    watermark: bool = True,
-    watermark_key: str | None = None,
+    options: DecodeOptions | None = None,
     mode: str | None = None,
-    codec_input: str = "auto",
 ) -> dict:
-    """One output file from one TaskInput (``metis synth``), watermarked unless ``watermark`` is False;
+    """One output file from one TaskInput (``metis synth``), watermarked unless ``options.watermark`` is False;
     nothing is written if anything fails. ``mode``: the task an Omni model runs."""
     from metis_cli.audio import save_audio
     from metis_cli.watermark import marker_for
 
-    model = TaskModel(
-        exp_dir,
-        s2a_dirs,
-        codec_dir,
-        task,
-        device,
-        bf16,
-        stage1_settings,
-        s2a_settings,
-        mode=mode,
-        codec_input=codec_input,
-    )
-    marker = marker_for(Path(exp_dir).name, watermark, watermark_key)
+    options = options or DecodeOptions()
+    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, options, mode=mode)
+    marker = marker_for(Path(exp_dir).name, options.watermark, options.watermark_key)
     started = time.time()
     prepared = model.prepare(item)
-    wav = model.generate([prepared], torch.Generator(device=device).manual_seed(seed))[0]
+    wav = model.generate([prepared], torch.Generator(device=options.device).manual_seed(options.seed))[0]
     if marker:
         wav = marker(wav, model.sample_rate)
     elapsed = time.time() - started
