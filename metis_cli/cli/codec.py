@@ -5,7 +5,8 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import MetisTyper
+from metis_cli.cli.common import PRINT_CONFIG, MetisTyper
+from metis_cli.cli.common import print_config as show_config
 
 app = MetisTyper(
     help="The acoustic codec (stage 3): train it, encode data dirs to acoustic_codes, decode codes to audio.\n\n"
@@ -22,12 +23,13 @@ def train(
     ),
     exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100."),
-    train_data: Path = typer.Option(..., help="Data dir to train on."),
+    train_data: Optional[Path] = typer.Option(None, help="Data dir to train on."),
     val_data: Optional[Path] = typer.Option(None, help="Data dir for the validation pass (a few decoded examples)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
     ),
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Train the codec; rerunning the same command resumes from the newest checkpoint. A neural codec trains
     by gradient steps; the parametric one (model.kind: world) learns its quantiser by k-means in minutes.
@@ -38,14 +40,21 @@ def train(
     data/mini/mini_dev
     """
     from metis_cli.config import load_config
+    from metis_cli.errors import MetisError
     from metis_cli.log import console, setup_logging
     from metis_cli.train.codec import resolve_config, train_codec
     from metis_cli.train.trainer import clear_exp_dir
 
+    loaded = load_config(config, overrides or [], resolve=resolve_config)
+    if print_config:
+        show_config(loaded)
+        return
+    if train_data is None:
+        raise MetisError("give the training data: --train-data DIR")
     if overwrite:
         clear_exp_dir(exp_dir)
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
-    result = train_codec(load_config(config, overrides or [], resolve=resolve_config), exp_dir, train_data, val_data)
+    result = train_codec(loaded, exp_dir, train_data, val_data)
     console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min)")
 
 

@@ -48,3 +48,19 @@ class MetisTyper(typer.Typer):
     def command(self, *args, **kwargs):
         kwargs.setdefault("cls", MetisCommand)
         return super().command(*args, **kwargs)
+
+
+PRINT_CONFIG = typer.Option(
+    False,
+    "--print-config",
+    help="Print the config (YAML, overrides, the code's defaults; model sizes come from the data) and exit.",
+)
+
+
+def print_config(config: dict) -> None:
+    """``--print-config``: the resolved config as YAML on stdout."""
+    import yaml
+
+    from metis_cli.config import plain
+
+    print(yaml.safe_dump(plain(config), sort_keys=False), end="")

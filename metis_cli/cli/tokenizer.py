@@ -6,6 +6,9 @@ from typing import Optional
 
 import typer
 
+from metis_cli.cli.common import PRINT_CONFIG
+from metis_cli.cli.common import print_config as show_config
+
 
 def kmeans(
     feats_dir: Path = typer.Argument(..., help="Features from `metis extract-ssl`."),
@@ -48,6 +51,7 @@ def train_vq(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
     ),
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Train a VQ SSL tokenizer, the learned alternative to `metis kmeans` (stage 2).
 
@@ -68,10 +72,13 @@ def train_vq(
     from metis_cli.train.vq import resolve_vq_config
     from metis_cli.train.vq import train_vq as run
 
+    loaded = load_config(config, overrides or [], resolve=lambda c: resolve_vq_config(c, model=False))
+    if print_config:
+        show_config(loaded)
+        return
     if overwrite:
         clear_exp_dir(exp_dir)
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
-    loaded = load_config(config, overrides or [], resolve=lambda c: resolve_vq_config(c, model=False))
     result = run(loaded, exp_dir, feats_dir, val_feats)
     console.print(
         f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "

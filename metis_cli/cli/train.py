@@ -5,16 +5,14 @@ from typing import Optional
 
 import typer
 
+from metis_cli.cli.common import PRINT_CONFIG
+from metis_cli.cli.common import print_config as show_config
+
 TRAIN_DATA_HELP = "Data dir with ssl_tokens/ to train on (repeat for several)."
 
 
 OVERWRITE = typer.Option(
     False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
-)
-PRINT_CONFIG = typer.Option(
-    False,
-    "--print-config",
-    help="Print the config (YAML, overrides, the code's defaults; model sizes come from the data) and exit.",
 )
 
 
@@ -50,11 +48,7 @@ def _run(
             raise MetisError(f"{config} is a config for task '{loaded['task']}', not '{value}'")
         loaded[key] = {**(loaded.get(key) or {}), **value} if isinstance(value, dict) else value
     if print_config:
-        import yaml
-
-        from metis_cli.config import plain
-
-        print(yaml.safe_dump(plain(learner.resolve(loaded)), sort_keys=False), end="")
+        show_config(learner.resolve(loaded))
         return
     if not train_data:
         raise MetisError("give the training data: --train-data DIR")
