@@ -254,3 +254,16 @@ def test_bad_world_configs_are_refused(tiny_corpus, tmp_path):
         ],
     )
     assert result.exit_code == 1 and "pitch_codebook must be empty or in 0..7, got 9" in result.output
+
+
+def test_print_config_shows_the_world_codec_with_its_defaults(tmp_path):
+    import yaml
+
+    args = ["codec", "train", str(REPO / "conf" / "mini" / "codec.yaml"), str(tmp_path / "x"), "data.num_jobs=3"]
+    result = runner.invoke(app, [*args, "--print-config"])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["model"]["kind"] == "world" and shown["data"]["num_jobs"] == 3
+    assert shown["train"] == {"seed": 0, "kmeans_backend": "auto"} and not (tmp_path / "x").exists()
+    missing = runner.invoke(app, args)
+    assert missing.exit_code == 1 and "give the training data: --train-data DIR" in missing.output
