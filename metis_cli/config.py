@@ -109,6 +109,19 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
     return config
 
 
+def complete_sections(config: dict, types: dict, what: str) -> dict:
+    """``config`` with each section named in ``types`` (section -> dataclass) completed by the dataclass's
+    defaults; a key the dataclass lacks is refused. Other sections are kept as they are."""
+    from dataclasses import asdict
+
+    out = dict(config)
+    for name, cls in types.items():
+        section = config.get(name) or {}
+        check_keys(section, cls, f"{what} {name}")
+        out[name] = plain(asdict(cls(**section)))
+    return out
+
+
 def plain(value):
     """A config value as YAML writes it: tuples become lists, all the way down."""
     if isinstance(value, dict):

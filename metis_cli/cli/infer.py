@@ -12,6 +12,13 @@ def _settings(items: Optional[list[str]]) -> dict:
     return dict(parse_override(item) for item in items or [])
 
 
+def _options(stage1_opt, s2a_opt, no_watermark: bool = False, **settings):
+    """The command's decoding options: ``--stage1-opt`` / ``--s2a-opt`` parsed, ``--no-watermark`` turned round."""
+    from metis_cli.infer.options import DecodeOptions
+
+    return DecodeOptions(stage1=_settings(stage1_opt), s2a=_settings(s2a_opt), watermark=not no_watermark, **settings)
+
+
 CODEC_INPUT = typer.Option(
     "auto",
     help="What the codec decodes: codes (S2A's codes, as published), expected (the expected codebook vector under "
@@ -66,19 +73,12 @@ def resynth(
       metis resynth data/mini/mini_test exp/s2a_mini/oracle1_mini_test --s2a exp/s2a_mini --codec exp/codec_mini
       --oracle-codebooks 1
     """
-    from metis_cli.infer.options import DecodeOptions
     from metis_cli.infer.resynth import resynthesize
     from metis_cli.log import console, setup_logging
 
     setup_logging(log_file=out_dir / "log" / "decode.log")
-    options = DecodeOptions(
-        stage1=_settings(stage1_opt),
-        s2a=_settings(s2a_opt),
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-        bf16=bf16,
-        codec_input=codec_input,
+    options = _options(
+        stage1_opt, s2a_opt, batch_size=batch_size, seed=seed, device=device, bf16=bf16, codec_input=codec_input
     )
     result = resynthesize(
         data_dir,
@@ -166,22 +166,21 @@ def decode(
     Example: metis decode data/mini/mini_se_test --task se --model exp/se_mini --s2a exp/s2a_mini --codec exp/codec_mini
     Omni:    metis decode data/mini/mini_tse_test --task omni --mode tse --text-guided --model exp/omni_mini ...
     """
-    from metis_cli.infer.options import DecodeOptions
     from metis_cli.infer.task_decode import decode_task
     from metis_cli.log import console, setup_logging
 
     out = out or model / f"decode_{mode + '_' if mode else ''}{'text_' if text_guided else ''}{data_dir.name}"
     setup_logging(log_file=out / "log" / "decode.log")
-    options = DecodeOptions(
-        stage1=_settings(stage1_opt),
-        s2a=_settings(s2a_opt),
+    options = _options(
+        stage1_opt,
+        s2a_opt,
+        no_watermark,
+        watermark_key=watermark_key,
         batch_size=batch_size,
         seed=seed,
         device=device,
         bf16=bf16,
         codec_input=codec_input,
-        watermark=not no_watermark,
-        watermark_key=watermark_key,
     )
     result = decode_task(
         model, data_dir, out, s2a, codec, task, options, shuffle_video=shuffle_video, mode=mode, text_guided=text_guided
@@ -248,7 +247,6 @@ def synth(
       metis synth --task omni --model exp/omni_mini $M --mix m.wav --ref e.wav --text "What the target says." -o out.wav
     """
     from metis_cli.errors import MetisError
-    from metis_cli.infer.options import DecodeOptions
     from metis_cli.infer.task_decode import TaskInput, load_input, synthesize
     from metis_cli.log import console, setup_logging
     from metis_cli.task_registry import TASKS, get_task
@@ -303,15 +301,15 @@ def synth(
             ref_text = load_asr("pocketsphinx").transcribe(item.prompt)
             console.print(f"transcript of {ref} (give --ref-text to set it): {ref_text!r}")
         item.prompt_text = ref_text
-    options = DecodeOptions(
-        stage1=_settings(stage1_opt),
-        s2a=_settings(s2a_opt),
+    options = _options(
+        stage1_opt,
+        s2a_opt,
+        no_watermark,
+        watermark_key=watermark_key,
         seed=seed,
         device=device,
         bf16=bf16,
         codec_input=codec_input,
-        watermark=not no_watermark,
-        watermark_key=watermark_key,
     )
     result = synthesize(model, s2a, codec, output, item, task, options, mode=mode if omni else None)
     console.print(

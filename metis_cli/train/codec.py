@@ -24,7 +24,7 @@ from metis_cli.codec.losses import (
 )
 from metis_cli.codec.model import Codec, CodecConfig
 from metis_cli.codec.world import codec_kind
-from metis_cli.config import check_keys, plain, save_config
+from metis_cli.config import check_keys, complete_sections, plain, save_config
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
 from metis_cli.train.trainer import TrainConfig, Trainer, step_seed, warmup_cosine
@@ -192,11 +192,7 @@ SECTION_TYPES = {
 def resolve_codec_config(config: dict) -> dict:
     """The neural codec's config with every section completed by the code's defaults (unknown keys refused)."""
     check_keys(config, SECTIONS, "codec config sections")
-    out = dict(config)
-    for name, cls in SECTION_TYPES.items():
-        section = config.get(name) or {}
-        check_keys(section, cls, f"codec config {name}")
-        out[name] = asdict(cls(**section))
+    out = complete_sections(config, SECTION_TYPES, "codec config")
     check_keys(out["loss"]["weights"], (*LOSS_WEIGHTS, "commitment"), "codec config loss.weights")
     model = asdict(CodecConfig.from_dict(config.get("model") or {}))
     out["model"] = {"kind": "neural", **model}

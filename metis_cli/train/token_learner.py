@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metis_cli.config import check_keys, plain, save_config
+from metis_cli.config import check_keys, complete_sections, plain, save_config
 from metis_cli.data.batching import DynamicBatches, UtteranceArrays
 from metis_cli.data.shards import ShardData, StreamBatches, is_shard_dir
 from metis_cli.errors import MetisError
@@ -56,21 +56,17 @@ class EMAConfig:
     decay: float = 0.0
 
 
-def _typed(cls, d: dict | None, what: str):
-    check_keys(d or {}, cls, what)
-    return cls(**(d or {}))
-
-
 def resolve_sections(config: dict, name: str = "model", data_config=DataConfig) -> dict:
     """``config`` with its typed sections (masking, data, optim, ema, train) completed by the code's defaults,
     so that the saved config.yaml alone reproduces the run; unknown keys are refused."""
-    out = dict(config)
-    out["masking"] = asdict(MaskingConfig.from_dict(config.get("masking") or {}))
-    out["data"] = asdict(_typed(data_config, config.get("data"), f"{name} config data"))
-    out["optim"] = asdict(_typed(OptimConfig, config.get("optim"), f"{name} config optim"))
-    out["ema"] = asdict(_typed(EMAConfig, config.get("ema"), f"{name} config ema"))
-    out["train"] = asdict(TrainConfig.from_dict(config.get("train") or {}))
-    return out
+    types = {
+        "masking": MaskingConfig,
+        "data": data_config,
+        "optim": OptimConfig,
+        "ema": EMAConfig,
+        "train": TrainConfig,
+    }
+    return complete_sections(config, types, f"{name} config")
 
 
 def masked_cross_entropy(

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metis_cli.config import check_keys, plain, save_config
+from metis_cli.config import check_keys, complete_sections, plain, save_config
 from metis_cli.data.arrays import ArrayStore
 from metis_cli.errors import MetisError
 from metis_cli.tokenizer.vq import (
@@ -83,11 +83,7 @@ def resolve_vq_config(config: dict, model: bool = True) -> dict:
     """The VQ tokenizer's config with every section completed by the code's defaults (unknown keys refused);
     ``model=False`` leaves the model section as given (its input_dim comes from the features)."""
     check_keys(config, SECTIONS, "vq config sections")
-    out = dict(config)
-    for name, cls in (("data", VQDataConfig), ("optim", VQOptimConfig), ("train", TrainConfig)):
-        section = config.get(name) or {}
-        check_keys(section, cls, f"vq {name} config")
-        out[name] = asdict(cls(**section))
+    out = complete_sections(config, {"data": VQDataConfig, "optim": VQOptimConfig, "train": TrainConfig}, "vq config")
     if model:
         out["model"] = asdict(VQConfig.from_dict(config.get("model") or {}))
     return plain(out)

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from metis_cli.codec.world import WorldCodec, WorldCodecConfig, analyse
-from metis_cli.config import check_keys, plain, save_config
+from metis_cli.config import check_keys, complete_sections, plain, save_config
 from metis_cli.data.arrays import ArrayStore, ShardedWriter, write_meta
 from metis_cli.data.datadir import DataDir, id_path
 from metis_cli.errors import MetisError
@@ -126,11 +126,7 @@ class WorldTrainConfig:
 def resolve_world_config(config: dict) -> dict:
     """The WORLD codec's config with every section completed by the code's defaults (unknown keys refused)."""
     check_keys(config, SECTIONS, "codec config sections (kind world)")
-    out = dict(config)
-    for name, cls in (("data", WorldDataConfig), ("train", WorldTrainConfig)):
-        section = config.get(name) or {}
-        check_keys(section, cls, f"codec {name} config (kind world)")
-        out[name] = asdict(cls(**section))
+    out = complete_sections(config, {"data": WorldDataConfig, "train": WorldTrainConfig}, "codec config (kind world)")
     out["model"] = WorldCodecConfig.from_dict(config.get("model") or {}).to_dict()
     return plain(out)
 
