@@ -30,6 +30,15 @@ PACKAGES = (
 )
 
 
+def resolve_device(device: str) -> str:
+    """``auto``: the first CUDA GPU when one is visible, else the CPU; any other device as it is."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def check_device(device: str) -> str:
     """``device`` if torch can use it here; else a one-line error that says so (instead of a failure later,
     far from its cause, such as a checkpoint that "cannot be read")."""

@@ -137,3 +137,18 @@ def test_tasks_prints_the_registry_and_single_fields():
         assert (REPO / "egs" / name / "run.sh").is_file()
         assert (REPO / "conf" / "mini" / f"finetune_{name}.yaml").is_file()
         assert (REPO / "conf" / "full" / f"finetune_{name}.yaml").is_file()
+
+
+def test_decoding_runs_where_it_can_by_default():
+    import torch
+
+    from metis_cli.errors import MetisError
+    from metis_cli.infer.options import DecodeOptions
+
+    placed = DecodeOptions().placed()  # auto: a GPU when one is visible (bf16 there), else the CPU in float32
+    gpu = torch.cuda.is_available()
+    assert (placed.device, placed.bf16) == (("cuda", True) if gpu else ("cpu", False))
+    assert DecodeOptions(device="cpu", bf16=True).placed().bf16 is True
+    if not gpu:
+        with pytest.raises(MetisError, match="--device cuda: no CUDA GPU is visible here"):
+            DecodeOptions(device="cuda").placed()

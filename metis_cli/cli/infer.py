@@ -26,6 +26,23 @@ CODEC_INPUT = typer.Option(
 )
 
 
+DEVICE = typer.Option("auto", help="auto (a GPU when one is visible, else the CPU), cpu, cuda or cuda:N.")
+BF16 = typer.Option(
+    None,
+    "--bf16/--no-bf16",
+    help="The transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16); default: on a GPU, not on a CPU.",
+)
+NO_WATERMARK = typer.Option(
+    False,
+    "--no-watermark",
+    help="Do not watermark the outputs (warns: they could no longer be identified as generated).",
+)
+WATERMARK_KEY = typer.Option(
+    None, help="Watermark key (default: $METIS_WATERMARK_KEY, else the public default; see metis detect)."
+)
+MODE = typer.Option(None, help="Omni models: the task to run (tts, vc, se or tse); single-task models run their own.")
+
+
 def resynth(
     data_dir: Path = typer.Argument(..., help="Data dir with ssl_tokens/ and acoustic_codes/ (for the prompts)."),
     out_dir: Path = typer.Argument(..., help="Decode dir to write: wav/, wav.scp, prompt.scp, decode.json."),
@@ -46,12 +63,8 @@ def resynth(
     stage1_opt: Optional[list[str]] = typer.Option(
         None, help="Stage-1 decoding setting: steps=25 cfg_scale=2.5 temperature=0.9."
     ),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    bf16: bool = typer.Option(
-        False,
-        "--bf16",
-        help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16: 1.5-3.5x faster here).",
-    ),
+    device: str = DEVICE,
+    bf16: Optional[bool] = BF16,
     oracle_codebooks: int = typer.Option(
         0,
         min=0,
@@ -110,17 +123,6 @@ STAGE1_OPT = typer.Option(
 S2A_OPT = typer.Option(
     None, help="S2A decoding setting, per codebook as a list: steps=[40,16,1] cfg_scale=[0,2.5] temperature=1.5."
 )
-DEVICE = typer.Option("cpu", help="cpu or cuda.")
-BF16 = typer.Option(False, "--bf16", help="Run the transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16).")
-NO_WATERMARK = typer.Option(
-    False,
-    "--no-watermark",
-    help="Do not watermark the outputs (warns: they could no longer be identified as generated).",
-)
-WATERMARK_KEY = typer.Option(
-    None, help="Watermark key (default: $METIS_WATERMARK_KEY, else the public default; see metis detect)."
-)
-MODE = typer.Option(None, help="Omni models: the task to run (tts, vc, se or tse); single-task models run their own.")
 
 
 def decode(
@@ -148,7 +150,7 @@ def decode(
     stage1_opt: Optional[list[str]] = STAGE1_OPT,
     s2a_opt: Optional[list[str]] = S2A_OPT,
     device: str = DEVICE,
-    bf16: bool = BF16,
+    bf16: Optional[bool] = BF16,
     no_watermark: bool = NO_WATERMARK,
     watermark_key: Optional[str] = WATERMARK_KEY,
     shuffle_video: bool = typer.Option(
@@ -225,7 +227,7 @@ def synth(
     stage1_opt: Optional[list[str]] = STAGE1_OPT,
     s2a_opt: Optional[list[str]] = S2A_OPT,
     device: str = DEVICE,
-    bf16: bool = BF16,
+    bf16: Optional[bool] = BF16,
     no_watermark: bool = NO_WATERMARK,
     watermark_key: Optional[str] = WATERMARK_KEY,
     codec_input: str = CODEC_INPUT,

@@ -71,12 +71,10 @@ def resynthesize(
     ``batched_cfg``: the two guidance branches as one batch (False: two passes; the same output)."""
     from metis_cli.codec.inference import load_codec
     from metis_cli.data.decode_dir import write_decode_dir
-    from metis_cli.env import check_device
 
-    options = options or DecodeOptions()
+    options = (options or DecodeOptions()).placed()
     device, bf16, seed, codec_input = options.device, options.bf16, options.seed, options.codec_input
     s2a_settings, stage1_settings = options.s2a, options.stage1
-    check_device(device)
     data_dir, out = Path(data_dir), Path(out_dir)
     arrays = UtteranceArrays([data_dir], ("ssl_tokens", "acoustic_codes"), min_frames=1)
     dtype = torch.bfloat16 if bf16 else torch.float32

@@ -158,11 +158,9 @@ class TaskModel:
         mode: str | None = None,
     ):
         from metis_cli.codec.inference import load_codec
-        from metis_cli.env import check_device
 
-        options = options or DecodeOptions()
+        options = (options or DecodeOptions()).placed()
         device, bf16 = options.device, options.bf16
-        check_device(device)
         config = read_exp_config(exp_dir)
         found = config.get("task")
         if not found:
@@ -427,7 +425,7 @@ def decode_task(
 
     data = DataDir(data_dir)
     durations = data.read("utt2dur") if data.has("utt2dur") else {}
-    generator = torch.Generator(device=options.device).manual_seed(options.seed)
+    generator = torch.Generator(device=model.device).manual_seed(options.seed)
 
     def decode_batch(batch: list[str]) -> tuple[dict, dict]:
         prepared, failed = [], {}
@@ -491,7 +489,7 @@ def synthesize(
     marker = marker_for(Path(exp_dir).name, options.watermark, options.watermark_key)
     started = time.time()
     prepared = model.prepare(item)
-    wav = model.generate([prepared], torch.Generator(device=options.device).manual_seed(options.seed))[0]
+    wav = model.generate([prepared], torch.Generator(device=model.device).manual_seed(options.seed))[0]
     if marker:
         wav = marker(wav, model.sample_rate)
     elapsed = time.time() - started
