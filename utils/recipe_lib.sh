@@ -1,6 +1,9 @@
-#!/usr/bin/env bash
-# The Metis recipe, shared by egs/{tts,vc,se,tse,l2s,omni}/run.sh, which set --task, --exp-dir and --config
-# egs/<task>/corpus.conf (where the data comes from: the embedded corpus by default, or your own).
+# shellcheck shell=bash disable=SC2034  # the options are read by egs/<task>/run.sh
+# The shared part of every recipe, sourced by egs/<task>/run.sh after it sets $task. It reads the options
+# (egs/<task>/corpus.conf first, the command line over it), checks them, and defines the shared stages 0-4
+# (stage_data, stage_ssl, stage_tokenize, stage_codec, stage_pretrain) and the helpers of each recipe's own
+# stages (stage_finetune, decode_set, link_references, score_and_report). No task is named in this file:
+# what differs between tasks is written in egs/<task>/run.sh.
 #
 #   bash egs/tts/run.sh                               # every stage, embedded corpus
 #   bash egs/se/run.sh --stage 5                      # SE from fine-tuning on (stages 0-4 done)
@@ -13,31 +16,27 @@
 # Stages (a stage runs when stage <= N <= stop_stage; each writes a .done marker after its outputs, so a
 # rerun skips finished work and a killed stage resumes; times go to <exp-dir>/stage_times.tsv):
 #   0 data      build the corpus once (local/data.sh: embedded, or metis data prepare), validate every set
-#   1 ssl       SSL features of train, dev (and the tts/l2s test set), train stats applied to all: <data-dir>/ssl/
+#   1 ssl       SSL features of the recipe's sets (train, dev; tts and l2s: the test set too), train stats
+#               applied to all: <data-dir>/ssl/
 #   2 tokenize  the SSL tokenizer on the train features (k-means, or with --tokenizer vq a learned VQ),
 #               SSL tokens of every set (<set>/ssl_tokens), quality report
 #   3 codec     train the acoustic codec (shared: <root>/exp/codec_<conf>), encode every set to
-#               <set>/acoustic_codes, resynthesise the test set (tts, l2s: the ceiling; scored as task resynth)
+#               <set>/acoustic_codes (tts, l2s: and resynthesise the test set, the ceiling)
 #   4 pretrain  stage-1 pre-training on the train set's SSL tokens (shared: <root>/exp/pretrain_<conf>),
-#               S2A training (shared: <root>/exp/s2a_<conf>; conf/full: two, <...>_coarse + <...>_fine);
-#               the tts recipe then hears them: S2A resynthesis of the test set from its ground-truth SSL
-#               tokens with a same-speaker prompt (task resynth), and prompted stage-1 generation (generate)
+#               S2A training (shared: <root>/exp/s2a_<conf>; conf/full: two, <...>_coarse + <...>_fine)
+#               (tts: and S2A resynthesis of the test set, and prompted stage-1 generation)
 #   5 finetune  fine-tune the pre-trained model for the task: <exp-dir>/<task>_<conf>
 #               (conf/<conf>/finetune_<task>.yaml; inputs made on the fly from the train set)
-#   6 decode    decode the task's test set with it: <exp-dir>/<task>_<conf>/decode_<test set>; l2s also
-#               with the video frames shuffled in time (<task>_<conf>_shuffled_video: must be far worse);
-#               omni: each task's test set (--omni-test-sets; decode_<task>_<set>) and TSE also text-guided
-#               (decode_tse_text_<set>)
-#   7 score     score every <exp-dir>/*/decode_*, the ground truth (the ceiling) and, for vc/se/tse, the
-#               unprocessed input (the floor); write <exp-dir>/RESULTS.md with the commands and stage times;
-#               omni: beside the single-task models' decodes of the same sets and their references
-#               (--compare-exp-dir, default egs/<task>/exp), when those recipes have run
+#   6 decode    decode the task's test set(s) with it: <exp-dir>/<task>_<conf>/decode_<set> (see run.sh)
+#   7 score     score every decode dir, the ground truth (the ceiling) and the unprocessed input (the floor)
+#               where the task has one; write <exp-dir>/RESULTS.md with the commands and stage times
 #
 # Options (--name value or --name=value; --stop-stage and --stop_stage are the same):
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+: "${task:?egs/<task>/run.sh sets task before it sources utils/recipe_lib.sh}"
+recipe_task=$task
 
-task=tts                   # tts, vc, se, tse, l2s or omni (set by egs/<task>/run.sh)
 stage=0
 stop_stage=100
 nj=2                       # parallel jobs of the data, feature, encoding and scoring stages
@@ -50,8 +49,6 @@ prepare_opts=""            # more options for metis data prepare, e.g. "--train-
 train_set=mini_train       # sets in <data-dir> (egs/<task>/corpus.conf names them)
 dev_set=mini_dev
 test_set=mini_test
-omni_test_sets=""          # omni: <task>:<set> pairs decoded in stage 6, e.g. "tts:mini_test se:mini_se_test"
-compare_exp_dir=$root/egs/TASK/exp  # omni: the single-task recipes' exp dirs to compare with (TASK: each task)
 seed=0
 exp_dir=""                 # default: <root>/egs/<task>/exp
 ssl_extractor=builtin      # or a local w2v-BERT 2.0 / HuBERT / WavLM model dir
@@ -74,45 +71,27 @@ finetune_overrides=""      # key=value overrides of finetune_<task>.yaml, e.g. "
 finetune_dir=""            # default: <exp-dir>/<task>_<name of config_dir>
 decode_opts="--bf16"       # extra options for metis decode, e.g. "--stage1-opt steps=10"
 score_opts=""              # extra options for metis score, e.g. "--asr /models/whisper-large-v3"
-invocation=""              # the command line, as egs/<task>/run.sh passes it (for RESULTS.md)
-help_message=$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
-  sed -n '/^task=/,/^invocation=/p' "${BASH_SOURCE[0]}" | sed -E ':a; s/^([a-z0-9-]+)_([a-z0-9_]*=)/\1-\2/; ta; s/^([a-z0-9-]+)=/  --\1 /')
+help_message=$(sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+  echo
+  sed -n '/^#   bash egs/,/^# Options/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '/^stage=0/,/^score_opts=/p' "${BASH_SOURCE[0]}" | sed -E ':a; s/^([a-z0-9-]+)_([a-z0-9_]*=)/\1-\2/; ta; s/^([a-z0-9-]+)=/  --\1 /')
+invocation="bash egs/$task/run.sh$([ $# -eq 0 ] || printf ' %q' "$@")"  # the command line, for RESULTS.md
 
+set -- --config "$root/egs/$task/corpus.conf" "$@"
 . "$root/utils/parse_options.sh"
 . "$root/utils/log.sh"
 
+[ "$task" = "$recipe_task" ] || die "--task $task: egs/$recipe_task/run.sh runs $recipe_task; run egs/$task/run.sh"
 last_stage=7
 [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -le $last_stage ] || die "--stage '$stage': give a stage number in 0..$last_stage (see --help)"
 [[ $stop_stage =~ ^[0-9]+$ ]] || die "--stop-stage '$stop_stage': give a stage number in $stage..$last_stage (see --help)"
 [ "$stop_stage" -ge "$stage" ] || die "--stop-stage $stop_stage is before --stage $stage: nothing would run; give a stop stage in $stage..$last_stage"
 [[ $nj =~ ^[1-9][0-9]*$ ]] || die "--nj '$nj': give a number of parallel jobs, 1 or more"
 command -v metis >/dev/null || die "the metis command is not installed; run: bash tools/install.sh"
-# input_scp_of <task>: the scp of the unprocessed input a task's output is scored against (the floor), or
-# nothing: TTS has none; L2S's floor is the same model with the video shuffled (stage 6); an Omni model's
-# floors come with each task's test set (stage 7).
-input_scp_of() {
-  metis tasks "$1" --field floor_scp
-}
-case $task in
-  tts|vc|se|tse|l2s|omni) ;;
-  *) die "unknown --task $task: choose tts, vc, se, tse, l2s or omni" ;;
-esac
 case $tokenizer in
   kmeans|vq) ;;
   *) die "unknown --tokenizer $tokenizer: choose kmeans or vq" ;;
 esac
-if [ "$task" = omni ]; then
-  [ -n "$omni_test_sets" ] || die "--task omni needs --omni-test-sets (egs/omni/corpus.conf sets them)"
-  for pair in $omni_test_sets; do
-    [[ $pair =~ ^(tts|vc|se|tse):[^:]+$ ]] || die "--omni-test-sets: '$pair' is not <tts|vc|se|tse>:<set>"
-  done
-fi
-# Lip-to-speech needs mouth videos from fine-tuning on; the embedded corpus's large size renders none.
-l2s_needs_videos=false
-[ "$task" = l2s ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 5 ] && l2s_needs_videos=true
-if $l2s_needs_videos && [ "$corpus" = mini ] && [ "$mini_size" = large ]; then
-  die "--mini-size large has no mouth videos: lip-to-speech needs --mini-size default or tiny (or --stop-stage 4)"
-fi
 [ -n "$exp_dir" ] || exp_dir=$root/egs/$task/exp
 case $ngpu in
   0) export CUDA_VISIBLE_DEVICES="" ;;  # CPU only, even on a GPU machine
@@ -123,8 +102,9 @@ esac
 trainer=(metis)
 [ "$ngpu" -gt 1 ] && trainer=(torchrun --standalone --nproc_per_node "$ngpu" -m metis_cli)
 
-# in_stage N NAME: true when stage N is within --stage..--stop-stage; logs it and starts its clock.
-# end_stage: appends "<stage> <name> <seconds> <finished at> <command>" to <exp-dir>/stage_times.tsv.
+# in_stage N NAME: true when stage N is within --stage..--stop-stage ([ $stage -le N ] && [ $stop_stage -ge N ]);
+# logs it and starts its clock. end_stage: appends "<stage> <name> <seconds> <finished at> <command>" to
+# <exp-dir>/stage_times.tsv.
 in_stage() {
   [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
   stage_id=$1 stage_name=$2 stage_start=$(date +%s)
@@ -133,26 +113,16 @@ in_stage() {
 end_stage() {
   mkdir -p "$exp_dir"
   printf '%s\t%s\t%s\t%s\t%s\n' "$stage_id" "$stage_name" "$(($(date +%s) - stage_start))" "$(date '+%F %T')" \
-    "${invocation:-bash utils/recipe.sh}" >> "$exp_dir/stage_times.tsv"
+    "$invocation" >> "$exp_dir/stage_times.tsv"
 }
 
-# Sets computed by stages 1-3: the train and dev sets, and the tts/l2s test set (resynthesised in stages 3-4).
-ssl_sets="$train_set $dev_set"
-case $task in tts|l2s) ssl_sets="$ssl_sets $test_set" ;; esac
-
-if in_stage 0 data; then
-  bash "$root/local/data.sh" --corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" \
-    --mini-size "$mini_size" --prepare-opts "$prepare_opts" --seed "$seed" --nj "$nj"
-  end_stage
-fi
-omni_sets=""
-for pair in $omni_test_sets; do omni_sets="$omni_sets ${pair#*:}"; done
-for set in $train_set $dev_set $test_set $omni_sets; do
-  [ -d "$data_dir/$set" ] || [ "$stop_stage" -lt 1 ] || die "$data_dir/$set does not exist: run stage 0 first (or check --data-dir, --*-set)"
-  if $l2s_needs_videos && [ -d "$data_dir/$set" ] && [ ! -f "$data_dir/$set/video.scp" ] && [ ! -f "$data_dir/$set/feats.scp" ]; then
-    die "$data_dir/$set has no video.scp (nor visual feats.scp): lip-to-speech needs mouth videos (the embedded corpus renders them at --mini-size default or tiny)"
-  fi
-done
+# require_sets SET...: every set exists (stage 0 made it), unless only stage 0 runs.
+require_sets() {
+  local set
+  for set in "$@"; do
+    [ -d "$data_dir/$set" ] || [ "$stop_stage" -lt 1 ] || die "$data_dir/$set does not exist: run stage 0 first (or check --data-dir, --*-set)"
+  done
+}
 
 if [ "$ssl_extractor" = builtin ]; then
   ssl_name=builtin
@@ -169,49 +139,6 @@ if [ -z "$tokenizer_dir" ]; then
   esac
 fi
 
-if in_stage 1 ssl; then
-  log "$ssl_extractor features in $ssl_dir"
-  for set in $ssl_sets; do
-    [ -f "$ssl_dir/$set/.done" ] && continue
-    stats_opt=""
-    [ "$set" != "$train_set" ] && stats_opt="--stats $ssl_dir/$train_set/stats.safetensors"
-    # shellcheck disable=SC2086
-    metis extract-ssl "$data_dir/$set" "$ssl_dir/$set" --extractor "$ssl_extractor" $layer_opt --nj "$nj" $stats_opt
-  done
-  end_stage
-fi
-
-if in_stage 2 tokenize; then
-  for set in $ssl_sets; do
-    [ -f "$ssl_dir/$set/.done" ] || die "$ssl_dir/$set is missing: run stage 1 first"
-  done
-  if [ "$tokenizer" = kmeans ]; then
-    log "k-means ($n_clusters clusters) in $tokenizer_dir"
-    [ -f "$tokenizer_dir/kmeans.safetensors" ] ||
-      metis kmeans "$ssl_dir/$train_set" "$tokenizer_dir" --n-clusters "$n_clusters" --portion "$kmeans_portion"
-  elif [ ! -f "$tokenizer_dir/vq.safetensors" ]; then
-    [ "$(basename "$tokenizer_dir")" = tokenizer ] ||
-      die "--tokenizer-dir $tokenizer_dir holds no VQ tokenizer; one to train must be <exp>/tokenizer (metis train-vq writes it there)"
-    log "VQ tokenizer ($n_clusters codes): $config_dir/vq.yaml in $(dirname "$tokenizer_dir")"
-    # shellcheck disable=SC2086
-    "${trainer[@]}" train-vq "$ssl_dir/$train_set" "$(dirname "$tokenizer_dir")" --config "$config_dir/vq.yaml" \
-      --val-feats "$ssl_dir/$dev_set" model.codebook_size="$n_clusters" $vq_overrides
-  fi
-  for set in $ssl_sets; do
-    tokens=$data_dir/$set/ssl_tokens
-    # Tokens made with another tokenizer are redone; the marker names the tokenizer they came from.
-    if [ "$(cat "$tokens/.done" 2>/dev/null)" != "$tokenizer_dir" ]; then
-      rm -rf "$tokens"
-      metis tokenize "$tokens" --model "$tokenizer_dir" --tokenizer "$tokenizer" --feats "$ssl_dir/$set"
-      echo "$tokenizer_dir" > "$tokens/.done"
-    fi
-  done
-  if [ -f "$data_dir/$dev_set/phones.ctm" ]; then  # phone alignments: the embedded corpus has them
-    metis token-report "$data_dir/$dev_set/ssl_tokens" --phones "$data_dir/$dev_set/phones.ctm" --json "$tokenizer_dir/quality_$dev_set.json"
-  fi
-  end_stage
-fi
-
 conf_name=$(basename "$config_dir")
 codec_variant=${codec_config%.yaml}
 codec_variant=${codec_variant#codec}
@@ -219,6 +146,14 @@ codec_variant=${codec_variant#codec}
 [ -n "$pretrain_dir" ] || pretrain_dir=$root/exp/pretrain_$conf_name
 [ -n "$s2a_dir" ] || s2a_dir=$root/exp/s2a_$conf_name
 [ -n "$finetune_dir" ] || finetune_dir=$exp_dir/${task}_$conf_name
+
+s2a_opts=""
+if [ -f "$config_dir/s2a.yaml" ]; then  # one S2A model for every codebook
+  s2a_dirs=$s2a_dir
+else  # the reference's split: codebook 0, then codebooks 1..
+  s2a_dirs="${s2a_dir}_coarse ${s2a_dir}_fine"
+fi
+for d in $s2a_dirs; do s2a_opts="$s2a_opts --s2a $d"; done
 
 # train <kind> <config> <exp dir> <what its data came from> <overrides>: trains once; an experiment made
 # from other data, tokens or codes is not silently reused nor deleted.
@@ -236,11 +171,65 @@ train() {
   echo "$inputs" > "$dir/.done"
 }
 
-if in_stage 3 codec; then
+# --- the shared stages ---------------------------------------------------------------------------
+
+stage_data() {
+  bash "$root/local/data.sh" --corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" \
+    --mini-size "$mini_size" --prepare-opts "$prepare_opts" --seed "$seed" --nj "$nj"
+}
+
+# stage_ssl SET...: SSL features of the sets (the train set first: its stats normalise the others).
+stage_ssl() {
+  local set stats_opt
+  log "$ssl_extractor features in $ssl_dir"
+  for set in "$@"; do
+    [ -f "$ssl_dir/$set/.done" ] && continue
+    stats_opt=""
+    [ "$set" != "$train_set" ] && stats_opt="--stats $ssl_dir/$train_set/stats.safetensors"
+    # shellcheck disable=SC2086
+    metis extract-ssl "$data_dir/$set" "$ssl_dir/$set" --extractor "$ssl_extractor" $layer_opt --nj "$nj" $stats_opt
+  done
+}
+
+# stage_tokenize SET...: the SSL tokenizer (k-means or VQ) on the train features, the tokens of the sets.
+stage_tokenize() {
+  local set tokens
+  for set in "$@"; do
+    [ -f "$ssl_dir/$set/.done" ] || die "$ssl_dir/$set is missing: run stage 1 first"
+  done
+  if [ "$tokenizer" = kmeans ]; then
+    log "k-means ($n_clusters clusters) in $tokenizer_dir"
+    [ -f "$tokenizer_dir/kmeans.safetensors" ] ||
+      metis kmeans "$ssl_dir/$train_set" "$tokenizer_dir" --n-clusters "$n_clusters" --portion "$kmeans_portion"
+  elif [ ! -f "$tokenizer_dir/vq.safetensors" ]; then
+    [ "$(basename "$tokenizer_dir")" = tokenizer ] ||
+      die "--tokenizer-dir $tokenizer_dir holds no VQ tokenizer; one to train must be <exp>/tokenizer (metis train-vq writes it there)"
+    log "VQ tokenizer ($n_clusters codes): $config_dir/vq.yaml in $(dirname "$tokenizer_dir")"
+    # shellcheck disable=SC2086
+    "${trainer[@]}" train-vq "$ssl_dir/$train_set" "$(dirname "$tokenizer_dir")" --config "$config_dir/vq.yaml" \
+      --val-feats "$ssl_dir/$dev_set" model.codebook_size="$n_clusters" $vq_overrides
+  fi
+  for set in "$@"; do
+    tokens=$data_dir/$set/ssl_tokens
+    # Tokens made with another tokenizer are redone; the marker names the tokenizer they came from.
+    if [ "$(cat "$tokens/.done" 2>/dev/null)" != "$tokenizer_dir" ]; then
+      rm -rf "$tokens"
+      metis tokenize "$tokens" --model "$tokenizer_dir" --tokenizer "$tokenizer" --feats "$ssl_dir/$set"
+      echo "$tokenizer_dir" > "$tokens/.done"
+    fi
+  done
+  if [ -f "$data_dir/$dev_set/phones.ctm" ]; then  # phone alignments: the embedded corpus has them
+    metis token-report "$data_dir/$dev_set/ssl_tokens" --phones "$data_dir/$dev_set/phones.ctm" --json "$tokenizer_dir/quality_$dev_set.json"
+  fi
+}
+
+# stage_codec SET...: the acoustic codec (trained once, shared), the codes of the sets.
+stage_codec() {
+  local set codes
   [ -f "$config_dir/$codec_config" ] || die "--codec-config $codec_config: no such file in $config_dir"
   log "$config_dir/$codec_config in $codec_dir"
   train codec "$config_dir/$codec_config" "$codec_dir" "$data_dir/$train_set" "$codec_overrides"
-  for set in $ssl_sets; do
+  for set in "$@"; do
     codes=$data_dir/$set/acoustic_codes
     if [ "$(cat "$codes/.done" 2>/dev/null)" != "$codec_dir" ]; then
       rm -rf "$codes"
@@ -248,52 +237,48 @@ if in_stage 3 codec; then
       echo "$codec_dir" > "$codes/.done"
     fi
   done
-  resynth=$exp_dir/codec_resynth/decode_$test_set
-  if [[ $task =~ ^(tts|l2s)$ ]] && [ ! -f "$resynth/decode.json" ]; then
-    metis codec decode "$codec_dir" "$data_dir/$test_set/acoustic_codes" "$resynth" --data "$data_dir/$test_set"
-  fi
-  end_stage
-fi
+}
 
-s2a_opts=""
-if [ -f "$config_dir/s2a.yaml" ]; then  # one S2A model for every codebook
-  s2a_dirs=$s2a_dir
-else  # the reference's split: codebook 0, then codebooks 1..
-  s2a_dirs="${s2a_dir}_coarse ${s2a_dir}_fine"
-fi
-for d in $s2a_dirs; do s2a_opts="$s2a_opts --s2a $d"; done
-
-if in_stage 4 pretrain; then
-  for set in $ssl_sets; do
+# stage_pretrain SET...: stage-1 pre-training and S2A (each trained once, shared); the sets' tokens and codes
+# must be there.
+stage_pretrain() {
+  local set part
+  for set in "$@"; do
     [ -f "$data_dir/$set/ssl_tokens/.done" ] || die "$data_dir/$set/ssl_tokens is missing: run stage 2 first"
     [ -f "$data_dir/$set/acoustic_codes/.done" ] || die "$data_dir/$set/acoustic_codes is missing: run stage 3 first"
   done
   log "$config_dir/pretrain.yaml in $pretrain_dir"
   train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$tokenizer_dir" "$pretrain_overrides"
-  inputs="$tokenizer_dir $codec_dir"
   if [ -f "$config_dir/s2a.yaml" ]; then
     log "S2A: $config_dir/s2a.yaml in $s2a_dir"
-    train s2a "$config_dir/s2a.yaml" "$s2a_dir" "$inputs" "$s2a_overrides"
+    train s2a "$config_dir/s2a.yaml" "$s2a_dir" "$tokenizer_dir $codec_dir" "$s2a_overrides"
   else
     for part in coarse fine; do
       log "S2A: $config_dir/s2a_$part.yaml in ${s2a_dir}_$part"
-      train s2a "$config_dir/s2a_$part.yaml" "${s2a_dir}_$part" "$inputs" "$s2a_overrides"
+      train s2a "$config_dir/s2a_$part.yaml" "${s2a_dir}_$part" "$tokenizer_dir $codec_dir" "$s2a_overrides"
     done
   fi
-  resynth=$exp_dir/s2a_resynth/decode_$test_set
-  if [ "$task" = tts ] && [ ! -f "$resynth/decode.json" ]; then
-    # shellcheck disable=SC2086
-    metis resynth "$data_dir/$test_set" "$resynth" $s2a_opts --codec "$codec_dir" $resynth_opts
-  fi
-  generate=$exp_dir/pretrain_generate/decode_$test_set
-  if [ "$task" = tts ] && [ ! -f "$generate/decode.json" ]; then
-    # shellcheck disable=SC2086
-    metis resynth "$data_dir/$test_set" "$generate" $s2a_opts --codec "$codec_dir" --stage1 "$pretrain_dir" $resynth_opts
-  fi
-  end_stage
-fi
+}
 
-if in_stage 5 finetune; then
+# --- helpers of each recipe's own stages -------------------------------------------------------
+
+# codec_resynth SET: the set resynthesised by the codec from its codes (the ceiling of what S2A can reach).
+codec_resynth() {
+  local out=$exp_dir/codec_resynth/decode_$1
+  [ -f "$out/decode.json" ] || metis codec decode "$codec_dir" "$data_dir/$1/acoustic_codes" "$out" --data "$data_dir/$1"
+}
+
+# resynth SET NAME [metis resynth options]: S2A (and with --stage1, the pre-trained model) heard on SET.
+resynth() {
+  local set=$1 out=$exp_dir/$2/decode_$1
+  shift 2
+  [ -f "$out/decode.json" ] && return 0
+  # shellcheck disable=SC2086
+  metis resynth "$data_dir/$set" "$out" $s2a_opts --codec "$codec_dir" "$@" $resynth_opts
+}
+
+# stage_finetune: the task model (conf/<conf>/finetune_<task>.yaml) from the pre-trained one, once.
+stage_finetune() {
   [ -f "$pretrain_dir/.done" ] || die "$pretrain_dir is not trained: run stage 4 first"
   log "$config_dir/finetune_$task.yaml in $finetune_dir"
   if [ -f "$finetune_dir/.done" ]; then
@@ -305,8 +290,12 @@ if in_stage 5 finetune; then
       --init "$pretrain_dir" --train-data "$data_dir/$train_set" --val-data "$data_dir/$dev_set"
     echo "$pretrain_dir" > "$finetune_dir/.done"
   fi
-  end_stage
-fi
+}
+
+# require_finetuned: stage 6 needs stage 5's model.
+require_finetuned() {
+  [ -f "$finetune_dir/.done" ] || die "$finetune_dir is not fine-tuned: run stage 5 first"
+}
 
 # decode_set <set> <decode dir> [metis decode options]: decodes once; utterances with bad inputs are
 # skipped (and scored as missing), nothing decoded at all is fatal.
@@ -323,24 +312,6 @@ decode_set() {
   fi
 }
 
-if in_stage 6 decode; then
-  [ -f "$finetune_dir/.done" ] || die "$finetune_dir is not fine-tuned: run stage 5 first"
-  if [ "$task" = omni ]; then
-    for pair in $omni_test_sets; do
-      mode=${pair%%:*} set=${pair#*:}
-      decode_set "$set" "$finetune_dir/decode_${mode}_$set" --mode "$mode"
-      # Text-guided TSE, a combination Omni never trained on: the target's words as the prefix too.
-      [ "$mode" = tse ] && decode_set "$set" "$finetune_dir/decode_tse_text_$set" --mode tse --text-guided
-    done
-  else
-    decode_set "$test_set" "$finetune_dir/decode_$test_set"
-  fi
-  if [ "$task" = l2s ]; then
-    decode_set "$test_set" "$exp_dir/$(basename "$finetune_dir")_shuffled_video/decode_$test_set" --shuffle-video
-  fi
-  end_stage
-fi
-
 # link_references <task> <set> <input scp or ""> : the ground truth (ceiling) and the unprocessed input (floor)
 link_references() {
   local ground_truth=$exp_dir/ground_truth/decode_$2 input=$exp_dir/input/decode_$2
@@ -348,36 +319,19 @@ link_references() {
   [ -z "$3" ] || [ -f "$input/decode.json" ] || metis link-decode "$data_dir/$2" "$input" --task "$1" --scp "$3"
 }
 
-if in_stage 7 score; then
-  if [ "$task" = omni ]; then
-    scored=()
-    for pair in $omni_test_sets; do
-      mode=${pair%%:*} set=${pair#*:}
-      scp=$(input_scp_of "$mode")
-      scored+=("$finetune_dir"/decode_*_"$set")
-      # The single-task recipe's decode of this set and its references, when it has run (already
-      # scored: one scoring of each reference); otherwise references of our own.
-      single=${compare_exp_dir//TASK/$mode}
-      if [ -f "$single/ground_truth/decode_$set/decode.json" ]; then
-        scored+=("$single/ground_truth/decode_$set")
-        [ -z "$scp" ] || [ ! -f "$single/input/decode_$set/decode.json" ] || scored+=("$single/input/decode_$set")
-      else
-        link_references "$mode" "$set" "$scp"
-        scored+=("$exp_dir/ground_truth/decode_$set")
-        [ -z "$scp" ] || scored+=("$exp_dir/input/decode_$set")
-      fi
-      [ -f "$single/${mode}_$conf_name/decode_$set/decode.json" ] && scored+=("$single/${mode}_$conf_name/decode_$set")
-    done
-  else
-    link_references "$task" "$test_set" "$(input_scp_of "$task")"
-    scored=("$exp_dir"/*/decode_*)
-  fi
+# floor_scp_of TASK: the scp of the unprocessed input a task's output is scored against (the floor), or
+# nothing (the task registry: metis tasks TASK).
+floor_scp_of() {
+  metis tasks "$1" --field floor_scp
+}
+
+# score_and_report DECODE_DIR...: scores them (each once; a rerun adds what is new) and writes
+# <exp-dir>/RESULTS.md with the commands and stage times.
+score_and_report() {
   # shellcheck disable=SC2086
-  metis score "${scored[@]}" --nj "$nj" $score_opts
+  metis score "$@" --nj "$nj" $score_opts
   end_stage
-  metis results "${scored[@]}" -o "$exp_dir/RESULTS.md" --title "$task: $corpus corpus, $conf_name configs" \
+  metis results "$@" -o "$exp_dir/RESULTS.md" --title "$task: $corpus corpus, $conf_name configs" \
     --stage-times "$exp_dir/stage_times.tsv"
   log "results in $exp_dir/RESULTS.md; listen in $exp_dir/ground_truth/decode_*/scores/report.html"
-fi
-
-log "Done: stages $stage..$stop_stage"
+}
