@@ -854,3 +854,27 @@ def test_lip_to_speech_refuses_a_video_that_does_not_cover_its_audio(models, tmp
     assert result.exit_code == 1, result.output
     assert f"short.mp4 (utterance '{utt}'): the video lasts 0.40 s but the audio" in message, message
     assert "Traceback" not in result.output
+
+
+def test_a_model_fine_tuned_with_its_decoders_decodes_without_naming_them(models, tmp_path):
+    from metis_cli.config import read_exp_config
+
+    exp = tmp_path / "se"
+    decoders = ["--s2a", str(models["s2a"]), "--codec", str(models["codec"])]
+    result = finetune(models, "se", exp, "train.max_steps=1", *decoders)
+    assert result.exit_code == 0, result.output
+    s2a, codec = str(models["s2a"].resolve()), str(models["codec"].resolve())
+    assert read_exp_config(exp)["decoder"] == {"s2a": [s2a], "codec": codec}
+    data = models["corpus"] / "mini_se_test"
+    steps = ["--stage1-opt", "steps=1", "--s2a-opt", "steps=[1]", "--no-watermark"]
+    result = runner.invoke(
+        app, ["decode", str(data), "--task", "se", "--model", str(exp), *steps, "--out", str(tmp_path / "d")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "d" / "decode.json").read_text())["codec"] == codec
+    plain = tmp_path / "plain"
+    assert finetune(models, "se", plain, "train.max_steps=1").exit_code == 0
+    result = runner.invoke(app, ["decode", str(data), "--task", "se", "--model", str(plain), *steps])
+    assert result.exit_code == 1 and "records no S2A model and codec to decode with: give --s2a and --codec" in (
+        " ".join(result.output.split())
+    )

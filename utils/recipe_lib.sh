@@ -287,7 +287,7 @@ stage_finetune() {
   else
     # shellcheck disable=SC2086
     "${trainer[@]}" finetune "$config_dir/finetune_$task.yaml" "$finetune_dir" $finetune_overrides --task "$task" \
-      --init "$pretrain_dir" --train-data "$data_dir/$train_set" --val-data "$data_dir/$dev_set"
+      --init "$pretrain_dir" $s2a_opts --codec "$codec_dir" --train-data "$data_dir/$train_set" --val-data "$data_dir/$dev_set"
     echo "$pretrain_dir" > "$finetune_dir/.done"
   fi
 }

@@ -114,7 +114,7 @@ def resynth(
 
 
 MODEL_HELP = "Experiment dir of the fine-tuned task model (`metis finetune`)."
-S2A_HELP = "S2A experiment dir (repeat for a split model: coarse, then fine)."
+S2A_HELP = "S2A experiment dir (repeat for a split model: coarse, then fine; default: those the model records)."
 # Options that decode and synth share (Typer reads them as defaults; one declaration serves both).
 STAGE1_OPT = typer.Option(
     None,
@@ -142,8 +142,8 @@ def decode(
         "text-guided TSE.",
     ),
     model: Path = typer.Option(..., help=MODEL_HELP),
-    s2a: list[Path] = typer.Option(..., help=S2A_HELP),
-    codec: Path = typer.Option(..., help="Codec experiment dir."),
+    s2a: Optional[list[Path]] = typer.Option(None, help=S2A_HELP),
+    codec: Optional[Path] = typer.Option(None, help="Codec experiment dir (default: the one the model records)."),
     out: Optional[Path] = typer.Option(None, help="Decode dir to write (default: <model>/decode_<set>)."),
     batch_size: int = typer.Option(8, min=1, help="Utterances decoded together."),
     seed: int = typer.Option(0),
@@ -202,8 +202,8 @@ def synth(
     ),
     mode: Optional[str] = MODE,
     model: Path = typer.Option(..., help=MODEL_HELP),
-    s2a: list[Path] = typer.Option(..., help=S2A_HELP),
-    codec: Path = typer.Option(..., help="Codec experiment dir."),
+    s2a: Optional[list[Path]] = typer.Option(None, help=S2A_HELP),
+    codec: Optional[Path] = typer.Option(None, help="Codec experiment dir (default: the one the model records)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output .wav (written only when everything succeeded)."),
     text: Optional[str] = typer.Option(
         None, help="tts: the words to say; omni with --src/--noisy/--mix: the target's words (text-guided)."

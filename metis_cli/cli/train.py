@@ -62,6 +62,15 @@ def _run(
     )
 
 
+def decoder_dirs(s2a, codec) -> dict:
+    """The S2A and codec dirs a fine-tuned model records (config section ``decoder``)."""
+    from metis_cli.errors import MetisError
+
+    if not (s2a and codec):
+        raise MetisError("give both --s2a and --codec (the S2A model(s) and the codec the model is decoded with)")
+    return {"s2a": [str(Path(d).resolve()) for d in s2a], "codec": str(Path(codec).resolve())}
+
+
 def pretrain(
     config: Path = typer.Argument(..., help="YAML config (conf/mini/pretrain.yaml, conf/full/pretrain.yaml)."),
     exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, metrics."),
@@ -126,6 +135,13 @@ def finetune(
         ..., help="tts, vc, se, tse, l2s or omni (TTS, VC, SE and TSE in one model: conf/*/finetune_omni.yaml)."
     ),
     init: Path = typer.Option(..., help="Experiment dir of the pre-trained stage-1 model (`metis pretrain`)."),
+    s2a: Optional[list[Path]] = typer.Option(
+        None,
+        help="S2A experiment dir(s) the model is decoded with, recorded so that decode and synth need not repeat them.",
+    ),
+    codec: Optional[Path] = typer.Option(
+        None, help="Codec experiment dir the model is decoded with, recorded likewise."
+    ),
     train_data: Optional[list[Path]] = typer.Option(
         None, help="Clean data dir with wav.scp, ssl_tokens/ (and text for TTS); repeat for several."
     ),
@@ -157,4 +173,5 @@ def finetune(
         print_config,
         task=task,
         init={"exp_dir": str(init.resolve())},
+        **({"decoder": decoder_dirs(s2a, codec)} if s2a or codec else {}),
     )

@@ -161,6 +161,13 @@ class TaskModel:
 
         options = (options or DecodeOptions()).placed()
         device, bf16 = options.device, options.bf16
+        recorded = read_exp_config(exp_dir).get("decoder") or {}
+        s2a_dirs, codec_dir = s2a_dirs or recorded.get("s2a"), codec_dir or recorded.get("codec")
+        if not s2a_dirs or not codec_dir:
+            raise MetisError(
+                f"{exp_dir} records no S2A model and codec to decode with: give --s2a and --codec (or fine-tune "
+                "it with them)"
+            )
         config = read_exp_config(exp_dir)
         found = config.get("task")
         if not found:

@@ -62,7 +62,7 @@ class FinetuneDataConfig(DataConfig):
 
 class FinetuneLearner(TokenLearner):
     kinds = ("ssl_tokens",)
-    extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl", "mixture")
+    extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl", "mixture", "decoder")
     data_config = FinetuneDataConfig
     name = "stage1"
     streams = False

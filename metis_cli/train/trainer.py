@@ -68,6 +68,8 @@ RESUMABLE_KEYS = {
     "train.ckpt_every",
     "train.val_every",
     "train.keep_checkpoints",
+    "decoder.s2a",  # the S2A and codec a fine-tuned model is decoded with (recorded, not trained)
+    "decoder.codec",
 }
 
 
