@@ -161,13 +161,6 @@ class TaskModel:
 
         options = (options or DecodeOptions()).placed()
         device, bf16 = options.device, options.bf16
-        recorded = read_exp_config(exp_dir).get("decoder") or {}
-        s2a_dirs, codec_dir = s2a_dirs or recorded.get("s2a"), codec_dir or recorded.get("codec")
-        if not s2a_dirs or not codec_dir:
-            raise MetisError(
-                f"{exp_dir} records no S2A model and codec to decode with: give --s2a and --codec (or fine-tune "
-                "it with them)"
-            )
         config = read_exp_config(exp_dir)
         found = config.get("task")
         if not found:
@@ -177,6 +170,13 @@ class TaskModel:
             )
         if task is not None and get_task(task, fine_tuned=True).name != found:
             raise MetisError(f"{exp_dir} holds a {found} model, not {task}; give the experiment dir of a {task} model")
+        recorded = config.get("decoder") or {}
+        s2a_dirs, codec_dir = s2a_dirs or recorded.get("s2a"), codec_dir or recorded.get("codec")
+        if not s2a_dirs or not codec_dir:
+            raise MetisError(
+                f"{exp_dir} records no S2A model and codec to decode with: give --s2a and --codec (or fine-tune "
+                "it with them)"
+            )
         # model_task: what the model was trained for; task: what it decodes (an Omni model: the mode)
         self.model_task, self.task = found, check_mode(mode, found)
         self.exp_dir, self.device = Path(exp_dir), device
