@@ -135,8 +135,8 @@ def test_tasks_prints_the_registry_and_single_fields():
     # every fine-tuned task has its recipe and its mini and full fine-tuning configs
     for name in FINE_TUNED:
         assert (REPO / "egs" / name / "run.sh").is_file()
-        assert (REPO / "conf" / "mini" / f"finetune_{name}.yaml").is_file()
-        assert (REPO / "conf" / "full" / f"finetune_{name}.yaml").is_file()
+        assert (REPO / "egs" / name / "conf" / "mini" / "finetune.yaml").is_file()
+        assert (REPO / "egs" / name / "conf" / "full" / "finetune.yaml").is_file()
 
 
 def test_decoding_runs_where_it_can_by_default():

@@ -175,7 +175,7 @@ def finetune(models, task, exp, *overrides, train_data=None):
         app,
         [
             "finetune",
-            str(REPO / "conf" / "mini" / f"finetune_{task}.yaml"),
+            str(REPO / "egs" / task / "conf" / "mini" / "finetune.yaml"),
             str(exp),
             *TUNE,
             "train.max_steps=2",
@@ -406,9 +406,8 @@ def test_the_fine_tuned_model_starts_as_the_pre_trained_one(models, tmp_path):
     from metis_cli.train.finetune import FinetuneLearner
     from metis_cli.train.trainer import TrainConfig, Trainer
 
-    cfg = load_config(
-        REPO / "conf" / "mini" / "finetune_vc.yaml", TUNE + ["adaptation.dropout=0.0"], FinetuneLearner.resolve
-    )
+    config = REPO / "egs" / "vc" / "conf" / "mini" / "finetune.yaml"
+    cfg = load_config(config, TUNE + ["adaptation.dropout=0.0"], FinetuneLearner.resolve)
     cfg["init"] = {"exp_dir": str(models["pretrain"])}
     trainer = Trainer(tmp_path / "vc", cfg, TrainConfig.from_dict(cfg["train"]))
     learner = FinetuneLearner(trainer, cfg, [models["corpus"] / "mini_train"])
@@ -635,7 +634,7 @@ def test_l2s_reads_the_lips_and_takes_precomputed_features(models, tuned, tmp_pa
         app,
         [
             "finetune",
-            str(REPO / "conf" / "mini" / "finetune_l2s.yaml"),
+            str(REPO / "egs" / "l2s" / "conf" / "mini" / "finetune.yaml"),
             str(tmp_path / "exp"),
             *TUNE,
             "train.max_steps=2",

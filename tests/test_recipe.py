@@ -34,6 +34,8 @@ def test_help_lists_stages():
         and "  --data-dir $root/data/mini" in result.stdout
     )
     options = result.stdout.split("Options")[1].splitlines()[1:]
+    assert '  --finetune-config ""' in result.stdout
+    assert "egs/<task>/conf/<name of config_dir>/finetune.yaml" in result.stdout
     assert '  --s2a-overrides ""' in result.stdout and all(line.startswith("  --") for line in options if line.strip())
 
 
@@ -444,7 +446,7 @@ def test_shipped_configs_stop_on_steps_not_minutes():
     """A recipe's result must not depend on how busy the machine is: no shipped config sets a time budget."""
     import yaml
 
-    configs = sorted((REPO / "conf").glob("*/*.yaml"))
+    configs = sorted((REPO / "conf").glob("*/*.yaml")) + sorted((REPO / "egs").glob("*/conf/*/*.yaml"))
     assert len(configs) >= 20
     for path in configs:
         train = yaml.safe_load(path.read_text()).get("train", {})

@@ -26,7 +26,7 @@
 #               S2A training (shared: <root>/exp/s2a_<conf>; conf/full: two, <...>_coarse + <...>_fine)
 #               (tts: and S2A resynthesis of the test set, and prompted stage-1 generation)
 #   5 finetune  fine-tune the pre-trained model for the task: <exp-dir>/<task>_<conf>
-#               (conf/<conf>/finetune_<task>.yaml; inputs made on the fly from the train set)
+#               (egs/<task>/conf/<conf>/finetune.yaml; inputs made on the fly from the train set)
 #   6 decode    decode the task's test set(s) with it: <exp-dir>/<task>_<conf>/decode_<set> (see run.sh)
 #   7 score     score every decode dir, the ground truth (the ceiling) and the unprocessed input (the floor)
 #               where the task has one; write <exp-dir>/RESULTS.md with the commands and stage times
@@ -67,7 +67,8 @@ pretrain_dir=""            # default: <root>/exp/pretrain_<name of config_dir>, 
 s2a_overrides=""           # key=value overrides of the S2A config(s)
 s2a_dir=""                 # default: <root>/exp/s2a_<name of config_dir>, shared by all recipes
 resynth_opts=""            # extra options for metis resynth, e.g. "--s2a-opt steps=[20,8,1]"
-finetune_overrides=""      # key=value overrides of finetune_<task>.yaml, e.g. "adaptation.mode=full"
+finetune_config=""         # default: egs/<task>/conf/<name of config_dir>/finetune.yaml (the recipe's own)
+finetune_overrides=""      # key=value overrides of the fine-tuning config, e.g. "adaptation.mode=full"
 finetune_dir=""            # default: <exp-dir>/<task>_<name of config_dir>
 decode_opts="--bf16"       # extra options for metis decode, e.g. "--stage1-opt steps=10"
 score_opts=""              # extra options for metis score, e.g. "--asr /models/whisper-large-v3"
@@ -146,6 +147,7 @@ codec_variant=${codec_variant#codec}
 [ -n "$pretrain_dir" ] || pretrain_dir=$root/exp/pretrain_$conf_name
 [ -n "$s2a_dir" ] || s2a_dir=$root/exp/s2a_$conf_name
 [ -n "$finetune_dir" ] || finetune_dir=$exp_dir/${task}_$conf_name
+[ -n "$finetune_config" ] || finetune_config=$root/egs/$task/conf/$conf_name/finetune.yaml
 
 s2a_opts=""
 if [ -f "$config_dir/s2a.yaml" ]; then  # one S2A model for every codebook
@@ -277,16 +279,18 @@ resynth() {
   metis resynth "$data_dir/$set" "$out" $s2a_opts --codec "$codec_dir" "$@" $resynth_opts
 }
 
-# stage_finetune: the task model (conf/<conf>/finetune_<task>.yaml) from the pre-trained one, once.
+# stage_finetune: the task model (--finetune-config, egs/<task>/conf/<conf>/finetune.yaml) from the pre-trained one, once.
 stage_finetune() {
   [ -f "$pretrain_dir/.done" ] || die "$pretrain_dir is not trained: run stage 4 first"
-  log "$config_dir/finetune_$task.yaml in $finetune_dir"
+  [ -f "$finetune_config" ] ||
+    die "no fine-tuning config $finetune_config: write one for --config-dir $conf_name or pass --finetune-config FILE"
+  log "$finetune_config in $finetune_dir"
   if [ -f "$finetune_dir/.done" ]; then
     [ "$(cat "$finetune_dir/.done")" = "$pretrain_dir" ] ||
       die "$finetune_dir was fine-tuned from $(cat "$finetune_dir/.done"), not $pretrain_dir; move it away or pass --finetune-dir"
   else
     # shellcheck disable=SC2086
-    "${trainer[@]}" finetune "$config_dir/finetune_$task.yaml" "$finetune_dir" $finetune_overrides --task "$task" \
+    "${trainer[@]}" finetune "$finetune_config" "$finetune_dir" $finetune_overrides --task "$task" \
       --init "$pretrain_dir" $s2a_opts --codec "$codec_dir" --train-data "$data_dir/$train_set" --val-data "$data_dir/$dev_set"
     echo "$pretrain_dir" > "$finetune_dir/.done"
   fi

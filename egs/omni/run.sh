@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Metis-Omni: one model for TTS, VC, SE and TSE (conf/<conf>/finetune_omni.yaml), decoded on each task's
+# Metis-Omni: one model for TTS, VC, SE and TSE (egs/omni/conf/<conf>/finetune.yaml), decoded on each task's
 # test set (--omni-test-sets, from egs/omni/corpus.conf) and on text-guided TSE, a combination it never
 # trained on; scored beside the single-task models of egs/{tts,vc,se,tse} when those recipes have run
 # (--compare-exp-dir, TASK standing for each task). Results in egs/omni/exp. Stages 0-4 are shared with the

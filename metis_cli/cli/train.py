@@ -123,7 +123,7 @@ def train_s2a(
 
 def finetune(
     config: Path = typer.Argument(
-        ..., help="YAML config (conf/mini/finetune_<task>.yaml, conf/full/finetune_<task>.yaml)."
+        ..., help="YAML config (egs/<task>/conf/mini/finetune.yaml, egs/<task>/conf/full/finetune.yaml)."
     ),
     exp_dir: Path = typer.Argument(
         ..., help="Experiment dir of the task model: config, checkpoints, logs, phones.txt."
@@ -132,7 +132,7 @@ def finetune(
         None, help="key=value overrides, e.g. adaptation.rank=32 train.max_steps=100."
     ),
     task: str = typer.Option(
-        ..., help="tts, vc, se, tse, l2s or omni (TTS, VC, SE and TSE in one model: conf/*/finetune_omni.yaml)."
+        ..., help="tts, vc, se, tse, l2s or omni (TTS, VC, SE and TSE in one model: egs/omni/conf/*/finetune.yaml)."
     ),
     init: Path = typer.Option(..., help="Experiment dir of the pre-trained stage-1 model (`metis pretrain`)."),
     s2a: Optional[list[Path]] = typer.Option(
@@ -158,7 +158,7 @@ def finetune(
     another speaker (tse), timbre-perturbed (vc); TTS reads the transcripts. Rerunning resumes (another config is
     refused; --overwrite starts again).
 
-    Example: metis finetune conf/mini/finetune_se.yaml exp/se_mini --task se --init exp/pretrain_mini --train-data
+    Example: metis finetune egs/se/conf/mini/finetune.yaml exp/se_mini --task se --init exp/pretrain_mini --train-data
     data/mini/mini_train --val-data data/mini/mini_dev
     """
     _run(

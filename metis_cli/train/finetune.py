@@ -1,6 +1,6 @@
 """``metis finetune --task {tts,vc,se,tse,l2s,omni}``: a pre-trained stage-1 model learns to follow a condition.
 
-Config: conf/{mini,full}/finetune_<task>.yaml. Sections of metis_cli.train.token_learner plus ``task``,
+Config: egs/<task>/conf/{mini,full}/finetune.yaml. Sections of metis_cli.train.token_learner plus ``task``,
 ``init`` (``exp_dir`` of the pre-trained model, optional ``checkpoint``), ``adaptation``
 (metis_cli.tasks.adaptation), ``augment`` (metis_cli.tasks.augment), ``text`` (TTS front end: ``kind``
 espeak|arpabet, ``language``) and ``ssl`` (the SSL front end and k-means model, read from the tokens'
