@@ -215,9 +215,10 @@ def tts_set(corpus, path):
 @pytest.fixture(scope="module")
 def tuned(models):
     exps = {}
+    decoders = ["--s2a", str(models["s2a"]), "--codec", str(models["codec"])]  # recorded: the API needs no paths
     for task in ("tts", "vc", "se", "tse", "l2s", "omni"):
         exp = models["root"] / f"{task}_exp"
-        result = finetune(models, task, exp)
+        result = finetune(models, task, exp, *decoders)
         assert result.exit_code == 0, result.output
         exps[task] = exp
     return exps
@@ -877,3 +878,79 @@ def test_a_model_fine_tuned_with_its_decoders_decodes_without_naming_them(models
     assert result.exit_code == 1 and "records no S2A model and codec to decode with: give --s2a and --codec" in (
         " ".join(result.output.split())
     )
+
+
+# --- the Python API ---------------------------------------------------------------------------------------
+def test_the_readme_python_snippet_runs_as_written(models, tuned, tmp_path, monkeypatch):
+    """Exactly the README's snippet, in a folder laid out as the recipes leave it (tiny models)."""
+    import re
+    import shutil
+
+    import soundfile as sf
+
+    from metis_cli.data.datadir import DataDir
+    from metis_cli.watermark import detect, payload_for
+
+    readme = (REPO / "README.md").read_text()
+    snippet = re.search(r"## Python API.*?```python\n(.*?)```", readme, re.S).group(1)
+    for task in ("tts", "vc"):
+        (tmp_path / "egs" / task / "exp").mkdir(parents=True)
+        (tmp_path / "egs" / task / "exp" / f"{task}_mini").symlink_to(tuned[task])
+    wavs = DataDir(models["corpus"] / "mini_train").read("wav.scp")
+    utts = sorted(wavs)
+    for name, utt in (("prompt.wav", utts[0]), ("src1.wav", utts[1]), ("src2.wav", utts[2])):
+        shutil.copy(wavs[utt], tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    wav, sr = sf.read(tmp_path / "hello.wav", dtype="float32")
+    assert sr == 16000 and len(wav) > 0
+    found = detect(wav, sr)
+    assert found.detected and found.payload == payload_for("tts_mini")
+    outputs = scope["outputs"]
+    assert [len(o.wav) for o in outputs] == [sf.info(tmp_path / f"src{i}.wav").frames // 320 * 320 for i in (1, 2)]
+    assert scope["vc"].device == "cpu" and scope["tts"].task == "tts" and outputs[0].sample_rate == 16000
+
+
+def test_the_api_matches_synth_and_checks_its_inputs(models, tuned, tmp_path):
+    import soundfile as sf
+
+    from metis_cli import Audio, Metis
+    from metis_cli.data.datadir import DataDir
+
+    noisy_set = DataDir(models["corpus"] / "mini_se_test")
+    utt = noisy_set.utt_ids()[0]
+    noisy = noisy_set.read("noisy.scp")[utt]
+    fast = {"stage1": {"steps": 2}, "s2a": {"steps": [2, 1]}}
+    se = Metis.from_dirs(tuned["se"])
+    assert se.tasks == ("se",) and se.sample_rate == 16000 and "se_exp" in repr(se)
+    audio = se.se(noisy, seed=3, **fast)
+    assert isinstance(audio, Audio) and audio.wav.dtype == np.float32
+    # the same output as `metis synth` with the same settings and seed (written as 16-bit samples)
+    out = tmp_path / "synth.wav"
+    cli = ["synth", "--task", "se", "--model", str(tuned["se"]), "--noisy", noisy, "-o", str(out), "--seed", "3"]
+    result = runner.invoke(app, [*cli, "--stage1-opt", "steps=2", "--s2a-opt", "steps=[2,1]"])
+    assert result.exit_code == 0, result.output
+    assert np.abs(sf.read(out, dtype="float32")[0] - audio.wav).max() < 1.5 / 32768
+    # arrays in: the same audio; a batch: one output per item, in order
+    wav = sf.read(noisy, dtype="float32")[0]
+    assert np.array_equal(se.se(wav, seed=3, **fast).wav, audio.wav)
+    batch = se.se([noisy, (wav, 16000)], seed=3, **fast)
+    assert len(batch) == 2 and [len(a.wav) for a in batch] == [len(audio.wav)] * 2
+    from metis_cli.watermark import detect
+
+    assert detect(audio.wav, 16000).detected
+    assert not detect(Metis.from_dirs(tuned["se"], watermark=False).se(noisy, seed=3, **fast).wav, 16000).detected
+    # an Omni model answers each of its tasks; a single-task model only its own
+    omni = Metis.from_dirs(tuned["omni"])
+    assert omni.tasks == ("tts", "vc", "se", "tse") and len(omni.se(noisy, **fast).wav) == len(audio.wav)
+    with pytest.raises(MetisError, match="holds a se model: it answers se, not vc"):
+        se.vc(noisy, ref=noisy)
+    with pytest.raises(MetisError, match="22050 Hz; this model takes 16000 Hz audio"):
+        se.se((wav, 22050))
+    with pytest.raises(MetisError, match="batched inputs of different lengths"):
+        omni.vc([noisy, noisy], ref=[noisy])
+    with pytest.raises(MetisError, match="unknown setting.*steps; give seed, stage1, s2a or names"):
+        se.se(noisy, steps=3)
+    with pytest.raises(MetisError, match="an array of shape \\(2, 10\\); give mono audio"):
+        se.se(np.zeros((2, 10), dtype=np.float32))

@@ -38,11 +38,16 @@ LAYERS = {
     "cli": ("cli", "__main__"),
 }
 ORDER = list(LAYERS)
+# The one import allowed to point up: the package's lazy re-export of its Python API (``from metis_cli import
+# Metis``, PEP 562 ``__getattr__``), which runs only when a user asks for that name.
+FACADE = {("metis_cli", "metis_cli.infer.api")}
 
 
 def unit_of(module: str) -> str:
     """metis_cli.a.b -> 'a' (the top-level module or package)."""
     parts = module.split(".")
+    if len(parts) == 1:  # the package's own __init__.py
+        return "__init__"
     # ``from metis_cli import __version__``: a name of the package itself, at the bottom
     return parts[1] if (PACKAGE / parts[1]).is_dir() or (PACKAGE / f"{parts[1]}.py").is_file() else "__init__"
 
@@ -67,7 +72,7 @@ def imports() -> list[tuple[str, str]]:
                 targets = [a.name for a in node.names]
             else:
                 continue
-            out += [(module, t) for t in targets if t.startswith("metis_cli.")]
+            out += [(module, t) for t in targets if t.startswith("metis_cli.") and (module, t) not in FACADE]
     return out
 
 

@@ -249,7 +249,8 @@ def synth(
       metis synth --task omni --model exp/omni_mini $M --mix m.wav --ref e.wav --text "What the target says." -o out.wav
     """
     from metis_cli.errors import MetisError
-    from metis_cli.infer.task_decode import TaskInput, load_input, synthesize
+    from metis_cli.infer.api import synthesize
+    from metis_cli.infer.task_decode import TaskInput, load_input
     from metis_cli.log import console, setup_logging
     from metis_cli.task_registry import TASKS, get_task
 

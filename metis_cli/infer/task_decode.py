@@ -25,8 +25,8 @@ not silently resampled); prompts are voice samples and are converted from any ra
 
 from __future__ import annotations
 
+import copy
 import logging
-import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,11 +205,7 @@ class TaskModel:
                 f"the codec {codec_dir} has {self.codec.cfg.quantizer.n_codebooks} codebooks, the S2A model "
                 f"{n_codebooks}"
             )
-        # the published stage-1 decoding of the task (S2A: metis_cli.infer.generate.S2A_DEFAULTS)
-        settings = {**TASKS[self.task].stage1_defaults, **(options.stage1 or {})}
-        check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
-        self.stage1_settings = MaskPredictSettings(**settings)
-        self.s2a_settings = per_codebook_settings(n_codebooks, options.s2a)
+        self.stage1_overrides, self.s2a_overrides = options.stage1, options.s2a
         self.codec_input = resolve_codec_input(self.codec, options.codec_input)
         self.info = {
             "codec_input": self.codec_input,
@@ -219,10 +215,34 @@ class TaskModel:
             "s2a": [str(Path(d).resolve()) for d in s2a_dirs],
             "shuffle_video": shuffle_video,
             "codec": str(Path(codec_dir).resolve()),
-            "stage1_settings": vars(self.stage1_settings),
-            "s2a_settings": [vars(s) for s in self.s2a_settings],
             "dtype": str(self.dtype).removeprefix("torch."),
         }
+        self._resolve_settings()
+
+    def _resolve_settings(self) -> None:
+        """The published decoding of the task (stage 1: the registry's; S2A: metis_cli.infer.generate.S2A_DEFAULTS)
+        with the overrides over it."""
+        settings = {**TASKS[self.task].stage1_defaults, **(self.stage1_overrides or {})}
+        check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
+        self.stage1_settings = MaskPredictSettings(**settings)
+        self.s2a_settings = per_codebook_settings(self.s2a[0].cfg.n_codebooks, self.s2a_overrides)
+        self.info = {
+            **self.info,
+            "stage1_settings": vars(self.stage1_settings),
+            "s2a_settings": [vars(s) for s in self.s2a_settings],
+        }
+
+    def variant(self, mode: str | None = None, stage1: dict | None = None, s2a: dict | None = None) -> TaskModel:
+        """This model, sharing its weights, decoding ``mode`` (an Omni model; default: the current one) with
+        ``stage1`` / ``s2a`` settings over the ones it has."""
+        if (mode is None or mode == self.task) and not stage1 and not s2a:
+            return self
+        other = copy.copy(self)
+        other.task = check_mode(mode or self.task, self.model_task)
+        other.stage1_overrides = {**(self.stage1_overrides or {}), **(stage1 or {})}
+        other.s2a_overrides = {**(self.s2a_overrides or {}), **(s2a or {})}
+        other._resolve_settings()
+        return other
 
     @property
     def sample_rate(self) -> int:
@@ -474,39 +494,3 @@ def decode_task(
         watermark=marker.info if marker else None,
     )
     return run.summary(out)
-
-
-def synthesize(
-    exp_dir,
-    s2a_dirs,
-    codec_dir,
-    out_path,
-    item: TaskInput,
-    task: str | None = None,
-    options: DecodeOptions | None = None,
-    mode: str | None = None,
-) -> dict:
-    """One output file from one TaskInput (``metis synth``), watermarked unless ``options.watermark`` is False;
-    nothing is written if anything fails. ``mode``: the task an Omni model runs."""
-    from metis_cli.audio import save_audio
-    from metis_cli.watermark import marker_for
-
-    options = options or DecodeOptions()
-    model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, options, mode=mode)
-    marker = marker_for(Path(exp_dir).name, options.watermark, options.watermark_key)
-    started = time.time()
-    prepared = model.prepare(item)
-    wav = model.generate([prepared], torch.Generator(device=model.device).manual_seed(options.seed))[0]
-    if marker:
-        wav = marker(wav, model.sample_rate)
-    elapsed = time.time() - started
-    save_audio(out_path, wav, model.sample_rate)
-    seconds = len(wav) / model.sample_rate
-    return {
-        "out": str(out_path),
-        "seconds_audio": seconds,
-        "seconds": elapsed,
-        "real_time_factor": elapsed / seconds,
-        "task": model.task,
-        "watermark": marker.info if marker else None,
-    }
