@@ -29,7 +29,28 @@ def test_edit_distance_and_error_counts():
     assert M.edit_distance("kitten".split(), "kitten".split()) == 0
     assert M.edit_distance(list("kitten"), list("sitting")) == 3
     counts = M.word_and_char_errors("The cat sat.", "the cat sat on")
-    assert counts == {"word_errors": 1, "ref_words": 3, "char_errors": 2, "ref_chars": 9}
+    assert counts == {
+        "word_errors": 1,
+        "ref_words": 3,
+        "word_subs": 0,
+        "word_dels": 0,
+        "word_ins": 1,
+        "char_errors": 2,
+        "ref_chars": 9,
+    }
+    # substitutions, deletions and insertions add up to the edit distance; matches are kept where they can be
+    counts = M.word_and_char_errors("the cat sat on the mat", "The bat sat on mat, today")
+    assert (counts["word_subs"], counts["word_dels"], counts["word_ins"], counts["word_errors"]) == (1, 1, 1, 3)
+    assert M.aligned_text("the cat sat on the mat", "the bat sat on mat today") == (
+        "the [cat->bat] sat on [-the] mat [+today]"
+    )
+    assert [op for op, _, _ in M.align([], ["a"])] == ["I"] and [op for op, _, _ in M.align(["a"], [])] == ["D"]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        ref, hyp = (list(rng.choice(list("abcd"), size=rng.integers(0, 8))) for _ in range(2))
+        ops = M.align(ref, hyp)
+        assert sum(op != "=" for op, _, _ in ops) == M.edit_distance(ref, hyp)
+        assert [r for _, r, _ in ops if r is not None] == ref and [h for _, _, h in ops if h is not None] == hyp
 
 
 def test_identical_signals_score_at_the_ceiling(speech):

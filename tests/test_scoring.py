@@ -33,7 +33,13 @@ def test_ground_truth_scores(scored_gt):
     summary = json.loads((scored_gt / "scores" / "summary.json").read_text())
     assert summary["task"] == "tts" and summary["counts"] == {"references": 6, "outputs": 6, "scored": 6, "failed": 0}
     m = summary["metrics"]
-    assert set(m) == {"wer", "cer", "sim", "sim_other", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"}
+    assert set(m) == {"wer", "cer", "sim", "sim_other", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"} | {
+        "wer_sub",
+        "wer_del",
+        "wer_ins",
+    }
+    split = m["wer_sub"]["mean"] + m["wer_del"]["mean"] + m["wer_ins"]["mean"]
+    assert split == pytest.approx(m["wer"]["mean"], abs=1e-9)
     assert m["wer"]["mean"] < 35 and m["sim"]["mean"] > 0.8 and m["dnsmos_ovrl"]["mean"] > 2.5
     # Each utterance's own speaker's prompt is far closer than another speaker's.
     assert m["sim"]["mean"] > m["sim_other"]["mean"] + 0.05
@@ -52,6 +58,31 @@ def test_rerun_computes_nothing_until_an_output_changes(scored_gt):
     assert jobs == [] and failures == {} and refs == 6
     jobs, _, _ = plan_jobs(decode, ("wer", "sim", "dnsmos", "sisdr"), previous, stamp)
     assert len(jobs) == 6 and {j.metrics for j in jobs} == {("sisdr",)}, "only the metric not computed yet"
+
+
+def test_rows_scored_before_the_error_kinds_get_them_without_asr(scored_gt, tmp_path, monkeypatch):
+    """A per_utt.tsv written before substitutions/deletions/insertions were counted: they come from the stored
+    hypotheses; the ASR does not run again."""
+    path = tmp_path / "old"
+    shutil.copytree(scored_gt, path, symlinks=True)
+    per_utt = path / "scores" / "per_utt.tsv"
+    lines = [line.split("\t") for line in per_utt.read_text().splitlines()]
+    keep = [i for i, name in enumerate(lines[0]) if name not in ("word_subs", "word_dels", "word_ins")]
+    stamp = per_utt.stat().st_mtime
+    per_utt.write_text("".join("\t".join(cells[i] for i in keep) + "\n" for cells in lines))
+    os.utime(per_utt, (stamp, stamp))
+    from metis_cli.score import models
+
+    def no_asr(*args, **kwargs):
+        raise AssertionError("the ASR ran again")
+
+    monkeypatch.setattr(models, "load_asr", no_asr)
+    monkeypatch.setattr("metis_cli.score.scoring.check_scorers", lambda *a, **k: None)
+    summary = score_decode_dir(path, metrics=["wer"])
+    old = json.loads((scored_gt / "scores" / "summary.json").read_text())["metrics"]
+    assert {k: summary["metrics"][k]["mean"] for k in ("wer_sub", "wer_del", "wer_ins")} == {
+        k: old[k]["mean"] for k in ("wer_sub", "wer_del", "wer_ins")
+    }
 
 
 def test_changed_output_is_rescored(tiny_corpus, tmp_path):
@@ -167,7 +198,7 @@ def test_results_md(scored_gt, tmp_path):
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert text.startswith("# TTS baselines") and "## tts: mini_test" in text
-    assert "| decode dir | scored | wer | cer | sim | sim_other | dnsmos_sig" in text
+    assert "| decode dir | scored | wer | wer_sub | wer_del | wer_ins | cer | sim | sim_other | dnsmos_sig" in text
     assert "- decode `" in text
     assert "score: `" in text and "## Environment" in text and "git revision:" in text and "torch:" in text
     assert "## Recipe stages" not in text
@@ -210,7 +241,15 @@ def test_report_html(scored_gt):
     page = scored_gt / "scores" / "report.html"
     html = page.read_text()
     assert html.count("<audio") == 3 * 3 and "report/distributions.png" in html
+    # the ASR hypotheses aligned to the references: every word error of the utterances shown marked
     import re
+
+    shown = re.findall(r"<h3>(.*?)</h3>", html)
+    assert shown and html.count("<p>ASR: ") == len(shown)
+    marked = {kind: html.count(f"<span class='{kind}'") for kind in ("sub", "del", "ins")}
+    rows = read_per_utt(scored_gt / "scores" / "per_utt.tsv")
+    columns = {"sub": "word_subs", "del": "word_dels", "ins": "word_ins"}
+    assert marked == {k: sum(int(rows[u][c]) for u in shown) for k, c in columns.items()}
 
     for src in re.findall(r'src="([^"]+)"', html):
         assert (page.parent / src).resolve().is_file(), src

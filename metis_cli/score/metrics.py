@@ -34,15 +34,59 @@ def edit_distance(reference: list, hypothesis: list) -> int:
     return previous[-1]
 
 
+def align(reference: list, hypothesis: list) -> list[tuple[str, str | None, str | None]]:
+    """A minimum-edit alignment: (op, reference item, hypothesis item) with op one of '=' (correct), 'S'
+    (substitution), 'D' (deletion: a reference item the hypothesis lacks), 'I' (insertion). Among alignments of
+    the minimum cost, matches are kept where they can be (``a [-b] c`` rather than ``[a->c]...``)."""
+    n, m = len(reference), len(hypothesis)
+    cost = np.zeros((n + 1, m + 1), dtype=np.int64)
+    cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i, j] = min(
+                cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]), cost[i - 1, j] + 1, cost[i, j - 1] + 1
+            )
+    ops = []
+    i, j = n, m
+    while i or j:
+        same = bool(i and j) and reference[i - 1] == hypothesis[j - 1]
+        if same and cost[i, j] == cost[i - 1, j - 1]:
+            ops.append(("=", reference[i - 1], hypothesis[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i, j] == cost[i - 1, j] + 1:
+            ops.append(("D", reference[i - 1], None))
+            i -= 1
+        elif j and cost[i, j] == cost[i, j - 1] + 1:
+            ops.append(("I", None, hypothesis[j - 1]))
+            j -= 1
+        else:
+            ops.append(("S", reference[i - 1], hypothesis[j - 1]))
+            i, j = i - 1, j - 1
+    return ops[::-1]
+
+
 def word_and_char_errors(reference: str, hypothesis: str) -> dict[str, int]:
-    """Errors and reference lengths after normalisation; corpus WER = sum(word_errors) / sum(ref_words)."""
+    """Errors and reference lengths after normalisation; corpus WER = sum(word_errors) / sum(ref_words), with
+    the word errors split into substitutions, deletions and insertions."""
     ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+    ops = [op for op, _, _ in align(ref.split(), hyp.split())]
     return {
-        "word_errors": edit_distance(ref.split(), hyp.split()),
+        "word_errors": len(ops) - ops.count("="),
         "ref_words": len(ref.split()),
+        "word_subs": ops.count("S"),
+        "word_dels": ops.count("D"),
+        "word_ins": ops.count("I"),
         "char_errors": edit_distance(list(ref.replace(" ", "")), list(hyp.replace(" ", ""))),
         "ref_chars": len(ref.replace(" ", "")),
     }
+
+
+def aligned_text(reference: str, hypothesis: str) -> str:
+    """One line showing the ASR hypothesis against the reference: correct words as they are, ``[ref->hyp]``
+    substitutions, ``[-ref]`` deletions, ``[+hyp]`` insertions (after normalisation)."""
+    marks = {"=": "{r}", "S": "[{r}->{h}]", "D": "[-{r}]", "I": "[+{h}]"}
+    ops = align(normalize_text(reference).split(), normalize_text(hypothesis).split())
+    return " ".join(marks[op].format(r=r, h=h) for op, r, h in ops)
 
 
 def _aligned(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

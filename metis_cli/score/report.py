@@ -33,6 +33,8 @@ th:first-child, td:first-child { text-align: left; }
 .failed { color: #b00; }
 audio { width: 100%; }
 code { background: #f4f4f4; padding: 0 3px; }
+.sub { background: #fff1c2; } .del { background: #ffd9d9; } .ins { background: #d9ecff; }
+img { max-width: 100%; height: auto; }
 """
 
 
@@ -95,6 +97,27 @@ def _audio_tag(source: str | None, page_dir: Path) -> str:
     return f'<audio controls preload="none" src="{html.escape(relative)}"></audio>'
 
 
+COUNT_COLUMNS = ("word_errors", "ref_words", "word_subs", "word_dels", "word_ins", "char_errors", "ref_chars")
+
+
+def _aligned_html(reference: str, hypothesis: str) -> str:
+    """The ASR hypothesis aligned to the reference: substitutions, deletions and insertions marked."""
+    from metis_cli.score.metrics import align, normalize_text
+
+    out = []
+    for op, ref, hyp in align(normalize_text(reference).split(), normalize_text(hypothesis).split()):
+        ref, hyp = html.escape(ref or ""), html.escape(hyp or "")
+        out.append(
+            {
+                "=": ref,
+                "S": f"<span class='sub' title='substitution of {ref}'><s>{ref}</s> {hyp}</span>",
+                "D": f"<span class='del' title='deletion'><s>{ref}</s></span>",
+                "I": f"<span class='ins' title='insertion'>+{hyp}</span>",
+            }[op]
+        )
+    return " ".join(out)
+
+
 def write_report(decode_dir, max_utts: int = 20) -> Path:
     """Writes ``<decode_dir>/scores/report.html`` (and its images under ``scores/report/``)."""
     from metis_cli.audio import load_audio
@@ -126,7 +149,7 @@ def write_report(decode_dir, max_utts: int = 20) -> Path:
     parts.append("</table>")
     if _distribution_png(
         rows,
-        [c for c in metric_columns if c not in ("word_errors", "ref_words", "char_errors", "ref_chars")],
+        [c for c in metric_columns if c not in COUNT_COLUMNS],
         media / "distributions.png",
     ):
         parts.append("<h2>Distributions</h2><img src='report/distributions.png' alt='metric distributions'>")
@@ -155,7 +178,9 @@ def write_report(decode_dir, max_utts: int = 20) -> Path:
         parts.append(f"<div class='utt'><h3>{html.escape(utt)}</h3>")
         if texts.get(utt):
             parts.append(f"<p>text: {html.escape(texts[utt])}</p>")
-        if row.get("hyp_text"):
+        if row.get("hyp_text") and texts.get(utt):
+            parts.append(f"<p>ASR: {_aligned_html(texts[utt], row['hyp_text'])}</p>")
+        elif row.get("hyp_text"):
             parts.append(f"<p>ASR: {html.escape(row['hyp_text'])}</p>")
         if row.get("failure"):
             parts.append(f"<p class='failed'>failed: {html.escape(row['failure'])}</p>")

@@ -13,6 +13,9 @@ from metis_cli.errors import MetisError
 # Column order in the tables; anything else a summary has goes after these.
 ORDER = (
     "wer",
+    "wer_sub",
+    "wer_del",
+    "wer_ins",
     "cer",
     "sim",
     "sim_other",

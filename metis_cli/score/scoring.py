@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 METRIC_COLUMNS = {
-    "wer": ("hyp_text", "word_errors", "ref_words", "char_errors", "ref_chars"),
+    "wer": ("hyp_text", "word_errors", "ref_words", "word_subs", "word_dels", "word_ins", "char_errors", "ref_chars"),
     "sim": ("sim",),
     "sim_other": ("sim_other",),
     "dnsmos": ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"),
@@ -175,6 +175,17 @@ def _missing(row: dict | None, metric: str) -> bool:
     return row is None or bool(row.get("failure")) or any(row.get(c, "") in ("", None) for c in METRIC_COLUMNS[metric])
 
 
+def _count_word_error_kinds(rows: dict[str, dict], texts: dict[str, str]) -> None:
+    """Rows scored before substitutions, deletions and insertions were counted get them from their stored
+    hypothesis (no ASR run again)."""
+    from metis_cli.score import metrics as M
+
+    for utt, row in rows.items():
+        if row.get("word_errors") not in ("", None) and row.get("word_subs", "") in ("", None) and utt in texts:
+            counts = M.word_and_char_errors(texts[utt], row.get("hyp_text") or "")
+            row.update({k: counts[k] for k in ("word_subs", "word_dels", "word_ins")})
+
+
 def _changed_since(source: str, stamp: float) -> bool:
     path = Path(source)
     return not path.is_file() or path.stat().st_mtime > stamp
@@ -280,7 +291,16 @@ def summarize(rows: dict[str, dict], metrics) -> dict:
     summary: dict[str, dict] = {}
     for metric in metrics:
         if metric == "wer":
-            for name, err, tot in (("wer", "word_errors", "ref_words"), ("cer", "char_errors", "ref_chars")):
+            rates = (
+                ("wer", "word_errors", "ref_words"),
+                ("cer", "char_errors", "ref_chars"),
+                # the word errors split: substitutions, deletions, insertions (each per reference word, so
+                # the three add up to the WER); absent for rows scored before they were counted
+                ("wer_sub", "word_subs", "ref_words"),
+                ("wer_del", "word_dels", "ref_words"),
+                ("wer_ins", "word_ins", "ref_words"),
+            )
+            for name, err, tot in rates:
                 pairs = np.array(
                     [(_number(r.get(err)), _number(r.get(tot))) for r in scored], dtype=np.float64
                 ).reshape(-1, 2)
@@ -393,6 +413,7 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
             for m in stale:
                 for column in METRIC_COLUMNS[m]:
                     row[column] = ""
+        _count_word_error_kinds(previous, decode.reference("text"))
         stamp = per_utt.stat().st_mtime if per_utt.is_file() else 0.0
         jobs, failures, summary["counts"]["references"] = plan_jobs(decode, chosen, previous, stamp)
         summary["counts"]["outputs"] = len(decode.outputs())
