@@ -85,6 +85,24 @@ def test_rows_scored_before_the_error_kinds_get_them_without_asr(scored_gt, tmp_
     }
 
 
+def test_mcd_values_of_the_earlier_frame_by_frame_kind_are_computed_again(tiny_corpus, tmp_path):
+    path = tmp_path / "resynth"
+    link_decode_dir(tiny_corpus / "mini_test", path, "resynth")
+    first = score_decode_dir(path, metrics=["mcd"])["metrics"]["mcd"]["mean"]
+    assert 0 <= first < 1e-6  # the ground truth against itself
+    per_utt, record = path / "scores" / "per_utt.tsv", path / "scores" / "scorers.json"
+    stamp = per_utt.stat().st_mtime
+    lines = per_utt.read_text().splitlines()
+    column = lines[0].split("\t").index("mcd")
+    rows = [line.split("\t") for line in lines[1:]]
+    for cells in rows:
+        cells[column] = "44.5"  # what the frame-by-frame MCD wrote, with no record of its scorer
+    per_utt.write_text("\n".join([lines[0], *("\t".join(c) for c in rows)]) + "\n")
+    os.utime(per_utt, (stamp, stamp))
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "mcd"}))
+    assert score_decode_dir(path, metrics=["mcd"])["metrics"]["mcd"]["mean"] == first
+
+
 def test_changed_output_is_rescored(tiny_corpus, tmp_path):
     path = tmp_path / "se"
     link_decode_dir(tiny_corpus / "mini_se_test", path, "se", "noisy.scp")

@@ -1,7 +1,8 @@
 """Metrics that need no model: text normalisation and edit distances, SI-SDR, PESQ, STOI/ESTOI, MCD.
 
-All signal metrics take 16 kHz mono float arrays; a reference and an estimate of different lengths
-are cut to the shorter one (generated speech is rarely sample-aligned; say so when reading PESQ).
+All signal metrics take 16 kHz mono float arrays; for SI-SDR, PESQ and STOI a reference and an estimate of
+different lengths are cut to the shorter one (generated speech is rarely sample-aligned; say so when reading
+PESQ); MCD aligns them in time itself.
 """
 
 from __future__ import annotations
@@ -124,20 +125,28 @@ def stoi_scores(reference: np.ndarray, estimate: np.ndarray) -> dict[str, float]
     return {"stoi": float(stoi(ref, est, SAMPLE_RATE)), "estoi": float(stoi(ref, est, SAMPLE_RATE, extended=True))}
 
 
-def mel_cepstrum(wav: np.ndarray, n_mels: int = 80, n_ceps: int = 25) -> np.ndarray:
-    """[frames, n_ceps] DCT of the log mel power spectrum (64 ms window, 5 ms hop)."""
-    from scipy.fftpack import dct
+def mel_cepstrum(wav: np.ndarray, order: int = 24, alpha: float = 0.42, frame_period_ms: float = 5.0) -> np.ndarray:
+    """[frames, order + 1] mel-cepstrum of 16 kHz audio as MCD is usually computed in TTS papers: WORLD's
+    CheapTrick envelope (F0 by DIO + StoneMask) every 5 ms, converted by SPTK's sp2mc (all-pass constant
+    0.42, the usual one at 16 kHz)."""
+    from metis_cli.codec.world import import_world
 
-    from metis_cli.dsp import log_mel_spectrogram
-
-    return dct(log_mel_spectrogram(wav, SAMPLE_RATE, n_fft=1024, hop=80, n_mels=n_mels), type=2, norm="ortho", axis=1)[
-        :, :n_ceps
-    ]
+    pyworld, pysptk = import_world()
+    x = np.ascontiguousarray(wav, dtype=np.float64)
+    f0, times = pyworld.dio(x, SAMPLE_RATE, frame_period=frame_period_ms)
+    f0 = pyworld.stonemask(x, f0, times, SAMPLE_RATE)
+    envelope = pyworld.cheaptrick(x, f0, times, SAMPLE_RATE)
+    return pysptk.sp2mc(np.maximum(envelope, 1e-16), order, alpha)
 
 
 def mcd(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Mel-cepstral distortion in dB over coefficients 1..24, frame by frame (for time-aligned
-    resynthesis; no DTW), averaged over frames."""
-    ref, est = _aligned(reference, estimate)
-    diff = mel_cepstrum(ref)[:, 1:] - mel_cepstrum(est)[:, 1:]
+    """Mel-cepstral distortion in dB as TTS papers report it: coefficients 1..24 (energy left out) of the two
+    signals' mel-cepstra (``mel_cepstrum``), time-aligned by dynamic time warping on those coefficients, then
+    10 / ln 10 * sqrt(2 * sum of squared differences) averaged over the aligned frame pairs. Generated speech
+    of another length or timing is compared with the reference's frames it matches, not frame by frame."""
+    from librosa.sequence import dtw
+
+    ref, est = mel_cepstrum(reference)[:, 1:], mel_cepstrum(estimate)[:, 1:]
+    _, path = dtw(ref.T, est.T, metric="euclidean")
+    diff = ref[path[:, 0]] - est[path[:, 1]]
     return float(np.mean(10 / math.log(10) * np.sqrt(2 * np.sum(diff**2, axis=1))))

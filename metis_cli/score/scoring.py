@@ -329,12 +329,19 @@ def _result_text(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What made a metric's cached values when scorers.json does not say: MCD values without a record are the
+# earlier frame-by-frame ones.
+UNRECORDED = {"mcd": "mcd"}
+
+
 def scorer_identity(metric: str, scorers: Scorers) -> str:
     """What a metric's values depend on besides the audio: the ASR model for WER, the speaker model for SIM."""
     if metric == "wer":
         return f"asr:{scorers.asr}"
     if metric in ("sim", "sim_other"):
         return f"sim:{scorers.sim}"
+    if metric == "mcd":  # values of the earlier frame-by-frame MCD (no time alignment) are computed again
+        return "mcd:world-dtw"
     return metric
 
 
@@ -408,7 +415,11 @@ def score_decode_dir(path, scorers: Scorers = Scorers(), num_jobs: int = 1, metr
         previous = read_per_utt(per_utt)
         made_by = _scorer_record(scores)
         # values another ASR or speaker model made are recomputed with this one, not relabelled
-        stale = [m for m in chosen if made_by.get(m, scorer_identity(m, scorers)) != scorer_identity(m, scorers)]
+        stale = [
+            m
+            for m in chosen
+            if made_by.get(m, UNRECORDED.get(m, scorer_identity(m, scorers))) != scorer_identity(m, scorers)
+        ]
         for row in previous.values():
             for m in stale:
                 for column in METRIC_COLUMNS[m]:
