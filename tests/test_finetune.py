@@ -954,3 +954,26 @@ def test_the_api_matches_synth_and_checks_its_inputs(models, tuned, tmp_path):
         se.se(noisy, steps=3)
     with pytest.raises(MetisError, match="an array of shape \\(2, 10\\); give mono audio"):
         se.se(np.zeros((2, 10), dtype=np.float32))
+
+
+def test_decode_splits_over_jobs_and_merges_one_decode_dir(models, tuned, tmp_path):
+    import soundfile as sf
+
+    from metis_cli.data.datadir import DataDir
+
+    data = models["corpus"] / "mini_se_test"
+    utts = DataDir(data).utt_ids()
+    common = ["--task", "se", "--model", str(tuned["se"]), "--stage1-opt", "steps=1", "--s2a-opt", "steps=[1]"]
+    out = tmp_path / "two"
+    result = runner.invoke(app, ["decode", str(data), *common, "--out", str(out), "--nj", "2", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "decode.json").read_text())
+    assert info["num_jobs"] == 2 and info["failed"] == 0 and info["real_time_factor"] > 0
+    scp = dict(line.split(" ", 1) for line in (out / "wav.scp").read_text().splitlines())
+    assert sorted(scp) == sorted(utts) and all(sf.info(p.strip()).frames > 0 for p in scp.values())
+    assert info["watermark"]["payload"] and info["stage1_settings"]["steps"] == 1
+    # a rerun finds everything written and decodes nothing
+    result = runner.invoke(app, ["decode", str(data), *common, "--out", str(out), "--nj", "2"])
+    assert result.exit_code == 0 and f"{len(utts)} utterances (0 decoded now, 0 failed)" in " ".join(
+        result.output.split()
+    )

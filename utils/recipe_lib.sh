@@ -308,9 +308,11 @@ decode_set() {
   shift 2
   [ -f "$decode/decode.json" ] && return 0
   log "$data_dir/$set into $decode"
+  local jobs=1  # one decoding process per GPU (--ngpu), on GPU when there is one (metis decode --device auto)
+  [ "$ngpu" -gt 1 ] && jobs=$ngpu
   # shellcheck disable=SC2086
   if ! metis decode "$data_dir/$set" --task "$task" --model "$finetune_dir" $s2a_opts --codec "$codec_dir" \
-    --out "$decode" "$@" $decode_opts; then
+    --out "$decode" --nj "$jobs" "$@" $decode_opts; then
     [ -f "$decode/decode.json" ] || die "decoding $set failed; see $decode/log/decode.log"
     log "WARNING: $(wc -l < "$decode/failed") utterance(s) of $set could not be decoded: see $decode/failed"
   fi

@@ -146,6 +146,13 @@ def decode(
     codec: Optional[Path] = typer.Option(None, help="Codec experiment dir (default: the one the model records)."),
     out: Optional[Path] = typer.Option(None, help="Decode dir to write (default: <model>/decode_<set>)."),
     batch_size: int = typer.Option(8, min=1, help="Utterances decoded together."),
+    nj: int = typer.Option(
+        1,
+        "--nj",
+        min=1,
+        help="Parallel decoding processes over the utterances (one per GPU when decoding on GPUs; each job "
+        "seeds its own sampling, seed + job).",
+    ),
     seed: int = typer.Option(0),
     stage1_opt: Optional[list[str]] = STAGE1_OPT,
     s2a_opt: Optional[list[str]] = S2A_OPT,
@@ -167,6 +174,7 @@ def decode(
 
     Example: metis decode data/mini/mini_se_test --task se --model exp/se_mini --s2a exp/s2a_mini --codec exp/codec_mini
     Omni:    metis decode data/mini/mini_tse_test --task omni --mode tse --text-guided --model exp/omni_mini ...
+    8 GPUs:  metis decode data/test --task tts --model exp/tts_full --nj 8
     """
     from metis_cli.infer.task_decode import decode_task
     from metis_cli.log import console, setup_logging
@@ -185,7 +193,17 @@ def decode(
         codec_input=codec_input,
     )
     result = decode_task(
-        model, data_dir, out, s2a, codec, task, options, shuffle_video=shuffle_video, mode=mode, text_guided=text_guided
+        model,
+        data_dir,
+        out,
+        s2a,
+        codec,
+        task,
+        options,
+        shuffle_video=shuffle_video,
+        mode=mode,
+        text_guided=text_guided,
+        num_jobs=nj,
     )
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(

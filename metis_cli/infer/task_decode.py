@@ -38,7 +38,7 @@ from metis_cli.checkpoint import load_weights, weights_name
 from metis_cli.config import check_keys, read_exp_config
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
-from metis_cli.infer.decode_loop import decode_utterances
+from metis_cli.infer.decode_loop import decode_utterances, output_path
 from metis_cli.infer.generate import (
     checkpoints_of,
     generate_audio,
@@ -429,16 +429,108 @@ def decode_task(
     shuffle_video: bool = False,
     mode: str | None = None,
     text_guided: bool = False,
+    num_jobs: int = 1,
 ) -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (wav/<utt>.wav, wav.scp,
     decode.json with the settings and the real-time factor). A rerun skips what is written; an
     utterance whose inputs are bad is logged (``failed``) and skipped. Every output carries the
     watermark (metis_cli/watermark.py) unless ``options.watermark`` is False. ``mode``: the task an Omni model
-    decodes; ``text_guided``: with the data's transcripts as the prefix too (Omni, vc/se/tse)."""
+    decodes; ``text_guided``: with the data's transcripts as the prefix too (Omni, vc/se/tse).
+
+    ``num_jobs`` > 1 splits the utterances (sorted by length, dealt out in turn) over that many processes, one
+    GPU each when the device is a GPU and there are several, the CPU's threads shared out otherwise; their
+    outputs are merged into one decode dir. Each job seeds its own generator (``seed + job``), so the samples
+    drawn differ from a one-job run's; decode.json records ``num_jobs``."""
     from metis_cli.data.decode_dir import write_decode_dir
+
+    options = (options or DecodeOptions()).placed()
+    args = (exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task, options, shuffle_video, mode, text_guided)
+    if num_jobs < 1:
+        raise MetisError(f"num_jobs must be 1 or more, got {num_jobs}")
+    if num_jobs == 1:
+        parts = [_decode_part(*args, job=0, num_jobs=1)]
+    else:
+        parts = _decode_in_jobs(args, num_jobs, options)
+    out, first = Path(out_dir), parts[0]
+    utts = DataDir(data_dir).utt_ids() if DataDir(data_dir).has("utt2spk") else first["utts"]
+    done = {u: str(output_path(out, u).resolve()) for u in utts if output_path(out, u).is_file()}
+    failed = sum(p["failed"] for p in parts)
+    if not done:
+        raise MetisError(f"{out}: no utterance was decoded ({failed} failed); see {out / 'failed'}")
+    seconds_audio = sum(p["seconds_audio"] for p in parts)
+    seconds = max(p["seconds"] for p in parts)  # wall clock: the jobs ran side by side
+    rtf = sum(p["seconds"] for p in parts) / seconds_audio if seconds_audio else None
+    write_decode_dir(
+        out,
+        first["task"],
+        data_dir,
+        done,
+        sample_rate=first["sample_rate"],
+        **first["info"],
+        text_guided=text_guided,
+        seed=options.seed,
+        num_jobs=num_jobs,
+        seconds=round(seconds, 2),
+        real_time_factor=rtf,
+        failed=failed,
+        watermark=first["watermark"],
+    )
+    return {
+        "utterances": len(done),
+        "decoded": sum(p["decoded"] for p in parts),
+        "failed": failed,
+        "seconds": seconds,
+        "real_time_factor": rtf,
+        "out": str(out),
+    }
+
+
+def _decode_in_jobs(args: tuple, num_jobs: int, options: DecodeOptions) -> list[dict]:
+    """``_decode_part`` in ``num_jobs`` spawned processes: job i on GPU i mod (GPUs visible) when decoding on
+    a GPU, else on the CPU with its threads shared out."""
+    import multiprocessing
+    import os
+    from dataclasses import replace
+
+    gpus = torch.cuda.device_count() if options.device.startswith("cuda") else 0
+    threads = max(1, (os.cpu_count() or 1) // num_jobs)
+    jobs = []
+    for job in range(num_jobs):
+        device = f"cuda:{job % gpus}" if gpus > 1 else options.device
+        jobs.append((*args[:6], replace(options, device=device), *args[7:], job, num_jobs, threads))
+    with multiprocessing.get_context("spawn").Pool(num_jobs) as pool:
+        return pool.starmap(_decode_job, jobs)
+
+
+def _decode_job(*args) -> dict:
+    """One spawned job: its share of the CPU's threads, its logging, then ``_decode_part``."""
+    from metis_cli.log import setup_logging
+
+    *part, job, num_jobs, threads = args
+    if not torch.cuda.is_available() or not part[6].device.startswith("cuda"):
+        torch.set_num_threads(threads)
+    setup_logging()
+    return _decode_part(*part, job=job, num_jobs=num_jobs)
+
+
+def _decode_part(
+    exp_dir,
+    data_dir,
+    out_dir,
+    s2a_dirs,
+    codec_dir,
+    task,
+    options: DecodeOptions,
+    shuffle_video: bool,
+    mode,
+    text_guided: bool,
+    job: int,
+    num_jobs: int,
+) -> dict:
+    """Decodes job ``job``'s share of the utterances (every ``num_jobs``-th by length) and returns what
+    decode.json needs from it."""
     from metis_cli.watermark import marker_for
 
-    options = options or DecodeOptions()
     model = TaskModel(exp_dir, s2a_dirs, codec_dir, task, options, shuffle_video=shuffle_video, mode=mode)
     marker = marker_for(Path(exp_dir).name, options.watermark, options.watermark_key)
     task = model.task
@@ -449,10 +541,10 @@ def decode_task(
         )
     data_dir, out = Path(data_dir), Path(out_dir)
     utts, load = datadir_inputs(data_dir, task, model.video_features, text_guided)
-
     data = DataDir(data_dir)
     durations = data.read("utt2dur") if data.has("utt2dur") else {}
-    generator = torch.Generator(device=model.device).manual_seed(options.seed)
+    share = sorted(utts, key=lambda u: (float(durations.get(u, 0)), u))[job::num_jobs]
+    generator = torch.Generator(device=model.device).manual_seed(options.seed + job)
 
     def decode_batch(batch: list[str]) -> tuple[dict, dict]:
         prepared, failed = [], {}
@@ -470,27 +562,30 @@ def decode_task(
         marked = [marker(wav, model.sample_rate) if marker else wav for wav in wavs]
         return {p["name"]: wav for p, wav in zip(prepared, marked, strict=True)}, failed
 
-    run = decode_utterances(
-        out,
-        utts,
-        decode_batch,
-        model.sample_rate,
-        options.batch_size,
-        order=lambda u: float(durations.get(u, 0)),
-        label=f"decode {task} {data_dir.name}",
-    )
-    write_decode_dir(
-        out,
-        task,
-        data_dir,
-        run.done,
-        sample_rate=model.sample_rate,
-        **model.info,
-        text_guided=text_guided,
-        seed=options.seed,
-        seconds=round(run.seconds, 2),
-        real_time_factor=run.real_time_factor,
-        failed=len(run.failed),
-        watermark=marker.info if marker else None,
-    )
-    return run.summary(out)
+    label = f"decode {task} {data_dir.name}" + (f" (job {job + 1}/{num_jobs})" if num_jobs > 1 else "")
+    try:
+        run = decode_utterances(
+            out,
+            share,
+            decode_batch,
+            model.sample_rate,
+            options.batch_size,
+            order=lambda u: float(durations.get(u, 0)),
+            label=label,
+        )
+        decoded, failed, seconds, rtf = run.decoded, len(run.failed), run.seconds, run.real_time_factor
+    except MetisError:
+        if num_jobs == 1:
+            raise
+        decoded, failed, seconds, rtf = 0, len(share), 0.0, None  # the merge says whether anything was decoded
+    return {
+        "task": task,
+        "utts": utts,
+        "sample_rate": model.sample_rate,
+        "info": model.info,
+        "watermark": marker.info if marker else None,
+        "decoded": decoded,
+        "failed": failed,
+        "seconds": seconds,
+        "seconds_audio": seconds * (1 / rtf) if rtf else 0.0,
+    }
