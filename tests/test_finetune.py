@@ -977,3 +977,61 @@ def test_decode_splits_over_jobs_and_merges_one_decode_dir(models, tuned, tmp_pa
     assert result.exit_code == 0 and f"{len(utts)} utterances (0 decoded now, 0 failed)" in " ".join(
         result.output.split()
     )
+
+
+def test_adapter_files_hold_what_was_trained_and_decode_like_the_whole_model(models, tuned, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from metis_cli import Metis
+    from metis_cli.tasks.adapter_files import read_peft
+
+    exp = tuned["vc"]
+    counts = json.loads((exp / "parameters.json").read_text())
+    info = json.loads((exp / "adapter" / "adapter.json").read_text())  # written by fine-tuning itself
+    assert info["parameters"] == counts["trainable"] and info["model_parameters"] == counts["total"]
+    assert info["bytes"] < info["model_bytes"] / 2 and info["base"]["exp_dir"] == str(models["pretrain"].resolve())
+    adapter = load_file(str(exp / "adapter" / "adapter.safetensors"))
+    assert all(k.endswith(("lora_A", "lora_B")) or k.startswith("frame_adapter.") for k in adapter)
+    # the peft layout: the same tensors under peft's names
+    peft = load_file(str(exp / "adapter" / "peft" / "adapter_model.safetensors"))
+    assert all(k.startswith("base_model.model.") for k in peft)
+    assert any(k.endswith(".q_proj.lora_A.weight") for k in peft)
+    back = read_peft(exp / "adapter" / "peft")
+    assert back.keys() == adapter.keys() and all(torch.equal(back[k], adapter[k]) for k in adapter)
+    config = json.loads((exp / "adapter" / "peft" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["modules_to_save"] == ["frame_adapter"] and config["r"] == 16
+    # a shared task dir (no checkpoints) decodes exactly like the whole model
+    shared = tmp_path / "shared"
+    result = runner.invoke(app, ["export-adapter", str(exp), "--out", str(shared)])
+    assert result.exit_code == 0 and "of" in result.output, result.output
+    assert not (shared / "checkpoints").exists() and (shared / "config.yaml").is_file()
+    src = DataDirOf(models["corpus"] / "mini_vc_test")
+    fast = {"stage1": {"steps": 2}, "s2a": {"steps": [2, 1]}}
+    # (unwatermarked: the payload names the model dir, and these two are named apart)
+    whole = Metis.from_dirs(exp, watermark=False).vc(src["src"], ref=src["ref"], seed=1, **fast)
+    small = Metis.from_dirs(shared, watermark=False).vc(src["src"], ref=src["ref"], seed=1, **fast)
+    assert np.array_equal(whole.wav, small.wav)
+    # another base than the one the adapter was made from is refused
+    info = json.loads((shared / "adapter" / "adapter.json").read_text())
+    base = tmp_path / "base"
+    shutil.copytree(info["base"]["checkpoint"], base)
+    info["base"]["checkpoint"] = str(base)
+    (shared / "adapter" / "adapter.json").write_text(json.dumps(info))
+    weights = load_file(str(base / info["base"]["weights"]))
+    next(iter(weights.values())).add_(1.0)
+    from safetensors.torch import save_file
+
+    save_file(weights, str(base / info["base"]["weights"]))
+    with pytest.raises(MetisError, match="is not the pre-trained model this adapter was made from"):
+        Metis.from_dirs(shared)
+
+
+def DataDirOf(path):
+    """The first utterance's src.scp and ref.scp entries of a VC data dir."""
+    from metis_cli.data.datadir import DataDir
+
+    data = DataDir(path)
+    utt = data.utt_ids()[0]
+    return {"src": data.read("src.scp")[utt], "ref": data.read("ref.scp")[utt]}

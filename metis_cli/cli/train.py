@@ -175,3 +175,33 @@ def finetune(
         init={"exp_dir": str(init.resolve())},
         **({"decoder": decoder_dirs(s2a, codec)} if s2a or codec else {}),
     )
+
+
+def export_adapter(
+    exp_dir: Path = typer.Argument(..., help="Experiment dir of a fine-tuned task model (`metis finetune`)."),
+    out: Optional[Path] = typer.Option(
+        None,
+        help="A new task dir to share: the adapter plus the small files decoding reads, no checkpoints "
+        "(default: <exp-dir>/adapter only).",
+    ),
+    checkpoint: Optional[Path] = typer.Option(None, help="A checkpoint dir other than the newest."),
+) -> None:
+    """Save what a fine-tune trained apart from the pre-trained model: adapter/adapter.safetensors, adapter.json
+    (the base model and its sha256) and, for LoRA, adapter/peft/ in the peft library's layout.
+
+    Fine-tuning writes it by itself (LoRA and adapter modes). A task dir with adapter/ and no checkpoints decodes
+    like the full one, given the pre-trained model adapter.json names.
+
+    Example: metis export-adapter egs/vc/exp/vc_mini --out shared/vc_mini
+    """
+    from metis_cli.log import console, setup_logging
+    from metis_cli.tasks.adapter_files import export_adapter as export
+
+    setup_logging()
+    info = export(exp_dir, out, checkpoint)
+    where = (out or exp_dir) / "adapter"
+    console.print(
+        f"{where}: {info['parameters']:,} of {info['model_parameters']:,} parameters, "
+        f"{info['bytes'] / 1e6:.2f} MB against {info['model_bytes'] / 1e6:.2f} MB for the whole model"
+        + (" (+ peft/)" if "peft" in info else "")
+    )

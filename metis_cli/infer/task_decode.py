@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metis_cli.checkpoint import load_weights, weights_name
+from metis_cli.checkpoint import load_weights, state_dict_mismatch, weights_name
 from metis_cli.config import check_keys, read_exp_config
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
@@ -127,8 +127,19 @@ def load_input(source, what: str, strict: bool, utt: str | None = None, commands
 
 def load_task_stage1(exp_dir, config: dict, device: str = "cpu", checkpoint=None) -> Stage1Model:
     """A fine-tuned stage-1 model, LoRA merged into its weights."""
+    from metis_cli.tasks.adapter_files import adapter_state_dict, has_adapter
+
     model = Stage1Model(Stage1Config.from_dict(config["model"]))
     for_inference(model, AdaptationConfig.from_dict(config.get("adaptation", {})))
+    if checkpoint is None and not (Path(exp_dir) / "checkpoints").is_dir() and has_adapter(exp_dir):
+        # a shared task dir: the pre-trained model + the adapter (metis_cli/tasks/adapter_files.py)
+        state, adapter = adapter_state_dict(exp_dir)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise MetisError(f"{exp_dir}/adapter does not fit this model: {state_dict_mismatch(exc)}") from None
+        info = {"adapter": str((Path(exp_dir) / "adapter").resolve()), "base": adapter["base"]["checkpoint"]}
+        return _placed(model, info, device)
     load_weights(
         exp_dir,
         weights_name(config, "stage1"),
@@ -137,7 +148,11 @@ def load_task_stage1(exp_dir, config: dict, device: str = "cpu", checkpoint=None
         device,
         what=f"{config['task']} model (`metis finetune`)",
     )
-    info = model.checkpoint_info
+    return _placed(model, model.checkpoint_info, device)
+
+
+def _placed(model: Stage1Model, info: dict, device: str) -> Stage1Model:
+    """LoRA merged into the weights, the checkpoint record kept, on ``device`` for inference."""
     model = merged(model)
     model.checkpoint_info = info
     return model.to(device).eval()

@@ -490,4 +490,10 @@ def finetune(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
         (trainer.exp_dir / "parameters.json").write_text(json.dumps(learner.counts, indent=2) + "\n")
     result = trainer.fit(learner)
     result["parameters"] = learner.counts
+    if trainer.dist.main and config.get("adaptation", {}).get("mode", "lora") != "full":
+        # what was trained, apart from the pre-trained model (<exp>/adapter; metis_cli/tasks/adapter_files.py)
+        from metis_cli.tasks.adapter_files import export_adapter
+
+        info = export_adapter(trainer.exp_dir)
+        result["adapter"] = {k: info[k] for k in ("parameters", "bytes", "model_bytes")}
     return result
