@@ -145,6 +145,79 @@ def test_noisy_input_scores_below_its_clean_reference(tiny_corpus, tmp_path):
     assert noisy["sisdr"]["mean"] < clean["sisdr"]["mean"] - 40 and noisy["stoi"]["mean"] < clean["stoi"]["mean"]
 
 
+def compared(tiny_corpus, tmp_path):
+    """The noisy input and the clean speech of mini_se_test, scored and compared by `metis score`."""
+    link_decode_dir(tiny_corpus / "mini_se_test", tmp_path / "sys" / "noisy", "se", "noisy.scp")
+    link_decode_dir(tiny_corpus / "mini_se_test", tmp_path / "sys" / "clean", "se", "wav.scp")
+    dirs = [str(tmp_path / "sys" / n) for n in ("noisy", "clean")]
+    result = runner.invoke(
+        app, ["score", *dirs, "--metrics", "stoi,sisdr", "--baseline", dirs[0], "--worst", "stoi", "--report-utts", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    return tmp_path / "sys" / "compare.html"
+
+
+def test_the_comparison_page_pairs_systems_against_a_baseline(tiny_corpus, tmp_path):
+    import re
+
+    page = compared(tiny_corpus, tmp_path)
+    text = page.read_text()
+    assert "S1</b> noisy <small>(se, baseline)" in text and "S2</b> clean" in text
+    # clean speech against its noisy input: better STOI and SI-SDR, each with a paired interval
+    assert len(re.findall(r"<small class='better'>Δ \+", text)) == 3  # stoi, estoi, sisdr
+    assert "stoi ↑" in text and "estoi ↑" in text and "sisdr ↑" in text
+    shown = re.findall(r"<h3>(.*?)</h3>", text)
+    assert len(shown) == 4 and "worst first by stoi of S2" in text
+    rows = read_per_utt(tmp_path / "sys" / "clean" / "scores" / "per_utt.tsv")
+    values = [float(rows[u]["stoi"]) for u in shown]
+    assert values == sorted(values) and values[0] == min(float(r["stoi"]) for r in rows.values())
+    assert text.count("<audio") == 4 * 4  # the reference, the input (noisy.scp), then each system
+    assert (page.parent / "compare_files" / "means.png").is_file()
+    result = runner.invoke(app, ["score", str(tmp_path / "sys" / "clean"), "--baseline", str(tmp_path)])
+    assert result.exit_code == 1 and "is not one of the decode dirs scored" in result.output
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs Debian's chromium (bash tools/install.sh --test true)"
+)
+def test_the_comparison_page_fits_1400_px_and_every_player_loads(tiny_corpus, tmp_path):
+    """Headless Chromium opens the page 1400 px wide: no horizontal scrolling, every audio element loads."""
+    page = compared(tiny_corpus, tmp_path)
+    probe = page.with_name("probe.html")
+    script = (
+        "<script>window.addEventListener('load', () => { const a = [...document.querySelectorAll('audio')];"
+        " let ok = 0, bad = 0; const done = () => document.body.setAttribute('data-probe', JSON.stringify("
+        "{scroll: document.documentElement.scrollWidth, width: window.innerWidth, n: a.length, ok, bad}));"
+        " a.forEach(x => { x.preload = 'auto'; x.addEventListener('loadedmetadata', () => { ok++; done(); });"
+        " x.addEventListener('error', () => { bad++; done(); }); x.load(); }); done(); });</script>"
+    )
+    probe.write_text(page.read_text().replace("</body>", script + "</body>"))
+    cmd = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1400,900",
+        "--virtual-time-budget=8000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    import html as html_lib
+    import re
+
+    found = re.search(r'data-probe="([^"]*)"', dom)
+    assert found, dom[-500:]
+    state = json.loads(html_lib.unescape(found.group(1)))
+    assert state["scroll"] <= state["width"] == 1400, state
+    assert state["n"] == 16 and state["ok"] == 16 and state["bad"] == 0, state
+
+
 def test_bad_outputs_are_failures_and_the_rest_is_scored(tiny_corpus, tmp_path):
     data = DataDir(tiny_corpus / "mini_se_test")
     utts = data.utt_ids()

@@ -84,16 +84,30 @@ def score(
     sim: str = typer.Option("resemblyzer", help="'resemblyzer' or a local transformers x-vector model dir (WavLM SV)."),
     metrics: Optional[str] = typer.Option(None, help=METRIC_HELP),
     report: bool = typer.Option(True, help="Write scores/report.html (audio players, spectrograms, plots)."),
-    report_utts: int = typer.Option(20, min=0, help="Utterances shown in the report."),
+    report_utts: int = typer.Option(20, min=0, help="Utterances shown in the report (and the comparison page)."),
+    compare: Optional[Path] = typer.Option(
+        None,
+        help="The page comparing the dirs (default with several dirs and --report: compare.html in their common "
+        "parent dir).",
+    ),
+    baseline: Optional[Path] = typer.Option(
+        None, help="The decode dir the others are compared with, utterance by utterance (paired differences)."
+    ),
+    worst: Optional[str] = typer.Option(
+        None, help="The comparison page lists utterances worst first by this metric (default: wer where scored)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Score decode dirs: WER/CER, speaker similarity, DNSMOS, PESQ/STOI/SI-SDR/MCD where they apply.
 
     Writes scores/per_utt.tsv, summary.json, result.txt (and report.html) in each dir, reuses what an
-    earlier run computed, and prints one table comparing all dirs. Exits 1 only if nothing could be
-    scored.
+    earlier run computed, and prints one table comparing all dirs; with several dirs, one comparison page
+    (players side by side, paired differences against --baseline, the worst utterances first). Exits 1 only
+    if nothing could be scored.
 
     Example: metis score exp/*/decode_* --nj 2
+
+    Compare: metis score egs/tts/exp/*/decode_mini_test --baseline egs/tts/exp/s2a_resynth/decode_mini_test
     """
     from metis_cli.errors import MetisError
     from metis_cli.log import setup_logging
@@ -119,6 +133,19 @@ def score(
     _print_comparison(summaries)
     if not any(s["counts"]["scored"] for s in summaries):
         raise MetisError("nothing could be scored")
+    if baseline is not None and baseline.resolve() not in [d.resolve() for d in decode_dirs]:
+        raise MetisError(f"--baseline {baseline} is not one of the decode dirs scored")
+    scored = [d for d, s in zip(decode_dirs, summaries, strict=True) if not s.get("error")]
+    if compare is None and report and len(scored) > 1:
+        import os
+
+        compare = Path(os.path.commonpath([str(d.resolve()) for d in scored])) / "compare.html"
+    if compare is not None:
+        from metis_cli.log import console
+        from metis_cli.score.compare import write_comparison
+
+        page = write_comparison(scored, compare, baseline=baseline, worst=worst, max_utts=report_utts)
+        console.print(f"comparison of {len(scored)} decode dirs: {page}")
 
 
 def results(
