@@ -446,8 +446,36 @@ def test_shipped_configs_stop_on_steps_not_minutes():
     """A recipe's result must not depend on how busy the machine is: no shipped config sets a time budget."""
     import yaml
 
-    configs = sorted((REPO / "conf").glob("*/*.yaml")) + sorted((REPO / "egs").glob("*/conf/*/*.yaml"))
+    configs = sorted((REPO / "conf").glob("*/*.yaml")) + sorted((REPO / "conf").glob("*/tuning/*.yaml"))
+    configs += sorted((REPO / "egs").glob("*/conf/*/*.yaml"))
     assert len(configs) >= 20
     for path in configs:
         train = yaml.safe_load(path.read_text()).get("train", {})
         assert train.get("max_minutes") is None, f"{path} stops on train.max_minutes"
+
+
+def test_tuning_configs_are_whole_configs_their_trainers_accept(tmp_path):
+    """conf/<scale>/tuning/*.yaml (the ablations the docs measured) resolve with their trainer's checks, and each
+    differs from the config it tunes."""
+    import yaml
+
+    from metis_cli.config import load_config
+    from metis_cli.train.codec import resolve_config
+    from metis_cli.train.s2a import S2ALearner
+
+    resolvers = {"s2a": S2ALearner.resolve, "codec": resolve_config}
+    tuning = sorted((REPO / "conf").glob("*/tuning/*.yaml"))
+    assert len(tuning) >= 2
+    for path in tuning:
+        kind = path.stem.split("_")[0]
+        base = {"s2a": "s2a.yaml", "codec": "codec_neural.yaml"}[kind]
+        tuned = load_config(path, resolve=resolvers[kind])
+        plain = load_config(path.parents[1] / base, resolve=resolvers[kind])
+        assert tuned != plain and tuned["train"]["max_steps"] > plain["train"]["max_steps"], path
+        assert yaml.safe_load(path.read_text())["train"].get("max_minutes") is None
+    data = tmp_path / "data"
+    for name in ("mini_train", "mini_dev", "mini_vc_test"):
+        (data / name).mkdir(parents=True)
+    args = ("--stage", 3, "--stop-stage", 3, "--data-dir", data, "--codec-config", "tuning/codec_nope.yaml")
+    result = recipe("vc", *args)
+    assert result.returncode == 1 and "--codec-config tuning/codec_nope.yaml: no such file" in result.stderr

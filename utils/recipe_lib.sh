@@ -141,7 +141,7 @@ if [ -z "$tokenizer_dir" ]; then
 fi
 
 conf_name=$(basename "$config_dir")
-codec_variant=${codec_config%.yaml}
+codec_variant=$(basename "${codec_config%.yaml}")  # tuning/codec_neural_5600.yaml -> _neural_5600
 codec_variant=${codec_variant#codec}
 [ -n "$codec_dir" ] || codec_dir=$root/exp/codec_$conf_name$codec_variant
 [ -n "$pretrain_dir" ] || pretrain_dir=$root/exp/pretrain_$conf_name
