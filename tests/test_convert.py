@@ -79,7 +79,11 @@ def test_amphion_time_embedding_formula():
     freqs = [math.exp(-math.log(10000) * i / 3) for i in range(4)]
     expected = [math.sin(0.5 * f) for f in freqs] + [math.cos(0.5 * f) for f in freqs]
     assert torch.allclose(emb[0], torch.tensor(expected), atol=1e-6)
-    assert not torch.allclose(timestep_embedding(t, 8), emb)
+    assert not torch.allclose(timestep_embedding(t, 8, "toolkit"), emb)
+    # the published embedding is the default, of the function and of every model config
+    from metis_cli.models.transformer import TransformerConfig
+
+    assert torch.equal(timestep_embedding(t, 8), emb) and TransformerConfig().time_embedding == "amphion"
 
 
 def test_conversion_writes_every_model(converted):
