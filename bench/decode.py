@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ SIZES = {
             {
                 "ssl_vocab_size": 128,
                 "n_codebooks": 8,
-                "codebook_size": 1024,
+                "codebook_size": 256,
                 "predict_codebooks": [0, 8],
                 "transformer": {"dim": 256, "n_layers": 6, "n_heads": 4, "ffn_dim": 1024},
             }
@@ -104,7 +105,7 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
     def stage1_hidden(tok, masked, val, tt, rows, unconditional):
         return stage1.hidden(tok, masked, val, tt)
 
-    codes = torch.randint(0, 1024, (1, length, n_codebooks), device=device)
+    codes = torch.randint(0, s2a[0].cfg.codebook_size, (1, length, n_codebooks), device=device)
     prompt_mask = ~is_target
 
     def s2a_hidden(layer):
@@ -167,6 +168,65 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
     return out
 
 
+def forward_flops(model, lengths: list[int]) -> float:
+    """Model FLOPs of one forward over sequences of these lengths: 2 per parameter per position (the matmuls)
+    plus the attention scores and the weighted values (4 * layers * T^2 * dim per sequence)."""
+    params = sum(p.numel() for p in model.parameters())
+    cfg = model.cfg.transformer
+    return sum(2.0 * params * n + 4.0 * cfg.n_layers * n * n * cfg.dim for n in lengths)
+
+
+def throughput(size: str, dtype_name: str, batch: int, repeats: int, device: str = "cpu", peak: float = 0.0) -> dict:
+    """Batched decoding of ``batch`` utterances of different lengths (3 s prompts, targets spread over 3-7 s,
+    the published step counts): audio seconds generated per second and model FLOP utilisation against
+    ``peak`` FLOP/s."""
+    import yaml
+
+    from metis_cli.codec.inference import build_codec
+    from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
+    from metis_cli.infer.mask_predict import MaskPredictSettings
+    from metis_cli.models.s2a import S2AConfig, S2AModel
+    from metis_cli.models.stage1 import Stage1Config, Stage1Model
+
+    torch.manual_seed(0)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    spec = SIZES[size]
+    stage1 = Stage1Model(Stage1Config.from_dict(spec["stage1"])).to(device, dtype).eval()
+    s2a = [S2AModel(S2AConfig.from_dict(c)).to(device, dtype).eval() for c in spec["s2a"]]
+    codec = build_codec(yaml.safe_load((REPO / spec["codec"]).read_text())["model"]).to(device).eval()
+    n_codebooks, vocab = s2a[0].cfg.n_codebooks, stage1.cfg.vocab_size
+    prompt = 150
+    targets = [int(t) for t in np.linspace(150, 350, batch)] if batch > 1 else [250]
+    prompts = [torch.randint(0, vocab, (prompt,), device=device) for _ in targets]
+    prompt_codes = [torch.randint(0, s2a[0].cfg.codebook_size, (prompt, n_codebooks), device=device) for _ in targets]
+    steps = per_codebook_settings(n_codebooks)
+    stage1_settings = MaskPredictSettings(steps=25, cfg_scale=2.5)
+
+    def run():
+        ssl = generate_ssl_tokens(stage1, prompts, targets, stage1_settings, torch.Generator().manual_seed(0))
+        codes = generate_codes(s2a, ssl, prompts, prompt_codes, steps, torch.Generator().manual_seed(0))
+        for c in codes:
+            codec.decode(c[None].to(device))
+
+    with torch.no_grad():
+        seconds = timed(run, repeats)
+    lengths = [prompt + t for t in targets]
+    flops = 25 * 2 * forward_flops(stage1, lengths)  # every step with guidance: two rows
+    for j, setting in enumerate(steps):
+        model = next(m for m in s2a if j in m.cfg.codebooks)
+        flops += setting.steps * (2 if setting.cfg_scale else 1) * forward_flops(model, lengths)
+    audio = sum(targets) / 50
+    return {
+        "size": size,
+        "dtype": dtype_name,
+        "batch": batch,
+        "seconds": seconds,
+        "audio_seconds_per_second": audio / seconds,
+        "tflops_per_second": flops / seconds / 1e12,
+        "mfu": flops / seconds / peak if peak else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["mini", "full"], choices=sorted(SIZES))
@@ -176,10 +236,39 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="Timed forwards per measurement (after one warm-up).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--batches",
+        nargs="+",
+        type=int,
+        help="Instead: batched decoding throughput for these batch sizes (utterances of 3-7 s), e.g. 1 8 32.",
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="The device's peak (dense) TFLOP/s for the model FLOP utilisation; default: 0.16 fp32 / 0.4 bf16 on "
+        "the CPU (a 2-core AVX-512-BF16 machine's matmul peak, issue 31), 989 bf16 / 67 fp32 on a GPU (H100/H200).",
+    )
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prompt, target = int(args.prompt_seconds * 50), int(args.target_seconds * 50)
+    if args.batches:
+        print(f"Batched decoding, {args.device} ({args.threads} threads on the CPU), torch {torch.__version__}")
+        print("| size | dtype | batch | seconds | audio s per s | model TFLOP/s | MFU |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for size in args.sizes:
+            for dtype in args.dtypes:
+                default = {"cpu": {"fp32": 0.16, "bf16": 0.4}, "cuda": {"fp32": 67.0, "bf16": 989.0}}[args.device]
+                peak = (args.peak_tflops or default[dtype]) * 1e12
+                for batch in args.batches:
+                    r = throughput(size, dtype, batch, args.repeats, args.device, peak)
+                    print(
+                        f"| {size} | {dtype} | {batch} | {r['seconds']:.2f} | {r['audio_seconds_per_second']:.2f} | "
+                        f"{r['tflops_per_second']:.3f} | {100 * r['mfu']:.1f}% |",
+                        flush=True,
+                    )
+        return
     if args.one:
         print(json.dumps(measure(*args.one, prompt, target, args.repeats, args.device)))
         return
