@@ -74,6 +74,13 @@ def main() -> None:
     parser.add_argument("--train-set", default="mini_train")
     parser.add_argument("--test-set", default="mini_test")
     parser.add_argument("--min-count", type=int, default=2)
+    parser.add_argument(
+        "--pitch",
+        choices=["truth", "table"],
+        default="truth",
+        help="truth: the ground truth's log-F0 and voicing put back (default); table: the table's as well "
+        "(dirs named *_tpitch).",
+    )
     args = parser.parse_args()
 
     import soundfile as sf
@@ -104,7 +111,8 @@ def main() -> None:
     test_all = {u: np.asarray(test_codes[u], dtype=np.int64) for u in test_codes.keys()}
     gt = {u: codec.dequantize(torch.from_numpy(c)) for u, c in test_all.items()}
     books = sorted({0, pitch_book})
-    write("gt_cb0", {u: _first_books(codec, c, books) for u, c in test_all.items()})
+    if args.pitch == "truth":
+        write("gt_cb0", {u: _first_books(codec, c, books) for u, c in test_all.items()})
 
     for spec in args.tokens:
         name, root = spec.split("=", 1)
@@ -123,10 +131,11 @@ def main() -> None:
                         key = tuple(padded[i : i + 3])
                         if ctx_n.get(key, 0) >= args.min_count:
                             vec[i] = ctx_sum[key] / ctx_n[key]
-                ref = gt[utt][: len(tok)]
-                vec[:, pitch] = ref[:, pitch]
+                if args.pitch == "truth":
+                    ref = gt[utt][: len(tok)]
+                    vec[:, pitch] = ref[:, pitch]
                 vectors[utt] = vec
-            write(f"tok{name}_{variant}", vectors)
+            write(f"tok{name}_{variant}" + ("_tpitch" if args.pitch == "table" else ""), vectors)
 
 
 def _first_books(codec, codes: np.ndarray, books: list[int]):
