@@ -169,10 +169,12 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
 
 
 def forward_flops(model, lengths: list[int]) -> float:
-    """Model FLOPs of one forward over sequences of these lengths: 2 per parameter per position (the matmuls)
-    plus the attention scores and the weighted values (4 * layers * T^2 * dim per sequence)."""
-    params = sum(p.numel() for p in model.parameters())
+    """Model FLOPs of one forward over sequences of these lengths: 2 per weight of the transformer and of the one
+    output head in use per position (embedding lookups and the other codebooks' heads do no arithmetic), plus
+    the attention scores and the weighted values (4 * layers * T^2 * dim per sequence)."""
     cfg = model.cfg.transformer
+    out = getattr(model.cfg, "vocab_size", None) or model.cfg.codebook_size
+    params = sum(p.numel() for p in model.transformer.parameters()) + out * cfg.dim
     return sum(2.0 * params * n + 4.0 * cfg.n_layers * n * n * cfg.dim for n in lengths)
 
 
