@@ -290,6 +290,9 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     assert all(t[4].startswith("bash egs/tts/run.sh --data-dir ") and int(t[2]) >= 0 for t in times)
     results = (exp_dir / "RESULTS.md").read_text()
     assert "## tts: mini_test" in results and "## Recipe stages" in results and "| 4 | pretrain |" in results
+    # one page comparing every decode dir the recipe scored, inside its exp dir
+    compare = (exp_dir / "compare.html").read_text()
+    assert "systems compared" in compare and compare.count("<h3>") > 0 and (exp_dir / "compare_files").is_dir()
 
 
 @pytest.mark.slow

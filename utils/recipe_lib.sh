@@ -335,9 +335,9 @@ floor_scp_of() {
 # <exp-dir>/RESULTS.md with the commands and stage times.
 score_and_report() {
   # shellcheck disable=SC2086
-  metis score "$@" --nj "$nj" $score_opts
+  metis score "$@" --nj "$nj" --compare "$exp_dir/compare.html" $score_opts
   end_stage
   metis results "$@" -o "$exp_dir/RESULTS.md" --title "$task: $corpus corpus, $conf_name configs" \
     --stage-times "$exp_dir/stage_times.tsv"
-  log "results in $exp_dir/RESULTS.md; listen in $exp_dir/ground_truth/decode_*/scores/report.html"
+  log "results in $exp_dir/RESULTS.md; compare and listen in $exp_dir/compare.html"
 }
