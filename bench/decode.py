@@ -79,12 +79,11 @@ def timed(fn, repeats: int) -> float:
     return (time.time() - start) / repeats
 
 
-def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, device: str = "cpu") -> dict:
+def build_models(size: str, dtype_name: str, device: str):
+    """Stage 1, the S2A model(s) and the codec of a size, random weights (seed 0), in eval mode."""
     import yaml
 
     from metis_cli.codec.inference import build_codec
-    from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
-    from metis_cli.infer.mask_predict import MaskPredictSettings, guided_hidden
     from metis_cli.models.s2a import S2AConfig, S2AModel
     from metis_cli.models.stage1 import Stage1Config, Stage1Model
 
@@ -94,6 +93,14 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
     stage1 = Stage1Model(Stage1Config.from_dict(spec["stage1"])).to(device, dtype).eval()
     s2a = [S2AModel(S2AConfig.from_dict(c)).to(device, dtype).eval() for c in spec["s2a"]]
     codec = build_codec(yaml.safe_load((REPO / spec["codec"]).read_text())["model"]).to(device).eval()
+    return stage1, s2a, codec
+
+
+def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, device: str = "cpu") -> dict:
+    from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
+    from metis_cli.infer.mask_predict import MaskPredictSettings, guided_hidden
+
+    stage1, s2a, codec = build_models(size, dtype_name, device)
     n_codebooks, vocab = s2a[0].cfg.n_codebooks, stage1.cfg.vocab_size
     length = prompt + target
     tokens = torch.randint(0, vocab, (1, length), device=device)
@@ -182,20 +189,10 @@ def throughput(size: str, dtype_name: str, batch: int, repeats: int, device: str
     """Batched decoding of ``batch`` utterances of different lengths (3 s prompts, targets spread over 3-7 s,
     the published step counts): audio seconds generated per second and model FLOP utilisation against
     ``peak`` FLOP/s."""
-    import yaml
-
-    from metis_cli.codec.inference import build_codec
     from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
     from metis_cli.infer.mask_predict import MaskPredictSettings
-    from metis_cli.models.s2a import S2AConfig, S2AModel
-    from metis_cli.models.stage1 import Stage1Config, Stage1Model
 
-    torch.manual_seed(0)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    spec = SIZES[size]
-    stage1 = Stage1Model(Stage1Config.from_dict(spec["stage1"])).to(device, dtype).eval()
-    s2a = [S2AModel(S2AConfig.from_dict(c)).to(device, dtype).eval() for c in spec["s2a"]]
-    codec = build_codec(yaml.safe_load((REPO / spec["codec"]).read_text())["model"]).to(device).eval()
+    stage1, s2a, codec = build_models(size, dtype_name, device)
     n_codebooks, vocab = s2a[0].cfg.n_codebooks, stage1.cfg.vocab_size
     prompt = 150
     targets = [int(t) for t in np.linspace(150, 350, batch)] if batch > 1 else [250]
