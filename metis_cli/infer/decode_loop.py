@@ -30,6 +30,7 @@ class DecodeRun:
     decoded: int  # utterances decoded by this run
     failed: dict[str, str]  # utterance -> why, this run
     seconds: float
+    seconds_audio: float  # audio made by this run
     real_time_factor: float | None  # seconds of compute per second of audio made by this run
 
     def summary(self, out) -> dict:
@@ -92,4 +93,4 @@ def decode_utterances(
             f"see {out / 'failed'}"
         )
     rtf = elapsed / seconds_audio if seconds_audio else None
-    return DecodeRun(done, decoded, failed, elapsed, rtf)
+    return DecodeRun(done, decoded, failed, elapsed, seconds_audio, rtf)

@@ -467,8 +467,7 @@ def decode_task(
     else:
         parts = _decode_in_jobs(args, num_jobs, options)
     out, first = Path(out_dir), parts[0]
-    utts = DataDir(data_dir).utt_ids() if DataDir(data_dir).has("utt2spk") else first["utts"]
-    done = {u: str(output_path(out, u).resolve()) for u in utts if output_path(out, u).is_file()}
+    done = {u: str(output_path(out, u).resolve()) for u in first["utts"] if output_path(out, u).is_file()}
     failed = sum(p["failed"] for p in parts)
     if not done:
         raise MetisError(f"{out}: no utterance was decoded ({failed} failed); see {out / 'failed'}")
@@ -508,7 +507,7 @@ def _decode_in_jobs(args: tuple, num_jobs: int, options: DecodeOptions) -> list[
     from dataclasses import replace
 
     gpus = torch.cuda.device_count() if options.device.startswith("cuda") else 0
-    threads = max(1, (os.cpu_count() or 1) // num_jobs)
+    threads = None if gpus else max(1, (os.cpu_count() or 1) // num_jobs)  # CPU jobs share the cores
     jobs = []
     for job in range(num_jobs):
         device = f"cuda:{job % gpus}" if gpus > 1 else options.device
@@ -522,7 +521,7 @@ def _decode_job(*args) -> dict:
     from metis_cli.log import setup_logging
 
     *part, job, num_jobs, threads = args
-    if not torch.cuda.is_available() or not part[6].device.startswith("cuda"):
+    if threads is not None:
         torch.set_num_threads(threads)
     setup_logging()
     return _decode_part(*part, job=job, num_jobs=num_jobs)
@@ -588,11 +587,11 @@ def _decode_part(
             order=lambda u: float(durations.get(u, 0)),
             label=label,
         )
-        decoded, failed, seconds, rtf = run.decoded, len(run.failed), run.seconds, run.real_time_factor
+        decoded, failed, seconds, seconds_audio = run.decoded, len(run.failed), run.seconds, run.seconds_audio
     except MetisError:
         if num_jobs == 1:
             raise
-        decoded, failed, seconds, rtf = 0, len(share), 0.0, None  # the merge says whether anything was decoded
+        decoded, failed, seconds, seconds_audio = 0, len(share), 0.0, 0.0  # the merge says if anything was decoded
     return {
         "task": task,
         "utts": utts,
@@ -602,5 +601,5 @@ def _decode_part(
         "decoded": decoded,
         "failed": failed,
         "seconds": seconds,
-        "seconds_audio": seconds * (1 / rtf) if rtf else 0.0,
+        "seconds_audio": seconds_audio,
     }
