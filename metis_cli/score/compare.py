@@ -23,7 +23,7 @@ import numpy as np
 
 from metis_cli.data.decode_dir import DecodeDir
 from metis_cli.errors import MetisError
-from metis_cli.score.report import STYLE, _aligned_html, _audio_tag
+from metis_cli.score.report import STYLE, _aligned_html, _audio_tag, inputs_of
 from metis_cli.score.scoring import read_per_utt
 
 # +1: higher is better; -1: lower is better; 0: neither (sim_other: how close to the wrong voice, a floor).
@@ -166,6 +166,8 @@ def write_comparison(
                 "path": d,
                 "name": _label(d, dirs),
                 "decode": decode,
+                "outputs": decode.outputs(),  # read once: the page looks up every utterance
+                "inputs": inputs_of(decode),
                 "summary": json.loads(summary_file.read_text())["metrics"],
                 "rows": read_per_utt(d / "scores" / "per_utt.tsv"),
             }
@@ -214,7 +216,7 @@ def write_comparison(
         parts.append(f"<img src='{html.escape(media.name)}/means.png' alt='means of every metric per system'>")
 
     # the utterances, the worst first
-    utts = sorted({u for s in systems for u in s["decode"].outputs()})
+    utts = sorted({u for s in systems for u in s["outputs"]})
     key_system = next((s for s in reversed(systems) if s is not base), systems[-1])
     if worst is None:
         worst = "wer" if "wer" in key_system["summary"] else next(iter(key_system["summary"]), None)
@@ -233,7 +235,7 @@ def write_comparison(
         parts.append("<div class='sys'>")
         parts.append(f"<div class='box'><b>reference</b><br>{_audio_tag(refs.get(utt), page)}</div>")
         for s in systems:
-            spec_input = _input_of(s["decode"], utt)
+            spec_input = s["inputs"].get(utt)
             if spec_input and spec_input != refs.get(utt):
                 parts.append(f"<div class='box'><b>input</b><br>{_audio_tag(spec_input, page)}</div>")
                 break
@@ -246,7 +248,7 @@ def write_comparison(
             if row.get("hyp_text") is not None and row.get("hyp_text") != "" and texts.get(utt):
                 asr = f"<br>ASR: {_aligned_html(texts[utt], row['hyp_text'])}"
             failed = f"<br><span class='failed'>{html.escape(row['failure'])}</span>" if row.get("failure") else ""
-            player = _audio_tag(s["decode"].outputs().get(utt), page)
+            player = _audio_tag(s["outputs"].get(utt), page)
             parts.append(
                 f"<div class='box'><b>S{i + 1}</b> <small>{html.escape(s['name'])}</small><br>{player}"
                 f"<br><small>{html.escape(values)}</small>{asr}{failed}</div>"
@@ -256,13 +258,6 @@ def write_comparison(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts), encoding="utf-8")
     return out
-
-
-def _input_of(decode: DecodeDir, utt: str) -> str | None:
-    from metis_cli.task_registry import TASKS
-
-    scp = TASKS[decode.task].input_scp if decode.task in TASKS else None
-    return decode.reference(scp).get(utt) if scp else None
 
 
 def _arrow(metric: str) -> str:

@@ -82,12 +82,17 @@ def word_and_char_errors(reference: str, hypothesis: str) -> dict[str, int]:
     }
 
 
-def aligned_text(reference: str, hypothesis: str) -> str:
-    """One line showing the ASR hypothesis against the reference: correct words as they are, ``[ref->hyp]``
-    substitutions, ``[-ref]`` deletions, ``[+hyp]`` insertions (after normalisation)."""
-    marks = {"=": "{r}", "S": "[{r}->{h}]", "D": "[-{r}]", "I": "[+{h}]"}
+TEXT_MARKS = {"=": "{r}", "S": "[{r}->{h}]", "D": "[-{r}]", "I": "[+{h}]"}
+
+
+def aligned_text(reference: str, hypothesis: str, marks: dict | None = None, escape=str) -> str:
+    """One line showing the ASR hypothesis against the reference (after normalisation), each aligned pair written
+    by ``marks[op]`` with ``{r}`` and ``{h}`` the reference and hypothesis words passed through ``escape``.
+    The default: correct words as they are, ``[ref->hyp]`` substitutions, ``[-ref]`` deletions, ``[+hyp]``
+    insertions."""
+    marks = marks or TEXT_MARKS
     ops = align(normalize_text(reference).split(), normalize_text(hypothesis).split())
-    return " ".join(marks[op].format(r=r, h=h) for op, r, h in ops)
+    return " ".join(marks[op].format(r=escape(r or ""), h=escape(h or "")) for op, r, h in ops)
 
 
 def _aligned(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

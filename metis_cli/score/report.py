@@ -100,22 +100,26 @@ def _audio_tag(source: str | None, page_dir: Path) -> str:
 COUNT_COLUMNS = ("word_errors", "ref_words", "word_subs", "word_dels", "word_ins", "char_errors", "ref_chars")
 
 
+HTML_MARKS = {
+    "=": "{r}",
+    "S": "<span class='sub' title='substitution of {r}'><s>{r}</s> {h}</span>",
+    "D": "<span class='del' title='deletion'><s>{r}</s></span>",
+    "I": "<span class='ins' title='insertion'>+{h}</span>",
+}
+
+
 def _aligned_html(reference: str, hypothesis: str) -> str:
     """The ASR hypothesis aligned to the reference: substitutions, deletions and insertions marked."""
-    from metis_cli.score.metrics import align, normalize_text
+    from metis_cli.score.metrics import aligned_text
 
-    out = []
-    for op, ref, hyp in align(normalize_text(reference).split(), normalize_text(hypothesis).split()):
-        ref, hyp = html.escape(ref or ""), html.escape(hyp or "")
-        out.append(
-            {
-                "=": ref,
-                "S": f"<span class='sub' title='substitution of {ref}'><s>{ref}</s> {hyp}</span>",
-                "D": f"<span class='del' title='deletion'><s>{ref}</s></span>",
-                "I": f"<span class='ins' title='insertion'>+{hyp}</span>",
-            }[op]
-        )
-    return " ".join(out)
+    return aligned_text(reference, hypothesis, HTML_MARKS, html.escape)
+
+
+def inputs_of(decode: DecodeDir) -> dict[str, str]:
+    """The unprocessed inputs of a decode dir's task (its registry ``input_scp``), by utterance; none for
+    tasks without one (or for a decode-dir kind the registry does not know)."""
+    scp = TASKS[decode.task].input_scp if decode.task in TASKS else None
+    return decode.reference(scp) if scp else {}
 
 
 def write_report(decode_dir, max_utts: int = 20) -> Path:
@@ -131,7 +135,7 @@ def write_report(decode_dir, max_utts: int = 20) -> Path:
     rows = read_per_utt(scores / "per_utt.tsv")
     outputs, references, texts = decode.outputs(), decode.reference("wav.scp"), decode.reference("text")
     input_scp = TASKS[decode.task].input_scp
-    inputs = decode.reference(input_scp) if input_scp else {}
+    inputs = inputs_of(decode)
     metric_columns = [c for cols in METRIC_COLUMNS.values() for c in cols if c not in ("hyp_text",)]
 
     parts = [
