@@ -31,6 +31,13 @@ def weights_name(config: dict, name: str) -> str:
     return "ema" if float(config.get("ema", {}).get("decay", 0.0)) else name
 
 
+def checkpoint_dirs(exp_dir, checkpoint=None) -> list[Path]:
+    """The checkpoint dirs to read, best first: the given one, or every ``step_*`` of ``exp_dir``, newest first."""
+    if checkpoint:
+        return [Path(checkpoint)]
+    return sorted((Path(exp_dir) / "checkpoints").glob("step_*"), reverse=True)
+
+
 def load_weights(
     exp_dir, name: str, model: nn.Module, checkpoint=None, device: str = "cpu", what: str = "model"
 ) -> Path:
@@ -40,7 +47,7 @@ def load_weights(
     from safetensors.torch import load_file
 
     exp_dir = Path(exp_dir)
-    candidates = [Path(checkpoint)] if checkpoint else sorted((exp_dir / "checkpoints").glob("step_*"), reverse=True)
+    candidates = checkpoint_dirs(exp_dir, checkpoint)
     if not candidates:
         raise MetisError(f"{exp_dir}: no checkpoint of the {what}; train one first")
     errors = []

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from metis_cli.checkpoint import weights_name
+from metis_cli.checkpoint import checkpoint_dirs, weights_name
 from metis_cli.config import read_exp_config
 from metis_cli.data.datadir import atomic_write_text
 from metis_cli.errors import MetisError
@@ -75,8 +75,7 @@ def _base_weights(config: dict) -> Path:
 
 
 def _checkpoint(exp_dir: Path, config: dict, checkpoint=None) -> Path:
-    steps = [Path(checkpoint)] if checkpoint else sorted((exp_dir / "checkpoints").glob("step_*"), reverse=True)
-    for path in steps:
+    for path in checkpoint_dirs(exp_dir, checkpoint):
         weights = path / f"{weights_name(config, 'stage1')}.safetensors"
         if weights.is_file():
             return weights
