@@ -1,7 +1,7 @@
-"""Decoding speed on this machine: stage 1 + S2A + codec, mini and full sizes, fp32 and bf16.
+"""Decoding speed on this machine: stage 1 + S2A + codec, mini and full sizes, fp32, bf16 and int8.
 
     python3 bench/decode.py                       # mini and full, fp32 and bf16 (about 10 minutes)
-    python3 bench/decode.py --sizes mini --dtypes fp32
+    python3 bench/decode.py --sizes full --dtypes fp32 bf16 int8   # int8: int8 linear weights, fp32 elsewhere
     python3 bench/decode.py --device cuda --sizes full   # on a GPU (bench/gpu_check.sh runs this)
 
 The shapes of the reference's speed table (../shared/REFERENCE.md): a 3 s prompt and a 5 s target at
@@ -14,7 +14,9 @@ Per configuration (each in a fresh process, so that its peak memory is its own):
 - the whole decode: measured (mini, and any size on a GPU: a real `generate_ssl_tokens` + `generate_codes`
   + codec decode) or, at full size on the CPU, the per-forward times multiplied by the step counts;
 - the real-time factor (seconds of compute per second of generated audio) and the peak memory (resident
-  memory on the CPU, allocated GPU memory on a GPU).
+  memory on the CPU, allocated GPU memory on a GPU);
+- the whole decode with the ``fast`` step preset (metis_cli.infer.options.PRESETS), estimated from the same
+  per-forward times.
 """
 
 import argparse
@@ -27,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from metis_cli.infer.options import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {
@@ -84,16 +88,28 @@ def build_models(size: str, dtype_name: str, device: str):
     import yaml
 
     from metis_cli.codec.inference import build_codec
+    from metis_cli.infer.options import DecodeOptions
     from metis_cli.models.s2a import S2AConfig, S2AModel
     from metis_cli.models.stage1 import Stage1Config, Stage1Model
 
     torch.manual_seed(0)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    options = DecodeOptions(device=device, bf16=dtype_name == "bf16", int8=dtype_name == "int8")
     spec = SIZES[size]
-    stage1 = Stage1Model(Stage1Config.from_dict(spec["stage1"])).to(device, dtype).eval()
-    s2a = [S2AModel(S2AConfig.from_dict(c)).to(device, dtype).eval() for c in spec["s2a"]]
+    stage1 = options.prepare(Stage1Model(Stage1Config.from_dict(spec["stage1"])).to(device).eval())
+    s2a = [options.prepare(S2AModel(S2AConfig.from_dict(c)).to(device).eval()) for c in spec["s2a"]]
     codec = build_codec(yaml.safe_load((REPO / spec["codec"]).read_text())["model"]).to(device).eval()
     return stage1, s2a, codec
+
+
+def estimated_total(out: dict, stage1_steps: int, s2a_steps) -> float:
+    """The whole decode from the per-forward times: stage-1 steps (each with guidance, one batch), the S2A steps
+    of each codebook (with or without guidance), the codec."""
+    return (
+        stage1_steps * out["stage1_cfg_batched"]
+        + sum(s.steps for s in s2a_steps if not s.cfg_scale) * out["s2a_no_cfg"]
+        + sum(s.steps for s in s2a_steps if s.cfg_scale) * out["s2a_cfg"]
+        + out["codec_decode"]
+    )
 
 
 def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, device: str = "cpu") -> dict:
@@ -142,12 +158,10 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
         )
         out["codec_decode"] = timed(lambda: codec.decode(codes[:, prompt:]), 1)
         steps = per_codebook_settings(n_codebooks)
-        cfg_forwards = sum(s.steps for s in steps if s.cfg_scale)
-        out["estimated_total"] = (
-            25 * out["stage1_cfg_batched"]
-            + sum(s.steps for s in steps if not s.cfg_scale) * out["s2a_no_cfg"]
-            + cfg_forwards * out["s2a_cfg"]
-            + out["codec_decode"]
+        out["estimated_total"] = estimated_total(out, 25, steps)
+        fast = PRESETS["fast"]
+        out["estimated_total_fast"] = estimated_total(
+            out, fast["stage1"]["steps"], per_codebook_settings(n_codebooks, fast["s2a"])
         )
         if size == "mini" or device == "cuda":
             sync()
@@ -167,6 +181,7 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
             out["measured_total"] = time.time() - start
     out["total"] = out.get("measured_total", out["estimated_total"])
     out["rtf"] = out["total"] / (target / 50)
+    out["rtf_fast"] = out["estimated_total_fast"] / (target / 50)
     out["peak_mb"] = (
         torch.cuda.max_memory_allocated()
         if device == "cuda"
@@ -178,10 +193,12 @@ def measure(size: str, dtype_name: str, prompt: int, target: int, repeats: int, 
 def forward_flops(model, lengths: list[int]) -> float:
     """Model FLOPs of one forward over sequences of these lengths: 2 per weight of the transformer and of the one
     output head in use per position (embedding lookups and the other codebooks' heads do no arithmetic), plus
-    the attention scores and the weighted values (4 * layers * T^2 * dim per sequence)."""
+    the attention scores and the weighted values (4 * layers * T^2 * dim per sequence); the same for int8 weights."""
     cfg = model.cfg.transformer
     out = getattr(model.cfg, "vocab_size", None) or model.cfg.codebook_size
     params = sum(p.numel() for p in model.transformer.parameters()) + out * cfg.dim
+    # int8 layers keep their weights packed, outside parameters(): counted through their weight() method
+    params += sum(m.weight().numel() for m in model.transformer.modules() if callable(getattr(m, "weight", None)))
     return sum(2.0 * params * n + 4.0 * cfg.n_layers * n * n * cfg.dim for n in lengths)
 
 
@@ -229,7 +246,7 @@ def throughput(size: str, dtype_name: str, batch: int, repeats: int, device: str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["mini", "full"], choices=sorted(SIZES))
-    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "int8"])
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
     parser.add_argument("--target-seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=2, help="Timed forwards per measurement (after one warm-up).")
@@ -258,13 +275,15 @@ def main() -> None:
         print("|---|---|---:|---:|---:|---:|---:|")
         for size in args.sizes:
             for dtype in args.dtypes:
+                # int8: no peak assumed (the int8 matmul peak of the CPU was not measured), no MFU printed
                 default = {"cpu": {"fp32": 0.16, "bf16": 0.4}, "cuda": {"fp32": 67.0, "bf16": 989.0}}[args.device]
-                peak = (args.peak_tflops or default[dtype]) * 1e12
+                peak = (args.peak_tflops or default.get(dtype, 0.0)) * 1e12
                 for batch in args.batches:
                     r = throughput(size, dtype, batch, args.repeats, args.device, peak)
+                    mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
                     print(
                         f"| {size} | {dtype} | {batch} | {r['seconds']:.2f} | {r['audio_seconds_per_second']:.2f} | "
-                        f"{r['tflops_per_second']:.3f} | {100 * r['mfu']:.1f}% |",
+                        f"{r['tflops_per_second']:.3f} | {mfu} |",
                         flush=True,
                     )
         return
@@ -311,6 +330,8 @@ def main() -> None:
         "codec",
         "total s",
         "RTF",
+        "fast preset s (est.)",
+        "fast RTF",
         "peak MB",
     )
     print("| " + " | ".join(header) + " |")
@@ -320,7 +341,8 @@ def main() -> None:
         print(
             f"| {r['size']} | {r['dtype']} | {r['stage1_cfg_batched']:.3f} | {r['stage1_cfg_two_pass']:.3f} | "
             f"{r['s2a_no_cfg']:.3f} | "
-            f"{r['s2a_cfg']:.3f} | {r['codec_decode']:.3f} | {total} | {r['rtf']:.2f} | {r['peak_mb']:.0f} |"
+            f"{r['s2a_cfg']:.3f} | {r['codec_decode']:.3f} | {total} | {r['rtf']:.2f} | "
+            f"{r['estimated_total_fast']:.1f} | {r['rtf_fast']:.2f} | {r['peak_mb']:.0f} |"
         )
     sizes = sorted({r["size"] for r in rows})
     print(

@@ -149,6 +149,15 @@ def test_decoding_runs_where_it_can_by_default():
     gpu = torch.cuda.is_available()
     assert (placed.device, placed.bf16) == (("cuda", True) if gpu else ("cpu", False))
     assert DecodeOptions(device="cpu", bf16=True).placed().bf16 is True
+    fast = DecodeOptions(device="cpu", preset="fast", s2a={"temperature": 1.0}).placed()
+    assert (fast.stage1, fast.s2a) == ({"steps": 10}, {"steps": [10, 4, 1], "temperature": 1.0})
+    assert fast.placed() == fast  # placing twice changes nothing
+    assert DecodeOptions(device="cpu", preset="fast", stage1={"steps": 4}).placed().stage1 == {"steps": 4}
+    assert DecodeOptions(device="cpu").placed().stage1 is None  # published: the task's own settings
+    with pytest.raises(MetisError, match="unknown decoding preset 'quick': choose published, fast"):
+        DecodeOptions(preset="quick").placed()
+    with pytest.raises(MetisError, match="--int8 and --bf16 exclude each other"):
+        DecodeOptions(device="cpu", bf16=True, int8=True).placed()
     if not gpu:
         with pytest.raises(MetisError, match="--device cuda: no CUDA GPU is visible here"):
             DecodeOptions(device="cuda").placed()

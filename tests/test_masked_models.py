@@ -477,3 +477,24 @@ def test_lora_starts_as_the_base_model_and_merges_exactly():
         assert merge_lora(model) == 2 * 7
         assert not any(isinstance(m, LoRALinear) for m in model.modules())
         assert torch.allclose(model(tokens, masked, valid, t), changed, atol=1e-4)
+
+
+def test_int8_weights_quantise_the_transformer_only_and_keep_its_outputs():
+    from metis_cli.infer.options import DecodeOptions
+
+    model, reference = stage1(), stage1()
+    tokens, valid, target, _ = _stage1_batch(model)
+    t = torch.full((3,), 0.7)
+    options = DecodeOptions(device="cpu", int8=True).placed()
+    assert (options.bf16, options.dtype) == (False, torch.float32)
+    quantised = options.prepare(model)
+    int8_linear = torch.ao.nn.quantized.dynamic.Linear
+    linear = [m for m in quantised.transformer.modules() if isinstance(m, (torch.nn.Linear, int8_linear))]
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in reference.transformer.modules())
+    assert len(linear) == n_linear > 0 and all(isinstance(m, int8_linear) for m in linear)
+    assert type(quantised.head) is torch.nn.Linear  # heads and embeddings stay float32
+    with torch.no_grad():
+        a, b = reference(tokens, target, valid, t)[valid], quantised(tokens, target, valid, t)[valid]
+    assert a.dtype == b.dtype == torch.float32
+    assert (a - b).abs().max() < 0.05 * a.abs().max()
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.9

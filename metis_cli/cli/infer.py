@@ -32,6 +32,17 @@ BF16 = typer.Option(
     "--bf16/--no-bf16",
     help="The transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16); default: on a GPU, not on a CPU.",
 )
+INT8 = typer.Option(
+    False,
+    "--int8",
+    help="CPU only: the transformers' linear layers with int8 weights (dynamic quantisation; faster, tokens agree "
+    "with float32 less often: bench/int8.py).",
+)
+PRESET = typer.Option(
+    "published",
+    help="Step counts: published, or fast (10 stage-1 steps, S2A steps [10,4,1]; measured in docs/benchmarks.md); "
+    "--stage1-opt / --s2a-opt go over it.",
+)
 NO_WATERMARK = typer.Option(
     False,
     "--no-watermark",
@@ -65,6 +76,8 @@ def resynth(
     ),
     device: str = DEVICE,
     bf16: Optional[bool] = BF16,
+    int8: bool = INT8,
+    preset: str = PRESET,
     oracle_codebooks: int = typer.Option(
         0,
         min=0,
@@ -91,7 +104,15 @@ def resynth(
 
     setup_logging(log_file=out_dir / "log" / "decode.log")
     options = _options(
-        stage1_opt, s2a_opt, batch_size=batch_size, seed=seed, device=device, bf16=bf16, codec_input=codec_input
+        stage1_opt,
+        s2a_opt,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        bf16=bf16,
+        int8=int8,
+        preset=preset,
+        codec_input=codec_input,
     )
     result = resynthesize(
         data_dir,
@@ -158,6 +179,8 @@ def decode(
     s2a_opt: Optional[list[str]] = S2A_OPT,
     device: str = DEVICE,
     bf16: Optional[bool] = BF16,
+    int8: bool = INT8,
+    preset: str = PRESET,
     no_watermark: bool = NO_WATERMARK,
     watermark_key: Optional[str] = WATERMARK_KEY,
     shuffle_video: bool = typer.Option(
@@ -190,6 +213,8 @@ def decode(
         seed=seed,
         device=device,
         bf16=bf16,
+        int8=int8,
+        preset=preset,
         codec_input=codec_input,
     )
     result = decode_task(
@@ -246,6 +271,8 @@ def synth(
     s2a_opt: Optional[list[str]] = S2A_OPT,
     device: str = DEVICE,
     bf16: Optional[bool] = BF16,
+    int8: bool = INT8,
+    preset: str = PRESET,
     no_watermark: bool = NO_WATERMARK,
     watermark_key: Optional[str] = WATERMARK_KEY,
     codec_input: str = CODEC_INPUT,
@@ -330,6 +357,8 @@ def synth(
         seed=seed,
         device=device,
         bf16=bf16,
+        int8=int8,
+        preset=preset,
         codec_input=codec_input,
     )
     result = synthesize(model, s2a, codec, output, item, task, options, mode=mode if omni else None)

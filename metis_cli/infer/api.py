@@ -102,6 +102,8 @@ class Metis:
         *,
         device: str = "auto",
         bf16: bool | None = None,
+        int8: bool = False,
+        preset: str = "published",
         watermark: bool = True,
         watermark_key: str | None = None,
         codec_input: str = "auto",
@@ -110,12 +112,15 @@ class Metis:
     ) -> Metis:
         """The model of a ``metis finetune`` exp dir. ``s2a`` (a dir or a list: coarse then fine) and ``codec``
         default to those it was fine-tuned with; ``device="auto"`` takes a GPU when one is visible (bf16
-        there), ``checkpoint`` a step other than the last."""
+        there), ``int8=True`` int8 linear weights on the CPU (faster; bench/int8.py), ``preset="fast"`` fewer
+        decoding steps (metis_cli.infer.options.PRESETS), ``checkpoint`` a step other than the last."""
         model_task = read_exp_config(model_dir).get("task")
         modes = TASKS[model_task].modes if model_task in TASKS else ()
         options = DecodeOptions(
             device=device,
             bf16=bf16,
+            int8=int8,
+            preset=preset,
             watermark=watermark,
             watermark_key=watermark_key,
             codec_input=codec_input,

@@ -73,12 +73,12 @@ def resynthesize(
     from metis_cli.data.decode_dir import write_decode_dir
 
     options = (options or DecodeOptions()).placed()
-    device, bf16, seed, codec_input = options.device, options.bf16, options.seed, options.codec_input
+    device, seed, codec_input = options.device, options.seed, options.codec_input
     s2a_settings, stage1_settings = options.s2a, options.stage1
     data_dir, out = Path(data_dir), Path(out_dir)
     arrays = UtteranceArrays([data_dir], ("ssl_tokens", "acoustic_codes"), min_frames=1)
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    s2a_models = [m.to(dtype) for m in load_s2a(s2a_dirs, device)]
+    dtype = options.dtype
+    s2a_models = [options.prepare(m) for m in load_s2a(s2a_dirs, device)]
     codec = load_codec(codec_dir, device=device)
     n_codebooks = s2a_models[0].cfg.n_codebooks
     if codec.cfg.quantizer.n_codebooks != n_codebooks:
@@ -93,7 +93,7 @@ def resynthesize(
         raise MetisError("oracle codebooks need the ground-truth SSL tokens: leave out --stage1")
     stage1 = None
     if stage1_dir is not None:
-        stage1 = load_stage1(stage1_dir, device).to(dtype)
+        stage1 = options.prepare(load_stage1(stage1_dir, device))
         check_keys(stage1_settings or {}, MaskPredictSettings, "stage-1 decode settings")
         stage1_cfg = MaskPredictSettings(**{**STAGE1_DEFAULTS, **(stage1_settings or {})})
     frame_rate = float(arrays.meta("ssl_tokens").get("frame_rate", 50))
@@ -158,7 +158,7 @@ def resynthesize(
         "s2a_settings": [vars(s) for s in s2a_cfg],
         "stage1_settings": vars(stage1_cfg) if stage1 else None,
         "seed": seed,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": str(dtype).removeprefix("torch.") + (", int8 linear weights" if options.int8 else ""),
         "seconds": round(run.seconds, 2),
         "real_time_factor": run.real_time_factor,
         "failed": len(run.failed),

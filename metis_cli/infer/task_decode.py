@@ -175,7 +175,7 @@ class TaskModel:
         from metis_cli.codec.inference import load_codec
 
         options = (options or DecodeOptions()).placed()
-        device, bf16 = options.device, options.bf16
+        device = options.device
         config = read_exp_config(exp_dir)
         found = config.get("task")
         if not found:
@@ -195,8 +195,8 @@ class TaskModel:
         # model_task: what the model was trained for; task: what it decodes (an Omni model: the mode)
         self.model_task, self.task = found, check_mode(mode, found)
         self.exp_dir, self.device = Path(exp_dir), device
-        self.dtype = torch.bfloat16 if bf16 else torch.float32
-        self.stage1 = load_task_stage1(exp_dir, config, device, checkpoint).to(self.dtype)
+        self.dtype = options.dtype
+        self.stage1 = options.prepare(load_task_stage1(exp_dir, config, device, checkpoint))
         self.conditioner = FrameConditioner(config["ssl"])
         self.frame_rate = float(config["ssl"].get("frame_rate") or 50)
         self.max_frames = int(config.get("data", {}).get("max_utterance_frames", 1500))
@@ -212,7 +212,7 @@ class TaskModel:
             self.language = config["text"].get("language", "en")
             self.phonemizer = make_phonemizer(config["text"].get("kind", "espeak"), self.language)
             self.vocab = PhoneVocab.load(self.exp_dir / "phones.txt")
-        self.s2a = [m.to(self.dtype) for m in load_s2a(s2a_dirs, device)]
+        self.s2a = [options.prepare(m) for m in load_s2a(s2a_dirs, device)]
         self.codec = load_codec(codec_dir, device=device)
         n_codebooks = self.s2a[0].cfg.n_codebooks
         if self.codec.cfg.quantizer.n_codebooks != n_codebooks:
@@ -230,7 +230,7 @@ class TaskModel:
             "s2a": [str(Path(d).resolve()) for d in s2a_dirs],
             "shuffle_video": shuffle_video,
             "codec": str(Path(codec_dir).resolve()),
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": str(self.dtype).removeprefix("torch.") + (", int8 linear weights" if options.int8 else ""),
         }
         self._resolve_settings()
 
