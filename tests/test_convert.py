@@ -75,15 +75,10 @@ def test_unknown_layout_names_nearest_with_missing_and_unexpected_keys():
 
 def test_amphion_time_embedding_formula():
     t = torch.tensor([0.5])
-    emb = timestep_embedding(t, 8, "amphion")
+    emb = timestep_embedding(t, 8)
     freqs = [math.exp(-math.log(10000) * i / 3) for i in range(4)]
     expected = [math.sin(0.5 * f) for f in freqs] + [math.cos(0.5 * f) for f in freqs]
     assert torch.allclose(emb[0], torch.tensor(expected), atol=1e-6)
-    assert not torch.allclose(timestep_embedding(t, 8, "toolkit"), emb)
-    # the published embedding is the default, of the function and of every model config
-    from metis_cli.models.transformer import TransformerConfig
-
-    assert torch.equal(timestep_embedding(t, 8), emb) and TransformerConfig().time_embedding == "amphion"
 
 
 def test_conversion_writes_every_model(converted):
@@ -114,7 +109,6 @@ def test_conversion_writes_every_model(converted):
         "n_layers": 2,
         "n_heads": 2,
         "ffn_dim": 128,
-        "time_embedding": "amphion",
     }
     assert vc["ssl"]["layer"] == 17 and vc["ssl"]["stats"] == str(exp / "ssl_stats.safetensors")
     l2s = yaml.safe_load((exp / "l2s" / "config.yaml").read_text())

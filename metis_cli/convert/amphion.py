@@ -7,7 +7,7 @@ shapes cannot tell (attention heads, the codec's sample rate) comes from the pub
 (``PUBLISHED``), overridable by the caller.
 
 What the published models compute that this toolkit's defaults do not, and how the configs say so:
-the mask-time embedding (``transformer.time_embedding: amphion``), SiLU in the condition MLPs
+SiLU in the condition MLPs
 (``prefix_activation`` / ``condition_activation: silu``), and, in the model of codebooks 1..11, one mask
 embedding per higher codebook on generated frames (``mask_higher_codebooks``). The published codebook-0
 model embeds codebook 0 only (1 quantizer); it becomes a 12-codebook model whose embeddings of codebooks
@@ -60,7 +60,6 @@ def _transformer(state: dict, n_heads: int) -> tuple[dict, dict]:
         "n_layers": _layers(state, "diff_estimator.layers."),
         "n_heads": n_heads,
         "ffn_dim": int(state["diff_estimator.layers.0.mlp.gate_proj.weight"].shape[0]),
-        "time_embedding": "amphion",
     }
     return config, out
 

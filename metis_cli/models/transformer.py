@@ -33,19 +33,11 @@ class TransformerConfig:
     # Dropout on each block's attention and feed-forward outputs (training only). 0 in the published
     # models; the mini S2A, which sees 33 min of speech, overfits without it.
     dropout: float = 0.0
-    # How the mask time t becomes a vector (see timestep_embedding): "amphion", the published models' (the
-    # default), or "toolkit", a variant of ours that the mini configs were trained with before a comparison of
-    # the two on the mini recipe was made (conf/mini/{pretrain,s2a}.yaml name it; to be measured or dropped).
-    time_embedding: str = "amphion"
 
     @classmethod
     def from_dict(cls, d: dict) -> "TransformerConfig":
         check_keys(d, cls, "transformer config")
         cfg = cls(**d)
-        if cfg.time_embedding not in TIME_EMBEDDINGS:
-            raise MetisError(
-                f"transformer config: time_embedding '{cfg.time_embedding}' is not one of {', '.join(TIME_EMBEDDINGS)}"
-            )
         if not 0 <= cfg.dropout < 1:
             raise MetisError(f"transformer config: dropout {cfg.dropout} is not in [0, 1)")
         if cfg.dim % cfg.n_heads or (cfg.dim // cfg.n_heads) % 2:
@@ -53,19 +45,13 @@ class TransformerConfig:
         return cfg
 
 
-TIME_EMBEDDINGS = ("toolkit", "amphion")
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, kind: str = "amphion") -> torch.Tensor:
-    """Sinusoidal embedding of the mask time t in [0, 1] (shape [B] -> [B, dim]): ``[sin(w_i s t),
-    cos(w_i s t)]`` for i < dim/2. "toolkit": s = 1000, w_i = 10000^(-i/(dim/2)), frequencies spread over
-    t's whole range; "amphion": s = 1, w_i = 10000^(-i/(dim/2 - 1)), as the published models were trained."""
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of the mask time t in [0, 1] (shape [B] -> [B, dim]), as the published models
+    compute it: ``[sin(w_i t), cos(w_i t)]`` with w_i = 10000^(-i/(dim/2 - 1)) for i < dim/2. (A variant of
+    ours with t scaled by 1000 was measured equal on the mini S2A and removed: docs/world_codec.md.)"""
     half = dim // 2
     steps = torch.arange(half, device=t.device, dtype=torch.float32)
-    if kind == "amphion":
-        angles = t.float()[:, None] * torch.exp(-math.log(10000.0) * steps / (half - 1))[None]
-    else:
-        angles = 1000.0 * t.float()[:, None] * torch.exp(-math.log(10000.0) * steps / half)[None]
+    angles = t.float()[:, None] * torch.exp(-math.log(10000.0) * steps / (half - 1))[None]
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
@@ -157,7 +143,7 @@ class MaskedTransformer(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        c = self.time_mlp(timestep_embedding(t, self.cfg.dim, self.cfg.time_embedding).to(x.dtype))
+        c = self.time_mlp(timestep_embedding(t, self.cfg.dim).to(x.dtype))
         positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
         cos, sin = rotary_tables(positions, self.cfg.dim // self.cfg.n_heads, self.cfg.rope_theta)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
