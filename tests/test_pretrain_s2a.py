@@ -377,6 +377,15 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
     assert json.loads((gen / "decode.json").read_text())["task"] == "generate"
     assert json.loads((gen / "decode.json").read_text())["dtype"] == "bfloat16"
     assert json.loads((gen / "decode.json").read_text())["checkpoints"]["stage1"]["step"] == 3
+    fast = tmp_path / "generate_fast"  # int8 weights and the fast preset: its steps under the explicit ones
+    s2a_only = ["--s2a", str(s2a), "--codec", str(codec), "--stage1", str(pretrained[0]), "--no-prompt"]
+    result = runner.invoke(app, ["resynth", str(data), str(fast), *s2a_only, "--int8", "--preset", "fast"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((fast / "decode.json").read_text())
+    assert info["dtype"] == "float32, int8 linear weights" and info["stage1_settings"]["steps"] == 10
+    assert [s["steps"] for s in info["s2a_settings"]] == [10, 4, 1]
+    result = runner.invoke(app, ["resynth", str(data), str(tmp_path / "z"), *opts, "--int8", "--bf16"])
+    assert result.exit_code == 1 and "--int8 and --bf16 exclude each other" in result.output
     result = runner.invoke(
         app, ["resynth", str(data), str(tmp_path / "x"), "--s2a", str(tmp_path / "missing"), "--codec", str(codec)]
     )
