@@ -207,13 +207,18 @@ def test_the_comparison_page_fits_1400_px_and_every_player_loads(tiny_corpus, tm
         "--dump-dom",
         probe.as_uri(),
     ]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     import html as html_lib
     import re
 
-    found = re.search(r'data-probe="([^"]*)"', dom)
-    assert found, dom[-500:]
-    state = json.loads(html_lib.unescape(found.group(1)))
+    # Media loads outside Chromium's virtual time, so on a busy machine the DOM can be dumped before every
+    # player has answered: then try again (a player that fails to load answers, and fails the test).
+    for _ in range(3):
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+        found = re.search(r'data-probe="([^"]*)"', dom)
+        assert found, dom[-500:]
+        state = json.loads(html_lib.unescape(found.group(1)))
+        if state["ok"] + state["bad"] == state["n"]:
+            break
     assert state["scroll"] <= state["width"] == 1400, state
     assert state["n"] == 16 and state["ok"] == 16 and state["bad"] == 0, state
 
