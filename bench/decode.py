@@ -101,6 +101,18 @@ def build_models(size: str, dtype_name: str, device: str):
     return stage1, s2a, codec
 
 
+def decode_once(stage1, s2a, codec, prompts, targets, prompt_codes, stage1_steps: int, s2a_steps, device: str):
+    """One whole decode of a batch, as `metis decode` runs it: stage 1 (guidance, one batch), S2A, the codec."""
+    from metis_cli.infer.generate import generate_codes, generate_ssl_tokens
+    from metis_cli.infer.mask_predict import MaskPredictSettings
+
+    settings = MaskPredictSettings(steps=stage1_steps, cfg_scale=2.5)
+    ssl = generate_ssl_tokens(stage1, prompts, targets, settings, torch.Generator().manual_seed(0))
+    codes = generate_codes(s2a, ssl, prompts, prompt_codes, s2a_steps, torch.Generator().manual_seed(0))
+    for c in codes:
+        codec.decode(c[None].to(device))
+
+
 def estimated_total(out: dict, stage1_steps: int, s2a_steps) -> float:
     """The whole decode from the per-forward times: stage-1 steps (each with guidance, one batch), the S2A steps
     of each codebook (with or without guidance), the codec."""
@@ -115,7 +127,7 @@ def estimated_total(out: dict, stage1_steps: int, s2a_steps) -> float:
 def measure(
     size: str, dtype_name: str, prompt: int, target: int, repeats: int, device: str = "cpu", measure_fast: bool = False
 ) -> dict:
-    from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
+    from metis_cli.infer.generate import per_codebook_settings
     from metis_cli.infer.mask_predict import MaskPredictSettings, guided_hidden
 
     stage1, s2a, codec = build_models(size, dtype_name, device)
@@ -168,17 +180,8 @@ def measure(
         def whole_decode(stage1_steps: int, s2a_steps) -> float:
             sync()
             start = time.time()
-            ssl = generate_ssl_tokens(
-                stage1,
-                [tokens[0, :prompt]],
-                [target],
-                MaskPredictSettings(steps=stage1_steps, cfg_scale=2.5),
-                torch.Generator().manual_seed(0),
-            )
-            generated = generate_codes(
-                s2a, ssl, [tokens[0, :prompt]], [codes[0, :prompt]], s2a_steps, torch.Generator().manual_seed(0)
-            )
-            codec.decode(generated[0][None].to(device))
+            prompts, prompt_codes = [tokens[0, :prompt]], [codes[0, :prompt]]
+            decode_once(stage1, s2a, codec, prompts, [target], prompt_codes, stage1_steps, s2a_steps, device)
             sync()
             return time.time() - start
 
@@ -214,8 +217,7 @@ def throughput(size: str, dtype_name: str, batch: int, repeats: int, device: str
     """Batched decoding of ``batch`` utterances of different lengths (3 s prompts, targets spread over 3-7 s,
     the published step counts): audio seconds generated per second and model FLOP utilisation against
     ``peak`` FLOP/s."""
-    from metis_cli.infer.generate import generate_codes, generate_ssl_tokens, per_codebook_settings
-    from metis_cli.infer.mask_predict import MaskPredictSettings
+    from metis_cli.infer.generate import per_codebook_settings
 
     stage1, s2a, codec = build_models(size, dtype_name, device)
     n_codebooks, vocab = s2a[0].cfg.n_codebooks, stage1.cfg.vocab_size
@@ -224,16 +226,11 @@ def throughput(size: str, dtype_name: str, batch: int, repeats: int, device: str
     prompts = [torch.randint(0, vocab, (prompt,), device=device) for _ in targets]
     prompt_codes = [torch.randint(0, s2a[0].cfg.codebook_size, (prompt, n_codebooks), device=device) for _ in targets]
     steps = per_codebook_settings(n_codebooks)
-    stage1_settings = MaskPredictSettings(steps=25, cfg_scale=2.5)
-
-    def run():
-        ssl = generate_ssl_tokens(stage1, prompts, targets, stage1_settings, torch.Generator().manual_seed(0))
-        codes = generate_codes(s2a, ssl, prompts, prompt_codes, steps, torch.Generator().manual_seed(0))
-        for c in codes:
-            codec.decode(c[None].to(device))
 
     with torch.no_grad():
-        seconds = timed(run, repeats)
+        seconds = timed(
+            lambda: decode_once(stage1, s2a, codec, prompts, targets, prompt_codes, 25, steps, device), repeats
+        )
     lengths = [prompt + t for t in targets]
     flops = 25 * 2 * forward_flops(stage1, lengths)  # every step with guidance: two rows
     for j, setting in enumerate(steps):

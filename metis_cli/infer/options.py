@@ -44,21 +44,23 @@ class DecodeOptions:
         stage1 = {**preset.get("stage1", {}), **(self.stage1 or {})} or None
         s2a = {**preset.get("s2a", {}), **(self.s2a or {})} or None
         device = check_device(resolve_device(self.device))
-        if self.int8:
-            if device != "cpu":
-                raise MetisError(
-                    f"int8 weights are a CPU option, the device is {device}: leave out --int8 (use --bf16)"
-                )
-            if self.bf16:
-                raise MetisError("--int8 and --bf16 exclude each other: int8 layers take float32 inputs")
-            return replace(self, device=device, bf16=False, stage1=stage1, s2a=s2a)
+        if self.int8 and device != "cpu":
+            raise MetisError(f"int8 weights are a CPU option, the device is {device}: leave out --int8 (use --bf16)")
+        if self.int8 and self.bf16:
+            raise MetisError("--int8 and --bf16 exclude each other: int8 layers take float32 inputs")
         bf16 = device.startswith("cuda") if self.bf16 is None else self.bf16
-        return replace(self, device=device, bf16=bf16, stage1=stage1, s2a=s2a)
+        return replace(self, device=device, bf16=bf16 and not self.int8, stage1=stage1, s2a=s2a)
 
     @property
     def dtype(self) -> torch.dtype:
         """The floating-point type of the transformers' activations (placed options)."""
         return torch.bfloat16 if self.bf16 else torch.float32
+
+    @property
+    def precision(self) -> str:
+        """How the transformers compute, for decode.json: ``bfloat16``, ``float32`` or ``float32, int8 linear
+        weights`` (placed options)."""
+        return str(self.dtype).removeprefix("torch.") + (", int8 linear weights" if self.int8 else "")
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """``model`` (on its device, in eval mode) in the decoding precision: bfloat16, float32, or float32 with
@@ -79,7 +81,7 @@ def int8_linear_weights(model: nn.Module) -> nn.Module:
 
     from metis_cli.models.transformer import MaskedTransformer
 
-    stacks = [m for m in model.modules() if isinstance(m, MaskedTransformer)] or [model]
+    stacks = [m for m in model.modules() if isinstance(m, MaskedTransformer)]
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated for torchao; it is what ships with torch
         warnings.simplefilter("ignore")
         for stack in stacks:

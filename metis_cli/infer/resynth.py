@@ -77,7 +77,6 @@ def resynthesize(
     s2a_settings, stage1_settings = options.s2a, options.stage1
     data_dir, out = Path(data_dir), Path(out_dir)
     arrays = UtteranceArrays([data_dir], ("ssl_tokens", "acoustic_codes"), min_frames=1)
-    dtype = options.dtype
     s2a_models = [options.prepare(m) for m in load_s2a(s2a_dirs, device)]
     codec = load_codec(codec_dir, device=device)
     n_codebooks = s2a_models[0].cfg.n_codebooks
@@ -158,7 +157,7 @@ def resynthesize(
         "s2a_settings": [vars(s) for s in s2a_cfg],
         "stage1_settings": vars(stage1_cfg) if stage1 else None,
         "seed": seed,
-        "dtype": str(dtype).removeprefix("torch.") + (", int8 linear weights" if options.int8 else ""),
+        "dtype": options.precision,
         "seconds": round(run.seconds, 2),
         "real_time_factor": run.real_time_factor,
         "failed": len(run.failed),

@@ -195,7 +195,6 @@ class TaskModel:
         # model_task: what the model was trained for; task: what it decodes (an Omni model: the mode)
         self.model_task, self.task = found, check_mode(mode, found)
         self.exp_dir, self.device = Path(exp_dir), device
-        self.dtype = options.dtype
         self.stage1 = options.prepare(load_task_stage1(exp_dir, config, device, checkpoint))
         self.conditioner = FrameConditioner(config["ssl"])
         self.frame_rate = float(config["ssl"].get("frame_rate") or 50)
@@ -230,7 +229,7 @@ class TaskModel:
             "s2a": [str(Path(d).resolve()) for d in s2a_dirs],
             "shuffle_video": shuffle_video,
             "codec": str(Path(codec_dir).resolve()),
-            "dtype": str(self.dtype).removeprefix("torch.") + (", int8 linear weights" if options.int8 else ""),
+            "dtype": options.precision,
         }
         self._resolve_settings()
 
