@@ -101,7 +101,7 @@ def main() -> None:
         (out / "wav").mkdir(parents=True, exist_ok=True)
         scp = {}
         for utt, vec in vectors.items():
-            wav = codec._synthesise([vec], "cpu")[0].numpy()
+            wav = codec.decode_vectors(vec[None])[0].numpy()
             path = out / "wav" / f"{utt}.wav"
             sf.write(path, wav, sr)
             scp[utt] = str(path.resolve())

@@ -218,6 +218,8 @@ def tts_run(tmp_path_factory):
         mini_dir,
         "--mini-size",
         "tiny",
+        "--n-clusters",  # the tiny train set has too few frames for the default 1024
+        128,
         "--codec-dir",
         tmp_path / "codec",
         "--pretrain-dir",

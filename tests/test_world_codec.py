@@ -267,3 +267,58 @@ def test_print_config_shows_the_world_codec_with_its_defaults(tmp_path):
     assert shown["train"] == {"seed": 0, "kmeans_backend": "auto"} and not (tmp_path / "x").exists()
     missing = runner.invoke(app, args)
     assert missing.exit_code == 1 and "give the training data: --train-data DIR" in missing.output
+
+
+def test_s2a_of_output_vector_learns_the_codec_vector_and_decodes_it(trained, tmp_path):
+    """conf/mini/s2a_vector.yaml: the codec's codebooks are copied into the model, the loss is the vector's mean
+    squared error (falling, and below the vectors' spread), resynthesis decodes the vector ("vector" in
+    decode.json), codes are refused."""
+    import json
+
+    from conftest import write_token_datadir
+
+    from metis_cli.infer.generate import load_s2a
+    from metis_cli.models.s2a import S2AVectorModel
+    from metis_cli.train.s2a import S2ALearner, train_s2a
+
+    data = {}
+    for name, seed in (("train", 0), ("dev", 1)):
+        data[name] = write_token_datadir(tmp_path / name, vocab=16, n_codebooks=8, codebook_size=32, seed=seed)
+        write_meta(
+            data[name] / "acoustic_codes", kind="acoustic_codes", codec=str(trained), codec_kind="world",
+            n_codebooks=8, codebook_size=32,
+        )  # fmt: skip
+    small = [
+        "model.transformer.dim=32", "model.transformer.n_layers=2", "model.transformer.n_heads=2",
+        "model.transformer.ffn_dim=64", "model.transformer.dropout=0.0", "train.max_steps=40", "train.val_every=20",
+        "train.log_every=20", "optim.warmup_steps=2", "data.val_utterances=12",
+    ]  # fmt: skip
+    exp = tmp_path / "s2a"
+    config = REPO / "conf" / "mini" / "s2a_vector.yaml"
+    train_s2a(load_config(config, small, S2ALearner.resolve), exp, [data["train"]], [data["dev"]])
+    validation = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_mse" in line]
+    codec = load_codec(trained)
+    spread = float(sum(codec.codebooks[j][torch.randint(0, 32, (2000,))] for j in range(8)).var(0).mean())
+    assert [v["step"] for v in validation] == [20, 40] and "acc" not in validation[0]
+    assert validation[1]["val_mse"] < validation[0]["val_mse"] < 2 * spread
+    (model,) = load_s2a([exp])
+    assert isinstance(model, S2AVectorModel) and model.cfg.vector_dim == 34
+    assert torch.equal(model.codebooks, codec.codebooks)
+
+    out = tmp_path / "resynth"
+    result = runner.invoke(app, ["resynth", str(data["dev"]), str(out), "--s2a", str(exp), "--codec", str(trained)])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "decode.json").read_text())
+    assert info["codec_input"] == "vector"
+    wav, sr = sf.read(out / "wav" / f"{sorted(ArrayStore(data['dev'] / 'ssl_tokens').keys())[0]}.wav")
+    assert sr == 16000 and np.isfinite(wav).all() and len(wav) % 320 == 0
+    refused = runner.invoke(
+        app,
+        ["resynth", str(data["dev"]), str(tmp_path / "r2"), "--s2a", str(exp), "--codec", str(trained)]
+        + ["--codec-input", "codes"],
+    )
+    assert refused.exit_code != 0 and "picks no codes: use --codec-input auto" in refused.output
+
+    write_meta(data["train"] / "acoustic_codes", kind="acoustic_codes", n_codebooks=8, codebook_size=32)
+    with pytest.raises(MetisError, match="needs codes of the parametric WORLD codec"):
+        train_s2a(load_config(config, small, S2ALearner.resolve), tmp_path / "b", [data["train"]])

@@ -54,7 +54,7 @@ exp_dir=""                 # default: <root>/egs/<task>/exp
 ssl_extractor=builtin      # or a local w2v-BERT 2.0 / HuBERT / WavLM model dir
 ssl_layer=17               # hidden_states index, for model dirs only
 tokenizer=kmeans           # kmeans (metis kmeans) or vq (metis train-vq with <config-dir>/vq.yaml)
-n_clusters=128             # SSL token vocabulary: k-means clusters or VQ codes
+n_clusters=1024            # SSL token vocabulary: k-means clusters or VQ codes (docs/world_codec.md: 128 lose the words)
 kmeans_portion=0.5
 vq_overrides=""            # key=value overrides of vq.yaml, e.g. "train.max_steps=100"
 tokenizer_dir=""           # default: <data-dir>/kmeans/<ssl>_k<n> (vq: <data-dir>/vq/<ssl>_k<n>/tokenizer); another corpus's, to reuse its tokens
@@ -64,8 +64,9 @@ codec_overrides=""          # key=value overrides of the codec config, e.g. "dat
 codec_dir=""               # default: <root>/exp/codec_<name of config_dir> (codec_<name>_neural for codec_neural.yaml), shared by all recipes
 pretrain_overrides=""      # key=value overrides of pretrain.yaml
 pretrain_dir=""            # default: <root>/exp/pretrain_<name of config_dir>, shared by all recipes
+s2a_config=""              # in <config-dir>; default: s2a_vector.yaml with the WORLD codec (mini: regresses its vector), else s2a.yaml (one model predicting codes), else s2a_coarse.yaml + s2a_fine.yaml (full)
 s2a_overrides=""           # key=value overrides of the S2A config(s)
-s2a_dir=""                 # default: <root>/exp/s2a_<name of config_dir>, shared by all recipes
+s2a_dir=""                 # default: <root>/exp/s2a_<name of config_dir>[_vector], shared by all recipes
 resynth_opts=""            # extra options for metis resynth, e.g. "--s2a-opt steps=[20,8,1]"
 finetune_config=""         # default: egs/<task>/conf/<name of config_dir>/finetune.yaml (the recipe's own)
 finetune_overrides=""      # key=value overrides of the fine-tuning config, e.g. "adaptation.mode=full"
@@ -145,12 +146,22 @@ codec_variant=$(basename "${codec_config%.yaml}")  # tuning/codec_neural_5600.ya
 codec_variant=${codec_variant#codec}
 [ -n "$codec_dir" ] || codec_dir=$root/exp/codec_$conf_name$codec_variant
 [ -n "$pretrain_dir" ] || pretrain_dir=$root/exp/pretrain_$conf_name
-[ -n "$s2a_dir" ] || s2a_dir=$root/exp/s2a_$conf_name
+if [ -z "$s2a_config" ]; then
+  if [ -z "$codec_variant" ] && [ -f "$config_dir/s2a_vector.yaml" ]; then
+    s2a_config=s2a_vector.yaml  # the WORLD codec (mini): S2A regresses its vector
+  elif [ -f "$config_dir/s2a.yaml" ]; then
+    s2a_config=s2a.yaml
+  fi
+fi
+[ -z "$s2a_config" ] || [ -f "$config_dir/$s2a_config" ] || die "--s2a-config $s2a_config: no such file in $config_dir"
+s2a_variant=$(basename "${s2a_config%.yaml}")  # s2a_vector.yaml -> _vector
+s2a_variant=${s2a_variant#s2a}
+[ -n "$s2a_dir" ] || s2a_dir=$root/exp/s2a_$conf_name$s2a_variant
 [ -n "$finetune_dir" ] || finetune_dir=$exp_dir/${task}_$conf_name
 [ -n "$finetune_config" ] || finetune_config=$root/egs/$task/conf/$conf_name/finetune.yaml
 
 s2a_opts=""
-if [ -f "$config_dir/s2a.yaml" ]; then  # one S2A model for every codebook
+if [ -n "$s2a_config" ]; then  # one S2A model for every codebook
   s2a_dirs=$s2a_dir
 else  # the reference's split: codebook 0, then codebooks 1..
   s2a_dirs="${s2a_dir}_coarse ${s2a_dir}_fine"
@@ -251,9 +262,9 @@ stage_pretrain() {
   done
   log "$config_dir/pretrain.yaml in $pretrain_dir"
   train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$tokenizer_dir" "$pretrain_overrides"
-  if [ -f "$config_dir/s2a.yaml" ]; then
-    log "S2A: $config_dir/s2a.yaml in $s2a_dir"
-    train s2a "$config_dir/s2a.yaml" "$s2a_dir" "$tokenizer_dir $codec_dir" "$s2a_overrides"
+  if [ -n "$s2a_config" ]; then
+    log "S2A: $config_dir/$s2a_config in $s2a_dir"
+    train s2a "$config_dir/$s2a_config" "$s2a_dir" "$tokenizer_dir $codec_dir" "$s2a_overrides"
   else
     for part in coarse fine; do
       log "S2A: $config_dir/s2a_$part.yaml in ${s2a_dir}_$part"

@@ -346,7 +346,7 @@ class WorldCodec(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, frames, n] -> [B, frames * hop] (float32, on the codes' device)."""
         self.check_codes(codes)
-        return self._synthesise([self.dequantize(c.long().cpu()) for c in codes], codes.device)
+        return self.decode_vectors(torch.stack([self.dequantize(c.long().cpu()) for c in codes]).to(codes.device))
 
     @torch.no_grad()
     def decode_expected(self, probs: torch.Tensor) -> torch.Tensor:
@@ -361,11 +361,20 @@ class WorldCodec(nn.Module):
                 f"[batch, frames, <= {q.n_codebooks}, {q.codebook_size}]"
             )
         books = self.codebooks.cpu()[: probs.shape[2]]
-        return self._synthesise(torch.einsum("btnv,nvd->btd", probs.float().cpu(), books), probs.device)
+        return self.decode_vectors(torch.einsum("btnv,nvd->btd", probs.float().cpu(), books).to(probs.device))
 
-    def _synthesise(self, vectors, device) -> torch.Tensor:
-        """Vectors in the VQ's space, one [frames, dim] per item -> WORLD synthesis [B, frames * hop] on ``device``."""
-        return torch.from_numpy(np.stack([synthesise(self.from_vectors(v), self.cfg) for v in vectors])).to(device)
+    @torch.no_grad()
+    def decode_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Vectors in the VQ's space [B, frames, feature_dim] (what an S2A of output 'vector' predicts) ->
+        WORLD synthesis [B, frames * hop] (float32, on the vectors' device)."""
+        if vectors.ndim != 3 or vectors.shape[-1] != self.cfg.feature_dim:
+            raise MetisError(
+                f"vectors of shape {tuple(vectors.shape)}: this codec takes [batch, frames, {self.cfg.feature_dim}]"
+            )
+        if not torch.isfinite(vectors).all():
+            raise MetisError("vectors to decode hold NaN or infinite values")
+        waves = [synthesise(self.from_vectors(v.float()), self.cfg) for v in vectors]
+        return torch.from_numpy(np.stack(waves)).to(vectors.device)
 
     def parameter_counts(self) -> dict[str, int]:
         return {"codebooks": int(self.codebooks.numel()), "total": int(sum(b.numel() for b in self.buffers()))}

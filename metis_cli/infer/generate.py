@@ -14,7 +14,7 @@ from metis_cli.checkpoint import load_weights, weights_name
 from metis_cli.config import check_keys, read_exp_config
 from metis_cli.errors import MetisError
 from metis_cli.infer.mask_predict import MaskPredictSettings, mask_predict
-from metis_cli.models.s2a import S2AConfig, S2AModel
+from metis_cli.models.s2a import S2AConfig, S2AModel, S2AVectorModel, build_s2a
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ S2A_DEFAULTS = {"steps": [40, 16, 1], "cfg_scale": [0.0, 2.5], "temperature": [1
 # codebook vector under S2A's predicted distributions; codecs with ``decode_expected``, i.e. the WORLD codec),
 # "auto" (expected where the codec can, else codes). Measured on the WORLD codec (docs/world_codec.md): S2A
 # resynthesis STOI 0.62 from codes, 0.75 from the expected vector.
+# An S2A of output 'vector' (WORLD codec) gives the codec's vector itself ("vector" in decode.json).
 CODEC_INPUTS = ("auto", "codes", "expected")
 
 
@@ -40,15 +41,23 @@ def load_stage1(exp_dir, device: str = "cpu", checkpoint=None) -> Stage1Model:
     return model.to(device).eval()
 
 
-def load_s2a(exp_dirs, device: str = "cpu") -> list[S2AModel]:
+def load_s2a(exp_dirs, device: str = "cpu") -> list[S2AModel] | list[S2AVectorModel]:
     """The S2A models of one or more experiment dirs, ordered by codebook; together they must predict
-    every codebook exactly once (one model for all, or the reference's codebook 0 + codebooks 1..)."""
+    every codebook exactly once (one model for all, or the reference's codebook 0 + codebooks 1..), or one
+    model of output 'vector'."""
     models = []
     for exp_dir in exp_dirs:
         config = read_exp_config(exp_dir)
-        model = S2AModel(S2AConfig.from_dict(config["model"]))
+        model = build_s2a(S2AConfig.from_dict(config["model"]))
         load_weights(exp_dir, weights_name(config, "s2a"), model, None, device, what="S2A model (`metis train-s2a`)")
         models.append(model.to(device).eval())
+    if any(m.cfg.output == "vector" for m in models):
+        if len(models) > 1:
+            raise MetisError(
+                f"the S2A models {', '.join(map(str, exp_dirs))}: a model of output 'vector' predicts every frame's "
+                "whole vector alone; give it alone"
+            )
+        return models
     models.sort(key=lambda m: m.cfg.predict_codebooks[0])
     n_codebooks = models[0].cfg.n_codebooks
     covered = [j for model in models for j in model.cfg.codebooks]
@@ -82,10 +91,21 @@ def checkpoints_of(**models) -> dict:
     return {name: info(m) for name, m in models.items() if m is not None}
 
 
-def resolve_codec_input(codec, codec_input: str) -> str:
-    """``codec_input`` (one of CODEC_INPUTS) for this codec: "codes" or "expected"."""
-    if codec_input not in CODEC_INPUTS:
+def resolve_codec_input(codec, codec_input: str, models=None) -> str:
+    """``codec_input`` (one of CODEC_INPUTS) for this codec and these S2A ``models``: "codes" or "expected",
+    or "vector" for an S2A of output 'vector' (which picks no codes: "codes" is refused)."""
+    vector_model = bool(models) and models[0].cfg.output == "vector"
+    if codec_input not in CODEC_INPUTS and not (vector_model and codec_input == "vector"):
         raise MetisError(f"unknown codec input '{codec_input}': choose {', '.join(CODEC_INPUTS)}")
+    if vector_model:
+        if not hasattr(codec, "decode_vectors"):
+            raise MetisError(
+                "this S2A regresses the WORLD codec's vector; the codec is of kind "
+                f"{getattr(codec, 'kind', 'neural')}: give the codec its codes came from"
+            )
+        if codec_input == "codes":
+            raise MetisError("this S2A regresses the codec's vector and picks no codes: use --codec-input auto")
+        return "vector"
     can = hasattr(codec, "decode_expected")
     if codec_input == "expected" and not can:
         raise MetisError(
@@ -111,6 +131,11 @@ def generate_audio(
 ) -> list:
     """S2A (``generate_codes``), then the codec: one float32 waveform (numpy) per utterance. ``codec_input``
     is resolved (``resolve_codec_input``): "codes" decodes the codes, "expected" S2A's distributions."""
+    if models[0].cfg.output == "vector":
+        if oracle_codes:
+            raise MetisError("oracle codebooks need an S2A that predicts codes; this one regresses the codec's vector")
+        resolve_codec_input(codec, codec_input, models)
+        return generate_vectors(models[0], codec, ssl_tokens, prompt_ssl, prompt_codes)
     expected = resolve_codec_input(codec, codec_input) == "expected"
     out = generate_codes(
         models,
@@ -128,6 +153,44 @@ def generate_audio(
         if expected:
             return [codec.decode_expected(p[None].to(device))[0].float().cpu().numpy() for p in out[1]]
         return [codec.decode(c[None].to(device))[0].float().cpu().numpy() for c in out]
+
+
+def generate_vectors(
+    model: S2AVectorModel,
+    codec,
+    ssl_tokens: list[torch.Tensor],
+    prompt_ssl: list[torch.Tensor],
+    prompt_codes: list[torch.Tensor],
+) -> list:
+    """An S2A of output 'vector': one forward pass predicts the codec's vector of every target frame, which the
+    codec synthesises (``decode_vectors``); one float32 waveform (numpy) per utterance."""
+    resolve_codec_input(codec, "auto", [model])
+    if tuple(model.codebooks.shape) != tuple(codec.codebooks.shape) or not torch.allclose(
+        model.codebooks.float().cpu(), codec.codebooks.float().cpu()
+    ):
+        raise MetisError("the S2A model was trained on the codes of another codec (its copy of the codebooks differs)")
+    device = model.mask_emb.device
+    n_codebooks = model.cfg.n_codebooks
+    for i, (ps, pc) in enumerate(zip(prompt_ssl, prompt_codes, strict=True)):
+        if len(ps) != len(pc) or (len(pc) and pc.shape[-1] != n_codebooks):
+            raise MetisError(
+                f"utterance {i}: prompt of {len(ps)} SSL tokens and codes of shape {tuple(pc.shape)}; "
+                f"expected [{len(ps)}, {n_codebooks}]"
+            )
+    prompt_lengths = [len(p) for p in prompt_ssl]
+    valid, prompt, _ = _layout(prompt_lengths, [len(s) for s in ssl_tokens], device)
+    ssl = torch.zeros(valid.shape, dtype=torch.long, device=device)
+    codes = torch.zeros((*valid.shape, n_codebooks), dtype=torch.long, device=device)
+    for i, (ps, pc, s) in enumerate(zip(prompt_ssl, prompt_codes, ssl_tokens, strict=True)):
+        ssl[i, : len(ps) + len(s)] = torch.cat([ps.to(device), s.to(device)])
+        if len(pc):
+            codes[i, : len(pc)] = pc.to(device)
+    with torch.no_grad():
+        vectors = model(codes, valid, ssl, prompt).float()
+        return [
+            codec.decode_vectors(vectors[i, p : p + len(s)][None])[0].cpu().numpy()
+            for i, (p, s) in enumerate(zip(prompt_lengths, ssl_tokens, strict=True))
+        ]
 
 
 def _layout(prompt_lengths: list[int], target_lengths: list[int], device):

@@ -85,7 +85,7 @@ def resynthesize(
             f"the codec {codec_dir} has {codec.cfg.quantizer.n_codebooks} codebooks, the S2A model {n_codebooks}"
         )
     s2a_cfg = per_codebook_settings(n_codebooks, s2a_settings)
-    codec_input = resolve_codec_input(codec, codec_input)
+    codec_input = resolve_codec_input(codec, codec_input, s2a_models)
     if not 0 <= oracle_codebooks <= n_codebooks:
         raise MetisError(f"oracle codebooks: {oracle_codebooks} is not in 0..{n_codebooks}")
     if oracle_codebooks and stage1_dir is not None:

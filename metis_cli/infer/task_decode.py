@@ -220,7 +220,7 @@ class TaskModel:
                 f"{n_codebooks}"
             )
         self.stage1_overrides, self.s2a_overrides = options.stage1, options.s2a
-        self.codec_input = resolve_codec_input(self.codec, options.codec_input)
+        self.codec_input = resolve_codec_input(self.codec, options.codec_input, self.s2a)
         self.info = {
             "codec_input": self.codec_input,
             "checkpoints": checkpoints_of(stage1=self.stage1, s2a=self.s2a, codec=self.codec),

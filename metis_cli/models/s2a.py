@@ -9,6 +9,11 @@ embedding of ``layer`` goes through an MLP and is added frame by frame. One outp
 
 ``predict_codebooks: [first, end)`` lets one model predict every codebook (the mini recipes: one model,
 half the training) or only some (the reference splits codebook 0 from codebooks 1..11).
+
+``output: vector`` (``S2AVectorModel``, for the parametric WORLD codec only; not in the published model) regresses
+the codec's continuous vector (the sum of every codebook's entry) of every non-prompt frame in one pass, instead
+of 8 code distributions one codebook at a time: the WORLD codec's residual codebooks are near-uniform details of
+a continuous vector that categorical heads do not learn from 33 minutes of speech (docs/world_codec.md).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from metis_cli.config import check_keys
 from metis_cli.errors import MetisError
 from metis_cli.models.transformer import MaskedTransformer, TransformerConfig, mlp
 
+OUTPUTS = ("codes", "vector")
+
 
 @dataclass
 class S2AConfig:
@@ -34,6 +41,10 @@ class S2AConfig:
     # Codebooks above the predicted one on non-prompt frames: nothing (False), or one mask embedding each
     # (True: the published model of codebooks 1..11 was trained so).
     mask_higher_codebooks: bool = False
+    # What the model predicts: "codes" (as published) or "vector" (S2AVectorModel: the WORLD codec's
+    # continuous vector, of ``vector_dim`` numbers; the codec's codebooks are kept in the model).
+    output: str = "codes"
+    vector_dim: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "S2AConfig":
@@ -47,6 +58,10 @@ class S2AConfig:
                 f"S2A model config: predict_codebooks {list(cfg.predict_codebooks)} is not a range within "
                 f"0..{cfg.n_codebooks}"
             )
+        if cfg.output not in OUTPUTS:
+            raise MetisError(f"S2A model config: output '{cfg.output}' is not one of {', '.join(OUTPUTS)}")
+        if cfg.output == "vector" and not cfg.vector_dim:
+            raise MetisError("S2A model config: output 'vector' needs vector_dim (the codec's vector size)")
         return cfg
 
     @property
@@ -100,3 +115,39 @@ class S2AModel(nn.Module):
 
     def forward(self, codes, layer: int, masked, valid, t, ssl_tokens, prompt) -> torch.Tensor:
         return self.logits(self.hidden(codes, layer, masked, valid, t, ssl_tokens, prompt), layer)
+
+
+class S2AVectorModel(nn.Module):
+    """S2A for a codec with a continuous vector behind its codes (the WORLD codec): the vector of every
+    non-prompt frame, regressed in one pass from the SSL tokens and the prompt's vectors. The input of a frame
+    is the SSL-token condition plus, on prompt frames, a projection of the vector of its codes (the sum of the
+    codebook entries in ``codebooks``, a copy of the codec's), elsewhere one mask embedding."""
+
+    def __init__(self, cfg: S2AConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.transformer.dim
+        self.register_buffer("codebooks", torch.zeros(cfg.n_codebooks, cfg.codebook_size, cfg.vector_dim))
+        self.mask_emb = nn.Parameter(torch.randn(1, d) * 0.02)
+        self.ssl_emb = nn.Embedding(cfg.ssl_vocab_size, d)
+        self.cond_mlp = mlp(d, 4 * d, activation=cfg.condition_activation)
+        self.vector_in = nn.Linear(cfg.vector_dim, d)
+        self.transformer = MaskedTransformer(cfg.transformer)
+        self.head = nn.Linear(d, cfg.vector_dim)
+
+    def vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [..., n_codebooks] -> the codec's vectors [..., vector_dim]."""
+        return sum(self.codebooks[j][codes[..., j]] for j in range(self.cfg.n_codebooks))
+
+    def forward(self, codes, valid, ssl_tokens, prompt) -> torch.Tensor:
+        """codes [B, T, n_codebooks] (read on prompt frames only); valid, prompt: [B, T] bool; ssl_tokens [B, T]
+        -> vectors [B, T, vector_dim] (meaningful on valid non-prompt frames)."""
+        known = self.vector_in(self.vectors(codes).to(self.mask_emb.dtype))
+        x = torch.where(prompt[..., None], known, self.mask_emb) + self.cond_mlp(self.ssl_emb(ssl_tokens))
+        t = torch.ones(len(x), device=x.device)  # every frame it predicts is masked
+        return self.head(self.transformer(x, valid, t))
+
+
+def build_s2a(cfg: S2AConfig) -> S2AModel | S2AVectorModel:
+    """The S2A model its config's ``output`` names."""
+    return S2AVectorModel(cfg) if cfg.output == "vector" else S2AModel(cfg)

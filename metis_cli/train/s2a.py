@@ -4,6 +4,10 @@ Each batch trains one codebook, drawn with ``codebook_weights`` (one weight per 
 codebooks this model does not predict); lower codebooks are given as ground truth, the prompt prefix
 has every codebook. Config: conf/{mini,full}/s2a*.yaml; ``ssl_vocab_size``, ``n_codebooks`` and
 ``codebook_size`` may be left empty and are then read from the data's meta.json files.
+
+``model.output: vector`` (the WORLD codec only) trains ``S2AVectorModel`` instead (``S2AVectorLearner``): the
+codec's continuous vector of every non-prompt frame, by mean squared error; the codec named in the codes'
+meta.json gives its codebooks, copied into the model.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 
 from metis_cli.errors import MetisError
 from metis_cli.models.masking import sample_masks
-from metis_cli.models.s2a import S2AConfig, S2AModel
+from metis_cli.models.s2a import S2AConfig, S2AModel, S2AVectorModel
 from metis_cli.train.pretrain import resolve_vocab
 from metis_cli.train.token_learner import TokenLearner, masked_cross_entropy
 from metis_cli.train.trainer import TrainConfig, Trainer
@@ -70,6 +74,74 @@ class S2ALearner(TokenLearner):
         return {"loss": loss, "correct": correct, "count": count}
 
 
+class S2AVectorLearner(S2ALearner):
+    """``model.output: vector``: every non-prompt frame is masked (as at decoding, one pass), the loss is the
+    mean squared error of the codec's vector (in the codec's normalised, weighted space, where its VQ measures
+    distance) over those frames."""
+
+    loss_metric = "mse"
+    reports_accuracy = False
+    find_unused_parameters = False
+
+    def build_model(self):
+        from metis_cli.codec.inference import load_codec
+
+        model_cfg = self.config.setdefault("model", {})
+        codes_meta = self.train_data.meta("acoustic_codes")
+        if self.config.get("codebook_weights") is not None:
+            raise MetisError("codebook_weights apply to an S2A that predicts codes, not to output 'vector'")
+        if codes_meta.get("codec_kind") != "world":
+            raise MetisError(
+                f"S2A output 'vector' needs codes of the parametric WORLD codec; these acoustic codes come from a "
+                f"{codes_meta.get('codec_kind', 'neural')} codec: use output 'codes'"
+            )
+        codec_dir = codes_meta.get("codec")
+        try:
+            codec = load_codec(codec_dir)
+        except MetisError as e:
+            raise MetisError(
+                f"S2A output 'vector' copies the codebooks of the codec the codes came from ({codec_dir}, named in "
+                f"acoustic_codes/meta.json), which did not load: {e}"
+            ) from None
+        resolve_vocab(model_cfg, self.train_data.meta("ssl_tokens"), "ssl_vocab_size", "n_clusters", "ssl_tokens")
+        q = codec.cfg.quantizer
+        for key, value in (("n_codebooks", q.n_codebooks), ("codebook_size", q.codebook_size)):
+            if model_cfg.get(key) is None:
+                model_cfg[key] = value
+        model_cfg["vector_dim"] = int(codec.codebooks.shape[-1])
+        model_cfg.setdefault("predict_codebooks", None)
+        if model_cfg["predict_codebooks"] is None:
+            model_cfg["predict_codebooks"] = [0, model_cfg["n_codebooks"]]
+        self.cfg = S2AConfig.from_dict(model_cfg)
+        model = S2AVectorModel(self.cfg)
+        if tuple(model.codebooks.shape) != tuple(codec.codebooks.shape):
+            raise MetisError(
+                f"the codec {codec_dir} has codebooks of shape {tuple(codec.codebooks.shape)}; the model config "
+                f"asks for {tuple(model.codebooks.shape)}"
+            )
+        model.codebooks.copy_(codec.codebooks)
+        return model
+
+    def validation_layers(self) -> list:
+        return [None]
+
+    def loss(self, batch, generator, model, layer=None):
+        codes, ssl_tokens, valid = batch["acoustic_codes"], batch["ssl_tokens"], batch["valid"]
+        _, prompts, _ = sample_masks(batch["lengths"].cpu(), self.masking, generator)
+        prompt = torch.arange(codes.shape[1], device=codes.device)[None] < prompts.to(codes.device)[:, None]
+        target = valid & ~prompt
+        predicted = model(codes, valid, ssl_tokens, prompt)
+        truth = target_vectors(model, codes)
+        error = (predicted.float() - truth)[target]
+        return {"loss": error.pow(2).mean(), "count": int(target.sum())}
+
+
+def target_vectors(model, codes):
+    """The codec's vectors of ``codes`` with the model's copy of its codebooks (through DDP's wrapper)."""
+    return getattr(model, "module", model).vectors(codes).float()
+
+
 def train_s2a(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
     trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
-    return trainer.fit(S2ALearner(trainer, config, train_dirs, val_dirs))
+    vector = (config.get("model") or {}).get("output") == "vector"
+    return trainer.fit((S2AVectorLearner if vector else S2ALearner)(trainer, config, train_dirs, val_dirs))

@@ -90,6 +90,10 @@ class TokenLearner:
     find_unused_parameters = False  # DDP: True when some parameters sit out some steps
     streams = True  # can train from webdataset shards (metis_cli.data.shards) instead of data dirs
     no_streams_reason = ""  # why not, where ``streams`` is False
+    # What validation reports: the loss as "ce_bits" (a cross-entropy in nats, reported in bits) or under its
+    # own name (e.g. "mse"), and whether the loss counts correct predictions (the accuracy "acc").
+    loss_metric = "ce_bits"
+    reports_accuracy = True
 
     def __init__(self, trainer: Trainer, config: dict, train_dirs, val_dirs=()):
         check_keys(config, COMMON_SECTIONS + self.extra_sections, f"{self.name} config sections")
@@ -172,7 +176,8 @@ class TokenLearner:
 
     def loss(self, batch: dict, generator: torch.Generator, model: nn.Module, layer: int | None = None) -> dict:
         """{"loss": tensor, "correct": tensor, "count": int} for one micro-batch (S2A: of codebook
-        ``layer``, or one drawn with the codebook weights when None)."""
+        ``layer``, or one drawn with the codebook weights when None); "correct" only where
+        ``reports_accuracy``."""
         raise NotImplementedError
 
     def make_batch(self, data: UtteranceArrays, pieces, generator: torch.Generator) -> dict:
@@ -196,9 +201,10 @@ class TokenLearner:
                 out = self.loss(batch, generator, self.model)
             (out["loss"] / accum).backward()
             totals["loss"] += float(out["loss"].detach()) / accum
-            correct += int(out["correct"])
+            correct += int(out.get("correct", 0))
             count += out["count"]
-        totals["acc"] = correct / max(1, count)
+        if self.reports_accuracy:
+            totals["acc"] = correct / max(1, count)
         totals["grad_norm"] = trainer.optimizer_step(self.name, (p for p in self.model.parameters() if p.requires_grad))
         if self.ema_decay:
             with torch.no_grad():
@@ -211,8 +217,8 @@ class TokenLearner:
 
     @torch.no_grad()
     def validate(self, trainer: Trainer, out_dir) -> dict:
-        """Masked cross-entropy (bits) and accuracy on the first ``val_utterances`` of the validation data
-        (S2A: for every codebook it predicts), with the same masks every time (seed 0), so that the
+        """Masked cross-entropy (bits; or the ``loss_metric``) and accuracy on the first ``val_utterances`` of the
+        validation data (S2A: for every codebook it predicts), with the same masks every time (seed 0), so that the
         numbers are comparable across steps."""
         import json
 
@@ -238,11 +244,15 @@ class TokenLearner:
                 with trainer.autocast():
                     out = self.loss(batch, generator, model, layer)
                 nats += float(out["loss"]) * out["count"]
-                correct += int(out["correct"])
+                correct += int(out.get("correct", 0))
                 count += out["count"]
             suffix = "" if layer is None else f"_cb{layer}"
-            result[f"ce_bits{suffix}"] = nats / max(1, count) / math.log(2)
-            result[f"acc{suffix}"] = correct / max(1, count)
+            if self.loss_metric == "ce_bits":
+                result[f"ce_bits{suffix}"] = nats / max(1, count) / math.log(2)
+            else:
+                result[f"{self.loss_metric}{suffix}"] = nats / max(1, count)
+            if self.reports_accuracy:
+                result[f"acc{suffix}"] = correct / max(1, count)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
