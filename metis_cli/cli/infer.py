@@ -91,10 +91,10 @@ def resynth(
 
     Examples:
 
-      metis resynth data/mini/mini_test exp/s2a_mini/decode_mini_test --s2a exp/s2a_mini --codec exp/codec_mini
+      metis resynth data/mini/mini_test exp/s2a_resynth/mini_test --s2a exp/s2a_mini_vector --codec exp/codec_mini
 
       metis resynth data/mini/mini_test exp/pretrain_mini/generate_mini_test --stage1 exp/pretrain_mini --s2a
-      exp/s2a_mini --codec exp/codec_mini
+      exp/s2a_mini_vector --codec exp/codec_mini
 
       metis resynth data/mini/mini_test exp/s2a_mini/oracle1_mini_test --s2a exp/s2a_mini --codec exp/codec_mini
       --oracle-codebooks 1
@@ -195,7 +195,8 @@ def decode(
     Batched and resumable (a rerun skips written outputs); an utterance with bad inputs is logged in
     <out>/failed and skipped. The decode dir is what `metis score` reads.
 
-    Example: metis decode data/mini/mini_se_test --task se --model exp/se_mini --s2a exp/s2a_mini --codec exp/codec_mini
+    Example: metis decode data/mini/mini_se_test --task se --model exp/se_mini --s2a exp/s2a_mini_vector
+             --codec exp/codec_mini
     Omni:    metis decode data/mini/mini_tse_test --task omni --mode tse --text-guided --model exp/omni_mini ...
     8 GPUs:  metis decode data/test --task tts --model exp/tts_full --nj 8
     """
@@ -279,7 +280,7 @@ def synth(
 ) -> None:
     """Run a fine-tuned task model on single files (watermarked: check with metis detect).
 
-    Examples (M="--s2a exp/s2a_mini --codec exp/codec_mini"):
+    Examples (M="--s2a exp/s2a_mini_vector --codec exp/codec_mini"):
 
       metis synth --task tts --model exp/tts_mini $M --text "Hello there." --ref prompt.wav --ref-text "What the
       prompt says." -o out.wav

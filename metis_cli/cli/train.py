@@ -115,7 +115,7 @@ def train_s2a(
 
     Rerunning the same command resumes from the newest checkpoint (another config is refused; --overwrite starts again).
 
-    Example: metis train-s2a conf/mini/s2a.yaml exp/s2a_mini --train-data data/mini/mini_train --val-data
+    Example: metis train-s2a conf/mini/s2a_vector.yaml exp/s2a_mini_vector --train-data data/mini/mini_train --val-data
     data/mini/mini_dev
     """
     _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose, overwrite, print_config)
