@@ -1035,3 +1035,33 @@ def DataDirOf(path):
     data = DataDir(path)
     utt = data.utt_ids()[0]
     return {"src": data.read("src.scp")[utt], "ref": data.read("ref.scp")[utt]}
+
+
+def test_the_phone_ctc_loss_rewards_the_right_phones_and_tts_trains_with_it(models, tmp_path):
+    """text.ctc_weight > 0: the model gets a phone CTC head, training logs the CTC loss beside the loss, the
+    validation cross-entropy stays the masked tokens' alone, and decoding loads the model."""
+    from metis_cli.train.finetune import phone_ctc_loss
+
+    phones = torch.tensor([[3, 5, 0], [2, 0, 0]])
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    right = torch.full((2, 6, 8), -5.0)
+    for row, frames in ((0, [3, 3, 0, 5, 5, 5]), (1, [2, 2, 2, 0, 0, 0])):
+        for frame, phone in enumerate(frames):
+            right[row, frame, phone] = 5.0
+    uniform = torch.zeros(2, 6, 8)
+    assert float(phone_ctc_loss(right, valid, phones)) < 0.1 < float(phone_ctc_loss(uniform, valid, phones))
+
+    exp = tmp_path / "tts_ctc"
+    result = finetune(models, "tts", exp, "text.ctc_weight=0.5", "train.log_every=1")
+    assert result.exit_code == 0, result.output
+    config = load_config(exp / "config.yaml")
+    assert config["text"]["ctc_weight"] == 0.5 and config["model"]["phone_ctc"] is True
+    lines = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
+    assert all(line["ctc"] > 0 for line in lines if "loss" in line)
+    validation = [line for line in lines if "val_ce_bits" in line]
+    assert validation and not any("ctc" in key for line in validation for key in line)
+    with pytest.raises(MetisError, match="ctc_weight must be 0"):
+        from metis_cli.train.finetune import finetune as run_finetune
+
+        config = load_config(REPO / "egs" / "tts" / "conf" / "mini" / "finetune.yaml", ["text.ctc_weight=-1"])
+        run_finetune(config, tmp_path / "bad", [models["corpus"] / "mini_train"])

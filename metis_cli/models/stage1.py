@@ -15,6 +15,11 @@ off (absent) in a pre-trained model:
   never learns, and the gate never sees a consistent signal;
 - for lip-to-speech, a visual front end (``visual``, metis_cli.models.visual) that turns mouth video into
   the frame adapter's input, trained with it.
+
+``phone_ctc`` (TTS fine-tuning only, not in the published model) adds a linear layer from the token positions'
+hidden states to the phones, for an auxiliary CTC loss (class 0, the prefix's padding id, is the CTC blank): it
+makes every frame say which phone it is, which masked frames can only learn from the text prefix. Decoding never
+uses it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Stage1Config:
     visual: dict | None = None  # VisualConfig of the lip-to-speech front end (its out_dim feeds the frame adapter)
     adapter_gate: bool = True  # frame adapter behind a zero-initialised gate; False: zero-initialised output layer
     prefix_activation: str = "gelu"  # of the text-prefix MLP; the published models: "silu"
+    phone_ctc: bool = False  # an auxiliary phone CTC head (training only; needs n_phones)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Stage1Config":
@@ -80,6 +86,10 @@ class Stage1Model(nn.Module):
         if cfg.n_phones:
             self.phone_emb = nn.Embedding(cfg.n_phones, d)
             self.prefix_mlp = mlp(d, 4 * d, activation=cfg.prefix_activation)
+        if cfg.phone_ctc:
+            if not cfg.n_phones:
+                raise MetisError("stage-1 model config: phone_ctc needs a text prefix (n_phones > 0)")
+            self.phone_ctc = nn.Linear(d, cfg.n_phones)
         if cfg.frame_condition_dim:
             self.frame_adapter = FrameAdapter(cfg.frame_condition_dim, d, cfg.adapter_gate)
         if cfg.visual:
@@ -151,5 +161,9 @@ class Stage1Model(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden)
 
-    def forward(self, tokens, masked, valid, t, **conditions) -> torch.Tensor:
-        return self.logits(self.hidden(tokens, masked, valid, t, **conditions))
+    def forward(self, tokens, masked, valid, t, with_phone_ctc: bool = False, **conditions):
+        """Logits [B, T, vocab_size]; with ``with_phone_ctc`` also the phone CTC head's logits [B, T, n_phones]."""
+        hidden = self.hidden(tokens, masked, valid, t, **conditions)
+        if with_phone_ctc:
+            return self.logits(hidden), self.phone_ctc(hidden)
+        return self.logits(hidden)

@@ -20,7 +20,7 @@ from metis_cli.errors import MetisError
 from metis_cli.models.lora import add_lora, lora_parameters, merge_lora
 
 MODES = ("lora", "full", "adapter")
-CONDITION_MODULES = ("phone_emb", "prefix_mlp", "frame_adapter", "visual")
+CONDITION_MODULES = ("phone_emb", "prefix_mlp", "phone_ctc", "frame_adapter", "visual")
 
 
 @dataclass

@@ -3,7 +3,9 @@
 Config: egs/<task>/conf/{mini,full}/finetune.yaml. Sections of metis_cli.train.token_learner plus ``task``,
 ``init`` (``exp_dir`` of the pre-trained model, optional ``checkpoint``), ``adaptation``
 (metis_cli.tasks.adaptation), ``augment`` (metis_cli.tasks.augment), ``text`` (TTS front end: ``kind``
-espeak|arpabet, ``language``) and ``ssl`` (the SSL front end and k-means model, read from the tokens'
+espeak|arpabet, ``language``; ``ctc_weight``: > 0 adds the auxiliary phone CTC loss of
+metis_cli.models.stage1, with this weight, on the batches that see their text; 0, the default, as published) and
+``ssl`` (the SSL front end and k-means model, read from the tokens'
 tokens.json and copied into the experiment dir, see metis_cli.tasks.conditions).
 The model section is the pre-trained model's, with the task's condition hook added.
 
@@ -89,6 +91,9 @@ class FinetuneLearner(TokenLearner):
 
             text = config.setdefault("text", {})
             self.phonemizer = make_phonemizer(text.setdefault("kind", "espeak"), text.setdefault("language", "en"))
+            self.ctc_weight = float(text.setdefault("ctc_weight", 0.0))
+            if self.ctc_weight < 0:
+                raise MetisError(f"text.ctc_weight must be 0 (off) or positive, got {self.ctc_weight}")
             self.phones: dict[str, list[str]] = {}
             self.phone_ids: dict[str, list[int]] = {}
         front_end = config.get("ssl") or ssl_front_end(train_dirs[0])
@@ -365,6 +370,7 @@ class FinetuneLearner(TokenLearner):
         if self.needs_text:
             vocab = self._phone_vocab(sorted(self.train_data.lengths))
             model_cfg["n_phones"] = model_cfg.get("n_phones") or len(vocab)
+            model_cfg["phone_ctc"] = self.ctc_weight > 0
             if len(vocab) > model_cfg["n_phones"]:
                 raise MetisError(
                     f"the phone vocabulary has {len(vocab)} symbols, more than model.n_phones {model_cfg['n_phones']}"
@@ -400,7 +406,7 @@ class FinetuneLearner(TokenLearner):
         model = Stage1Model(Stage1Config.from_dict(model_cfg))
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
         assert not unexpected and all(
-            k.split(".")[0] in ("phone_emb", "prefix_mlp", "frame_adapter", "visual") for k in missing
+            k.split(".")[0] in ("phone_emb", "prefix_mlp", "phone_ctc", "frame_adapter", "visual") for k in missing
         )
         adaptation = AdaptationConfig(**self.config["adaptation"])
         counts = adapt(model, adaptation)
@@ -478,9 +484,25 @@ class FinetuneLearner(TokenLearner):
             conditions = {
                 "frame_condition": torch.where(in_prompt[..., None], batch["clean_condition"], batch["condition"])
             }
+        ctc_rows = prompts > 0  # the rows that see their text (the others are the unconditional case)
+        if TASKS[mode].text and getattr(self, "ctc_weight", 0) and model.training and bool(ctc_rows.any()):
+            logits, phone_logits = model(tokens, masked, valid, t, with_phone_ctc=True, **conditions)
+            loss, correct, count = masked_cross_entropy(logits, tokens, masked)
+            ctc = phone_ctc_loss(phone_logits[ctc_rows], valid[ctc_rows], batch["phones"][ctc_rows])
+            objective = loss + self.ctc_weight * ctc
+            return {"loss": loss, "objective": objective, "ctc": ctc.detach(), "correct": correct, "count": count}
         logits = model(tokens, masked, valid, t, **conditions)
         loss, correct, count = masked_cross_entropy(logits, tokens, masked)
         return {"loss": loss, "correct": correct, "count": count}
+
+
+def phone_ctc_loss(phone_logits: torch.Tensor, valid: torch.Tensor, phones: torch.Tensor) -> torch.Tensor:
+    """CTC of each row's phones (ids > 0, padded with 0, the blank) given its frames' phone logits [B, T, n_phones]
+    over its valid frames; the mean over rows of the loss per target phone (nats)."""
+    log_probs = phone_logits.float().log_softmax(-1).transpose(0, 1)
+    return torch.nn.functional.ctc_loss(
+        log_probs, phones, valid.sum(1), (phones > 0).sum(1), blank=0, reduction="mean", zero_infinity=True
+    )
 
 
 def finetune(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:

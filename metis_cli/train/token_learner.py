@@ -177,7 +177,8 @@ class TokenLearner:
     def loss(self, batch: dict, generator: torch.Generator, model: nn.Module, layer: int | None = None) -> dict:
         """{"loss": tensor, "correct": tensor, "count": int} for one micro-batch (S2A: of codebook
         ``layer``, or one drawn with the codebook weights when None); "correct" only where
-        ``reports_accuracy``."""
+        ``reports_accuracy``. Optional: "objective", what is minimised when it is not "loss" (which is what is
+        reported and validated), and auxiliary losses under other names, logged in training."""
         raise NotImplementedError
 
     def make_batch(self, data: UtteranceArrays, pieces, generator: torch.Generator) -> dict:
@@ -199,8 +200,11 @@ class TokenLearner:
             }
             with trainer.autocast():
                 out = self.loss(batch, generator, self.model)
-            (out["loss"] / accum).backward()
+            (out.get("objective", out["loss"]) / accum).backward()
             totals["loss"] += float(out["loss"].detach()) / accum
+            for key, value in out.items():  # auxiliary losses, logged beside the loss
+                if key not in ("loss", "objective", "correct", "count"):
+                    totals[key] = totals.get(key, 0.0) + float(value) / accum
             correct += int(out.get("correct", 0))
             count += out["count"]
         if self.reports_accuracy:
