@@ -65,6 +65,8 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     assert (
         result.returncode == 1 and f"--codec-config codec_nope.yaml: no such file in {REPO}/conf/mini" in result.stderr
     )
+    result = recipe("vc", "--stage", 4, "--stop-stage", 4, "--data-dir", data, "--s2a-config", "s2a_nope.yaml")
+    assert result.returncode == 1 and f"--s2a-config s2a_nope.yaml: no such file in {REPO}/conf/mini" in result.stderr
     result = recipe(
         "vc",
         "--stage",
