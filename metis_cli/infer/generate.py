@@ -169,28 +169,35 @@ def generate_vectors(
         model.codebooks.float().cpu(), codec.codebooks.float().cpu()
     ):
         raise MetisError("the S2A model was trained on the codes of another codec (its copy of the codebooks differs)")
-    device = model.mask_emb.device
-    n_codebooks = model.cfg.n_codebooks
-    for i, (ps, pc) in enumerate(zip(prompt_ssl, prompt_codes, strict=True)):
-        if len(ps) != len(pc) or (len(pc) and pc.shape[-1] != n_codebooks):
-            raise MetisError(
-                f"utterance {i}: prompt of {len(ps)} SSL tokens and codes of shape {tuple(pc.shape)}; "
-                f"expected [{len(ps)}, {n_codebooks}]"
-            )
     prompt_lengths = [len(p) for p in prompt_ssl]
-    valid, prompt, _ = _layout(prompt_lengths, [len(s) for s in ssl_tokens], device)
-    ssl = torch.zeros(valid.shape, dtype=torch.long, device=device)
-    codes = torch.zeros((*valid.shape, n_codebooks), dtype=torch.long, device=device)
-    for i, (ps, pc, s) in enumerate(zip(prompt_ssl, prompt_codes, ssl_tokens, strict=True)):
-        ssl[i, : len(ps) + len(s)] = torch.cat([ps.to(device), s.to(device)])
-        if len(pc):
-            codes[i, : len(pc)] = pc.to(device)
+    valid, prompt, _, ssl, codes = _s2a_batch(
+        ssl_tokens, prompt_ssl, prompt_codes, model.cfg.n_codebooks, model.mask_emb.device
+    )
     with torch.no_grad():
         vectors = model(codes, valid, ssl, prompt).float()
         return [
             codec.decode_vectors(vectors[i, p : p + len(s)][None])[0].cpu().numpy()
             for i, (p, s) in enumerate(zip(prompt_lengths, ssl_tokens, strict=True))
         ]
+
+
+def _s2a_batch(ssl_tokens, prompt_ssl, prompt_codes, n_codebooks: int, device):
+    """The padded S2A batch ``[prompt ; target ; padding]``: (valid, prompt, target masks [B, T]; SSL tokens
+    [B, T]; codes [B, T, n_codebooks], the prompts' and zeros elsewhere), after checking each prompt's codes."""
+    for i, (ps, pc) in enumerate(zip(prompt_ssl, prompt_codes, strict=True)):
+        if len(ps) != len(pc) or (len(pc) and pc.shape[-1] != n_codebooks):
+            raise MetisError(
+                f"utterance {i}: prompt of {len(ps)} SSL tokens and codes of shape {tuple(pc.shape)}; "
+                f"expected [{len(ps)}, {n_codebooks}]"
+            )
+    valid, prompt, target = _layout([len(p) for p in prompt_ssl], [len(s) for s in ssl_tokens], device)
+    ssl = torch.zeros(valid.shape, dtype=torch.long, device=device)
+    codes = torch.zeros((*valid.shape, n_codebooks), dtype=torch.long, device=device)
+    for i, (ps, pc, s) in enumerate(zip(prompt_ssl, prompt_codes, ssl_tokens, strict=True)):
+        ssl[i, : len(ps) + len(s)] = torch.cat([ps.to(device), s.to(device)])
+        if len(pc):
+            codes[i, : len(pc)] = pc.to(device)
+    return valid, prompt, target, ssl, codes
 
 
 def _layout(prompt_lengths: list[int], target_lengths: list[int], device):
@@ -278,21 +285,10 @@ def generate_codes(
                 f"expected [{len(s)}, {n_oracle}] (the same number of codebooks for every utterance)"
             )
     prompt_lengths = [len(p) for p in prompt_ssl]
-    for i, (ps, pc) in enumerate(zip(prompt_ssl, prompt_codes, strict=True)):
-        if len(ps) != len(pc) or (len(pc) and pc.shape[-1] != n_codebooks):
-            raise MetisError(
-                f"utterance {i}: prompt of {len(ps)} SSL tokens and codes of shape {tuple(pc.shape)}; "
-                f"expected [{len(ps)}, {n_codebooks}]"
-            )
-    valid, prompt, target = _layout(prompt_lengths, [len(s) for s in ssl_tokens], device)
-    ssl = torch.zeros(valid.shape, dtype=torch.long, device=device)
-    codes = torch.zeros((*valid.shape, n_codebooks), dtype=torch.long, device=device)
-    for i, (ps, pc, s) in enumerate(zip(prompt_ssl, prompt_codes, ssl_tokens, strict=True)):
-        ssl[i, : len(ps) + len(s)] = torch.cat([ps.to(device), s.to(device)])
-        if len(pc):
-            codes[i, : len(pc)] = pc.to(device)
+    valid, prompt, target, ssl, codes = _s2a_batch(ssl_tokens, prompt_ssl, prompt_codes, n_codebooks, device)
+    for i, (p, s) in enumerate(zip(prompt_lengths, ssl_tokens, strict=True)):
         if n_oracle:
-            codes[i, len(ps) : len(ps) + len(s), :n_oracle] = oracle_codes[i].to(device)
+            codes[i, p : p + len(s), :n_oracle] = oracle_codes[i].to(device)
     by_layer = {j: model for model in models for j in model.cfg.codebooks}
     probs = None
     if return_probs:
