@@ -310,6 +310,12 @@ def test_s2a_of_output_vector_learns_the_codec_vector_and_decodes_it(trained, tm
     assert result.exit_code == 0, result.output
     info = json.loads((out / "decode.json").read_text())
     assert info["codec_input"] == "vector"
+    half = tmp_path / "resynth_bf16"  # the model's copy of the codebooks in bf16 is still the codec's
+    result = runner.invoke(
+        app, ["resynth", str(data["dev"]), str(half), "--s2a", str(exp), "--codec", str(trained), "--bf16"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((half / "decode.json").read_text())["dtype"] == "bfloat16"
     wav, sr = sf.read(out / "wav" / f"{sorted(ArrayStore(data['dev'] / 'ssl_tokens').keys())[0]}.wav")
     assert sr == 16000 and np.isfinite(wav).all() and len(wav) % 320 == 0
     refused = runner.invoke(

@@ -105,6 +105,13 @@ def resolve_codec_input(codec, codec_input: str, models=None) -> str:
             )
         if codec_input == "codes":
             raise MetisError("this S2A regresses the codec's vector and picks no codes: use --codec-input auto")
+        ours, theirs = models[0].codebooks.float().cpu(), codec.codebooks.float().cpu()
+        # rtol: the model's copy may be held in bf16 (--bf16), 3 significant digits
+        if ours.shape != theirs.shape or not torch.allclose(ours, theirs, rtol=1e-2, atol=1e-3):
+            raise MetisError(
+                "the S2A model was trained on the codes of another codec (its copy of the codebooks differs): give "
+                "the codec its codes came from"
+            )
         return "vector"
     can = hasattr(codec, "decode_expected")
     if codec_input == "expected" and not can:
@@ -165,10 +172,6 @@ def generate_vectors(
     """An S2A of output 'vector': one forward pass predicts the codec's vector of every target frame, which the
     codec synthesises (``decode_vectors``); one float32 waveform (numpy) per utterance."""
     resolve_codec_input(codec, "auto", [model])
-    if tuple(model.codebooks.shape) != tuple(codec.codebooks.shape) or not torch.allclose(
-        model.codebooks.float().cpu(), codec.codebooks.float().cpu()
-    ):
-        raise MetisError("the S2A model was trained on the codes of another codec (its copy of the codebooks differs)")
     prompt_lengths = [len(p) for p in prompt_ssl]
     valid, prompt, _, ssl, codes = _s2a_batch(
         ssl_tokens, prompt_ssl, prompt_codes, model.cfg.n_codebooks, model.mask_emb.device
