@@ -141,8 +141,7 @@ def generate_audio(
     if models[0].cfg.output == "vector":
         if oracle_codes:
             raise MetisError("oracle codebooks need an S2A that predicts codes; this one regresses the codec's vector")
-        resolve_codec_input(codec, codec_input, models)
-        return generate_vectors(models[0], codec, ssl_tokens, prompt_ssl, prompt_codes)
+        return generate_vectors(models[0], codec, ssl_tokens, prompt_ssl, prompt_codes, codec_input)
     expected = resolve_codec_input(codec, codec_input) == "expected"
     out = generate_codes(
         models,
@@ -168,16 +167,18 @@ def generate_vectors(
     ssl_tokens: list[torch.Tensor],
     prompt_ssl: list[torch.Tensor],
     prompt_codes: list[torch.Tensor],
+    codec_input: str = "auto",
 ) -> list:
     """An S2A of output 'vector': one forward pass predicts the codec's vector of every target frame, which the
-    codec synthesises (``decode_vectors``); one float32 waveform (numpy) per utterance."""
-    resolve_codec_input(codec, "auto", [model])
+    codec synthesises (``decode_vectors``); one float32 waveform (numpy) per utterance. ``codec_input`` is
+    checked as ``resolve_codec_input`` does for this model ("codes" is refused)."""
+    resolve_codec_input(codec, codec_input, [model])
     prompt_lengths = [len(p) for p in prompt_ssl]
     valid, prompt, _, ssl, codes = _s2a_batch(
         ssl_tokens, prompt_ssl, prompt_codes, model.cfg.n_codebooks, model.mask_emb.device
     )
     with torch.no_grad():
-        vectors = model(codes, valid, ssl, prompt).float()
+        vectors = model(model.vectors(codes), valid, ssl, prompt).float()
         return [
             codec.decode_vectors(vectors[i, p : p + len(s)][None])[0].cpu().numpy()
             for i, (p, s) in enumerate(zip(prompt_lengths, ssl_tokens, strict=True))

@@ -139,10 +139,10 @@ class S2AVectorModel(nn.Module):
         """codes [..., n_codebooks] -> the codec's vectors [..., vector_dim]."""
         return sum(self.codebooks[j][codes[..., j]] for j in range(self.cfg.n_codebooks))
 
-    def forward(self, codes, valid, ssl_tokens, prompt) -> torch.Tensor:
-        """codes [B, T, n_codebooks] (read on prompt frames only); valid, prompt: [B, T] bool; ssl_tokens [B, T]
-        -> vectors [B, T, vector_dim] (meaningful on valid non-prompt frames)."""
-        known = self.vector_in(self.vectors(codes).to(self.mask_emb.dtype))
+    def forward(self, vectors, valid, ssl_tokens, prompt) -> torch.Tensor:
+        """vectors [B, T, vector_dim] (``vectors(codes)``; read on prompt frames only); valid, prompt: [B, T] bool;
+        ssl_tokens [B, T] -> vectors [B, T, vector_dim] (meaningful on valid non-prompt frames)."""
+        known = self.vector_in(vectors.to(self.mask_emb.dtype))
         x = torch.where(prompt[..., None], known, self.mask_emb) + self.cond_mlp(self.ssl_emb(ssl_tokens))
         t = torch.ones(len(x), device=x.device)  # every frame it predicts is masked
         return self.head(self.transformer(x, valid, t))

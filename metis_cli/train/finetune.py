@@ -45,7 +45,7 @@ from metis_cli.errors import MetisError
 from metis_cli.models.masking import MaskingConfig, sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.task_registry import TASKS, get_task
-from metis_cli.tasks.adaptation import AdaptationConfig, adapt
+from metis_cli.tasks.adaptation import CONDITION_MODULES, AdaptationConfig, adapt
 from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre
 from metis_cli.tasks.conditions import FrameConditioner, ssl_front_end
 from metis_cli.train.pretrain import resolve_vocab
@@ -69,6 +69,7 @@ class FinetuneLearner(TokenLearner):
     name = "stage1"
     streams = False
     no_streams_reason = "fine-tuning makes its inputs from the audio of data dirs"
+    ctc_weight = 0.0  # text.ctc_weight (tasks with text): the auxiliary phone CTC loss's weight
 
     @classmethod
     def resolve(cls, config: dict) -> dict:
@@ -405,9 +406,7 @@ class FinetuneLearner(TokenLearner):
         self.config["model"] = model_cfg
         model = Stage1Model(Stage1Config.from_dict(model_cfg))
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-        assert not unexpected and all(
-            k.split(".")[0] in ("phone_emb", "prefix_mlp", "phone_ctc", "frame_adapter", "visual") for k in missing
-        )
+        assert not unexpected and all(k.split(".")[0] in CONDITION_MODULES for k in missing)
         adaptation = AdaptationConfig(**self.config["adaptation"])
         counts = adapt(model, adaptation)
         logger.info(
@@ -485,15 +484,15 @@ class FinetuneLearner(TokenLearner):
                 "frame_condition": torch.where(in_prompt[..., None], batch["clean_condition"], batch["condition"])
             }
         ctc_rows = prompts > 0  # the rows that see their text (the others are the unconditional case)
-        if TASKS[mode].text and getattr(self, "ctc_weight", 0) and model.training and bool(ctc_rows.any()):
-            logits, phone_logits = model(tokens, masked, valid, t, with_phone_ctc=True, **conditions)
-            loss, correct, count = masked_cross_entropy(logits, tokens, masked)
-            ctc = phone_ctc_loss(phone_logits[ctc_rows], valid[ctc_rows], batch["phones"][ctc_rows])
-            objective = loss + self.ctc_weight * ctc
-            return {"loss": loss, "objective": objective, "ctc": ctc.detach(), "correct": correct, "count": count}
-        logits = model(tokens, masked, valid, t, **conditions)
+        with_ctc = bool(TASKS[mode].text and self.ctc_weight and model.training and ctc_rows.any())
+        out = model(tokens, masked, valid, t, with_phone_ctc=with_ctc, **conditions)
+        logits, phone_logits = out if with_ctc else (out, None)
         loss, correct, count = masked_cross_entropy(logits, tokens, masked)
-        return {"loss": loss, "correct": correct, "count": count}
+        result = {"loss": loss, "correct": correct, "count": count}
+        if with_ctc:
+            ctc = phone_ctc_loss(phone_logits[ctc_rows], valid[ctc_rows], batch["phones"][ctc_rows])
+            result.update(objective=loss + self.ctc_weight * ctc, ctc=ctc.detach())
+        return result
 
 
 def phone_ctc_loss(phone_logits: torch.Tensor, valid: torch.Tensor, phones: torch.Tensor) -> torch.Tensor:

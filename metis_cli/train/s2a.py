@@ -32,7 +32,9 @@ class S2ALearner(TokenLearner):
     name = "s2a"
     find_unused_parameters = True  # the heads of the codebooks not drawn in a step
 
-    def build_model(self):
+    def resolve_sizes(self) -> dict:
+        """The model section with the sizes left empty read from the data's meta.json files (and checked against
+        them where given), and ``predict_codebooks`` every codebook when empty."""
         model_cfg = self.config.setdefault("model", {})
         codes_meta = self.train_data.meta("acoustic_codes")
         resolve_vocab(model_cfg, self.train_data.meta("ssl_tokens"), "ssl_vocab_size", "n_clusters", "ssl_tokens")
@@ -40,7 +42,10 @@ class S2ALearner(TokenLearner):
         resolve_vocab(model_cfg, codes_meta, "codebook_size", "codebook_size", "acoustic_codes")
         if model_cfg.get("predict_codebooks") is None:
             model_cfg["predict_codebooks"] = [0, model_cfg["n_codebooks"]]
-        cfg = S2AConfig.from_dict(model_cfg)
+        return model_cfg
+
+    def build_model(self):
+        cfg = S2AConfig.from_dict(self.resolve_sizes())
         weights = self.config.get("codebook_weights")
         if weights is None:  # the reference's shape: lower codebooks more often
             weights = [cfg.n_codebooks - j if j in cfg.codebooks else 0 for j in range(cfg.n_codebooks)]
@@ -86,7 +91,6 @@ class S2AVectorLearner(S2ALearner):
     def build_model(self):
         from metis_cli.codec.inference import load_codec
 
-        model_cfg = self.config.setdefault("model", {})
         codes_meta = self.train_data.meta("acoustic_codes")
         if self.config.get("codebook_weights") is not None:
             raise MetisError("codebook_weights apply to an S2A that predicts codes, not to output 'vector'")
@@ -103,15 +107,8 @@ class S2AVectorLearner(S2ALearner):
                 f"S2A output 'vector' copies the codebooks of the codec the codes came from ({codec_dir}, named in "
                 f"acoustic_codes/meta.json), which did not load: {e}"
             ) from None
-        resolve_vocab(model_cfg, self.train_data.meta("ssl_tokens"), "ssl_vocab_size", "n_clusters", "ssl_tokens")
-        q = codec.cfg.quantizer
-        for key, value in (("n_codebooks", q.n_codebooks), ("codebook_size", q.codebook_size)):
-            if model_cfg.get(key) is None:
-                model_cfg[key] = value
+        model_cfg = self.resolve_sizes()
         model_cfg["vector_dim"] = int(codec.codebooks.shape[-1])
-        model_cfg.setdefault("predict_codebooks", None)
-        if model_cfg["predict_codebooks"] is None:
-            model_cfg["predict_codebooks"] = [0, model_cfg["n_codebooks"]]
         self.cfg = S2AConfig.from_dict(model_cfg)
         model = S2AVectorModel(self.cfg)
         if tuple(model.codebooks.shape) != tuple(codec.codebooks.shape):
@@ -130,15 +127,10 @@ class S2AVectorLearner(S2ALearner):
         _, prompts, _ = sample_masks(batch["lengths"].cpu(), self.masking, generator)
         prompt = torch.arange(codes.shape[1], device=codes.device)[None] < prompts.to(codes.device)[:, None]
         target = valid & ~prompt
-        predicted = model(codes, valid, ssl_tokens, prompt)
-        truth = target_vectors(model, codes)
+        truth = getattr(model, "module", model).vectors(codes).float()  # the model's codebooks, through DDP's wrapper
+        predicted = model(truth, valid, ssl_tokens, prompt)  # which reads them on the prompt frames only
         error = (predicted.float() - truth)[target]
         return {"loss": error.pow(2).mean(), "count": int(target.sum())}
-
-
-def target_vectors(model, codes):
-    """The codec's vectors of ``codes`` with the model's copy of its codebooks (through DDP's wrapper)."""
-    return getattr(model, "module", model).vectors(codes).float()
 
 
 def train_s2a(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
