@@ -170,12 +170,12 @@ def models(tiny_corpus, tmp_path_factory):
     return {"root": root, "pretrain": pre, "codec": codec, "s2a": s2a, "corpus": tiny_corpus}
 
 
-def finetune(models, task, exp, *overrides, train_data=None):
+def finetune(models, task, exp, *overrides, train_data=None, config="finetune.yaml"):
     return runner.invoke(
         app,
         [
             "finetune",
-            str(REPO / "egs" / task / "conf" / "mini" / "finetune.yaml"),
+            str(REPO / "egs" / task / "conf" / "mini" / config),
             str(exp),
             *TUNE,
             "train.max_steps=2",
@@ -1064,4 +1064,60 @@ def test_the_phone_ctc_loss_rewards_the_right_phones_and_tts_trains_with_it(mode
         from metis_cli.train.finetune import finetune as run_finetune
 
         config = load_config(REPO / "egs" / "tts" / "conf" / "mini" / "finetune.yaml", ["text.ctc_weight=-1"])
+        run_finetune(config, tmp_path / "bad", [models["corpus"] / "mini_train"])
+
+
+def test_phones_are_placed_on_frames_by_word_timings_and_by_mean_durations(tmp_path):
+    """text.frame_phones: each word's phones share its span; between words is silence (0); the fitted mean
+    durations place new text on any number of frames and survive a save and load."""
+    from metis_cli.text.frame_phones import SILENCE, PhoneDurations, place_by_words, word_groups
+
+    phones = ["h", "ˈ", "ɛ", "l", "oʊ", "|", "w", "ɜː", "l", "d", "."]
+    ids = [1, 9, 2, 3, 4, 9, 5, 6, 3, 7, 8]
+    groups = word_groups(phones, ids)
+    assert groups == [[1, 2, 3, 4], [5, 6, 3, 7]]  # stress, word boundary and punctuation take no frames
+    placed = place_by_words(groups, [(0.1, 0.26), (0.4, 0.56)], 35, 50.0)
+    assert placed.tolist() == [0] * 5 + [1, 1, 2, 2, 3, 3, 4, 4] + [0] * 7 + [5, 5, 6, 6, 3, 3, 7, 7] + [0] * 7
+    # word counts that disagree (a number read out, say): every phone shares the speech span
+    fallback = place_by_words(groups, [(0.1, 0.26)], 20, 50.0)
+    assert fallback[5:13].tolist() == [1, 2, 3, 4, 5, 6, 3, 7] and set(fallback[13:].tolist()) == {SILENCE}
+
+    durations = PhoneDurations.fit([(placed, 2)])
+    assert durations.phone_frames[3] == 2.0 and durations.lead_frames == 5 and durations.pause_frames == 7
+    assert durations.tail_frames == 7 and durations.default_frames == 2.0
+    again = durations.place(groups, 35)
+    assert again.tolist() == placed.tolist()  # the same words on the same number of frames: the same layout
+    stretched = durations.place(groups, 70)
+    assert len(stretched) == 70 and (stretched == 1).sum() == 4 and stretched[0] == SILENCE
+    durations.save(tmp_path / "durations.json")
+    assert PhoneDurations.load(tmp_path / "durations.json") == durations
+    with pytest.raises(MetisError, match="needs its durations"):
+        PhoneDurations.load(tmp_path / "missing.json")
+
+
+def test_tts_with_frame_phones_trains_validates_and_decodes(models, tmp_path):
+    """text.frame_phones: the frame adapter takes one-hot phones (as many dims as the phone vocabulary), the
+    mean durations are saved, validation also reads the phones placed as decoding places them, and a
+    decode uses them."""
+    exp = tmp_path / "tts_frames"
+    result = finetune(models, "tts", exp, config="finetune_frame_phones.yaml")
+    assert result.exit_code == 0, result.output
+    config = load_config(exp / "config.yaml")
+    assert config["text"]["frame_phones"] is True
+    n_phones = len((exp / "phones.txt").read_text().splitlines())
+    assert config["model"]["frame_condition_dim"] == config["model"]["n_phones"] == n_phones
+    durations = json.loads((exp / "phone_durations.json").read_text())
+    assert durations["default_frames"] > 1 and durations["phone_frames"]
+    val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_ce_bits" in line]
+    assert {"val_ce_bits_shuffled_text", "val_ce_bits_durations"} <= set(val[-1])
+    out = tmp_path / "decode"
+    data = tts_set(models["corpus"], tmp_path / "tts_set")
+    opts = ["--s2a", str(models["s2a"]), "--codec", str(models["codec"]), "--stage1-opt", "steps=2"]
+    result = runner.invoke(app, ["decode", str(data), "--task", "tts", "--model", str(exp), "--out", str(out), *opts])
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "wav").glob("*.wav"))) == 6
+    with pytest.raises(MetisError, match="frame_phones is a TTS option"):
+        from metis_cli.train.finetune import finetune as run_finetune
+
+        config = load_config(REPO / "egs" / "tts" / "conf" / "mini" / "finetune_frame_phones.yaml", ["task=vc"])
         run_finetune(config, tmp_path / "bad", [models["corpus"] / "mini_train"])

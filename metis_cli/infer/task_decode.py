@@ -211,6 +211,11 @@ class TaskModel:
             self.language = config["text"].get("language", "en")
             self.phonemizer = make_phonemizer(config["text"].get("kind", "espeak"), self.language)
             self.vocab = PhoneVocab.load(self.exp_dir / "phones.txt")
+        self.durations = None  # text.frame_phones: the phones placed on the frames by their mean durations
+        if (config.get("text") or {}).get("frame_phones"):
+            from metis_cli.text.frame_phones import DURATIONS_FILE, PhoneDurations
+
+            self.durations = PhoneDurations.load(self.exp_dir / DURATIONS_FILE)
         self.s2a = [options.prepare(m) for m in load_s2a(s2a_dirs, device)]
         self.codec = load_codec(codec_dir, device=device)
         n_codebooks = self.s2a[0].cfg.n_codebooks
@@ -299,6 +304,8 @@ class TaskModel:
             else:  # the prompt's speaking rate (the published duration predictor was never released)
                 frames = int(round(len(prompt_tokens) * len(phones) / len(prompt_phones)))
             prepared.update(phones=torch.tensor(prompt_phones + phones), frames=max(1, frames))
+            if self.durations is not None:
+                prepared["condition"] = self._placed_phones(phones, len(prompt_tokens), prepared["frames"])
         elif spec.video:
             prepared.update(self._visual_condition(item, len(prompt_tokens)))
         else:
@@ -326,6 +333,15 @@ class TaskModel:
                 f"(data.max_utterance_frames); use a shorter {spec.prompt_name or 'input'} or split the input"
             )
         return prepared
+
+    def _placed_phones(self, phones: list[int], prompt_frames: int, frames: int) -> torch.Tensor:
+        """text.frame_phones: nothing over the prompt, then one-hot phones placed by their mean durations."""
+        from metis_cli.text.frame_phones import word_groups
+
+        groups = word_groups([self.vocab.symbols[i] for i in phones], phones)
+        placed = torch.from_numpy(self.durations.place(groups, frames))
+        one_hot = torch.nn.functional.one_hot(placed, self.stage1.cfg.frame_condition_dim).float()
+        return torch.cat([torch.zeros(prompt_frames, one_hot.shape[1]), one_hot])
 
     @torch.no_grad()
     def _visual_condition(self, item: TaskInput, prompt_frames: int) -> dict:

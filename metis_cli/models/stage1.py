@@ -5,14 +5,14 @@ positions hold one learned mask embedding. Fine-tuning adds a condition through 
 off (absent) in a pre-trained model:
 
 - a text prefix (``n_phones > 0``): phone embeddings through an MLP, placed before the tokens;
-- a frame adapter (``frame_condition_dim > 0``): per-frame condition features (SSL features of the
-  source / noisy / mixture audio, visual features) through ``Linear -> SiLU -> Linear``, added to the
-  token embeddings frame by frame. Its output starts at 0, so fine-tuning starts from exactly the
-  pre-trained model: through a scalar gate initialised to 0 (``adapter_gate``, the reference's adapter
-  for SSL-feature conditions), or, without a gate (the reference's lip-to-speech adapter), through an
-  output layer initialised to 0. A zero gate passes no gradient to the layers before it, which is fine
-  for informative inputs (SSL features) but leaves a visual front end trained from scratch with none: it
-  never learns, and the gate never sees a consistent signal;
+- a frame adapter (``frame_condition_dim > 0``): per-frame condition features (SSL features of the source /
+  noisy / mixture audio, visual features, TTS's placed phones one-hot) through ``Linear -> SiLU -> Linear``,
+  added to the token embeddings frame by frame. Its output starts at 0, so fine-tuning starts from exactly the
+  pre-trained model: through a scalar gate initialised to 0 (``adapter_gate``, the reference's adapter for
+  SSL-feature conditions), or, without a gate (the reference's lip-to-speech adapter), through an output layer
+  initialised to 0. A zero gate passes no gradient to the layers before it, which is fine for informative
+  inputs (SSL features) but leaves a visual front end trained from scratch with none: it never learns, and the
+  gate never sees a consistent signal;
 - for lip-to-speech, a visual front end (``visual``, metis_cli.models.visual) that turns mouth video into
   the frame adapter's input, trained with it.
 

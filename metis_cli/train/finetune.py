@@ -4,7 +4,9 @@ Config: egs/<task>/conf/{mini,full}/finetune.yaml. Sections of metis_cli.train.t
 ``init`` (``exp_dir`` of the pre-trained model, optional ``checkpoint``), ``adaptation``
 (metis_cli.tasks.adaptation), ``augment`` (metis_cli.tasks.augment), ``text`` (TTS front end: ``kind``
 espeak|arpabet, ``language``; ``ctc_weight``: > 0 adds the auxiliary phone CTC loss of
-metis_cli.models.stage1, with this weight, on the batches that see their text; 0, the default, as published) and
+metis_cli.models.stage1, with this weight, on the batches that see their text; 0, the default, as published;
+``frame_phones``: true also places the phones on the frames, through the frame adapter, by the corpus's word
+timings, metis_cli.text.frame_phones; false, the default, as published) and
 ``ssl`` (the SSL front end and k-means model, read from the tokens'
 tokens.json and copied into the experiment dir, see metis_cli.tasks.conditions).
 The model section is the pre-trained model's, with the task's condition hook added.
@@ -70,6 +72,7 @@ class FinetuneLearner(TokenLearner):
     streams = False
     no_streams_reason = "fine-tuning makes its inputs from the audio of data dirs"
     ctc_weight = 0.0  # text.ctc_weight (tasks with text): the auxiliary phone CTC loss's weight
+    frame_phones = False  # text.frame_phones (TTS): the phones placed on the frames as well
 
     @classmethod
     def resolve(cls, config: dict) -> dict:
@@ -87,6 +90,8 @@ class FinetuneLearner(TokenLearner):
         self.utt2spk: dict[str, str] = {}
         self.audio: dict[str, np.ndarray] = {}
         self.cache_audio = bool((config.get("data") or {}).get("cache_audio", True))
+        if (config.get("text") or {}).get("frame_phones") and self.task != "tts":
+            raise MetisError(f"text.frame_phones is a TTS option, not one for {self.task}")
         if self.needs_text:
             from metis_cli.text.phonemize import make_phonemizer
 
@@ -97,6 +102,12 @@ class FinetuneLearner(TokenLearner):
                 raise MetisError(f"text.ctc_weight must be 0 (off) or positive, got {self.ctc_weight}")
             self.phones: dict[str, list[str]] = {}
             self.phone_ids: dict[str, list[int]] = {}
+            # text.frame_phones: the phones placed on the frames too (metis_cli.text.frame_phones; TTS only)
+            self.frame_phones = bool(text.setdefault("frame_phones", False))
+            self.word_spans: dict[str, list[tuple[float, float]]] = {}
+            self.placed: dict[str, np.ndarray] = {}  # utterance -> its frames' phone ids
+            self.durations = None  # PhoneDurations of the training utterances
+            self.place_by_durations = False  # validation: place the phones as decoding does
         front_end = config.get("ssl") or ssl_front_end(train_dirs[0])
         self.conditioner = FrameConditioner.for_experiment(front_end, trainer.exp_dir)
         config["ssl"] = self.conditioner.front_end
@@ -173,6 +184,8 @@ class FinetuneLearner(TokenLearner):
             if not dd.has("text"):
                 raise MetisError(f"{d}: no text file; TTS fine-tuning needs transcripts")
             texts.update(dd.read("text"))
+            if self.frame_phones:
+                self.word_spans.update(self._word_spans(dd))
         dropped: dict[str, str] = {}
         for utt in list(data.lengths):
             if data.lengths[utt] > max_frames:
@@ -195,6 +208,46 @@ class FinetuneLearner(TokenLearner):
         if not data.lengths:
             raise MetisError(f"no usable utterances for TTS in {', '.join(map(str, data.data_dirs))}")
         return data
+
+    @staticmethod
+    def _word_spans(dd: DataDir) -> dict[str, list[tuple[float, float]]]:
+        from metis_cli.data.datadir import read_ctm
+
+        if not dd.has("words.ctm"):
+            raise MetisError(
+                f"{dd.path}: no words.ctm; text.frame_phones places the phones by word timings (the embedded corpus "
+                "has them; or set text.frame_phones=false)"
+            )
+        return {u: [(w.start, w.end) for w in words] for u, words in read_ctm(dd.file("words.ctm")).items()}
+
+    def _place_phones(self) -> None:
+        """Places every utterance's phones on its frames by its word timings, and fits the mean durations on
+        the training utterances (saved in the experiment dir for decoding)."""
+        from metis_cli.text.frame_phones import DURATIONS_FILE, PhoneDurations, place_by_words, word_groups
+
+        frame_rate = float(self.conditioner.front_end.get("frame_rate") or 50)
+        fitted = []
+        for data in (self.train_data, self.val_data):
+            for utt, n_frames in (data.lengths if data else {}).items():
+                if utt not in self.phone_ids:
+                    continue
+                groups = word_groups(self.phones[utt], self.phone_ids[utt])
+                spans = self.word_spans.get(utt, [])
+                self.placed[utt] = place_by_words(groups, spans, n_frames, frame_rate)
+                if data is self.train_data:
+                    fitted.append((self.placed[utt], len(groups)))
+        self.durations = PhoneDurations.fit(fitted)
+        self.durations.save(self.exp_dir / DURATIONS_FILE)
+
+    def _frame_phones(self, utt: str, n_frames: int) -> np.ndarray:
+        """The frame ids a batch row gets: its own placed phones, or (validation variants) another utterance's
+        text or its own text placed by the mean durations, as decoding places them."""
+        from metis_cli.text.frame_phones import word_groups
+
+        if not (self.shuffle_text or self.place_by_durations):
+            return self.placed[utt]
+        other = self._other_text(utt) if self.shuffle_text else utt
+        return self.durations.place(word_groups(self.phones[other], self.phone_ids[other]), n_frames)
 
     def _select_videos(self, data: UtteranceArrays) -> UtteranceArrays:
         scp = "feats.scp" if self.use_features else "video.scp"
@@ -321,6 +374,11 @@ class FinetuneLearner(TokenLearner):
             for i, row in enumerate(ids):
                 phones[i, : len(row)] = torch.tensor(row)
             batch["phones"], batch["phone_valid"] = phones, phones > 0
+            if self.frame_phones:
+                placed = torch.full(batch["ssl_tokens"].shape, -1, dtype=torch.long)  # -1: no condition
+                for i, p in enumerate(pieces):  # TTS pieces are whole utterances
+                    placed[i, : p.frames] = torch.from_numpy(self._frame_phones(p.utt, p.frames))
+                batch["frame_phones"] = placed
             return batch
         if TASKS[self.task].video:
             return self._video_batch(batch, pieces)
@@ -388,6 +446,9 @@ class FinetuneLearner(TokenLearner):
                         logger.warning("validation: %s; left out%s", exc, " of TTS" if TASKS[self.task].modes else "")
                         if not TASKS[self.task].modes:
                             del data.lengths[utt]
+            if self.frame_phones:
+                self._place_phones()
+                model_cfg["frame_condition_dim"] = model_cfg["n_phones"]
         if TASKS[self.task].video:
             if self.use_features:
                 model_cfg["visual"] = None
@@ -441,6 +502,8 @@ class FinetuneLearner(TokenLearner):
                 result.update(self._validate_variant(trainer, out_dir, "shuffled_video", shuffle_video=True))
             else:
                 result.update(self._validate_variant(trainer, out_dir, "shuffled_text", shuffle_text=True))
+                if self.frame_phones:  # the phones placed as decoding places them (mean durations)
+                    result.update(self._validate_variant(trainer, out_dir, "durations", place_by_durations=True))
         if result:
             (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
@@ -470,6 +533,12 @@ class FinetuneLearner(TokenLearner):
         t, prompts, masked = t.to(tokens.device), prompts.to(tokens.device), masked.to(tokens.device)
         if TASKS[mode].text:
             conditions = {"phones": batch["phones"], "phone_valid": batch["phone_valid"] & (prompts > 0)[:, None]}
+            if "frame_phones" in batch:  # one-hot phone per frame; none over the prompt (and padding)
+                placed = batch["frame_phones"]
+                in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
+                placed = placed.masked_fill(in_prompt, -1)
+                one_hot = torch.nn.functional.one_hot(placed.clamp(min=0), self.config["model"]["frame_condition_dim"])
+                conditions["frame_condition"] = one_hot.float() * (placed >= 0)[..., None]
         elif TASKS[mode].video:
             in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
             conditions = {
