@@ -1070,12 +1070,13 @@ def test_the_phone_ctc_loss_rewards_the_right_phones_and_tts_trains_with_it(mode
 def test_phones_are_placed_on_frames_by_word_timings_and_by_mean_durations(tmp_path):
     """text.frame_phones: each word's phones share its span; between words is silence (0); the fitted mean
     durations place new text on any number of frames and survive a save and load."""
-    from metis_cli.text.frame_phones import SILENCE, PhoneDurations, place_by_words, word_groups
+    from metis_cli.text.frame_phones import SILENCE, PhoneDurations, phones_by_word, place_by_words
+    from metis_cli.text.phonemize import make_phonemizer
 
-    phones = ["h", "ˈ", "ɛ", "l", "oʊ", "|", "w", "ɜː", "l", "d", "."]
-    ids = [1, 9, 2, 3, 4, 9, 5, 6, 3, 7, 8]
-    groups = word_groups(phones, ids)
-    assert groups == [[1, 2, 3, 4], [5, 6, 3, 7]]  # stress, word boundary and punctuation take no frames
+    # phonemised whole, espeak joins "a" to "warm"; word by word, every word of the timings has its phones
+    words = phones_by_word("A warm breeze, of the sea.", make_phonemizer("espeak", "en"))
+    assert len(words) == 6 and words[1] == ["w", "ɔːɹ", "m"] and words[5] == ["s", "iː"]  # no stress, no "."
+    groups = [[1, 2, 3, 4], [5, 6, 3, 7]]
     placed = place_by_words(groups, [(0.1, 0.26), (0.4, 0.56)], 35, 50.0)
     assert placed.tolist() == [0] * 5 + [1, 1, 2, 2, 3, 3, 4, 4] + [0] * 7 + [5, 5, 6, 6, 3, 3, 7, 7] + [0] * 7
     # word counts that disagree (a number read out, say): every phone shares the speech span

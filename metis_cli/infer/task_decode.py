@@ -212,6 +212,7 @@ class TaskModel:
             self.phonemizer = make_phonemizer(config["text"].get("kind", "espeak"), self.language)
             self.vocab = PhoneVocab.load(self.exp_dir / "phones.txt")
         self.durations = None  # text.frame_phones: the phones placed on the frames by their mean durations
+        self.phonemized_words: dict[str, list[str]] = {}
         if (config.get("text") or {}).get("frame_phones"):
             from metis_cli.text.frame_phones import DURATIONS_FILE, PhoneDurations
 
@@ -305,7 +306,7 @@ class TaskModel:
                 frames = int(round(len(prompt_tokens) * len(phones) / len(prompt_phones)))
             prepared.update(phones=torch.tensor(prompt_phones + phones), frames=max(1, frames))
             if self.durations is not None:
-                prepared["condition"] = self._placed_phones(phones, len(prompt_tokens), prepared["frames"])
+                prepared["condition"] = self._placed_phones(item, len(prompt_tokens), prepared["frames"])
         elif spec.video:
             prepared.update(self._visual_condition(item, len(prompt_tokens)))
         else:
@@ -334,11 +335,12 @@ class TaskModel:
             )
         return prepared
 
-    def _placed_phones(self, phones: list[int], prompt_frames: int, frames: int) -> torch.Tensor:
+    def _placed_phones(self, item: TaskInput, prompt_frames: int, frames: int) -> torch.Tensor:
         """text.frame_phones: nothing over the prompt, then one-hot phones placed by their mean durations."""
-        from metis_cli.text.frame_phones import word_groups
+        from metis_cli.text.frame_phones import phones_by_word
 
-        groups = word_groups([self.vocab.symbols[i] for i in phones], phones)
+        words = phones_by_word(item.text, self.phonemizer, self.phonemized_words)
+        groups = [self.vocab.encode(word, item.name) for word in words]
         placed = torch.from_numpy(self.durations.place(groups, frames))
         one_hot = torch.nn.functional.one_hot(placed, self.stage1.cfg.frame_condition_dim).float()
         return torch.cat([torch.zeros(prompt_frames, one_hot.shape[1]), one_hot])

@@ -5,6 +5,8 @@ At mini scale (45 minutes) it never does (docs/tts_text_mini.md). With ``text.fr
 reach the model frame by frame, through the frame adapter, as VC's source features do, so that no alignment
 has to be learned:
 
+- each word is phonemised on its own (espeak joins short words to their neighbours when it reads a whole
+  sentence, so the words would not match the timings);
 - in training, placed by the corpus's word timings (``words.ctm``): each word's phones share its span evenly,
   the frames between words are silence;
 - at decoding, placed by each phone's mean duration in training (``PhoneDurations``, saved as
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from metis_cli.errors import MetisError
+from metis_cli.text.normalize import normalize_text
 from metis_cli.text.phonemize import STRESS, WORD
 
 SILENCE = 0
@@ -31,15 +34,24 @@ DURATIONS_FILE = "phone_durations.json"
 _UNTIMED = set(STRESS) | set(",.!?;:") | {WORD}
 
 
-def word_groups(phones: list[str], ids: list[int]) -> list[list[int]]:
-    """The ids of each word's timed phones (word boundaries, punctuation and stress marks left out)."""
-    groups: list[list[int]] = [[]]
-    for phone, i in zip(phones, ids, strict=True):
-        if phone == WORD:
-            groups.append([])
-        elif phone not in _UNTIMED:
-            groups[-1].append(i)
-    return [g for g in groups if g]
+def words_of(text: str) -> list[str]:
+    """The words of a transcript, as the corpus's word timings count them: normalised (numbers spelled out), lower
+    case, split at anything but letters and apostrophes."""
+    cleaned = "".join(c if c.isalpha() or c == "'" else " " for c in normalize_text(text).lower())
+    return cleaned.split()
+
+
+def phones_by_word(text: str, phonemizer, cache: dict | None = None) -> list[list[str]]:
+    """Each word's timed phones (stress marks, punctuation and word boundaries left out), each word phonemised
+    on its own: phonemised whole, espeak joins short words to their neighbours ("of the")."""
+    cache = {} if cache is None else cache
+    out = []
+    for word in words_of(text):
+        if word not in cache:
+            cache[word] = [p for p in phonemizer(word) if p not in _UNTIMED]
+        if cache[word]:
+            out.append(cache[word])
+    return out
 
 
 def _spread(out: np.ndarray, group: list[int], start: int, end: int) -> None:

@@ -104,7 +104,10 @@ class FinetuneLearner(TokenLearner):
             self.phone_ids: dict[str, list[int]] = {}
             # text.frame_phones: the phones placed on the frames too (metis_cli.text.frame_phones; TTS only)
             self.frame_phones = bool(text.setdefault("frame_phones", False))
-            self.word_spans: dict[str, list[tuple[float, float]]] = {}
+            self.word_spans: dict[str, list[tuple[float, float]]] = {}  # utterance -> its words' (start, end)
+            self.word_phones: dict[str, list[list[str]]] = {}  # utterance -> each word's phones
+            self.word_ids: dict[str, list[list[int]]] = {}  # the same as phone ids
+            self.phonemized_words: dict[str, list[str]] = {}  # word -> its phones, phonemised once
             self.placed: dict[str, np.ndarray] = {}  # utterance -> its frames' phone ids
             self.durations = None  # PhoneDurations of the training utterances
             self.place_by_durations = False  # validation: place the phones as decoding does
@@ -163,6 +166,7 @@ class FinetuneLearner(TokenLearner):
 
     # --- data -----------------------------------------------------------------------------------
     def select(self, data: UtteranceArrays, validation: bool) -> UtteranceArrays:
+        from metis_cli.text.frame_phones import phones_by_word
         from metis_cli.text.phonemize import text_to_phones
 
         for d in data.data_dirs:
@@ -195,6 +199,8 @@ class FinetuneLearner(TokenLearner):
             else:
                 try:
                     self.phones[utt] = text_to_phones(texts[utt], self.phonemizer, utt)
+                    if self.frame_phones:
+                        self.word_phones[utt] = phones_by_word(texts[utt], self.phonemizer, self.phonemized_words)
                 except MetisError as exc:
                     dropped[utt] = str(exc)
             if utt in dropped and not (validation and TASKS[self.task].modes):  # Omni validates its other tasks on them
@@ -220,20 +226,27 @@ class FinetuneLearner(TokenLearner):
             )
         return {u: [(w.start, w.end) for w in words] for u, words in read_ctm(dd.file("words.ctm")).items()}
 
-    def _place_phones(self) -> None:
+    def _place_phones(self, vocab) -> None:
         """Places every utterance's phones on its frames by its word timings, and fits the mean durations on
         the training utterances (saved in the experiment dir for decoding)."""
-        from metis_cli.text.frame_phones import DURATIONS_FILE, PhoneDurations, place_by_words, word_groups
+        from metis_cli.text.frame_phones import DURATIONS_FILE, PhoneDurations, place_by_words
 
         frame_rate = float(self.conditioner.front_end.get("frame_rate") or 50)
         fitted = []
         for data in (self.train_data, self.val_data):
-            for utt, n_frames in (data.lengths if data else {}).items():
+            for utt, n_frames in list(data.lengths.items() if data else []):
                 if utt not in self.phone_ids:
                     continue
-                groups = word_groups(self.phones[utt], self.phone_ids[utt])
-                spans = self.word_spans.get(utt, [])
-                self.placed[utt] = place_by_words(groups, spans, n_frames, frame_rate)
+                try:
+                    groups = [vocab.encode(word, utt) for word in self.word_phones[utt]]
+                except MetisError as exc:  # a validation word phonemised on its own: a symbol never trained
+                    if data is self.train_data:
+                        raise
+                    logger.warning("validation: %s; left out", exc)
+                    del data.lengths[utt]
+                    continue
+                self.word_ids[utt] = groups
+                self.placed[utt] = place_by_words(groups, self.word_spans.get(utt, []), n_frames, frame_rate)
                 if data is self.train_data:
                     fitted.append((self.placed[utt], len(groups)))
         self.durations = PhoneDurations.fit(fitted)
@@ -242,12 +255,10 @@ class FinetuneLearner(TokenLearner):
     def _frame_phones(self, utt: str, n_frames: int) -> np.ndarray:
         """The frame ids a batch row gets: its own placed phones, or (validation variants) another utterance's
         text or its own text placed by the mean durations, as decoding places them."""
-        from metis_cli.text.frame_phones import word_groups
-
         if not (self.shuffle_text or self.place_by_durations):
             return self.placed[utt]
         other = self._other_text(utt) if self.shuffle_text else utt
-        return self.durations.place(word_groups(self.phones[other], self.phone_ids[other]), n_frames)
+        return self.durations.place(self.word_ids[other], n_frames)
 
     def _select_videos(self, data: UtteranceArrays) -> UtteranceArrays:
         scp = "feats.scp" if self.use_features else "video.scp"
@@ -316,7 +327,8 @@ class FinetuneLearner(TokenLearner):
         path = self.exp_dir / PHONES_FILE
         if path.is_file():  # resuming: the ids must not move
             return PhoneVocab.load(path)
-        vocab = PhoneVocab.build(self.phones[u] for u in train_utts)
+        # with frame_phones, the symbols of the words phonemised one by one as well
+        vocab = PhoneVocab.build(self.phones[u] + sum(self.word_phones.get(u, []), []) for u in train_utts)
         tmp = path.with_name(f".{PHONES_FILE}.{id(self)}.tmp")
         vocab.save(tmp)
         tmp.replace(path)
@@ -447,7 +459,7 @@ class FinetuneLearner(TokenLearner):
                         if not TASKS[self.task].modes:
                             del data.lengths[utt]
             if self.frame_phones:
-                self._place_phones()
+                self._place_phones(vocab)
                 model_cfg["frame_condition_dim"] = model_cfg["n_phones"]
         if TASKS[self.task].video:
             if self.use_features:
