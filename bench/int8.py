@@ -2,6 +2,9 @@
 
     python3 bench/int8.py --stage1 exp/pretrain_mini --s2a exp/s2a_mini --data data/mini/mini_test --utts 40
 
+``--s2a`` is an S2A model that predicts codes (conf/mini/s2a.yaml: `bash egs/tts/run.sh --stage 4 --s2a-config
+s2a.yaml` trains it into exp/s2a_mini); the mini recipes' default, exp/s2a_mini_vector, regresses vectors instead.
+
 The speed of the same precisions is bench/decode.py's (``--dtypes fp32 bf16 int8``). Here every utterance of
 ``--data`` (the first ``--utts``) gets one forward per model and precision, with a mask drawn as in training
 (seeded: the same mask for every precision): stage 1 predicts the masked SSL tokens, S2A each codebook's masked

@@ -3,6 +3,9 @@ only, beside the ground-truth codes cut the same way.
 
     python3 bench/s2a_codebooks.py --s2a exp/s2a_mini --codec exp/codec_mini --data data/mini/mini_test --utts 15
 
+``--s2a`` is an S2A model that predicts codes (conf/mini/s2a.yaml: `bash egs/tts/run.sh --stage 4 --s2a-config
+s2a.yaml` trains it into exp/s2a_mini); the mini recipes' default, exp/s2a_mini_vector, has no codebooks to cut.
+
 For each of the first ``--utts`` utterances: S2A generates every codebook from the utterance's ground-truth
 SSL tokens with the same-speaker prompt `metis resynth` gives it (the first 3 s; the recipe's decoding
 settings), the codec decodes the first K codebooks of that prediction, and STOI is taken against
