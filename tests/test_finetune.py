@@ -1096,21 +1096,22 @@ def test_phones_are_placed_on_frames_by_word_timings_and_by_mean_durations(tmp_p
         PhoneDurations.load(tmp_path / "missing.json")
 
 
-def test_tts_with_frame_phones_trains_validates_and_decodes(models, tmp_path):
+@pytest.mark.parametrize("layout", ["words", "durations"])
+def test_tts_with_frame_phones_trains_validates_and_decodes(models, layout, tmp_path):
     """text.frame_phones: the frame adapter takes one-hot phones (as many dims as the phone vocabulary), the
-    mean durations are saved, validation also reads the phones placed as decoding places them, and a
-    decode uses them."""
+    mean durations are saved, validation of a model trained on word timings also reads the phones placed as
+    decoding places them, and a decode uses them."""
     exp = tmp_path / "tts_frames"
-    result = finetune(models, "tts", exp, config="finetune_frame_phones.yaml")
+    result = finetune(models, "tts", exp, f"text.frame_phones={layout}", config="finetune_frame_phones.yaml")
     assert result.exit_code == 0, result.output
     config = load_config(exp / "config.yaml")
-    assert config["text"]["frame_phones"] is True
+    assert config["text"]["frame_phones"] == layout
     n_phones = len((exp / "phones.txt").read_text().splitlines())
     assert config["model"]["frame_condition_dim"] == config["model"]["n_phones"] == n_phones
     durations = json.loads((exp / "phone_durations.json").read_text())
     assert durations["default_frames"] > 1 and durations["phone_frames"]
     val = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if "val_ce_bits" in line]
-    assert {"val_ce_bits_shuffled_text", "val_ce_bits_durations"} <= set(val[-1])
+    assert "val_ce_bits_shuffled_text" in val[-1] and ("val_ce_bits_durations" in val[-1]) == (layout == "words")
     out = tmp_path / "decode"
     data = tts_set(models["corpus"], tmp_path / "tts_set")
     opts = ["--s2a", str(models["s2a"]), "--codec", str(models["codec"]), "--stage1-opt", "steps=2"]
@@ -1122,3 +1123,5 @@ def test_tts_with_frame_phones_trains_validates_and_decodes(models, tmp_path):
 
         config = load_config(REPO / "egs" / "tts" / "conf" / "mini" / "finetune_frame_phones.yaml", ["task=vc"])
         run_finetune(config, tmp_path / "bad", [models["corpus"] / "mini_train"])
+    result = finetune(models, "tts", tmp_path / "bad2", "text.frame_phones=frames", config="finetune_frame_phones.yaml")
+    assert result.exit_code != 0 and "text.frame_phones is false, words or durations, not 'frames'" in result.output

@@ -7,11 +7,11 @@ has to be learned:
 
 - each word is phonemised on its own (espeak joins short words to their neighbours when it reads a whole
   sentence, so the words would not match the timings);
-- in training, placed by the corpus's word timings (``words.ctm``): each word's phones share its span evenly,
-  the frames between words are silence;
-- at decoding, placed by each phone's mean duration in training (``PhoneDurations``, saved as
-  ``phone_durations.json`` in the experiment dir), with the mean lead-in, pause and tail silences, all scaled to
-  the number of frames to generate.
+- by the corpus's word timings (``words.ctm``; training with ``frame_phones: words``): each word's phones share
+  its span evenly, the frames between words are silence;
+- by each phone's mean duration in those timings (``PhoneDurations``, saved as ``phone_durations.json`` in the
+  experiment dir), with the mean lead-in, pause and tail silences, all scaled to the number of frames: at
+  decoding, and in training with ``frame_phones: durations``, so that training sees what decoding will.
 
 Frame ids are phone vocabulary ids; 0 (the vocabulary's padding id) marks silence. Word boundaries,
 punctuation and stress marks take no frames of their own.

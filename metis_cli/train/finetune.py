@@ -5,8 +5,9 @@ Config: egs/<task>/conf/{mini,full}/finetune.yaml. Sections of metis_cli.train.t
 (metis_cli.tasks.adaptation), ``augment`` (metis_cli.tasks.augment), ``text`` (TTS front end: ``kind``
 espeak|arpabet, ``language``; ``ctc_weight``: > 0 adds the auxiliary phone CTC loss of
 metis_cli.models.stage1, with this weight, on the batches that see their text; 0, the default, as published;
-``frame_phones``: true also places the phones on the frames, through the frame adapter, by the corpus's word
-timings, metis_cli.text.frame_phones; false, the default, as published) and
+``frame_phones``: also the phones placed on the frames, through the frame adapter, in training by the corpus's
+word timings (``words``) or by mean phone durations as at decoding (``durations``), metis_cli.text.frame_phones;
+false, the default, as published) and
 ``ssl`` (the SSL front end and k-means model, read from the tokens'
 tokens.json and copied into the experiment dir, see metis_cli.tasks.conditions).
 The model section is the pre-trained model's, with the task's condition hook added.
@@ -72,7 +73,7 @@ class FinetuneLearner(TokenLearner):
     streams = False
     no_streams_reason = "fine-tuning makes its inputs from the audio of data dirs"
     ctc_weight = 0.0  # text.ctc_weight (tasks with text): the auxiliary phone CTC loss's weight
-    frame_phones = False  # text.frame_phones (TTS): the phones placed on the frames as well
+    frame_phones = False  # text.frame_phones (TTS): false, or how training places the phones: words | durations
 
     @classmethod
     def resolve(cls, config: dict) -> dict:
@@ -103,7 +104,9 @@ class FinetuneLearner(TokenLearner):
             self.phones: dict[str, list[str]] = {}
             self.phone_ids: dict[str, list[int]] = {}
             # text.frame_phones: the phones placed on the frames too (metis_cli.text.frame_phones; TTS only)
-            self.frame_phones = bool(text.setdefault("frame_phones", False))
+            self.frame_phones = text.setdefault("frame_phones", False) or False
+            if self.frame_phones not in (False, "words", "durations"):
+                raise MetisError(f"text.frame_phones is false, words or durations, not {self.frame_phones!r}")
             self.word_spans: dict[str, list[tuple[float, float]]] = {}  # utterance -> its words' (start, end)
             self.word_phones: dict[str, list[list[str]]] = {}  # utterance -> each word's phones
             self.word_ids: dict[str, list[list[int]]] = {}  # the same as phone ids
@@ -255,7 +258,7 @@ class FinetuneLearner(TokenLearner):
     def _frame_phones(self, utt: str, n_frames: int) -> np.ndarray:
         """The frame ids a batch row gets: its own placed phones, or (validation variants) another utterance's
         text or its own text placed by the mean durations, as decoding places them."""
-        if not (self.shuffle_text or self.place_by_durations):
+        if not (self.shuffle_text or self.place_by_durations or self.frame_phones == "durations"):
             return self.placed[utt]
         other = self._other_text(utt) if self.shuffle_text else utt
         return self.durations.place(self.word_ids[other], n_frames)
@@ -514,7 +517,7 @@ class FinetuneLearner(TokenLearner):
                 result.update(self._validate_variant(trainer, out_dir, "shuffled_video", shuffle_video=True))
             else:
                 result.update(self._validate_variant(trainer, out_dir, "shuffled_text", shuffle_text=True))
-                if self.frame_phones:  # the phones placed as decoding places them (mean durations)
+                if self.frame_phones == "words":  # the phones placed as decoding places them (mean durations)
                     result.update(self._validate_variant(trainer, out_dir, "durations", place_by_durations=True))
         if result:
             (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
