@@ -1097,7 +1097,7 @@ def test_phones_are_placed_on_frames_by_word_timings_and_by_mean_durations(tmp_p
 
 
 @pytest.mark.parametrize("layout", ["words", "durations"])
-def test_tts_with_frame_phones_trains_validates_and_decodes(models, layout, tmp_path):
+def test_tts_with_frame_phones_trains_validates_and_decodes(models, tuned, layout, tmp_path):
     """text.frame_phones: the frame adapter takes one-hot phones (as many dims as the phone vocabulary), the
     mean durations are saved, validation of a model trained on word timings also reads the phones placed as
     decoding places them, and a decode uses them."""
@@ -1118,6 +1118,25 @@ def test_tts_with_frame_phones_trains_validates_and_decodes(models, layout, tmp_
     result = runner.invoke(app, ["decode", str(data), "--task", "tts", "--model", str(exp), "--out", str(out), *opts])
     assert result.exit_code == 0, result.output
     assert len(list((out / "wav").glob("*.wav"))) == 6
+    if layout == "words":  # the oracle: placed by the data's word timings, as long as the recordings
+        import soundfile as sf
+
+        from metis_cli.data.datadir import DataDir, format_ctm, read_ctm
+
+        train, test = DataDir(models["corpus"] / "mini_train"), DataDir(data)
+        utts = test.utt_ids()
+        (data / "words.ctm").write_text(format_ctm({u: read_ctm(train.file("words.ctm"))[u] for u in utts}))
+        test.write("utt2dur", {u: train.read("utt2dur")[u] for u in utts})
+        oracle = tmp_path / "oracle"
+        args = ["decode", str(data), "--task", "tts", "--out", str(oracle), "--word-timings", *opts]
+        result = runner.invoke(app, [*args, "--model", str(exp)])
+        assert result.exit_code == 0, result.output
+        assert json.loads((oracle / "decode.json").read_text())["word_timings"] is True
+        seconds = float(test.read("utt2dur")[utts[0]])
+        assert sf.info(oracle / "wav" / f"{utts[0]}.wav").frames == int(round(seconds * 50)) * 320
+        args[args.index(str(oracle))] = str(tmp_path / "oracle_prefix_only")  # a prefix-only model has no placement
+        result = runner.invoke(app, [*args, "--model", str(tuned["tts"])])
+        assert result.exit_code != 0 and "fine-tuned with text.frame_phones" in result.output
     with pytest.raises(MetisError, match="frame_phones is a TTS option"):
         from metis_cli.train.finetune import finetune as run_finetune
 

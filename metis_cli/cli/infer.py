@@ -189,6 +189,12 @@ def decode(
         help="l2s: scramble the video frames in time (the baseline that shows the model reads the lips).",
     ),
     codec_input: str = CODEC_INPUT,
+    word_timings: bool = typer.Option(
+        False,
+        "--word-timings",
+        help="tts, a model fine-tuned with text.frame_phones: place the phones by the data dir's words.ctm and "
+        "make each output as long as its recording (utt2dur), instead of by mean durations (an oracle).",
+    ),
 ) -> None:
     """Decode a data dir with a fine-tuned task model (stage 6): wav/*.wav, wav.scp, decode.json.
 
@@ -230,6 +236,7 @@ def decode(
         mode=mode,
         text_guided=text_guided,
         num_jobs=nj,
+        word_timings=word_timings,
     )
     rtf = f", real-time factor {result['real_time_factor']:.3f}" if result["real_time_factor"] else ""
     console.print(

@@ -81,6 +81,9 @@ class TaskInput:
     prompt_text: str | None = None  # TTS: the prompt's transcript (text-guided: optional)
     duration: float | None = None  # TTS: output seconds (default: the prompt's speaking rate)
     visual: np.ndarray | None = None  # L2S: mouth video [frames, H, W] uint8, or features [frames, D], 25 fps
+    # TTS with a text.frame_phones model: the target's word timings (start, end seconds), to place the phones by
+    # instead of by their mean durations (an oracle, for studying durations; give ``duration`` too)
+    word_spans: list[tuple[float, float]] | None = None
 
 
 def check_script(text: str, language: str, where: str = "") -> None:
@@ -307,6 +310,8 @@ class TaskModel:
             prepared.update(phones=torch.tensor(prompt_phones + phones), frames=max(1, frames))
             if self.durations is not None:
                 prepared["condition"] = self._placed_phones(item, len(prompt_tokens), prepared["frames"])
+            elif item.word_spans is not None:
+                raise MetisError(f"{where}word timings place the phones of a model fine-tuned with text.frame_phones")
         elif spec.video:
             prepared.update(self._visual_condition(item, len(prompt_tokens)))
         else:
@@ -337,11 +342,14 @@ class TaskModel:
 
     def _placed_phones(self, item: TaskInput, prompt_frames: int, frames: int) -> torch.Tensor:
         """text.frame_phones: nothing over the prompt, then one-hot phones placed by their mean durations."""
-        from metis_cli.text.frame_phones import phones_by_word
+        from metis_cli.text.frame_phones import phones_by_word, place_by_words
 
         words = phones_by_word(item.text, self.phonemizer, self.phonemized_words)
         groups = [self.vocab.encode(word, item.name) for word in words]
-        placed = torch.from_numpy(self.durations.place(groups, frames))
+        if item.word_spans is not None:
+            placed = torch.from_numpy(place_by_words(groups, item.word_spans, frames, self.frame_rate))
+        else:
+            placed = torch.from_numpy(self.durations.place(groups, frames))
         one_hot = torch.nn.functional.one_hot(placed, self.stage1.cfg.frame_condition_dim).float()
         return torch.cat([torch.zeros(prompt_frames, one_hot.shape[1]), one_hot])
 
@@ -399,20 +407,29 @@ def _resample(wav: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def datadir_inputs(
-    data_dir, task: str, video_features: bool = False, text_guided: bool = False
+    data_dir, task: str, video_features: bool = False, text_guided: bool = False, word_timings: bool = False
 ) -> tuple[list[str], callable]:
     """The utterance ids of a data dir that has the task's inputs, and a loader of one TaskInput
     (``video_features``: an L2S model that reads feats.scp instead of video.scp; ``text_guided``: the
-    transcript too, for an Omni model's text-guided VC/SE/TSE)."""
+    transcript too, for an Omni model's text-guided VC/SE/TSE; ``word_timings``: TTS, each output as long as the
+    recording (utt2dur) with the phones placed by words.ctm)."""
     data, spec = DataDir(data_dir), TASKS[task]
     condition_scp = "feats.scp" if spec.video and video_features else spec.condition_scp
     with_text = spec.text or text_guided
     needed = [s for s in (condition_scp, spec.prompt_scp) if s] + (["text"] if with_text else [])
+    if word_timings:
+        if not spec.text:
+            raise MetisError(f"word timings place the phones of TTS, not of {task}")
+        needed += ["words.ctm", "utt2dur"]
     for name in needed:
         if not data.has(name):
             raise MetisError(f"{data.file(name)}: not found; decoding {task} needs {', '.join(needed)}")
     utts = data.utt_ids() if data.has("utt2spk") else sorted(data.read(needed[0]))
-    tables = {name: data.read(name) for name in needed}
+    tables = {name: data.read(name) for name in needed if not name.endswith(".ctm")}
+    if word_timings:
+        from metis_cli.data.datadir import read_ctm
+
+        spans = {u: [(w.start, w.end) for w in words] for u, words in read_ctm(data.file("words.ctm")).items()}
     prompt_text = data.read("prompt_text") if data.has("prompt_text") else {}
     if spec.text and not prompt_text and data.has("utt2prompt"):
         texts, utt2prompt = tables["text"], data.read("utt2prompt")
@@ -445,6 +462,10 @@ def datadir_inputs(
             item.prompt_text = prompt_text.get(utt)
             if item.prompt_text is None and spec.text:
                 raise MetisError(f"'{utt}': no transcript of its prompt (a prompt_text table, or utt2prompt + text)")
+        if word_timings:
+            if utt not in spans or utt not in tables["utt2dur"]:
+                raise MetisError(f"'{utt}': no word timings (words.ctm) or duration (utt2dur)")
+            item.word_spans, item.duration = spans[utt], float(tables["utt2dur"][utt])
         return item
 
     return utts, load
@@ -462,12 +483,15 @@ def decode_task(
     mode: str | None = None,
     text_guided: bool = False,
     num_jobs: int = 1,
+    word_timings: bool = False,
 ) -> dict:
     """Decodes every utterance of ``data_dir`` into the decode dir ``out_dir`` (wav/<utt>.wav, wav.scp,
     decode.json with the settings and the real-time factor). A rerun skips what is written; an
     utterance whose inputs are bad is logged (``failed``) and skipped. Every output carries the
     watermark (metis_cli/watermark.py) unless ``options.watermark`` is False. ``mode``: the task an Omni model
-    decodes; ``text_guided``: with the data's transcripts as the prefix too (Omni, vc/se/tse).
+    decodes; ``text_guided``: with the data's transcripts as the prefix too (Omni, vc/se/tse); ``word_timings``
+    (TTS with a text.frame_phones model): the phones placed by the data's words.ctm, each output as long as its
+    recording, an oracle for studying durations.
 
     ``num_jobs`` > 1 splits the utterances (sorted by length, dealt out in turn) over that many processes, one
     GPU each when the device is a GPU and there are several, the CPU's threads shared out otherwise; their
@@ -476,7 +500,8 @@ def decode_task(
     from metis_cli.data.decode_dir import write_decode_dir
 
     options = (options or DecodeOptions()).placed()
-    args = (exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task, options, shuffle_video, mode, text_guided)
+    args = (exp_dir, data_dir, out_dir, s2a_dirs, codec_dir, task, options)
+    args += (shuffle_video, mode, text_guided, word_timings)
     if num_jobs < 1:
         raise MetisError(f"num_jobs must be 1 or more, got {num_jobs}")
     if num_jobs == 1:
@@ -499,6 +524,7 @@ def decode_task(
         sample_rate=first["sample_rate"],
         **first["info"],
         text_guided=text_guided,
+        **({"word_timings": True} if word_timings else {}),
         seed=options.seed,
         num_jobs=num_jobs,
         seconds=round(seconds, 2),
@@ -555,6 +581,7 @@ def _decode_part(
     shuffle_video: bool,
     mode,
     text_guided: bool,
+    word_timings: bool,
     job: int,
     num_jobs: int,
 ) -> dict:
@@ -571,7 +598,9 @@ def _decode_part(
             f"{task})"
         )
     data_dir, out = Path(data_dir), Path(out_dir)
-    utts, load = datadir_inputs(data_dir, task, model.video_features, text_guided)
+    if word_timings and model.durations is None:
+        raise MetisError(f"{exp_dir}: word timings place the phones of a model fine-tuned with text.frame_phones")
+    utts, load = datadir_inputs(data_dir, task, model.video_features, text_guided, word_timings)
     data = DataDir(data_dir)
     durations = data.read("utt2dur") if data.has("utt2dur") else {}
     share = sorted(utts, key=lambda u: (float(durations.get(u, 0)), u))[job::num_jobs]
