@@ -342,16 +342,16 @@ class TaskModel:
 
     def _placed_phones(self, item: TaskInput, prompt_frames: int, frames: int) -> torch.Tensor:
         """text.frame_phones: nothing over the prompt, then one-hot phones placed by their mean durations."""
-        from metis_cli.text.frame_phones import phones_by_word, place_by_words
+        from metis_cli.text.frame_phones import NONE, one_hot_condition, phones_by_word, place_by_words
 
         words = phones_by_word(item.text, self.phonemizer, self.phonemized_words)
         groups = [self.vocab.encode(word, item.name) for word in words]
         if item.word_spans is not None:
-            placed = torch.from_numpy(place_by_words(groups, item.word_spans, frames, self.frame_rate))
+            placed = place_by_words(groups, item.word_spans, frames, self.frame_rate)
         else:
-            placed = torch.from_numpy(self.durations.place(groups, frames))
-        one_hot = torch.nn.functional.one_hot(placed, self.stage1.cfg.frame_condition_dim).float()
-        return torch.cat([torch.zeros(prompt_frames, one_hot.shape[1]), one_hot])
+            placed = self.durations.place(groups, frames)
+        ids = torch.from_numpy(np.concatenate([np.full(prompt_frames, NONE), placed]))
+        return one_hot_condition(ids, self.stage1.cfg.frame_condition_dim)
 
     @torch.no_grad()
     def _visual_condition(self, item: TaskInput, prompt_frames: int) -> dict:

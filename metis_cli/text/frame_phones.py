@@ -30,6 +30,7 @@ from metis_cli.text.normalize import normalize_text
 from metis_cli.text.phonemize import STRESS, WORD
 
 SILENCE = 0
+NONE = -1  # a frame without a phone condition (the prompt, padding): a zero vector
 DURATIONS_FILE = "phone_durations.json"
 _UNTIMED = set(STRESS) | set(",.!?;:") | {WORD}
 
@@ -52,6 +53,15 @@ def phones_by_word(text: str, phonemizer, cache: dict | None = None) -> list[lis
         if cache[word]:
             out.append(cache[word])
     return out
+
+
+def one_hot_condition(ids, n_phones: int):
+    """Frame ids (torch, any shape; ``NONE`` for no condition) -> the frame adapter's input [..., n_phones]: one-hot
+    vectors, zero where ``NONE``. Training and decoding both build the condition here."""
+    import torch
+
+    one_hot = torch.nn.functional.one_hot(ids.clamp(min=0), n_phones).float()
+    return one_hot * (ids != NONE)[..., None]
 
 
 def _spread(out: np.ndarray, group: list[int], start: int, end: int) -> None:

@@ -231,7 +231,8 @@ class FinetuneLearner(TokenLearner):
 
     def _place_phones(self, vocab) -> None:
         """Places every utterance's phones on its frames by its word timings, and fits the mean durations on
-        the training utterances (saved in the experiment dir for decoding)."""
+        the training utterances (saved in the experiment dir for decoding); with ``frame_phones: durations`` the
+        placement is then redone by those durations, as decoding places them."""
         from metis_cli.text.frame_phones import DURATIONS_FILE, PhoneDurations, place_by_words
 
         frame_rate = float(self.conditioner.front_end.get("frame_rate") or 50)
@@ -254,11 +255,13 @@ class FinetuneLearner(TokenLearner):
                     fitted.append((self.placed[utt], len(groups)))
         self.durations = PhoneDurations.fit(fitted)
         self.durations.save(self.exp_dir / DURATIONS_FILE)
+        if self.frame_phones == "durations":  # training sees the placement decoding gives, fitted above
+            self.placed = {u: self.durations.place(self.word_ids[u], len(ids)) for u, ids in self.placed.items()}
 
     def _frame_phones(self, utt: str, n_frames: int) -> np.ndarray:
         """The frame ids a batch row gets: its own placed phones, or (validation variants) another utterance's
         text or its own text placed by the mean durations, as decoding places them."""
-        if not (self.shuffle_text or self.place_by_durations or self.frame_phones == "durations"):
+        if not (self.shuffle_text or self.place_by_durations):
             return self.placed[utt]
         other = self._other_text(utt) if self.shuffle_text else utt
         return self.durations.place(self.word_ids[other], n_frames)
@@ -390,7 +393,9 @@ class FinetuneLearner(TokenLearner):
                 phones[i, : len(row)] = torch.tensor(row)
             batch["phones"], batch["phone_valid"] = phones, phones > 0
             if self.frame_phones:
-                placed = torch.full(batch["ssl_tokens"].shape, -1, dtype=torch.long)  # -1: no condition
+                from metis_cli.text.frame_phones import NONE
+
+                placed = torch.full(batch["ssl_tokens"].shape, NONE, dtype=torch.long)
                 for i, p in enumerate(pieces):  # TTS pieces are whole utterances
                     placed[i, : p.frames] = torch.from_numpy(self._frame_phones(p.utt, p.frames))
                 batch["frame_phones"] = placed
@@ -549,11 +554,11 @@ class FinetuneLearner(TokenLearner):
         if TASKS[mode].text:
             conditions = {"phones": batch["phones"], "phone_valid": batch["phone_valid"] & (prompts > 0)[:, None]}
             if "frame_phones" in batch:  # one-hot phone per frame; none over the prompt (and padding)
-                placed = batch["frame_phones"]
+                from metis_cli.text.frame_phones import NONE, one_hot_condition
+
                 in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
-                placed = placed.masked_fill(in_prompt, -1)
-                one_hot = torch.nn.functional.one_hot(placed.clamp(min=0), self.config["model"]["frame_condition_dim"])
-                conditions["frame_condition"] = one_hot.float() * (placed >= 0)[..., None]
+                placed = batch["frame_phones"].masked_fill(in_prompt, NONE)
+                conditions["frame_condition"] = one_hot_condition(placed, self.config["model"]["frame_condition_dim"])
         elif TASKS[mode].video:
             in_prompt = torch.arange(tokens.shape[1], device=tokens.device)[None] < prompts[:, None]
             conditions = {
