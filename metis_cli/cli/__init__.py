@@ -49,6 +49,7 @@ def _options(
 
 
 app.add_typer(data_app, name="data")
+app.command("train-phonetic")(ssl_cli.train_phonetic)
 app.command("extract-ssl")(ssl_cli.extract_ssl)
 app.command("kmeans")(tokenizer_cli.kmeans)
 app.command("train-vq")(tokenizer_cli.train_vq)

@@ -1,16 +1,68 @@
-"""``metis extract-ssl``: a thin wrapper over metis_cli.ssl.extract."""
+"""``metis train-phonetic``, ``metis extract-ssl``: thin wrappers over metis_cli.train.phonetic and
+metis_cli.ssl.extract (stage 1)."""
 
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from metis_cli.cli.common import PRINT_CONFIG
+from metis_cli.cli.common import print_config as show_config
+
+
+def train_phonetic(
+    data_dir: Path = typer.Argument(..., help="Kaldi data dir with phones.ctm (phone timings) to learn from."),
+    exp_dir: Path = typer.Argument(..., help="Experiment dir: resolved config, checkpoints, logs, and model/."),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="key=value overrides, e.g. train.max_steps=200 model.bottleneck_dim=64."
+    ),
+    config: Path = typer.Option(..., help="YAML config (conf/mini/phonetic.yaml)."),
+    dev: Optional[Path] = typer.Option(None, help="Held-out data dir with phones.ctm for validation."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
+    ),
+    print_config: bool = PRINT_CONFIG,
+) -> None:
+    """Train the phonetic front end, the small-corpus stand-in for w2v-BERT 2.0 (stage 1).
+
+    A dilated-convolution frame classifier on MFCC learns each 20 ms frame's phone part from phones.ctm;
+    its bottleneck is the SSL feature (docs/phonetic_ssl.md). Writes EXP_DIR/model for
+    `metis extract-ssl --extractor EXP_DIR/model`. Rerunning the same command resumes.
+
+    Example: metis train-phonetic data/mini/mini_train exp/phonetic_mini --config conf/mini/phonetic.yaml
+    --dev data/mini/mini_dev
+    then: metis extract-ssl data/mini/mini_train data/mini/ssl/phonetic/mini_train --extractor exp/phonetic_mini/model
+    """
+    from metis_cli.config import load_config
+    from metis_cli.log import console, setup_logging
+    from metis_cli.train.phonetic import resolve_phonetic_config
+    from metis_cli.train.phonetic import train_phonetic as run
+    from metis_cli.train.trainer import clear_exp_dir
+
+    loaded = load_config(config, overrides or [], resolve=resolve_phonetic_config)
+    if print_config:
+        show_config(loaded)
+        return
+    if overwrite:
+        clear_exp_dir(exp_dir)
+    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
+    result = run(loaded, exp_dir, data_dir, dev)
+    console.print(
+        f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
+        + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items())
+    )
+    if "model" in result:
+        console.print(f"model: {result['model']}")
+
 
 def extract_ssl(
     data_dir: Path = typer.Argument(..., help="Kaldi data dir."),
     out_dir: Path = typer.Argument(..., help="Feature folder (sharded, resumable)."),
     extractor: str = typer.Option(
-        "builtin", help="'builtin' (MFCC+deltas, no weights) or a local w2v-BERT 2.0 / HuBERT / WavLM dir."
+        "builtin",
+        help="'builtin' (MFCC+deltas, no weights), a phonetic front end (`metis train-phonetic`'s EXP_DIR/model) "
+        "or a local w2v-BERT 2.0 / HuBERT / WavLM dir.",
     ),
     layer: Optional[int] = typer.Option(
         None, help="hidden_states index for model dirs (0 = embeddings; Metis: 17 of w2v-BERT 2.0)."

@@ -121,9 +121,14 @@ class TransformersExtractor:
 
 
 def load_extractor(spec: str, layer: int | None = None, device: str | None = None, chunk_seconds: float = 30.0):
-    """``builtin`` or a local transformers SSL model dir (then ``layer`` is required)."""
+    """``builtin``, a phonetic front end's model dir (``metis train-phonetic``), or a local transformers SSL
+    model dir (then ``layer`` is required)."""
     if spec == "builtin":
         return MFCCExtractor()
+    from metis_cli.ssl.phonetic import PhoneticExtractor, is_model_dir
+
+    if is_model_dir(spec):
+        return PhoneticExtractor(spec, device)
     if layer is None:
         raise MetisError(f"{spec}: choose a hidden layer with --layer (w2v-BERT 2.0 in Metis: 17)")
     if not Path(spec).is_dir():
