@@ -56,7 +56,7 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     result = recipe("vc", "--stage", 5, "--data-dir", data, "--pretrain-dir", tmp_path / "none")
     assert result.returncode == 1 and "none is not trained: run stage 4 first" in result.stderr
     result = recipe("vc", "--stage", 2, "--stop_stage", 2, "--data-dir", data)
-    assert result.returncode == 1 and "ssl/builtin/mini_train is missing: run stage 1 first" in result.stderr
+    assert result.returncode == 1 and "ssl/phonetic_mini/mini_train is missing: run stage 1 first" in result.stderr
     result = recipe("vc", "--task", "l2x")
     assert result.returncode == 1 and "--task l2x: egs/vc/run.sh runs vc; run egs/l2x/run.sh" in result.stderr
     result = recipe("vc", "--ngpu", "two")
@@ -84,8 +84,8 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     result = recipe("vc", "--tokenizer", "hubert")
     assert result.returncode == 1 and "unknown --tokenizer hubert: choose kmeans or vq" in result.stderr
     for name in ("mini_train", "mini_dev"):  # stage 1's outputs, so that stage 2 gets to its tokenizer
-        (data / "ssl" / "builtin" / name).mkdir(parents=True)
-        (data / "ssl" / "builtin" / name / ".done").touch()
+        (data / "ssl" / "phonetic_mini" / name).mkdir(parents=True)
+        (data / "ssl" / "phonetic_mini" / name / ".done").touch()
     result = recipe(
         "vc",
         "--stage",
@@ -222,6 +222,8 @@ def tts_run(tmp_path_factory):
         "tiny",
         "--n-clusters",  # the tiny train set has too few frames for the default 1024
         128,
+        "--phonetic-dir",
+        tmp_path / "phonetic",
         "--codec-dir",
         tmp_path / "codec",
         "--pretrain-dir",
@@ -239,6 +241,8 @@ def tts_run(tmp_path_factory):
         exp_dir,
         "--score-opts",
         "--report-utts 2",
+        "--phonetic-overrides",
+        "train.max_steps=3 model.dim=16 model.n_layers=1 model.bottleneck_dim=8 data.speed_perturb=[1.0]",
         "--codec-overrides",
         codec,
         "--pretrain-overrides",
@@ -261,8 +265,10 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     tts = json.loads((exp_dir / "tts_mini" / "decode_mini_test" / "scores" / "summary.json").read_text())
     assert tts["task"] == "tts" and tts["counts"]["scored"] + tts["counts"]["failed"] == 6
     assert (exp_dir / "tts_mini" / ".done").read_text().strip() == str(tmp_path / "pretrain")
+    # stage 1 trained the phonetic front end (--phonetic-overrides: 8 dims) and extracted its features
+    assert json.loads((tmp_path / "phonetic" / "model" / "phonetic.json").read_text())["dim"] == 8
     for name in ("mini_train", "mini_dev", "mini_test"):
-        assert (mini_dir / "ssl" / "builtin" / name / ".done").is_file()
+        assert (mini_dir / "ssl" / "phonetic" / name / ".done").is_file()
         assert (mini_dir / name / "ssl_tokens" / "text.km").is_file()
     resynth = json.loads((exp_dir / "codec_resynth" / "decode_mini_test" / "scores" / "summary.json").read_text())
     # The parametric codec speaks even with 8 x 32 codes learned from the 12 tiny training utterances.
@@ -274,9 +280,9 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     for name, task in (("s2a_resynth", "resynth"), ("pretrain_generate", "generate")):
         summary = json.loads((exp_dir / name / "decode_mini_test" / "scores" / "summary.json").read_text())
         assert summary["task"] == task and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
-    assert (tmp_path / "pretrain" / ".done").read_text().strip() == str(mini_dir / "kmeans" / "builtin_k128")
+    assert (tmp_path / "pretrain" / ".done").read_text().strip() == str(mini_dir / "kmeans" / "phonetic_k128")
     assert (tmp_path / "codec" / ".done").read_text().strip() == str(mini_dir / "mini_train")
-    quality = json.loads((mini_dir / "kmeans" / "builtin_k128" / "quality_mini_dev.json").read_text())
+    quality = json.loads((mini_dir / "kmeans" / "phonetic_k128" / "quality_mini_dev.json").read_text())
     assert quality["n_clusters"] == 128 and quality["pnmi"] > 0.3
     assert "scores: mean" in result.stdout
     # Every stage is timed under the command that ran it, and RESULTS.md shows both.
@@ -312,7 +318,7 @@ def test_a_rerun_skips_finished_stages_and_redoes_a_half_written_one(tts_run):
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     result = run(*shared, "--exp-dir", exp_dir, "--stage", 2, "--stop-stage", 5)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tokens / ".done").read_text().strip() == str(mini_dir / "kmeans" / "builtin_k128")
+    assert (tokens / ".done").read_text().strip() == str(mini_dir / "kmeans" / "phonetic_k128")
     assert len(ArrayStore(tokens)) == len((mini_dir / "mini_dev" / "utt2spk").read_text().splitlines())
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "codec" / "checkpoints").iterdir())] == stamps
     assert "Stage 5: finetune" in result.stderr
@@ -411,6 +417,8 @@ def test_vq_tokenizer_stage_on_a_copy_of_the_tiny_corpus(tts_run, tmp_path):
         2,
         "--exp-dir",
         tmp_path / "exp",
+        "--phonetic-dir",
+        tts_run[0] / "phonetic",
         "--tokenizer",
         "vq",
         "--n-clusters",
@@ -420,7 +428,7 @@ def test_vq_tokenizer_stage_on_a_copy_of_the_tiny_corpus(tts_run, tmp_path):
     ]
     result = run(*args)
     assert result.returncode == 0, result.stderr[-3000:]
-    tokenizer_dir = mini_dir / "vq" / "builtin_k16" / "tokenizer"
+    tokenizer_dir = mini_dir / "vq" / "phonetic_k16" / "tokenizer"
     assert json.loads((tokenizer_dir / "vq.json").read_text())["n_clusters"] == 16
     for name in ("mini_train", "mini_dev", "mini_test"):
         tokens = mini_dir / name / "ssl_tokens"

@@ -16,7 +16,8 @@
 # Stages (a stage runs when stage <= N <= stop_stage; each writes a .done marker after its outputs, so a
 # rerun skips finished work and a killed stage resumes; times go to <exp-dir>/stage_times.tsv):
 #   0 data      build the corpus once (local/data.sh: embedded, or metis data prepare), validate every set
-#   1 ssl       SSL features of the recipe's sets (train, dev; tts and l2s: the test set too), train stats
+#   1 ssl       (--ssl-extractor phonetic: train the phonetic front end, shared: <root>/exp/phonetic_<conf>)
+#               SSL features of the recipe's sets (train, dev; tts and l2s: the test set too), train stats
 #               applied to all: <data-dir>/ssl/
 #   2 tokenize  the SSL tokenizer on the train features (k-means, or with --tokenizer vq a learned VQ),
 #               SSL tokens of every set (<set>/ssl_tokens), quality report
@@ -51,10 +52,12 @@ dev_set=mini_dev
 test_set=mini_test
 seed=0
 exp_dir=""                 # default: <root>/egs/<task>/exp
-ssl_extractor=builtin      # or a local w2v-BERT 2.0 / HuBERT / WavLM model dir
+ssl_extractor=phonetic     # phonetic (stage 1 trains it on phones.ctm: docs/phonetic_ssl.md), builtin (MFCC) or a local w2v-BERT 2.0 / HuBERT / WavLM dir
 ssl_layer=17               # hidden_states index, for model dirs only
+phonetic_overrides=""      # key=value overrides of phonetic.yaml, e.g. "train.max_steps=200"
+phonetic_dir=""            # default: <root>/exp/phonetic_<name of config_dir>, shared by all recipes
 tokenizer=kmeans           # kmeans (metis kmeans) or vq (metis train-vq with <config-dir>/vq.yaml)
-n_clusters=1024            # SSL token vocabulary: k-means clusters or VQ codes (docs/world_codec.md: 128 lose the words)
+n_clusters=512             # SSL token vocabulary: k-means clusters or VQ codes (docs/phonetic_ssl.md; builtin MFCC: 1024, docs/world_codec.md)
 kmeans_portion=0.5
 vq_overrides=""            # key=value overrides of vq.yaml, e.g. "train.max_steps=100"
 tokenizer_dir=""           # default: <data-dir>/kmeans/<ssl>_k<n> (vq: <data-dir>/vq/<ssl>_k<n>/tokenizer); another corpus's, to reuse its tokens
@@ -126,13 +129,13 @@ require_sets() {
   done
 }
 
-if [ "$ssl_extractor" = builtin ]; then
-  ssl_name=builtin
-  layer_opt=""
-else
-  ssl_name=$(basename "$ssl_extractor")_l$ssl_layer
-  layer_opt="--layer $ssl_layer"
-fi
+case $ssl_extractor in
+  builtin) ssl_name=builtin layer_opt="" ssl_model=builtin ;;
+  phonetic)  # the phonetic front end, trained once in stage 1 and shared: <root>/exp/phonetic_<conf>
+    [ -n "$phonetic_dir" ] || phonetic_dir=$root/exp/phonetic_$(basename "$config_dir")
+    ssl_name=$(basename "$phonetic_dir") layer_opt="" ssl_model=$phonetic_dir/model ;;
+  *) ssl_name=$(basename "$ssl_extractor")_l$ssl_layer layer_opt="--layer $ssl_layer" ssl_model=$ssl_extractor ;;
+esac
 ssl_dir=$data_dir/ssl/$ssl_name
 if [ -z "$tokenizer_dir" ]; then
   case $tokenizer in
@@ -193,14 +196,26 @@ stage_data() {
 
 # stage_ssl SET...: SSL features of the sets (the train set first: its stats normalise the others).
 stage_ssl() {
-  local set stats_opt
+  local set stats_opt dev_opt
+  if [ "$ssl_extractor" = phonetic ] && [ ! -f "$ssl_model/phonetic.json" ]; then
+    [ -f "$config_dir/phonetic.yaml" ] ||
+      die "--ssl-extractor phonetic: $config_dir has no phonetic.yaml; give a w2v-BERT 2.0 dir (--ssl-extractor /models/w2v-bert-2.0) or builtin"
+    [ -f "$data_dir/$train_set/phones.ctm" ] ||
+      die "--ssl-extractor phonetic learns from phone timings and $data_dir/$train_set has no phones.ctm; give --ssl-extractor builtin or a w2v-BERT 2.0 dir"
+    log "phonetic front end: $config_dir/phonetic.yaml in $phonetic_dir"
+    dev_opt=()
+    [ -f "$data_dir/$dev_set/phones.ctm" ] && dev_opt=(--dev "$data_dir/$dev_set")
+    # shellcheck disable=SC2086
+    "${trainer[@]}" train-phonetic "$data_dir/$train_set" "$phonetic_dir" $phonetic_overrides \
+      --config "$config_dir/phonetic.yaml" "${dev_opt[@]}"
+  fi
   log "$ssl_extractor features in $ssl_dir"
   for set in "$@"; do
     [ -f "$ssl_dir/$set/.done" ] && continue
     stats_opt=""
     [ "$set" != "$train_set" ] && stats_opt="--stats $ssl_dir/$train_set/stats.safetensors"
     # shellcheck disable=SC2086
-    metis extract-ssl "$data_dir/$set" "$ssl_dir/$set" --extractor "$ssl_extractor" $layer_opt --nj "$nj" $stats_opt
+    metis extract-ssl "$data_dir/$set" "$ssl_dir/$set" --extractor "$ssl_model" $layer_opt --nj "$nj" $stats_opt
   done
 }
 
