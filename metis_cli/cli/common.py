@@ -64,3 +64,27 @@ def print_config(config: dict) -> None:
     from metis_cli.config import plain
 
     print(yaml.safe_dump(plain(config), sort_keys=False), end="")
+
+
+def run_trainer(config_path, overrides, resolve, exp_dir, train, *, show=False, overwrite=False, verbose=False):
+    """The body a trainer command shares: the config loaded (YAML, the code's defaults, ``key=value``
+    overrides) and, with ``show`` (--print-config), printed instead of trained; ``overwrite`` clears the exp
+    dir first; logs go to ``<exp_dir>/log/train.log``; ``train(config)`` runs and its step, minutes and last
+    metrics are printed. Returns its result (None when only printed)."""
+    from metis_cli.config import load_config
+    from metis_cli.log import console, setup_logging
+    from metis_cli.train.trainer import clear_exp_dir
+
+    loaded = load_config(config_path, overrides or [], resolve=resolve)
+    if show:
+        print_config(loaded)
+        return None
+    if overwrite:
+        clear_exp_dir(exp_dir)
+    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
+    result = train(loaded)
+    console.print(
+        f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
+        + " ".join(f"{k}={v:.4g}" for k, v in result.get("last", {}).items())
+    )
+    return result

@@ -6,8 +6,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG
-from metis_cli.cli.common import print_config as show_config
+from metis_cli.cli.common import PRINT_CONFIG, run_trainer
 
 
 def train_phonetic(
@@ -34,25 +33,20 @@ def train_phonetic(
     --dev data/mini/mini_dev
     then: metis extract-ssl data/mini/mini_train data/mini/ssl/phonetic/mini_train --extractor exp/phonetic_mini/model
     """
-    from metis_cli.config import load_config
-    from metis_cli.log import console, setup_logging
-    from metis_cli.train.phonetic import resolve_phonetic_config
-    from metis_cli.train.phonetic import train_phonetic as run
-    from metis_cli.train.trainer import clear_exp_dir
+    from metis_cli.log import console
+    from metis_cli.train.phonetic import resolve_phonetic_config, train_phonetic
 
-    loaded = load_config(config, overrides or [], resolve=resolve_phonetic_config)
-    if print_config:
-        show_config(loaded)
-        return
-    if overwrite:
-        clear_exp_dir(exp_dir)
-    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
-    result = run(loaded, exp_dir, data_dir, dev)
-    console.print(
-        f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
-        + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items())
+    result = run_trainer(
+        config,
+        overrides,
+        resolve_phonetic_config,
+        exp_dir,
+        lambda loaded: train_phonetic(loaded, exp_dir, data_dir, dev),
+        show=print_config,
+        overwrite=overwrite,
+        verbose=verbose,
     )
-    if "model" in result:
+    if result and "model" in result:
         console.print(f"model: {result['model']}")
 
 

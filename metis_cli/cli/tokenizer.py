@@ -6,8 +6,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG
-from metis_cli.cli.common import print_config as show_config
+from metis_cli.cli.common import PRINT_CONFIG, run_trainer
 
 
 def kmeans(
@@ -66,25 +65,20 @@ def train_vq(
     then: metis tokenize data/mini/mini_dev/ssl_tokens_vq --model exp/vq_mini/tokenizer --feats
     data/mini/ssl/builtin/mini_dev
     """
-    from metis_cli.config import load_config
-    from metis_cli.log import console, setup_logging
-    from metis_cli.train.trainer import clear_exp_dir
-    from metis_cli.train.vq import resolve_vq_config
-    from metis_cli.train.vq import train_vq as run
+    from metis_cli.log import console
+    from metis_cli.train.vq import resolve_vq_config, train_vq
 
-    loaded = load_config(config, overrides or [], resolve=lambda c: resolve_vq_config(c, model=False))
-    if print_config:
-        show_config(loaded)
-        return
-    if overwrite:
-        clear_exp_dir(exp_dir)
-    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
-    result = run(loaded, exp_dir, feats_dir, val_feats)
-    console.print(
-        f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
-        + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items())
+    result = run_trainer(
+        config,
+        overrides,
+        lambda c: resolve_vq_config(c, model=False),
+        exp_dir,
+        lambda loaded: train_vq(loaded, exp_dir, feats_dir, val_feats),
+        show=print_config,
+        overwrite=overwrite,
+        verbose=verbose,
     )
-    if "tokenizer" in result:
+    if result and "tokenizer" in result:
         console.print(f"tokenizer: {result['tokenizer']}")
 
 
