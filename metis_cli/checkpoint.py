@@ -70,3 +70,20 @@ def load_weights(
     raise MetisError(
         f"no readable {what} checkpoint in {exp_dir} ({errors[0]})" + ("".join(f"; {e}" for e in errors[1:3]))
     )
+
+
+def write_model_dir(out_dir, name: str, model: nn.Module, info: dict) -> dict:
+    """A model dir: ``<name>.safetensors`` (the model's state dict) and ``<name>.json`` (``info``), each written
+    to a temporary file first and renamed, so that a killed write leaves the earlier pair. Returns ``info``."""
+    import json
+
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    weights, meta = out / f".{name}.safetensors.tmp", out / f".{name}.json.tmp"
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(weights))
+    meta.write_text(json.dumps(info, indent=2) + "\n")
+    weights.replace(out / f"{name}.safetensors")
+    meta.replace(out / f"{name}.json")
+    return info

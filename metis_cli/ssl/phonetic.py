@@ -27,10 +27,11 @@ from torch import nn
 
 from metis_cli.config import check_keys
 from metis_cli.errors import MetisError
+from metis_cli.ssl.extractors import HOP, SAMPLE_RATE
 
 MODEL_NAME = "phonetic"  # checkpoints/step_N/phonetic.safetensors; the model dir's phonetic.safetensors
 MODEL_DIR = "model"  # <exp_dir>/model: what `metis extract-ssl --extractor` reads
-FRAME_SECONDS = 0.02
+FRAME_RATE = SAMPLE_RATE / HOP  # 50 frames per second, the SSL token rate
 IGNORE = -100  # frames with no phone timing (past the last one): no loss
 
 
@@ -93,9 +94,6 @@ class PhoneticModel(nn.Module):
         """Normalised MFCC [B, T, input_dim] -> logits [B, T, n_classes]."""
         return self.classifier(self.features(mfcc))
 
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 def utterance_norm(mfcc: np.ndarray) -> np.ndarray:
     """Each dimension to zero mean and unit variance over the utterance (removes the channel and part of the
@@ -109,8 +107,8 @@ def frame_targets(timings, n_frames: int, phones: dict[str, int], n_states: int)
     IGNORE where no timing covers the frame's centre."""
     out = np.full(n_frames, IGNORE, dtype=np.int64)
     for item in timings:
-        first = max(0, math.ceil(item.start / FRAME_SECONDS - 0.5))
-        last = min(n_frames, math.ceil(item.end / FRAME_SECONDS - 0.5))
+        first = max(0, math.ceil(item.start * FRAME_RATE - 0.5))
+        last = min(n_frames, math.ceil(item.end * FRAME_RATE - 0.5))
         if last <= first or item.token not in phones:
             continue
         parts = (np.arange(last - first) * n_states) // (last - first)
@@ -120,22 +118,17 @@ def frame_targets(timings, n_frames: int, phones: dict[str, int], n_states: int)
 
 def save_model(model: PhoneticModel, out_dir, extra: dict | None = None) -> dict:
     """Writes a model dir (``phonetic.safetensors`` + ``phonetic.json``, atomically); returns the json."""
-    from safetensors.torch import save_file
+    from metis_cli.checkpoint import write_model_dir
+    from metis_cli.models.transformer import count_parameters
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     info = {
         "kind": "phonetic",
         "dim": model.cfg.bottleneck_dim,
         "model": asdict(model.cfg),
-        "parameters": model.parameter_count(),
+        "parameters": count_parameters(model),
         **(extra or {}),
     }
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(out / ".tmp.safetensors"))
-    (out / ".tmp.json").write_text(json.dumps(info, indent=2) + "\n")
-    (out / ".tmp.safetensors").replace(out / f"{MODEL_NAME}.safetensors")
-    (out / ".tmp.json").replace(out / f"{MODEL_NAME}.json")
-    return info
+    return write_model_dir(out_dir, MODEL_NAME, model, info)
 
 
 def is_model_dir(path) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metis_cli.checkpoint import load_weights
+from metis_cli.checkpoint import load_weights, write_model_dir
 from metis_cli.codec.model import ConvNeXtBackbone, FactorizedVQ
 from metis_cli.config import check_keys, read_exp_config
 from metis_cli.data.arrays import ArrayStore
@@ -147,8 +147,6 @@ def _training_summary(exp_dir: Path, step: int | None) -> dict:
 def save_tokenizer(model: VQTokenizerModel, out_dir, ssl: dict | None = None, extra: dict | None = None) -> dict:
     """Writes a tokenizer dir: ``vq.safetensors`` (the weights) and ``vq.json`` (``n_clusters``, ``dim``,
     the model config, the SSL front end that made the features, and ``extra``). Returns vq.json's content."""
-    from safetensors.torch import save_file
-
     cfg = model.cfg
     info = {
         "tokenizer": "vq",
@@ -159,15 +157,7 @@ def save_tokenizer(model: VQTokenizerModel, out_dir, ssl: dict | None = None, ex
         "ssl": ssl or {},
         **(extra or {}),
     }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(out / ".vq.safetensors.tmp")
-    )
-    (out / ".vq.json.tmp").write_text(json.dumps(info, indent=2) + "\n")
-    (out / ".vq.safetensors.tmp").replace(out / "vq.safetensors")
-    (out / ".vq.json.tmp").replace(out / "vq.json")
-    return info
+    return write_model_dir(out_dir, "vq", model, info)
 
 
 def export_vq(exp_dir, out_dir=None, checkpoint=None) -> dict:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from metis_cli.config import check_keys, complete_sections, plain, read_exp_config
 from metis_cli.data.datadir import DataDir, TimedToken, read_ctm
 from metis_cli.errors import MetisError
+from metis_cli.models.transformer import count_parameters
 from metis_cli.ssl.phonetic import (
     IGNORE,
     MODEL_DIR,
@@ -202,7 +203,7 @@ def train_phonetic(config: dict, exp_dir, train_dir, dev_dir=None) -> dict:
     learner = PhoneticLearner(trainer, config)
     logger.info(
         "phonetic front end: %.2fM parameters, %d phones x %d parts, %d-dim bottleneck, +-%d frames of context",
-        trainer.unwrap(learner.model).parameter_count() / 1e6,
+        count_parameters(trainer.unwrap(learner.model)) / 1e6,
         len(learner.cfg.phones),
         learner.cfg.n_states,
         learner.cfg.bottleneck_dim,
