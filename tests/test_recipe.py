@@ -55,6 +55,9 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     assert result.returncode == 1 and "vc_mini is not fine-tuned: run stage 5 first" in result.stderr
     result = recipe("vc", "--stage", 5, "--data-dir", data, "--pretrain-dir", tmp_path / "none")
     assert result.returncode == 1 and "none is not trained: run stage 4 first" in result.stderr
+    result = recipe("vc", "--stage", 4, "--stop-stage", 4, "--data-dir", data)  # the large corpus by default
+    message = f"--pretrain-data {data}_large/mini_train does not exist: run stage 0"
+    assert result.returncode == 1 and message in result.stderr
     result = recipe("vc", "--stage", 2, "--stop_stage", 2, "--data-dir", data)
     assert result.returncode == 1 and "ssl/phonetic_mini/mini_train is missing: run stage 1 first" in result.stderr
     result = recipe("vc", "--task", "l2x")
@@ -228,6 +231,8 @@ def tts_run(tmp_path_factory):
         tmp_path / "codec",
         "--pretrain-dir",
         tmp_path / "pretrain",
+        "--pretrain-data",  # another set than the train set, as the large corpus is for the default size
+        mini_dir / "mini_dev",
         "--s2a-dir",
         tmp_path / "s2a",
         "--finetune-overrides",
@@ -280,7 +285,12 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     for name, task in (("s2a_resynth", "resynth"), ("pretrain_generate", "generate")):
         summary = json.loads((exp_dir / name / "decode_mini_test" / "scores" / "summary.json").read_text())
         assert summary["task"] == task and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
-    assert (tmp_path / "pretrain" / ".done").read_text().strip() == str(mini_dir / "kmeans" / "phonetic_k128")
+    # stage-1 pre-training read --pretrain-data, and its marker says so
+    assert (tmp_path / "pretrain" / ".done").read_text().split() == [
+        str(mini_dir / "kmeans" / "phonetic_k128"),
+        str(mini_dir / "mini_dev"),
+    ]
+    assert f"--train-data {mini_dir / 'mini_dev'} " in (tmp_path / "pretrain" / "command.txt").read_text()
     assert (tmp_path / "codec" / ".done").read_text().strip() == str(mini_dir / "mini_train")
     quality = json.loads((mini_dir / "kmeans" / "phonetic_k128" / "quality_mini_dev.json").read_text())
     assert quality["n_clusters"] == 128 and quality["pnmi"] > 0.3

@@ -23,7 +23,8 @@
 #               SSL tokens of every set (<set>/ssl_tokens), quality report
 #   3 codec     train the acoustic codec (shared: <root>/exp/codec_<conf>), encode every set to
 #               <set>/acoustic_codes (tts, l2s: and resynthesise the test set, the ceiling)
-#   4 pretrain  stage-1 pre-training on the train set's SSL tokens (shared: <root>/exp/pretrain_<conf>),
+#   4 pretrain  stage-1 pre-training on the SSL tokens of --pretrain-data (shared: <root>/exp/pretrain_<conf>;
+#               mini: the large embedded corpus, built in stage 0, its features and tokens in stages 1-2),
 #               S2A training (shared: <root>/exp/s2a_<conf>; conf/full: two, <...>_coarse + <...>_fine)
 #               (tts: and S2A resynthesis of the test set, and prompted stage-1 generation)
 #   5 finetune  fine-tune the pre-trained model for the task: <exp-dir>/<task>_<conf>
@@ -65,6 +66,7 @@ config_dir=$root/conf/mini  # conf/mini (CPU, embedded corpus) or conf/full (pub
 codec_config=codec.yaml    # in <config-dir>: codec.yaml (mini: the parametric WORLD codec; full: the neural one) or codec_neural.yaml
 codec_overrides=""          # key=value overrides of the codec config, e.g. "data.max_utterances=100"
 codec_dir=""               # default: <root>/exp/codec_<name of config_dir> (codec_<name>_neural for codec_neural.yaml), shared by all recipes
+pretrain_data=""           # the data set stage-1 pre-training reads (unlabelled speech); default: <data-dir>_large/<train-set> for the default-size embedded corpus (the large one, ~5 h, made in stage 0: docs/tts_text_mini.md), else <data-dir>/<train-set>
 pretrain_overrides=""      # key=value overrides of pretrain.yaml
 pretrain_dir=""            # default: <root>/exp/pretrain_<name of config_dir>, shared by all recipes
 s2a_config=""              # in <config-dir>; default: s2a_vector.yaml with the WORLD codec (mini: regresses its vector), else s2a.yaml (one model predicting codes), else s2a_coarse.yaml + s2a_fine.yaml (full)
@@ -149,6 +151,14 @@ codec_variant=$(basename "${codec_config%.yaml}")  # tuning/codec_neural_5600.ya
 codec_variant=${codec_variant#codec}
 [ -n "$codec_dir" ] || codec_dir=$root/exp/codec_$conf_name$codec_variant
 [ -n "$pretrain_dir" ] || pretrain_dir=$root/exp/pretrain_$conf_name
+if [ -z "$pretrain_data" ]; then  # the embedded corpus pre-trains on its large size: the default's 33 min over-fit
+  pretrain_data=$data_dir/$train_set
+  [ "$corpus" = mini ] && [ "$mini_size" = default ] && pretrain_data=${data_dir%/}_large/$train_set
+fi
+pretrain_data=${pretrain_data%/}
+# the pre-training set's SSL features (normalised with the train set's statistics) and its corpus root
+pretrain_corpus=$(dirname "$pretrain_data")
+pretrain_ssl=$pretrain_corpus/ssl/$ssl_name/$(basename "$pretrain_data")
 if [ -z "$s2a_config" ]; then
   if [ -z "$codec_variant" ] && [ -f "$config_dir/s2a_vector.yaml" ]; then
     s2a_config=s2a_vector.yaml  # the WORLD codec (mini): S2A regresses its vector
@@ -171,10 +181,11 @@ else  # the reference's split: codebook 0, then codebooks 1..
 fi
 for d in $s2a_dirs; do s2a_opts="$s2a_opts --s2a $d"; done
 
-# train <kind> <config> <exp dir> <what its data came from> <overrides>: trains once; an experiment made
-# from other data, tokens or codes is not silently reused nor deleted.
+# train <kind> <config> <exp dir> <what its data came from> <overrides> [<training data>]: trains once (on
+# <data-dir>/<train-set> unless given); an experiment made from other data, tokens or codes is not silently
+# reused nor deleted.
 train() {
-  local kind=$1 config=$2 dir=$3 inputs=$4 overrides=$5
+  local kind=$1 config=$2 dir=$3 inputs=$4 overrides=$5 train_data=${6:-$data_dir/$train_set}
   if [ -f "$dir/.done" ]; then
     [ "$(cat "$dir/.done")" = "$inputs" ] ||
       die "$dir was trained on $(cat "$dir/.done"), not $inputs; move it away or pass another --${kind}-dir"
@@ -183,7 +194,7 @@ train() {
   local command
   case $kind in codec) command=(codec train) ;; s2a) command=(train-s2a) ;; *) command=("$kind") ;; esac
   # shellcheck disable=SC2086
-  "${trainer[@]}" "${command[@]}" "$config" "$dir" $overrides --train-data "$data_dir/$train_set" --val-data "$data_dir/$dev_set"
+  "${trainer[@]}" "${command[@]}" "$config" "$dir" $overrides --train-data "$train_data" --val-data "$data_dir/$dev_set"
   echo "$inputs" > "$dir/.done"
 }
 
@@ -192,6 +203,12 @@ train() {
 stage_data() {
   bash "$root/local/data.sh" --corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" \
     --mini-size "$mini_size" --prepare-opts "$prepare_opts" --seed "$seed" --nj "$nj"
+  if [ "$corpus" = mini ] && [ "$pretrain_data" = "${data_dir%/}_large/$train_set" ]; then
+    # the large embedded corpus holds the default's utterances: hard links (or nothing) save their synthesis
+    mkdir -p "$pretrain_corpus/wav"
+    cp -aln "$data_dir"/wav/spk* "$pretrain_corpus/wav/" 2>/dev/null || true
+    bash "$root/local/data.sh" --corpus mini --data-dir "$pretrain_corpus" --mini-size large --seed "$seed" --nj "$nj"
+  fi
 }
 
 # stage_ssl SET...: SSL features of the sets (the train set first: its stats normalise the others).
@@ -217,6 +234,18 @@ stage_ssl() {
     # shellcheck disable=SC2086
     metis extract-ssl "$data_dir/$set" "$ssl_dir/$set" --extractor "$ssl_model" $layer_opt --nj "$nj" $stats_opt
   done
+  if [ "$pretrain_data" != "$data_dir/$train_set" ] && [ ! -f "$pretrain_ssl/.done" ]; then
+    require_pretrain_data
+    # shellcheck disable=SC2086
+    metis extract-ssl "$pretrain_data" "$pretrain_ssl" --extractor "$ssl_model" $layer_opt --nj "$nj" \
+      --stats "$ssl_dir/$train_set/stats.safetensors"
+  fi
+}
+
+# require_pretrain_data: --pretrain-data exists (stage 0 builds the large embedded corpus).
+require_pretrain_data() {
+  [ -d "$pretrain_data" ] ||
+    die "--pretrain-data $pretrain_data does not exist: run stage 0 (it builds the large embedded corpus) or give another data set, e.g. --pretrain-data $data_dir/$train_set"
 }
 
 # stage_tokenize SET...: the SSL tokenizer (k-means or VQ) on the train features, the tokens of the sets.
@@ -238,16 +267,25 @@ stage_tokenize() {
       --val-feats "$ssl_dir/$dev_set" model.codebook_size="$n_clusters" $vq_overrides
   fi
   for set in "$@"; do
-    tokens=$data_dir/$set/ssl_tokens
-    # Tokens made with another tokenizer are redone; the marker names the tokenizer they came from.
-    if [ "$(cat "$tokens/.done" 2>/dev/null)" != "$tokenizer_dir" ]; then
-      rm -rf "$tokens"
-      metis tokenize "$tokens" --model "$tokenizer_dir" --tokenizer "$tokenizer" --feats "$ssl_dir/$set"
-      echo "$tokenizer_dir" > "$tokens/.done"
-    fi
+    tokenize_set "$data_dir/$set" "$ssl_dir/$set"
   done
+  if [ "$pretrain_data" != "$data_dir/$train_set" ]; then
+    [ -f "$pretrain_ssl/.done" ] || die "$pretrain_ssl is missing: run stage 1 first"
+    tokenize_set "$pretrain_data" "$pretrain_ssl"
+  fi
   if [ -f "$data_dir/$dev_set/phones.ctm" ]; then  # phone alignments: the embedded corpus has them
     metis token-report "$data_dir/$dev_set/ssl_tokens" --phones "$data_dir/$dev_set/phones.ctm" --json "$tokenizer_dir/quality_$dev_set.json"
+  fi
+}
+
+# tokenize_set DATA FEATS: DATA/ssl_tokens from the features FEATS. Tokens made with another tokenizer are
+# redone; the marker names the tokenizer they came from.
+tokenize_set() {
+  local tokens=$1/ssl_tokens
+  if [ "$(cat "$tokens/.done" 2>/dev/null)" != "$tokenizer_dir" ]; then
+    rm -rf "$tokens"
+    metis tokenize "$tokens" --model "$tokenizer_dir" --tokenizer "$tokenizer" --feats "$2"
+    echo "$tokenizer_dir" > "$tokens/.done"
   fi
 }
 
@@ -271,12 +309,15 @@ stage_codec() {
 # must be there.
 stage_pretrain() {
   local set part
+  require_pretrain_data
   for set in "$@"; do
     [ -f "$data_dir/$set/ssl_tokens/.done" ] || die "$data_dir/$set/ssl_tokens is missing: run stage 2 first"
     [ -f "$data_dir/$set/acoustic_codes/.done" ] || die "$data_dir/$set/acoustic_codes is missing: run stage 3 first"
   done
-  log "$config_dir/pretrain.yaml in $pretrain_dir"
-  train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$tokenizer_dir" "$pretrain_overrides"
+  [ -f "$pretrain_data/ssl_tokens/.done" ] || die "$pretrain_data/ssl_tokens is missing: run stage 2 first"
+  log "$config_dir/pretrain.yaml on $pretrain_data in $pretrain_dir"
+  train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$tokenizer_dir $pretrain_data" "$pretrain_overrides" \
+    "$pretrain_data"
   if [ -n "$s2a_config" ]; then
     log "S2A: $config_dir/$s2a_config in $s2a_dir"
     train s2a "$config_dir/$s2a_config" "$s2a_dir" "$tokenizer_dir $codec_dir" "$s2a_overrides"

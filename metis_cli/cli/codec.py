@@ -5,8 +5,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG, MetisTyper
-from metis_cli.cli.common import print_config as show_config
+from metis_cli.cli.common import PRINT_CONFIG, MetisTyper, run_trainer
 
 app = MetisTyper(
     help="The acoustic codec (stage 3): train it, encode data dirs to acoustic_codes, decode codes to audio.\n\n"
@@ -39,23 +38,24 @@ def train(
     Example: metis codec train conf/mini/codec.yaml exp/codec_mini --train-data data/mini/mini_train --val-data
     data/mini/mini_dev
     """
-    from metis_cli.config import load_config
     from metis_cli.errors import MetisError
-    from metis_cli.log import console, setup_logging
     from metis_cli.train.codec import resolve_config, train_codec
-    from metis_cli.train.trainer import clear_exp_dir
 
-    loaded = load_config(config, overrides or [], resolve=resolve_config)
-    if print_config:
-        show_config(loaded)
-        return
-    if train_data is None:
-        raise MetisError("give the training data: --train-data DIR")
-    if overwrite:
-        clear_exp_dir(exp_dir)
-    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
-    result = train_codec(loaded, exp_dir, train_data, val_data)
-    console.print(f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min)")
+    def require() -> None:
+        if train_data is None:
+            raise MetisError("give the training data: --train-data DIR")
+
+    run_trainer(
+        config,
+        overrides,
+        resolve_config,
+        exp_dir,
+        lambda loaded: train_codec(loaded, exp_dir, train_data, val_data),
+        show=print_config,
+        overwrite=overwrite,
+        verbose=verbose,
+        require=require,
+    )
 
 
 @app.command("encode")

@@ -66,19 +66,37 @@ def print_config(config: dict) -> None:
     print(yaml.safe_dump(plain(config), sort_keys=False), end="")
 
 
-def run_trainer(config_path, overrides, resolve, exp_dir, train, *, show=False, overwrite=False, verbose=False):
+def run_trainer(
+    config_path,
+    overrides,
+    resolve,
+    exp_dir,
+    train,
+    *,
+    show=False,
+    overwrite=False,
+    verbose=False,
+    adjust=None,
+    require=None,
+):
     """The body a trainer command shares: the config loaded (YAML, the code's defaults, ``key=value``
     overrides) and, with ``show`` (--print-config), printed instead of trained; ``overwrite`` clears the exp
     dir first; logs go to ``<exp_dir>/log/train.log``; ``train(config)`` runs and its step, minutes and last
-    metrics are printed. Returns its result (None when only printed)."""
+    metrics are printed. ``adjust(config)`` changes the loaded config first (settings the command's options give;
+    the result is resolved again); ``require()`` checks the command's inputs after --print-config and before
+    anything is written. Returns ``train``'s result (None when only printed)."""
     from metis_cli.config import load_config
     from metis_cli.log import console, setup_logging
     from metis_cli.train.trainer import clear_exp_dir
 
     loaded = load_config(config_path, overrides or [], resolve=resolve)
+    if adjust is not None:
+        loaded = adjust(loaded)
     if show:
-        print_config(loaded)
+        print_config(resolve(loaded) if adjust is not None else loaded)
         return None
+    if require is not None:
+        require()
     if overwrite:
         clear_exp_dir(exp_dir)
     setup_logging(verbose, log_file=exp_dir / "log" / "train.log")

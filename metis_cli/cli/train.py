@@ -5,8 +5,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG
-from metis_cli.cli.common import print_config as show_config
+from metis_cli.cli.common import PRINT_CONFIG, run_trainer
 
 TRAIN_DATA_HELP = "Data dir with ssl_tokens/ to train on (repeat for several)."
 
@@ -28,10 +27,7 @@ def _run(
     print_config: bool = False,
     **settings,
 ) -> None:
-    from metis_cli.config import load_config
     from metis_cli.errors import MetisError
-    from metis_cli.log import console, setup_logging
-    from metis_cli.train.trainer import clear_exp_dir
 
     if kind == "pretrain":
         from metis_cli.train.pretrain import PretrainLearner as learner
@@ -42,23 +38,29 @@ def _run(
     else:
         from metis_cli.train.s2a import S2ALearner as learner
         from metis_cli.train.s2a import train_s2a as run
-    loaded = load_config(config, overrides or [], resolve=learner.resolve)
-    for key, value in settings.items():
-        if key == "task" and loaded.get("task") not in (None, value):
-            raise MetisError(f"{config} is a config for task '{loaded['task']}', not '{value}'")
-        loaded[key] = {**(loaded.get(key) or {}), **value} if isinstance(value, dict) else value
-    if print_config:
-        show_config(learner.resolve(loaded))
-        return
-    if not train_data:
-        raise MetisError("give the training data: --train-data DIR")
-    if overwrite:
-        clear_exp_dir(exp_dir)
-    setup_logging(verbose, log_file=exp_dir / "log" / "train.log")
-    result = run(loaded, exp_dir, train_data, val_data or [])
-    console.print(
-        f"{exp_dir}: step {result['step']} ({result['seconds'] / 60:.1f} min); "
-        + " ".join(f"{k}={v:.4g}" for k, v in result["last"].items())
+
+    def adjust(loaded: dict) -> dict:  # the options' settings (task, init, decoder) over the config's
+        for key, value in settings.items():
+            if key == "task" and loaded.get("task") not in (None, value):
+                raise MetisError(f"{config} is a config for task '{loaded['task']}', not '{value}'")
+            loaded[key] = {**(loaded.get(key) or {}), **value} if isinstance(value, dict) else value
+        return loaded
+
+    def require() -> None:
+        if not train_data:
+            raise MetisError("give the training data: --train-data DIR")
+
+    run_trainer(
+        config,
+        overrides,
+        learner.resolve,
+        exp_dir,
+        lambda loaded: run(loaded, exp_dir, train_data, val_data or []),
+        show=print_config,
+        overwrite=overwrite,
+        verbose=verbose,
+        adjust=adjust if settings else None,
+        require=require,
     )
 
 
