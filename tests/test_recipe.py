@@ -421,6 +421,8 @@ def test_vq_tokenizer_stage_on_a_copy_of_the_tiny_corpus(tts_run, tmp_path):
     args = [
         "--data-dir",
         mini_dir,
+        "--mini-size",  # the tiny corpus pre-trains on its own train set (no large corpus to tokenize)
+        "tiny",
         "--stage",
         2,
         "--stop-stage",
