@@ -270,7 +270,8 @@ stage_tokenize() {
     tokenize_set "$data_dir/$set" "$ssl_dir/$set"
   done
   if [ "$pretrain_data" != "$data_dir/$train_set" ]; then
-    [ -f "$pretrain_ssl/.done" ] || die "$pretrain_ssl is missing: run stage 1 first"
+    [ -f "$pretrain_ssl/.done" ] ||
+      die "$pretrain_ssl is missing: run stage 1 first (it extracts the pre-training set, --pretrain-data $pretrain_data)"
     tokenize_set "$pretrain_data" "$pretrain_ssl"
   fi
   if [ -f "$data_dir/$dev_set/phones.ctm" ]; then  # phone alignments: the embedded corpus has them
