@@ -213,7 +213,7 @@ stage_data() {
 
 # stage_ssl SET...: SSL features of the sets (the train set first: its stats normalise the others).
 stage_ssl() {
-  local set stats_opt dev_opt
+  local set dev_opt
   if [ "$ssl_extractor" = phonetic ] && [ ! -f "$ssl_model/phonetic.json" ]; then
     [ -f "$config_dir/phonetic.yaml" ] ||
       die "--ssl-extractor phonetic: $config_dir has no phonetic.yaml; give a w2v-BERT 2.0 dir (--ssl-extractor /models/w2v-bert-2.0) or builtin"
@@ -228,18 +228,22 @@ stage_ssl() {
   fi
   log "$ssl_extractor features in $ssl_dir"
   for set in "$@"; do
-    [ -f "$ssl_dir/$set/.done" ] && continue
-    stats_opt=""
-    [ "$set" != "$train_set" ] && stats_opt="--stats $ssl_dir/$train_set/stats.safetensors"
-    # shellcheck disable=SC2086
-    metis extract-ssl "$data_dir/$set" "$ssl_dir/$set" --extractor "$ssl_model" $layer_opt --nj "$nj" $stats_opt
+    extract_set "$data_dir/$set" "$ssl_dir/$set"
   done
-  if [ "$pretrain_data" != "$data_dir/$train_set" ] && [ ! -f "$pretrain_ssl/.done" ]; then
+  if [ ! -f "$pretrain_ssl/.done" ]; then  # when --pretrain-data is the train set, extracted above
     require_pretrain_data
-    # shellcheck disable=SC2086
-    metis extract-ssl "$pretrain_data" "$pretrain_ssl" --extractor "$ssl_model" $layer_opt --nj "$nj" \
-      --stats "$ssl_dir/$train_set/stats.safetensors"
+    extract_set "$pretrain_data" "$pretrain_ssl"
   fi
+}
+
+# extract_set DATA FEATS: the SSL features of DATA into FEATS (once), normalised with the train set's
+# statistics (the train set's own are computed on it).
+extract_set() {
+  local stats_opt=""
+  [ -f "$2/.done" ] && return 0
+  [ "$2" != "$ssl_dir/$train_set" ] && stats_opt="--stats $ssl_dir/$train_set/stats.safetensors"
+  # shellcheck disable=SC2086
+  metis extract-ssl "$1" "$2" --extractor "$ssl_model" $layer_opt --nj "$nj" $stats_opt
 }
 
 # require_pretrain_data: --pretrain-data exists (stage 0 builds the large embedded corpus).
@@ -269,11 +273,10 @@ stage_tokenize() {
   for set in "$@"; do
     tokenize_set "$data_dir/$set" "$ssl_dir/$set"
   done
-  if [ "$pretrain_data" != "$data_dir/$train_set" ]; then
-    [ -f "$pretrain_ssl/.done" ] ||
-      die "$pretrain_ssl is missing: run stage 1 first (it extracts the pre-training set, --pretrain-data $pretrain_data)"
-    tokenize_set "$pretrain_data" "$pretrain_ssl"
-  fi
+  # the pre-training set's tokens (when it is the train set, tokenized above and skipped here)
+  [ -f "$pretrain_ssl/.done" ] ||
+    die "$pretrain_ssl is missing: run stage 1 first (it extracts the pre-training set, --pretrain-data $pretrain_data)"
+  tokenize_set "$pretrain_data" "$pretrain_ssl"
   if [ -f "$data_dir/$dev_set/phones.ctm" ]; then  # phone alignments: the embedded corpus has them
     metis token-report "$data_dir/$dev_set/ssl_tokens" --phones "$data_dir/$dev_set/phones.ctm" --json "$tokenizer_dir/quality_$dev_set.json"
   fi

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG, MetisTyper, run_trainer
+from metis_cli.cli.common import PRINT_CONFIG, MetisTyper, require_train_data, run_trainer
 
 app = MetisTyper(
     help="The acoustic codec (stage 3): train it, encode data dirs to acoustic_codes, decode codes to audio.\n\n"
@@ -38,12 +38,7 @@ def train(
     Example: metis codec train conf/mini/codec.yaml exp/codec_mini --train-data data/mini/mini_train --val-data
     data/mini/mini_dev
     """
-    from metis_cli.errors import MetisError
     from metis_cli.train.codec import resolve_config, train_codec
-
-    def require() -> None:
-        if train_data is None:
-            raise MetisError("give the training data: --train-data DIR")
 
     run_trainer(
         config,
@@ -54,7 +49,7 @@ def train(
         show=print_config,
         overwrite=overwrite,
         verbose=verbose,
-        require=require,
+        require=lambda: require_train_data(train_data),
     )
 
 

@@ -66,6 +66,14 @@ def print_config(config: dict) -> None:
     print(yaml.safe_dump(plain(config), sort_keys=False), end="")
 
 
+def require_train_data(train_data) -> None:
+    """The check a trainer command makes of its ``--train-data`` option (a dir or a list of dirs)."""
+    from metis_cli.errors import MetisError
+
+    if not train_data:
+        raise MetisError("give the training data: --train-data DIR")
+
+
 def run_trainer(
     config_path,
     overrides,

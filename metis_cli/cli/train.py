@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG, run_trainer
+from metis_cli.cli.common import PRINT_CONFIG, require_train_data, run_trainer
 
 TRAIN_DATA_HELP = "Data dir with ssl_tokens/ to train on (repeat for several)."
 
@@ -46,10 +46,6 @@ def _run(
             loaded[key] = {**(loaded.get(key) or {}), **value} if isinstance(value, dict) else value
         return loaded
 
-    def require() -> None:
-        if not train_data:
-            raise MetisError("give the training data: --train-data DIR")
-
     run_trainer(
         config,
         overrides,
@@ -59,8 +55,8 @@ def _run(
         show=print_config,
         overwrite=overwrite,
         verbose=verbose,
-        adjust=adjust if settings else None,
-        require=require,
+        adjust=adjust,
+        require=lambda: require_train_data(train_data),
     )
 
 
