@@ -123,6 +123,13 @@ class Distributed:
         if self.world_size > 1:
             torch.distributed.barrier()
 
+    def close(self) -> None:
+        """Ends the process group once every rank is done: a gloo group left to the interpreter's exit can abort
+        a rank ("terminate called without an active exception") after its work was saved."""
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
 
 def warmup_cosine(warmup: int, total: int, floor: float):
     """Learning-rate factor of step N: linear warm-up, then a cosine decay to ``floor`` at ``total``."""
@@ -414,6 +421,7 @@ class Trainer:
                 if out_of_time:
                     logger.info("stopping after %.1f min (max_minutes)", (time.time() - started) / 60)
                     break
+        self.dist.close()
         return {"step": self.step, "last": last, "seconds": time.time() - started}
 
     def _lr(self) -> float:
