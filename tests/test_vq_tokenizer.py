@@ -14,6 +14,7 @@ from metis_cli.cli import app
 from metis_cli.codec.model import Codec, CodecConfig, ConvNeXtBackbone
 from metis_cli.data.arrays import ArrayStore, ArrayWriter
 from metis_cli.errors import MetisError
+from metis_cli.models.transformer import count_parameters
 from metis_cli.tokenizer import load_tokenizer
 from metis_cli.tokenizer.kmeans import FeatureDimensionError, KMeansModel
 from metis_cli.tokenizer.tokenize import tokenize
@@ -84,7 +85,7 @@ def trained(tmp_path_factory):
 
 def test_full_config_parameter_count():
     cfg = VQConfig.from_dict(yaml.safe_load((REPO / "conf/full/vq.yaml").read_text())["model"])
-    count = VQTokenizerModel(cfg).parameter_count()
+    count = count_parameters(VQTokenizerModel(cfg))
     print("full VQ tokenizer parameters:", count)
     block = (
         (384 * 7 + 384) + 2 * 384 + (384 * 2048 + 2048) + (2048 * 384 + 384) + 384

@@ -29,6 +29,7 @@ from metis_cli.codec.model import ConvNeXtBackbone, FactorizedVQ
 from metis_cli.config import check_keys, read_exp_config
 from metis_cli.data.arrays import ArrayStore
 from metis_cli.errors import MetisError
+from metis_cli.models.transformer import count_parameters
 from metis_cli.tokenizer.kmeans import FeatureDimensionError
 
 logger = logging.getLogger(__name__)
@@ -98,9 +99,6 @@ class VQTokenizerModel(nn.Module):
         """features [B, T, input_dim] -> codes [B, T] (int64)."""
         return self.quantizer(self.encoder(features.transpose(1, 2)))[1]
 
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 def perplexity(counts: torch.Tensor) -> float:
     """2^entropy of a code histogram: how many codes are in effective use."""
@@ -153,7 +151,7 @@ def save_tokenizer(model: VQTokenizerModel, out_dir, ssl: dict | None = None, ex
         "n_clusters": cfg.codebook_size,
         "dim": cfg.input_dim,
         "model": cfg.to_dict(),
-        "parameters": model.parameter_count(),
+        "parameters": count_parameters(model),
         "ssl": ssl or {},
         **(extra or {}),
     }

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from metis_cli.config import check_keys, complete_sections, plain, save_config
 from metis_cli.data.arrays import ArrayStore
 from metis_cli.errors import MetisError
+from metis_cli.models.transformer import count_parameters
 from metis_cli.tokenizer.vq import (
     MODEL_NAME,
     SECTIONS,
@@ -199,7 +200,7 @@ def train_vq(config: dict, exp_dir, feats_dir, val_feats_dir=None) -> dict:
     learner = VQLearner(trainer, config)
     logger.info(
         "vq tokenizer: %.2fM parameters, %d codes of %d dims over %d-dim features",
-        trainer.unwrap(learner.model).parameter_count() / 1e6,
+        count_parameters(trainer.unwrap(learner.model)) / 1e6,
         learner.cfg.codebook_size,
         learner.cfg.codebook_dim,
         learner.cfg.input_dim,
