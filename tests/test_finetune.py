@@ -1097,12 +1097,12 @@ def test_phones_are_placed_on_frames_by_word_timings_and_by_mean_durations(tmp_p
 
 
 @pytest.mark.parametrize("layout", ["words", "durations"])
-def test_tts_with_frame_phones_trains_validates_and_decodes(models, tuned, layout, tmp_path):
+def test_tts_with_frame_phones_trains_validates_and_decodes(models, layout, tmp_path):
     """text.frame_phones: the frame adapter takes one-hot phones (as many dims as the phone vocabulary), the
     mean durations are saved, validation of a model trained on word timings also reads the phones placed as
     decoding places them, and a decode uses them."""
     exp = tmp_path / "tts_frames"
-    result = finetune(models, "tts", exp, f"text.frame_phones={layout}", config="finetune_frame_phones.yaml")
+    result = finetune(models, "tts", exp, f"text.frame_phones={layout}", config="finetune.yaml")
     assert result.exit_code == 0, result.output
     config = load_config(exp / "config.yaml")
     assert config["text"]["frame_phones"] == layout
@@ -1134,13 +1134,16 @@ def test_tts_with_frame_phones_trains_validates_and_decodes(models, tuned, layou
         assert json.loads((oracle / "decode.json").read_text())["word_timings"] is True
         seconds = float(test.read("utt2dur")[utts[0]])
         assert sf.info(oracle / "wav" / f"{utts[0]}.wav").frames == int(round(seconds * 50)) * 320
-        args[args.index(str(oracle))] = str(tmp_path / "oracle_prefix_only")  # a prefix-only model has no placement
-        result = runner.invoke(app, [*args, "--model", str(tuned["tts"])])
+        prefix_only = tmp_path / "prefix_only"  # the published layout, finetune_prefix.yaml: no placement
+        assert finetune(models, "tts", prefix_only, config="finetune_prefix.yaml").exit_code == 0
+        assert "frame_phones: false" in (prefix_only / "config.yaml").read_text()
+        args[args.index(str(oracle))] = str(tmp_path / "oracle_prefix_only")
+        result = runner.invoke(app, [*args, "--model", str(prefix_only)])
         assert result.exit_code != 0 and "fine-tuned with text.frame_phones" in result.output
     with pytest.raises(MetisError, match="frame_phones is a TTS option"):
         from metis_cli.train.finetune import finetune as run_finetune
 
-        config = load_config(REPO / "egs" / "tts" / "conf" / "mini" / "finetune_frame_phones.yaml", ["task=vc"])
+        config = load_config(REPO / "egs" / "tts" / "conf" / "mini" / "finetune.yaml", ["task=vc"])
         run_finetune(config, tmp_path / "bad", [models["corpus"] / "mini_train"])
-    result = finetune(models, "tts", tmp_path / "bad2", "text.frame_phones=frames", config="finetune_frame_phones.yaml")
+    result = finetune(models, "tts", tmp_path / "bad2", "text.frame_phones=frames", config="finetune.yaml")
     assert result.exit_code != 0 and "text.frame_phones is false, words or durations, not 'frames'" in result.output

@@ -34,7 +34,7 @@ def test_help_lists_stages():
         and "  --data-dir $root/data/mini" in result.stdout
     )
     options = result.stdout.split("Options")[1].splitlines()[1:]
-    assert '  --finetune-config ""' in result.stdout
+    assert '  --finetune-config ""' in result.stdout and '  --finetune-data ""' in result.stdout
     assert "egs/<task>/conf/<name of config_dir>/finetune.yaml" in result.stdout
     assert '  --s2a-overrides ""' in result.stdout and all(line.startswith("  --") for line in options if line.strip())
 
@@ -269,7 +269,10 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     assert summary["counts"]["scored"] == 6 and summary["metrics"]["sim"]["mean"] > 0.8
     tts = json.loads((exp_dir / "tts_mini" / "decode_mini_test" / "scores" / "summary.json").read_text())
     assert tts["task"] == "tts" and tts["counts"]["scored"] + tts["counts"]["failed"] == 6
-    assert (exp_dir / "tts_mini" / ".done").read_text().strip() == str(tmp_path / "pretrain")
+    # TTS fine-tuned on the pre-training set's transcripts (--pretrain-data), and its marker says so
+    assert (exp_dir / "tts_mini" / ".done").read_text().split() == [str(tmp_path / "pretrain"), str(mini_dir / "mini_dev")]
+    assert f"--train-data {mini_dir / 'mini_dev'} " in (exp_dir / "tts_mini" / "command.txt").read_text()
+    assert "frame_phones: words" in (exp_dir / "tts_mini" / "config.yaml").read_text()  # the mini default
     # stage 1 trained the phonetic front end (--phonetic-overrides: 8 dims) and extracted its features
     assert json.loads((tmp_path / "phonetic" / "model" / "phonetic.json").read_text())["dim"] == 8
     for name in ("mini_train", "mini_dev", "mini_test"):

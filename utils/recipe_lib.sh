@@ -28,7 +28,7 @@
 #               S2A training (shared: <root>/exp/s2a_<conf>; conf/full: two, <...>_coarse + <...>_fine)
 #               (tts: and S2A resynthesis of the test set, and prompted stage-1 generation)
 #   5 finetune  fine-tune the pre-trained model for the task: <exp-dir>/<task>_<conf>
-#               (egs/<task>/conf/<conf>/finetune.yaml; inputs made on the fly from the train set)
+#               (egs/<task>/conf/<conf>/finetune.yaml; inputs made on the fly from --finetune-data)
 #   6 decode    decode the task's test set(s) with it: <exp-dir>/<task>_<conf>/decode_<set> (see run.sh)
 #   7 score     score every decode dir, the ground truth (the ceiling) and the unprocessed input (the floor)
 #               where the task has one; write <exp-dir>/RESULTS.md with the commands and stage times
@@ -74,6 +74,7 @@ s2a_overrides=""           # key=value overrides of the S2A config(s)
 s2a_dir=""                 # default: <root>/exp/s2a_<name of config_dir>[_vector], shared by all recipes
 resynth_opts=""            # extra options for metis resynth, e.g. "--s2a-opt steps=[20,8,1]"
 finetune_config=""         # default: egs/<task>/conf/<name of config_dir>/finetune.yaml (the recipe's own)
+finetune_data=""           # the set fine-tuning trains on; default: <data-dir>/<train-set> (egs/tts: --pretrain-data, for its transcripts)
 finetune_overrides=""      # key=value overrides of the fine-tuning config, e.g. "adaptation.mode=full"
 finetune_dir=""            # default: <exp-dir>/<task>_<name of config_dir>
 decode_opts="--bf16"       # extra options for metis decode, e.g. "--stage1-opt steps=10"
@@ -172,6 +173,11 @@ s2a_variant=${s2a_variant#s2a}
 [ -n "$s2a_dir" ] || s2a_dir=$root/exp/s2a_$conf_name$s2a_variant
 [ -n "$finetune_dir" ] || finetune_dir=$exp_dir/${task}_$conf_name
 [ -n "$finetune_config" ] || finetune_config=$root/egs/$task/conf/$conf_name/finetune.yaml
+if [ -z "$finetune_data" ]; then  # a recipe that sets finetune_on_pretrain_data=true reads the pre-training set
+  finetune_data=$data_dir/$train_set
+  [ "${finetune_on_pretrain_data:-false}" = true ] && finetune_data=$pretrain_data
+fi
+finetune_data=${finetune_data%/}
 
 s2a_opts=""
 if [ -n "$s2a_config" ]; then  # one S2A model for every codebook
@@ -355,15 +361,18 @@ stage_finetune() {
   [ -f "$pretrain_dir/.done" ] || die "$pretrain_dir is not trained: run stage 4 first"
   [ -f "$finetune_config" ] ||
     die "no fine-tuning config $finetune_config: write one for --config-dir $conf_name or pass --finetune-config FILE"
-  log "$finetune_config in $finetune_dir"
+  [ -d "$finetune_data" ] ||
+    die "--finetune-data $finetune_data does not exist: run stage 0 first, or give another set, e.g. --finetune-data $data_dir/$train_set"
+  log "$finetune_config on $finetune_data in $finetune_dir"
+  local inputs="$pretrain_dir $finetune_data"  # what the model was made from, in its .done marker
   if [ -f "$finetune_dir/.done" ]; then
-    [ "$(cat "$finetune_dir/.done")" = "$pretrain_dir" ] ||
-      die "$finetune_dir was fine-tuned from $(cat "$finetune_dir/.done"), not $pretrain_dir; move it away or pass --finetune-dir"
+    [ "$(cat "$finetune_dir/.done")" = "$inputs" ] ||
+      die "$finetune_dir was fine-tuned from $(cat "$finetune_dir/.done"), not $inputs; move it away or pass --finetune-dir"
   else
     # shellcheck disable=SC2086
     "${trainer[@]}" finetune "$finetune_config" "$finetune_dir" $finetune_overrides --task "$task" \
-      --init "$pretrain_dir" $s2a_opts --codec "$codec_dir" --train-data "$data_dir/$train_set" --val-data "$data_dir/$dev_set"
-    echo "$pretrain_dir" > "$finetune_dir/.done"
+      --init "$pretrain_dir" $s2a_opts --codec "$codec_dir" --train-data "$finetune_data" --val-data "$data_dir/$dev_set"
+    echo "$inputs" > "$finetune_dir/.done"
   fi
 }
 
