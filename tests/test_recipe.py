@@ -270,7 +270,10 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     tts = json.loads((exp_dir / "tts_mini" / "decode_mini_test" / "scores" / "summary.json").read_text())
     assert tts["task"] == "tts" and tts["counts"]["scored"] + tts["counts"]["failed"] == 6
     # TTS fine-tuned on the pre-training set's transcripts (--pretrain-data), and its marker says so
-    assert (exp_dir / "tts_mini" / ".done").read_text().split() == [str(tmp_path / "pretrain"), str(mini_dir / "mini_dev")]
+    assert (exp_dir / "tts_mini" / ".done").read_text().split() == [
+        str(tmp_path / "pretrain"),
+        str(mini_dir / "mini_dev"),
+    ]
     assert f"--train-data {mini_dir / 'mini_dev'} " in (exp_dir / "tts_mini" / "command.txt").read_text()
     assert "frame_phones: words" in (exp_dir / "tts_mini" / "config.yaml").read_text()  # the mini default
     # stage 1 trained the phonetic front end (--phonetic-overrides: 8 dims) and extracted its features
