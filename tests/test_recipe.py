@@ -45,6 +45,34 @@ def recipe(task, *args):
     )
 
 
+def test_a_fine_tuned_model_is_reused_only_for_the_data_it_was_made_from(tmp_path):
+    """Stage 5's marker names the pre-trained model and --finetune-data; an older marker (the pre-trained model
+    only) stands for the train set; a model made from other data stops the recipe instead of being reused."""
+    data, pretrain, tuned = tmp_path / "data", tmp_path / "pretrain", tmp_path / "vc_tuned"
+    for name in ("mini_train", "mini_dev", "mini_test", "mini_vc_test", "other"):
+        (data / name).mkdir(parents=True)
+    pretrain.mkdir()
+    (pretrain / ".done").write_text("tokens data\n")
+    tuned.mkdir()
+    common = ["--stage", 5, "--stop-stage", 5, "--data-dir", data, "--pretrain-dir", pretrain]
+    common += ["--finetune-dir", tuned, "--exp-dir", tmp_path / "exp"]
+    (tuned / ".done").write_text(f"{pretrain}\n")  # written before --finetune-data existed
+    assert recipe("vc", *common).returncode == 0
+    (tuned / ".done").write_text(f"{pretrain} {data / 'mini_train'}\n")
+    result = recipe("vc", *common)
+    assert result.returncode == 0 and f"on {data / 'mini_train'} in {tuned}" in result.stderr
+    result = recipe("vc", *common, "--finetune-data", data / "other")
+    message = f"{tuned} was fine-tuned from {pretrain} {data / 'mini_train'}, not {pretrain} {data / 'other'}"
+    assert result.returncode == 1 and message in result.stderr
+    result = recipe("vc", *common, "--finetune-data", data / "missing")
+    assert result.returncode == 1 and f"--finetune-data {data / 'missing'} does not exist" in result.stderr
+    # TTS reads the pre-training set by default (its transcripts: the large corpus for the default size)
+    result = recipe("tts", *common[:-4], "--exp-dir", tmp_path / "exp")
+    assert result.returncode == 1 and f"--finetune-data {data}_large/mini_train does not exist" in result.stderr
+    result = recipe("tts", *common[:-4], "--exp-dir", tmp_path / "exp", "--pretrain-data", data / "other")
+    assert f"on {data / 'other'} in {tmp_path / 'exp' / 'tts_mini'}" in result.stderr  # (then fails: no real model)
+
+
 def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     data = tmp_path / "data"
     result = recipe("vc", "--stage", 6, "--data-dir", data, "--exp-dir", tmp_path)
@@ -233,6 +261,8 @@ def tts_run(tmp_path_factory):
         tmp_path / "pretrain",
         "--pretrain-data",  # another set than the train set, as the large corpus is for the default size
         mini_dir / "mini_dev",
+        "--finetune-data",  # tts would read --pretrain-data, whose 6 tiny texts lack phones of the test set
+        mini_dir / "mini_train",
         "--s2a-dir",
         tmp_path / "s2a",
         "--finetune-overrides",
@@ -269,12 +299,12 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     assert summary["counts"]["scored"] == 6 and summary["metrics"]["sim"]["mean"] > 0.8
     tts = json.loads((exp_dir / "tts_mini" / "decode_mini_test" / "scores" / "summary.json").read_text())
     assert tts["task"] == "tts" and tts["counts"]["scored"] + tts["counts"]["failed"] == 6
-    # TTS fine-tuned on the pre-training set's transcripts (--pretrain-data), and its marker says so
+    # TTS fine-tuned on --finetune-data, and its marker says so
     assert (exp_dir / "tts_mini" / ".done").read_text().split() == [
         str(tmp_path / "pretrain"),
-        str(mini_dir / "mini_dev"),
+        str(mini_dir / "mini_train"),
     ]
-    assert f"--train-data {mini_dir / 'mini_dev'} " in (exp_dir / "tts_mini" / "command.txt").read_text()
+    assert f"--train-data {mini_dir / 'mini_train'} " in (exp_dir / "tts_mini" / "command.txt").read_text()
     assert "frame_phones: words" in (exp_dir / "tts_mini" / "config.yaml").read_text()  # the mini default
     # stage 1 trained the phonetic front end (--phonetic-overrides: 8 dims) and extracted its features
     assert json.loads((tmp_path / "phonetic" / "model" / "phonetic.json").read_text())["dim"] == 8

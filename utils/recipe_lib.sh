@@ -366,7 +366,11 @@ stage_finetune() {
   log "$finetune_config on $finetune_data in $finetune_dir"
   local inputs="$pretrain_dir $finetune_data"  # what the model was made from, in its .done marker
   if [ -f "$finetune_dir/.done" ]; then
-    [ "$(cat "$finetune_dir/.done")" = "$inputs" ] ||
+    local made_from
+    made_from=$(cat "$finetune_dir/.done")
+    [ "$made_from" = "$pretrain_dir" ] && [ "$finetune_data" = "$data_dir/$train_set" ] &&
+      made_from=$inputs  # a marker from before --finetune-data (the pre-trained model only): the train set
+    [ "$made_from" = "$inputs" ] ||
       die "$finetune_dir was fine-tuned from $(cat "$finetune_dir/.done"), not $inputs; move it away or pass --finetune-dir"
   else
     # shellcheck disable=SC2086
