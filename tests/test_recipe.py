@@ -54,8 +54,19 @@ def test_a_fine_tuned_model_is_reused_only_for_the_data_it_was_made_from(tmp_pat
     pretrain.mkdir()
     (pretrain / ".done").write_text("tokens data\n")
     tuned.mkdir()
-    common = ["--stage", 5, "--stop-stage", 5, "--data-dir", data, "--pretrain-dir", pretrain]
-    common += ["--finetune-dir", tuned, "--exp-dir", tmp_path / "exp"]
+    stage5 = [
+        "--stage",
+        5,
+        "--stop-stage",
+        5,
+        "--data-dir",
+        data,
+        "--pretrain-dir",
+        pretrain,
+        "--exp-dir",
+        tmp_path / "exp",
+    ]
+    common = [*stage5, "--finetune-dir", tuned]
     (tuned / ".done").write_text(f"{pretrain}\n")  # written before --finetune-data existed
     assert recipe("vc", *common).returncode == 0
     (tuned / ".done").write_text(f"{pretrain} {data / 'mini_train'}\n")
@@ -67,9 +78,9 @@ def test_a_fine_tuned_model_is_reused_only_for_the_data_it_was_made_from(tmp_pat
     result = recipe("vc", *common, "--finetune-data", data / "missing")
     assert result.returncode == 1 and f"--finetune-data {data / 'missing'} does not exist" in result.stderr
     # TTS reads the pre-training set by default (its transcripts: the large corpus for the default size)
-    result = recipe("tts", *common[:-4], "--exp-dir", tmp_path / "exp")
+    result = recipe("tts", *stage5)
     assert result.returncode == 1 and f"--finetune-data {data}_large/mini_train does not exist" in result.stderr
-    result = recipe("tts", *common[:-4], "--exp-dir", tmp_path / "exp", "--pretrain-data", data / "other")
+    result = recipe("tts", *stage5, "--pretrain-data", data / "other")
     assert f"on {data / 'other'} in {tmp_path / 'exp' / 'tts_mini'}" in result.stderr  # (then fails: no real model)
 
 
