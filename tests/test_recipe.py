@@ -84,6 +84,32 @@ def test_a_fine_tuned_model_is_reused_only_for_the_data_it_was_made_from(tmp_pat
     assert f"on {data / 'other'} in {tmp_path / 'exp' / 'tts_mini'}" in result.stderr  # (then fails: no real model)
 
 
+def test_the_phonetic_front_end_learns_from_the_pretraining_set_and_is_reused_only_for_it(tmp_path):
+    """Stage 1 trains the front end on --phonetic-data (default --pretrain-data: the large corpus); its marker
+    names that set, a front end from before the marker stands for the train set, and one made from other data
+    stops the recipe; the default dir is named after the corpus when it is not --data-dir's."""
+    data, front_end = tmp_path / "data", tmp_path / "ph"
+    for name in ("mini_train", "mini_dev", "mini_vc_test"):
+        (data / name).mkdir(parents=True)
+    stage1 = ["--stage", 1, "--stop-stage", 1, "--data-dir", data, "--phonetic-dir", front_end]
+    result = recipe("vc", *stage1)
+    message = f"--phonetic-data {data}_large/mini_train does not exist: run stage 0 first"
+    assert result.returncode == 1 and message in result.stderr
+    result = recipe("vc", *stage1, "--phonetic-data", data / "mini_train")
+    assert result.returncode == 1 and f"{data / 'mini_train'} has no phones.ctm" in result.stderr
+    (front_end / "model").mkdir(parents=True)
+    (front_end / "model" / "phonetic.json").write_text("{}")  # trained before the marker: on the train set
+    result = recipe("vc", *stage1)
+    message = f"{front_end} learnt from {data / 'mini_train'}, not {data}_large/mini_train; move it away"
+    assert result.returncode == 1 and message in result.stderr
+    (front_end / ".done").write_text(f"{data}_large/mini_train\n")
+    result = recipe("vc", *stage1)  # reused: on to the features (which this empty model cannot make)
+    assert "learnt from" not in result.stderr and f"phonetic features in {data}/ssl/ph" in result.stderr
+    stage2 = ["--stage", 2, "--stop-stage", 2, "--data-dir", data]
+    result = recipe("vc", *stage2, "--phonetic-data", data / "mini_train")  # from --data-dir: the old name
+    assert result.returncode == 1 and "ssl/phonetic_mini/mini_train is missing: run stage 1 first" in result.stderr
+
+
 def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     data = tmp_path / "data"
     result = recipe("vc", "--stage", 6, "--data-dir", data, "--exp-dir", tmp_path)
@@ -98,7 +124,8 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     message = f"--pretrain-data {data}_large/mini_train does not exist: run stage 0"
     assert result.returncode == 1 and message in result.stderr
     result = recipe("vc", "--stage", 2, "--stop_stage", 2, "--data-dir", data)
-    assert result.returncode == 1 and "ssl/phonetic_mini/mini_train is missing: run stage 1 first" in result.stderr
+    message = "ssl/phonetic_mini_large/mini_train is missing: run stage 1 first"  # the large corpus's front end
+    assert result.returncode == 1 and message in result.stderr
     result = recipe("vc", "--task", "l2x")
     assert result.returncode == 1 and "--task l2x: egs/vc/run.sh runs vc; run egs/l2x/run.sh" in result.stderr
     result = recipe("vc", "--ngpu", "two")
@@ -126,8 +153,8 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
     result = recipe("vc", "--tokenizer", "hubert")
     assert result.returncode == 1 and "unknown --tokenizer hubert: choose kmeans or vq" in result.stderr
     for name in ("mini_train", "mini_dev"):  # stage 1's outputs, so that stage 2 gets to its tokenizer
-        (data / "ssl" / "phonetic_mini" / name).mkdir(parents=True)
-        (data / "ssl" / "phonetic_mini" / name / ".done").touch()
+        (data / "ssl" / "phonetic_mini_large" / name).mkdir(parents=True)
+        (data / "ssl" / "phonetic_mini_large" / name / ".done").touch()
     result = recipe(
         "vc",
         "--stage",
@@ -319,6 +346,7 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     assert "frame_phones: words" in (exp_dir / "tts_mini" / "config.yaml").read_text()  # the mini default
     # stage 1 trained the phonetic front end (--phonetic-overrides: 8 dims) and extracted its features
     assert json.loads((tmp_path / "phonetic" / "model" / "phonetic.json").read_text())["dim"] == 8
+    assert (tmp_path / "phonetic" / ".done").read_text().strip() == str(mini_dir / "mini_dev")  # --pretrain-data
     for name in ("mini_train", "mini_dev", "mini_test"):
         assert (mini_dir / "ssl" / "phonetic" / name / ".done").is_file()
         assert (mini_dir / name / "ssl_tokens" / "text.km").is_file()

@@ -56,7 +56,8 @@ exp_dir=""                 # default: <root>/egs/<task>/exp
 ssl_extractor=phonetic     # phonetic (stage 1 trains it on phones.ctm: docs/phonetic_ssl.md), builtin (MFCC) or a local w2v-BERT 2.0 / HuBERT / WavLM dir
 ssl_layer=17               # hidden_states index, for model dirs only
 phonetic_overrides=""      # key=value overrides of phonetic.yaml, e.g. "train.max_steps=200"
-phonetic_dir=""            # default: <root>/exp/phonetic_<name of config_dir>, shared by all recipes
+phonetic_data=""           # the set with phone timings (phones.ctm) the phonetic front end learns from; default: --pretrain-data (mini: the large corpus, 36 speakers)
+phonetic_dir=""            # default: <root>/exp/phonetic_<name of config_dir>[_<corpus of --phonetic-data, when not --data-dir>], shared by all recipes
 tokenizer=kmeans           # kmeans (metis kmeans) or vq (metis train-vq with <config-dir>/vq.yaml)
 n_clusters=512             # SSL token vocabulary: k-means clusters or VQ codes (docs/phonetic_ssl.md; builtin MFCC: 1024, docs/world_codec.md)
 kmeans_portion=0.5
@@ -132,10 +133,27 @@ require_sets() {
   done
 }
 
+conf_name=$(basename "$config_dir")
+codec_variant=$(basename "${codec_config%.yaml}")  # tuning/codec_neural_5600.yaml -> _neural_5600
+codec_variant=${codec_variant#codec}
+[ -n "$codec_dir" ] || codec_dir=$root/exp/codec_$conf_name$codec_variant
+[ -n "$pretrain_dir" ] || pretrain_dir=$root/exp/pretrain_$conf_name
+if [ -z "$pretrain_data" ]; then  # the embedded corpus pre-trains on its large size: the default's 33 min over-fit
+  pretrain_data=$data_dir/$train_set
+  [ "$corpus" = mini ] && [ "$mini_size" = default ] && pretrain_data=${data_dir%/}_large/$train_set
+fi
+pretrain_data=${pretrain_data%/}
 case $ssl_extractor in
   builtin) ssl_name=builtin layer_opt="" ssl_model=builtin ;;
-  phonetic)  # the phonetic front end, trained once in stage 1 and shared: <root>/exp/phonetic_<conf>
-    [ -n "$phonetic_dir" ] || phonetic_dir=$root/exp/phonetic_$(basename "$config_dir")
+  phonetic)  # the phonetic front end, trained once in stage 1 on --phonetic-data and shared: <root>/exp/phonetic_<conf>[_<corpus>]
+    [ -n "$phonetic_data" ] || phonetic_data=$pretrain_data
+    phonetic_data=${phonetic_data%/}
+    if [ -z "$phonetic_dir" ]; then  # learnt from another corpus than --data-dir's: named after it (data/mini_large: phonetic_mini_large)
+      phonetic_dir=$root/exp/phonetic_$conf_name
+      phonetic_corpus=$(dirname "$phonetic_data")
+      [ "$phonetic_corpus" = "${data_dir%/}" ] ||
+        phonetic_dir=${phonetic_dir}_$(basename "$phonetic_corpus" | sed "s/^$(basename "$data_dir")_//")
+    fi
     ssl_name=$(basename "$phonetic_dir") layer_opt="" ssl_model=$phonetic_dir/model ;;
   *) ssl_name=$(basename "$ssl_extractor")_l$ssl_layer layer_opt="--layer $ssl_layer" ssl_model=$ssl_extractor ;;
 esac
@@ -147,16 +165,6 @@ if [ -z "$tokenizer_dir" ]; then
   esac
 fi
 
-conf_name=$(basename "$config_dir")
-codec_variant=$(basename "${codec_config%.yaml}")  # tuning/codec_neural_5600.yaml -> _neural_5600
-codec_variant=${codec_variant#codec}
-[ -n "$codec_dir" ] || codec_dir=$root/exp/codec_$conf_name$codec_variant
-[ -n "$pretrain_dir" ] || pretrain_dir=$root/exp/pretrain_$conf_name
-if [ -z "$pretrain_data" ]; then  # the embedded corpus pre-trains on its large size: the default's 33 min over-fit
-  pretrain_data=$data_dir/$train_set
-  [ "$corpus" = mini ] && [ "$mini_size" = default ] && pretrain_data=${data_dir%/}_large/$train_set
-fi
-pretrain_data=${pretrain_data%/}
 # the pre-training set's SSL features (normalised with the train set's statistics) and its corpus root
 pretrain_corpus=$(dirname "$pretrain_data")
 pretrain_ssl=$pretrain_corpus/ssl/$ssl_name/$(basename "$pretrain_data")
@@ -217,21 +225,35 @@ stage_data() {
   fi
 }
 
+# stage_phonetic: the phonetic front end, learnt once from --phonetic-data (its .done marker names that set; a
+# front end trained before the marker existed learnt from the train set). One made from other data is not
+# silently reused: the features, tokens and models after it would follow the wrong front end.
+stage_phonetic() {
+  local made_from=$data_dir/$train_set dev_opt=()
+  [ -f "$phonetic_dir/.done" ] && made_from=$(cat "$phonetic_dir/.done")
+  if [ -f "$ssl_model/phonetic.json" ]; then
+    [ "$made_from" = "$phonetic_data" ] ||
+      die "$phonetic_dir learnt from $made_from, not $phonetic_data; move it away or pass another --phonetic-dir (or --phonetic-data $made_from)"
+    return 0
+  fi
+  [ -f "$config_dir/phonetic.yaml" ] ||
+    die "--ssl-extractor phonetic: $config_dir has no phonetic.yaml; give a w2v-BERT 2.0 dir (--ssl-extractor /models/w2v-bert-2.0) or builtin"
+  [ -d "$phonetic_data" ] ||
+    die "--phonetic-data $phonetic_data does not exist: run stage 0 first (it builds the large embedded corpus), or give another set, e.g. --phonetic-data $data_dir/$train_set"
+  [ -f "$phonetic_data/phones.ctm" ] ||
+    die "--ssl-extractor phonetic learns from phone timings and $phonetic_data has no phones.ctm; give --ssl-extractor builtin or a w2v-BERT 2.0 dir"
+  log "phonetic front end: $config_dir/phonetic.yaml on $phonetic_data in $phonetic_dir"
+  [ -f "$data_dir/$dev_set/phones.ctm" ] && dev_opt=(--dev "$data_dir/$dev_set")
+  # shellcheck disable=SC2086
+  "${trainer[@]}" train-phonetic "$phonetic_data" "$phonetic_dir" $phonetic_overrides \
+    --config "$config_dir/phonetic.yaml" "${dev_opt[@]}"
+  echo "$phonetic_data" > "$phonetic_dir/.done"
+}
+
 # stage_ssl SET...: SSL features of the sets (the train set first: its stats normalise the others).
 stage_ssl() {
-  local set dev_opt
-  if [ "$ssl_extractor" = phonetic ] && [ ! -f "$ssl_model/phonetic.json" ]; then
-    [ -f "$config_dir/phonetic.yaml" ] ||
-      die "--ssl-extractor phonetic: $config_dir has no phonetic.yaml; give a w2v-BERT 2.0 dir (--ssl-extractor /models/w2v-bert-2.0) or builtin"
-    [ -f "$data_dir/$train_set/phones.ctm" ] ||
-      die "--ssl-extractor phonetic learns from phone timings and $data_dir/$train_set has no phones.ctm; give --ssl-extractor builtin or a w2v-BERT 2.0 dir"
-    log "phonetic front end: $config_dir/phonetic.yaml in $phonetic_dir"
-    dev_opt=()
-    [ -f "$data_dir/$dev_set/phones.ctm" ] && dev_opt=(--dev "$data_dir/$dev_set")
-    # shellcheck disable=SC2086
-    "${trainer[@]}" train-phonetic "$data_dir/$train_set" "$phonetic_dir" $phonetic_overrides \
-      --config "$config_dir/phonetic.yaml" "${dev_opt[@]}"
-  fi
+  local set
+  if [ "$ssl_extractor" = phonetic ]; then stage_phonetic; fi
   log "$ssl_extractor features in $ssl_dir"
   for set in "$@"; do
     extract_set "$data_dir/$set" "$ssl_dir/$set"
