@@ -100,11 +100,11 @@ def test_the_phonetic_front_end_learns_from_the_pretraining_set_and_is_reused_on
     (front_end / "model").mkdir(parents=True)
     (front_end / "model" / "phonetic.json").write_text("{}")  # trained before the marker: on the train set
     result = recipe("vc", *stage1)
-    message = f"{front_end} learnt from {data / 'mini_train'}, not {data}_large/mini_train; move it away"
+    message = f"{front_end} was trained on {data / 'mini_train'}, not {data}_large/mini_train; move it away"
     assert result.returncode == 1 and message in result.stderr
     (front_end / ".done").write_text(f"{data}_large/mini_train\n")
     result = recipe("vc", *stage1)  # reused: on to the features (which this empty model cannot make)
-    assert "learnt from" not in result.stderr and f"phonetic features in {data}/ssl/ph" in result.stderr
+    assert "trained on" not in result.stderr and f"phonetic features in {data}/ssl/ph" in result.stderr
     stage2 = ["--stage", 2, "--stop-stage", 2, "--data-dir", data]
     result = recipe("vc", *stage2, "--phonetic-data", data / "mini_train")  # from --data-dir: the old name
     assert result.returncode == 1 and "ssl/phonetic_mini/mini_train is missing: run stage 1 first" in result.stderr

@@ -195,16 +195,23 @@ else  # the reference's split: codebook 0, then codebooks 1..
 fi
 for d in $s2a_dirs; do s2a_opts="$s2a_opts --s2a $d"; done
 
+# made_from DIR INPUTS VERB OPTION [OLD]: true when DIR is finished (its .done marker) and was made from INPUTS,
+# false when it is not finished; a marker reading OLD (written before the markers named all the inputs) stands
+# for INPUTS. A dir made from anything else stops the recipe, naming both: it is neither reused nor deleted.
+made_from() {
+  local dir=$1 inputs=$2 verb=$3 option=$4 old=${5:-} marker
+  [ -f "$dir/.done" ] || return 1
+  marker=$(cat "$dir/.done")
+  [ "$marker" = "$inputs" ] || { [ -n "$old" ] && [ "$marker" = "$old" ]; } ||
+    die "$dir was $verb $marker, not $inputs; move it away or pass another $option"
+}
+
 # train <kind> <config> <exp dir> <what its data came from> <overrides> [<training data>]: trains once (on
 # <data-dir>/<train-set> unless given); an experiment made from other data, tokens or codes is not silently
 # reused nor deleted.
 train() {
   local kind=$1 config=$2 dir=$3 inputs=$4 overrides=$5 train_data=${6:-$data_dir/$train_set}
-  if [ -f "$dir/.done" ]; then
-    [ "$(cat "$dir/.done")" = "$inputs" ] ||
-      die "$dir was trained on $(cat "$dir/.done"), not $inputs; move it away or pass another --${kind}-dir"
-    return 0
-  fi
+  made_from "$dir" "$inputs" "trained on" "--${kind}-dir" && return 0
   local command
   case $kind in codec) command=(codec train) ;; s2a) command=(train-s2a) ;; *) command=("$kind") ;; esac
   # shellcheck disable=SC2086
@@ -229,13 +236,11 @@ stage_data() {
 # front end trained before the marker existed learnt from the train set). One made from other data is not
 # silently reused: the features, tokens and models after it would follow the wrong front end.
 stage_phonetic() {
-  local made_from=$data_dir/$train_set dev_opt=()
-  [ -f "$phonetic_dir/.done" ] && made_from=$(cat "$phonetic_dir/.done")
-  if [ -f "$ssl_model/phonetic.json" ]; then
-    [ "$made_from" = "$phonetic_data" ] ||
-      die "$phonetic_dir learnt from $made_from, not $phonetic_data; move it away or pass another --phonetic-dir (or --phonetic-data $made_from)"
-    return 0
+  local dev_opt=()
+  if [ -f "$ssl_model/phonetic.json" ] && [ ! -f "$phonetic_dir/.done" ]; then
+    echo "$data_dir/$train_set" > "$phonetic_dir/.done"  # trained before the marker existed: on the train set
   fi
+  made_from "$phonetic_dir" "$phonetic_data" "trained on" "--phonetic-dir (or --phonetic-data)" && return 0
   [ -f "$config_dir/phonetic.yaml" ] ||
     die "--ssl-extractor phonetic: $config_dir has no phonetic.yaml; give a w2v-BERT 2.0 dir (--ssl-extractor /models/w2v-bert-2.0) or builtin"
   [ -d "$phonetic_data" ] ||
@@ -386,20 +391,14 @@ stage_finetune() {
   [ -d "$finetune_data" ] ||
     die "--finetune-data $finetune_data does not exist: run stage 0 first, or give another set, e.g. --finetune-data $data_dir/$train_set"
   log "$finetune_config on $finetune_data in $finetune_dir"
-  local inputs="$pretrain_dir $finetune_data"  # what the model was made from, in its .done marker
-  if [ -f "$finetune_dir/.done" ]; then
-    local made_from
-    made_from=$(cat "$finetune_dir/.done")
-    [ "$made_from" = "$pretrain_dir" ] && [ "$finetune_data" = "$data_dir/$train_set" ] &&
-      made_from=$inputs  # a marker from before --finetune-data (the pre-trained model only): the train set
-    [ "$made_from" = "$inputs" ] ||
-      die "$finetune_dir was fine-tuned from $(cat "$finetune_dir/.done"), not $inputs; move it away or pass --finetune-dir"
-  else
-    # shellcheck disable=SC2086
-    "${trainer[@]}" finetune "$finetune_config" "$finetune_dir" $finetune_overrides --task "$task" \
-      --init "$pretrain_dir" $s2a_opts --codec "$codec_dir" --train-data "$finetune_data" --val-data "$data_dir/$dev_set"
-    echo "$inputs" > "$finetune_dir/.done"
-  fi
+  local inputs="$pretrain_dir $finetune_data" old=""  # what the model was made from, in its .done marker
+  # a marker from before --finetune-data names the pre-trained model only: the train set
+  [ "$finetune_data" = "$data_dir/$train_set" ] && old=$pretrain_dir
+  made_from "$finetune_dir" "$inputs" "fine-tuned from" --finetune-dir "$old" && return 0
+  # shellcheck disable=SC2086
+  "${trainer[@]}" finetune "$finetune_config" "$finetune_dir" $finetune_overrides --task "$task" \
+    --init "$pretrain_dir" $s2a_opts --codec "$codec_dir" --train-data "$finetune_data" --val-data "$data_dir/$dev_set"
+  echo "$inputs" > "$finetune_dir/.done"
 }
 
 # require_finetuned: stage 6 needs stage 5's model.
