@@ -16,7 +16,8 @@
 # Stages (a stage runs when stage <= N <= stop_stage; each writes a .done marker after its outputs, so a
 # rerun skips finished work and a killed stage resumes; times go to <exp-dir>/stage_times.tsv):
 #   0 data      build the corpus once (local/data.sh: embedded, or metis data prepare), validate every set
-#   1 ssl       (--ssl-extractor phonetic: train the phonetic front end, shared: <root>/exp/phonetic_<conf>)
+#   1 ssl       (--ssl-extractor phonetic: train the phonetic front end on --phonetic-data, by default the
+#               pre-training set; shared: <root>/exp/phonetic_<conf>[_<corpus>], mini: exp/phonetic_mini_large)
 #               SSL features of the recipe's sets (train, dev; tts and l2s: the test set too), train stats
 #               applied to all: <data-dir>/ssl/
 #   2 tokenize  the SSL tokenizer on the train features (k-means, or with --tokenizer vq a learned VQ),
