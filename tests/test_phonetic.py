@@ -98,7 +98,7 @@ def test_a_rerun_resumes_and_trains_no_further_and_another_config_is_refused(pho
     assert "step 6" in result.output
     assert (phonetic_exp / "model" / "phonetic.safetensors").read_bytes() == before
     result = runner.invoke(app, [*args, "model.dropout=0.5"])
-    assert result.exit_code == 1 and "holds a run with another config (model.dropout: 0.3 -> 0.5)" in result.output
+    assert result.exit_code == 1 and "holds a run with another config (model.dropout: 0.1 -> 0.5)" in result.output
 
 
 def test_a_data_dir_without_phone_timings_is_refused(datadir, tmp_path):
