@@ -152,8 +152,8 @@ case $ssl_extractor in
     if [ -z "$phonetic_dir" ]; then  # learnt from another corpus than --data-dir's: named after it (data/mini_large: phonetic_mini_large)
       phonetic_dir=$root/exp/phonetic_$conf_name
       phonetic_corpus=$(dirname "$phonetic_data")
-      [ "$phonetic_corpus" = "${data_dir%/}" ] ||
-        phonetic_dir=${phonetic_dir}_$(basename "$phonetic_corpus" | sed "s/^$(basename "$data_dir")_//")
+      corpus_name=$(basename "$phonetic_corpus") data_name=$(basename "$data_dir")
+      [ "$phonetic_corpus" = "${data_dir%/}" ] || phonetic_dir=${phonetic_dir}_${corpus_name#"${data_name}_"}
     fi
     ssl_name=$(basename "$phonetic_dir") layer_opt="" ssl_model=$phonetic_dir/model ;;
   *) ssl_name=$(basename "$ssl_extractor")_l$ssl_layer layer_opt="--layer $ssl_layer" ssl_model=$ssl_extractor ;;
