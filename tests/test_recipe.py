@@ -270,6 +270,15 @@ def test_stage0_builds_validates_and_is_idempotent(tmp_path):
     again = run("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "exp")
     assert again.returncode == 0 and "already built and validated, skipping" in again.stderr
     assert "synthesising" not in again.stderr
+    # Only lip-to-speech needs the mouth videos: its stage 0 adds them, leaving the speech as it was.
+    assert not list(mini_dir.glob("*/video.scp")) and "mouth videos not rendered" in result.stderr
+    wavs = {p: p.stat().st_mtime_ns for p in mini_dir.glob("wav/spk*/*.wav")}
+    stage0 = ("--data-dir", mini_dir, "--mini-size", "tiny", "--stop-stage", 0, "--exp-dir", tmp_path / "l2s")
+    result = recipe("l2s", *stage0)
+    assert result.returncode == 0 and "rendering mouth videos" in result.stderr, result.stderr[-3000:]
+    assert sorted(p.parent.name for p in mini_dir.glob("*/video.scp")) == ["mini_dev", "mini_test", "mini_train"]
+    assert {p: p.stat().st_mtime_ns for p in mini_dir.glob("wav/spk*/*.wav")} == wavs
+    assert "already built and validated, skipping" in recipe("l2s", *stage0).stderr
 
 
 @pytest.fixture(scope="module")
@@ -432,7 +441,8 @@ def test_task_recipe_reuses_the_shared_stages(tts_run, task, test_set):
         assert (exp_dir / "codec_resynth" / f"decode_{test_set}" / "scores" / "summary.json").is_file()
     assert "## Recipe stages" in (exp_dir / "RESULTS.md").read_text()
     assert f"## {task}: {test_set}" in (exp_dir / "RESULTS.md").read_text()
-    assert "already built and validated, skipping" in result.stderr
+    # stage 0 found the corpus built (l2s: and added its mouth videos, which the tts recipe did not render)
+    assert ("rendering mouth videos" if task == "l2s" else "already built and validated, skipping") in result.stderr
     assert [p.stat().st_mtime_ns for p in shared_files] == stamps
     times = {
         line.split("\t")[1]: int(line.split("\t")[2]) for line in (exp_dir / "stage_times.tsv").read_text().splitlines()

@@ -223,8 +223,9 @@ train() {
 # --- the shared stages ---------------------------------------------------------------------------
 
 stage_data() {
+  # the embedded corpus's mouth videos are rendered for the recipes that set mouth_videos=true (egs/l2s)
   bash "$root/local/data.sh" --corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" \
-    --mini-size "$mini_size" --prepare-opts "$prepare_opts" --seed "$seed" --nj "$nj"
+    --mini-size "$mini_size" --prepare-opts "$prepare_opts" --seed "$seed" --nj "$nj" --videos "${mouth_videos:-false}"
   if [ "$corpus" = mini ] && [ "$pretrain_data" = "${data_dir%/}_large/$train_set" ]; then
     # the large embedded corpus holds the default's utterances: hard links (or nothing) save their synthesis
     mkdir -p "$pretrain_corpus/wav"

@@ -3,6 +3,7 @@
 # from egs/l2s/corpus.conf. Stages 0-4 are shared with the other recipes and run once; the model is also
 # decoded with the video frames shuffled in time (<model>_shuffled_video: the floor, it must be far worse).
 task=l2s
+mouth_videos=true  # stage 0 renders the embedded corpus's mouth videos (only this recipe needs them)
 # shellcheck source=utils/recipe_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../../utils/recipe_lib.sh"
 
@@ -11,15 +12,16 @@ sets=("$train_set" "$dev_set" "$test_set")  # SSL features, tokens and codes of 
 # Fine-tuning and decoding read mouth videos; the embedded corpus's large size renders none.
 needs_videos=false
 [ "$stage" -le 6 ] && [ "$stop_stage" -ge 5 ] && needs_videos=true
-if $needs_videos && [ "$corpus" = mini ] && [ "$mini_size" = large ]; then
-  die "--mini-size large has no mouth videos: lip-to-speech needs --mini-size default or tiny (or --stop-stage 4)"
+if [ "$corpus" = mini ] && [ "$mini_size" = large ]; then
+  $needs_videos && die "--mini-size large has no mouth videos: lip-to-speech needs --mini-size default or tiny (or --stop-stage 4)"
+  mouth_videos=false
 fi
 
 if in_stage 0 data; then stage_data; end_stage; fi
 require_sets "${sets[@]}"
 for set in "${sets[@]}"; do
   if $needs_videos && [ -d "$data_dir/$set" ] && [ ! -f "$data_dir/$set/video.scp" ] && [ ! -f "$data_dir/$set/feats.scp" ]; then
-    die "$data_dir/$set has no video.scp (nor visual feats.scp): lip-to-speech needs mouth videos (the embedded corpus renders them at --mini-size default or tiny)"
+    die "$data_dir/$set has no video.scp (nor visual feats.scp): lip-to-speech needs mouth videos; stage 0 of this recipe renders the embedded corpus's (bash egs/l2s/run.sh --stage 0 --stop-stage 0)"
   fi
 done
 if in_stage 1 ssl; then stage_ssl "${sets[@]}"; end_stage; fi

@@ -134,6 +134,9 @@ def make_mini(
     ),
     seed: int = typer.Option(0, help="Seed of every random choice; the same seed gives the same corpus."),
     nj: int = typer.Option(2, min=1, help="Parallel synthesis jobs."),
+    videos: bool = typer.Option(
+        True, help="Render the mouth videos (lip-to-speech); a rerun with --videos adds them to a corpus made without."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Synthesise the embedded multi-speaker English corpus and its SE, TSE and VC test sets.
@@ -152,7 +155,7 @@ def make_mini(
     setup_logging(verbose, log_file=out_dir / "log" / "make_mini.log")
     from rich.table import Table
 
-    result = make_mini_corpus(out_dir, size=size, seed=seed, num_jobs=nj)
+    result = make_mini_corpus(out_dir, size=size, seed=seed, num_jobs=nj, videos=videos)
     table = Table(title=f"embedded corpus ({size}, seed {seed})", title_justify="left")
     for column in ("data dir", "utterances", "speakers", "minutes"):
         table.add_column(column, justify="left" if column == "data dir" else "right")

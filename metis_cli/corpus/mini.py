@@ -476,8 +476,13 @@ def _once(set_dir: Path, build) -> DataDir:
     return DataDir(set_dir)
 
 
-def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: int = 2) -> dict[str, dict]:
+def make_mini_corpus(
+    out_dir, size: str = "default", seed: int = 0, num_jobs: int = 2, videos: bool = True
+) -> dict[str, dict]:
     """Builds (or finishes building) the embedded corpus in ``out_dir``.
+
+    ``videos``: render the mouth videos of train, dev and test (lip-to-speech; about a minute at the default
+    size). A corpus built without them gets them from a later call with ``videos=True``.
 
     Returns, per data dir written, its utterance count, speaker count and minutes of audio.
     """
@@ -555,12 +560,14 @@ def make_mini_corpus(out_dir, size: str = "default", seed: int = 0, num_jobs: in
             name = f"mini_{task}_{part}"
             dirs[name] = _once(out / name, lambda n=name, b=build: b(n))
     # Lip-to-speech: a rendered mouth video for every utterance of train, dev and test (video.scp).
-    if spec.videos:
+    if spec.videos and videos:
         from metis_cli.corpus.lips import write_corpus_videos
 
         write_corpus_videos(
             out / "video", [dirs[n].path for n in ("mini_train", "mini_dev", "mini_test")], seed, num_jobs
         )
+    elif spec.videos:
+        logger.info("mouth videos not rendered (lip-to-speech renders them: egs/l2s's stage 0)")
     else:
         logger.info("no mouth videos at size '%s' (lip-to-speech needs the default size)", size)
     logger.info("corpus ready in %s (%.1f s)", out, time.time() - start)
