@@ -369,6 +369,7 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
     for name, task in (("s2a_resynth", "resynth"), ("pretrain_generate", "generate")):
         summary = json.loads((exp_dir / name / "decode_mini_test" / "scores" / "summary.json").read_text())
         assert summary["task"] == task and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
+    assert sorted(summary["metrics"]) == ["sim", "sim_other"]  # the continuation: only its voice is scored
     # stage-1 pre-training read --pretrain-data, and its marker says so
     assert (tmp_path / "pretrain" / ".done").read_text().split() == [
         str(mini_dir / "kmeans" / "phonetic_k128"),
