@@ -5,10 +5,11 @@
 #   bash local/data.sh --corpus libritts --corpus-dir /corpora/LibriTTS --data-dir data/libritts
 #
 # --corpus mini synthesises the embedded corpus (metis data make-mini: mini_train, mini_dev, mini_test,
-# mini_{se,tse,vc}_{dev,test}); --videos true also renders the mouth videos of train, dev and test (lip-to-speech;
-# added to a corpus built without them, as egs/l2s's stage 0 does). Any other corpus is read from --corpus-dir in its published layout by
-# metis data prepare (librispeech, libritts, vctk, dns, libri2mix, lrs3: train, dev, test); --prepare-opts
-# passes it more options, e.g. "--train-parts train-clean-100 --seed 1" (see metis data prepare --help).
+# mini_{se,tse,vc}_{dev,test}); --videos true also renders the mouth videos of train, dev and test
+# (lip-to-speech; added to a corpus built without them, as egs/l2s's stage 0 does). Any other corpus is read
+# from --corpus-dir in its published layout by metis data prepare (librispeech, libritts, vctk, dns, libri2mix,
+# lrs3: train, dev, test); --prepare-opts passes it more options, e.g. "--train-parts train-clean-100 --seed 1"
+# (see metis data prepare --help).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
