@@ -62,6 +62,36 @@ def check_device(device: str) -> str:
     return device
 
 
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX). Only there is bf16 faster than float32:
+    on a 2-core AVX2 CPU (torch 2.13) bf16 autocast made a mini stage-1 training step about 25x slower and bf16
+    weights made decoding 5.6x slower (docs/benchmarks.md)."""
+    import torch
+
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(check) for check in checks):
+        return any(check() for check in checks)
+    try:  # a torch without these (private) checks: the kernel's CPU flags
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_cpu_bf16(wanted: bool | str) -> bool:
+    """``bf16`` on the CPU as configured: True, False, or ``auto`` (where the CPU computes it natively)."""
+    if wanted == "auto":
+        return cpu_bf16_native()
+    if wanted and not cpu_bf16_native():
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "bf16 on a CPU without AVX512-BF16 or AMX is emulated and many times slower than float32; "
+            "set it to auto or false"
+        )
+    return bool(wanted)
+
+
 def command_line() -> str:
     """The command as a user would type it again (program name without its install path)."""
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -108,6 +138,8 @@ def environment() -> dict[str, str]:
     try:
         import torch
 
+        bf16 = "native" if cpu_bf16_native() else "emulated"
+        info["cpu"] += f", {torch.backends.cpu.get_cpu_capability()}, bf16 {bf16}"
         info["gpu"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "none"
     except ImportError:
         info["gpu"] = "unknown (torch not installed)"

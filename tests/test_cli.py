@@ -139,16 +139,25 @@ def test_tasks_prints_the_registry_and_single_fields():
         assert (REPO / "egs" / name / "conf" / "full" / "finetune.yaml").is_file()
 
 
-def test_decoding_runs_where_it_can_by_default():
+def test_decoding_runs_where_it_can_by_default(monkeypatch, caplog):
     import torch
 
+    from metis_cli import env
     from metis_cli.errors import MetisError
     from metis_cli.infer.options import DecodeOptions
 
-    placed = DecodeOptions().placed()  # auto: a GPU when one is visible (bf16 there), else the CPU in float32
     gpu = torch.cuda.is_available()
-    assert (placed.device, placed.bf16) == (("cuda", True) if gpu else ("cpu", False))
-    assert DecodeOptions(device="cpu", bf16=True).placed().bf16 is True
+    for native in (True, False):
+        # auto: a GPU when one is visible, bf16 there and on a CPU that computes it (AMX, AVX512-BF16)
+        monkeypatch.setattr(env, "cpu_bf16_native", lambda native=native: native)
+        placed = DecodeOptions().placed()
+        assert (placed.device, placed.bf16) == (("cuda", True) if gpu else ("cpu", native))
+        assert DecodeOptions(device="cpu", int8=True).placed().bf16 is False
+    # asked for on a CPU that emulates bf16: done, with a warning that it is slow
+    with caplog.at_level("WARNING"):
+        assert DecodeOptions(device="cpu", bf16=True).placed().bf16 is True
+    assert "bf16 on a CPU without AVX512-BF16 or AMX is emulated" in caplog.text
+    assert DecodeOptions(device="cpu", bf16=False).placed().bf16 is False
     fast = DecodeOptions(device="cpu", preset="fast", s2a={"temperature": 1.0}).placed()
     assert (fast.stage1, fast.s2a) == ({"steps": 10}, {"steps": [10, 4, 1], "temperature": 1.0})
     assert fast.placed() == fast  # placing twice changes nothing

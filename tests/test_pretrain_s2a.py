@@ -192,6 +192,28 @@ def test_two_trainers_cannot_share_an_exp_dir(token_data, tmp_path):
     Trainer(tmp_path / "exp", {"a": 1}, TrainConfig()).release()
 
 
+def test_cpu_bf16_autocast_only_where_the_cpu_computes_it(tmp_path, monkeypatch, caplog):
+    import torch
+
+    from metis_cli import env
+    from metis_cli.train import trainer as trainer_module
+    from metis_cli.train.trainer import TrainConfig, Trainer
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU's precision")
+    for native in (True, False):
+        monkeypatch.setattr(env, "cpu_bf16_native", lambda native=native: native)
+        for wanted, used in ((False, False), ("auto", native), (True, True)):
+            trainer = Trainer(tmp_path / f"exp_{native}_{wanted}", {}, TrainConfig(bf16_cpu=wanted))
+            trainer.release()
+            with trainer.autocast():
+                assert torch.is_autocast_enabled("cpu") is used
+    assert "bf16 on a CPU without AVX512-BF16 or AMX is emulated" in caplog.text  # true where it is not native
+    assert trainer_module.RESUMABLE_KEYS >= {"train.bf16_cpu"}  # a resumed run on another CPU may change it
+    with pytest.raises(MetisError, match="train.bf16_cpu is true, false or auto, not 'yes'"):
+        TrainConfig.from_dict({"bf16_cpu": "yes"})
+
+
 def test_gradient_checkpointing_changes_memory_not_the_losses(token_data, tmp_path):
     for name, value in (("plain", "false"), ("checkpointed", "true")):
         torch.manual_seed(0)

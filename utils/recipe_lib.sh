@@ -79,7 +79,7 @@ finetune_config=""         # default: egs/<task>/conf/<name of config_dir>/finet
 finetune_data=""           # the set fine-tuning trains on; default: <data-dir>/<train-set> (egs/tts: --pretrain-data, for its transcripts)
 finetune_overrides=""      # key=value overrides of the fine-tuning config, e.g. "adaptation.mode=full"
 finetune_dir=""            # default: <exp-dir>/<task>_<name of config_dir>
-decode_opts="--bf16"       # extra options for metis decode, e.g. "--stage1-opt steps=10"
+decode_opts=""             # extra options for metis decode, e.g. "--stage1-opt steps=10" (bf16: where native)
 score_opts=""              # extra options for metis score, e.g. "--asr /models/whisper-large-v3"
 help_message=$(sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
   echo

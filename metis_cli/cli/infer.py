@@ -30,7 +30,8 @@ DEVICE = typer.Option("auto", help="auto (a GPU when one is visible, else the CP
 BF16 = typer.Option(
     None,
     "--bf16/--no-bf16",
-    help="The transformers in bfloat16 (GPUs, CPUs with AMX/AVX512-BF16); default: on a GPU, not on a CPU.",
+    help="The transformers in bfloat16; default: where the hardware computes it (a GPU, a CPU with AMX or "
+    "AVX512-BF16), float32 elsewhere.",
 )
 INT8 = typer.Option(
     False,

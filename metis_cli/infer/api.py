@@ -111,9 +111,10 @@ class Metis:
         checkpoint=None,
     ) -> Metis:
         """The model of a ``metis finetune`` exp dir. ``s2a`` (a dir or a list: coarse then fine) and ``codec``
-        default to those it was fine-tuned with; ``device="auto"`` takes a GPU when one is visible (bf16
-        there), ``int8=True`` int8 linear weights on the CPU (faster; bench/int8.py), ``preset="fast"`` fewer
-        decoding steps (metis_cli.infer.options.PRESETS), ``checkpoint`` a step other than the last."""
+        default to those it was fine-tuned with; ``device="auto"`` takes a GPU when one is visible, ``bf16=None``
+        bfloat16 where the hardware computes it (a GPU, a CPU with AMX or AVX512-BF16), ``int8=True`` int8 linear
+        weights on the CPU (faster; bench/int8.py), ``preset="fast"`` fewer decoding steps
+        (metis_cli.infer.options.PRESETS), ``checkpoint`` a step other than the last."""
         model_task = read_exp_config(model_dir).get("task")
         modes = TASKS[model_task].modes if model_task in TASKS else ()
         options = DecodeOptions(

@@ -31,7 +31,7 @@ from torch import nn
 
 from metis_cli.checkpoint import state_dict_mismatch
 from metis_cli.config import check_keys, save_config
-from metis_cli.env import command_line, git_revision
+from metis_cli.env import command_line, git_revision, resolve_cpu_bf16
 from metis_cli.errors import MetisError
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     seed: int = 0
     bf16: bool = True  # bf16 autocast on GPUs
-    bf16_cpu: bool = False  # bf16 autocast on CPUs too (about 1.3x faster with AMX/AVX512-BF16)
+    # bf16 autocast on CPUs too: true, false, or auto (where the CPU has AVX512-BF16 or AMX: about 1.3x faster there;
+    # elsewhere bf16 is emulated, about 25x slower than float32)
+    bf16_cpu: bool | str = False
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
     gradient_checkpointing: bool = (
         False  # recompute each transformer block in the backward pass: less memory, ~30% more compute
@@ -59,6 +61,10 @@ class TrainConfig:
         check_keys(d, cls, "train config")
         return cls(**d)
 
+    def __post_init__(self):
+        if self.bf16_cpu not in (True, False, "auto"):
+            raise MetisError(f"train.bf16_cpu is true, false or auto, not {self.bf16_cpu!r}")
+
 
 # train settings a resumed run may change: how long it runs and how often it logs, validates and saves
 RESUMABLE_KEYS = {
@@ -68,6 +74,7 @@ RESUMABLE_KEYS = {
     "train.ckpt_every",
     "train.val_every",
     "train.keep_checkpoints",
+    "train.bf16_cpu",  # the precision a CPU computes fast: a run moved to another machine may change it
     "decoder.s2a",  # the S2A and codec a fine-tuned model is decoded with (recorded, not trained)
     "decoder.codec",
 }
@@ -158,7 +165,14 @@ class Trainer:
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.step = 0
         self._lock = None
+        self.cpu_bf16 = self.dist.device.type == "cpu" and resolve_cpu_bf16(train.bf16_cpu)
         if self.dist.main:
+            if self.dist.device.type == "cpu":
+                logger.info(
+                    "training on the CPU in %s (train.bf16_cpu: %s)",
+                    "bf16 autocast" if self.cpu_bf16 else "float32",
+                    str(train.bf16_cpu).lower(),
+                )
             (self.exp_dir / "log").mkdir(parents=True, exist_ok=True)
             self._take_lock()
             self._check_same_run(config)
@@ -249,7 +263,7 @@ class Trainer:
     def autocast(self):
         if self.dist.device.type == "cuda" and self.train.bf16:
             return torch.autocast("cuda", dtype=torch.bfloat16)
-        if self.dist.device.type == "cpu" and self.train.bf16_cpu:
+        if self.cpu_bf16:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
