@@ -37,7 +37,7 @@ class DecodeOptions:
         """These options with ``device`` and ``bf16`` decided for this machine (``auto``, ``None``) and checked
         (``int8``: on the CPU, in float32), the preset's step counts folded into ``stage1`` and ``s2a`` under the
         explicit ones (placing twice changes nothing)."""
-        from metis_cli.env import check_device, cpu_bf16_native, resolve_cpu_bf16, resolve_device
+        from metis_cli.env import check_device, resolve_cpu_bf16, resolve_device
         from metis_cli.errors import MetisError
 
         if self.preset not in PRESETS:
@@ -50,10 +50,10 @@ class DecodeOptions:
             raise MetisError(f"int8 weights are a CPU option, the device is {device}: leave out --int8 (use --bf16)")
         if self.int8 and self.bf16:
             raise MetisError("--int8 and --bf16 exclude each other: int8 layers take float32 inputs")
-        if self.bf16 is None:
-            bf16 = device.startswith("cuda") or (device == "cpu" and not self.int8 and cpu_bf16_native())
+        if device == "cpu":  # unset: where the CPU computes it, as train.bf16_cpu: auto
+            bf16 = resolve_cpu_bf16("auto" if self.bf16 is None else self.bf16)
         else:
-            bf16 = self.bf16 if device != "cpu" else resolve_cpu_bf16(self.bf16)
+            bf16 = self.bf16 is not False
         return replace(self, device=device, bf16=bf16 and not self.int8, stage1=stage1, s2a=s2a)
 
     @property
