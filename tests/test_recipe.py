@@ -150,6 +150,8 @@ def test_a_stage_before_its_inputs_says_which_stage_to_run(tmp_path):
         tmp_path / "c",
     )
     assert result.returncode == 1 and f"conf/mini/codec_neural.yaml in {tmp_path / 'c'}" in result.stderr
+    # the codec learns from the pre-training set by default: the large corpus, which stage 0 builds
+    assert f"--codec-data {data}_large/mini_train does not exist: run stage 0 first" in result.stderr
     result = recipe("vc", "--tokenizer", "hubert")
     assert result.returncode == 1 and "unknown --tokenizer hubert: choose kmeans or vq" in result.stderr
     for name in ("mini_train", "mini_dev"):  # stage 1's outputs, so that stage 2 gets to its tokenizer
@@ -304,6 +306,8 @@ def tts_run(tmp_path_factory):
         tmp_path / "phonetic",
         "--codec-dir",
         tmp_path / "codec",
+        "--codec-data",  # not --pretrain-data (the default): its few tiny utterances make a poor codec
+        mini_dir / "mini_train",
         "--pretrain-dir",
         tmp_path / "pretrain",
         "--pretrain-data",  # another set than the train set, as the large corpus is for the default size
@@ -360,7 +364,7 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
         assert (mini_dir / "ssl" / "phonetic" / name / ".done").is_file()
         assert (mini_dir / name / "ssl_tokens" / "text.km").is_file()
     resynth = json.loads((exp_dir / "codec_resynth" / "decode_mini_test" / "scores" / "summary.json").read_text())
-    # The parametric codec speaks even with 8 x 32 codes learned from the 12 tiny training utterances.
+    # The parametric codec speaks even with 16 x 32 codes learned from the 12 tiny training utterances.
     assert (
         resynth["task"] == "resynth" and resynth["counts"]["scored"] == 6 and resynth["metrics"]["stoi"]["mean"] > 0.8
     )

@@ -19,7 +19,12 @@ from metis_cli.ssl.extractors import MFCCExtractor
 from metis_cli.train.codec import resolve_config, train_codec
 
 runner = CliRunner()
-SMALL = ["model.quantizer.codebook_size=32", "model.quantizer.kmeans_iters=8", "data.val_utterances=2"]
+SMALL = [
+    "model.quantizer.n_codebooks=8",
+    "model.quantizer.codebook_size=32",
+    "model.quantizer.kmeans_iters=8",
+    "data.val_utterances=2",
+]
 
 
 def speech(tiny_corpus, name="mini_dev", index=0) -> np.ndarray:
@@ -49,8 +54,8 @@ def test_mini_config_is_the_world_codec_at_50_hz():
         cfg.frame_rate,
         cfg.quantizer.n_codebooks,
         cfg.quantizer.codebook_size,
-    ) == (16000, 320, 50, 8, 256)
-    assert cfg.feature_dim == 2 + 25 + 7 and cfg.bitrate == 3200 and cfg.quantizer.pitch_codebook == 1
+    ) == (16000, 320, 50, 16, 1024)
+    assert cfg.feature_dim == 2 + 25 + 7 and cfg.bitrate == 8000 and cfg.quantizer.pitch_codebook == 1
 
 
 @pytest.mark.parametrize("samples", [16000 + 123, 4999, 3 * 320, 320 * 57 + 319])
@@ -248,12 +253,12 @@ def test_bad_world_configs_are_refused(tiny_corpus, tmp_path):
             "train",
             str(REPO / "conf" / "mini" / "codec.yaml"),
             str(tmp_path / "x"),
-            "model.quantizer.pitch_codebook=9",
+            "model.quantizer.pitch_codebook=16",
             "--train-data",
             str(tiny_corpus / "mini_train"),
         ],
     )
-    assert result.exit_code == 1 and "pitch_codebook must be empty or in 0..7, got 9" in result.output
+    assert result.exit_code == 1 and "pitch_codebook must be empty or in 0..15, got 16" in result.output
 
 
 def test_print_config_shows_the_world_codec_with_its_defaults(tmp_path):

@@ -22,8 +22,9 @@
 #               applied to all: <data-dir>/ssl/
 #   2 tokenize  the SSL tokenizer on the train features (k-means, or with --tokenizer vq a learned VQ),
 #               SSL tokens of every set (<set>/ssl_tokens), quality report
-#   3 codec     train the acoustic codec (shared: <root>/exp/codec_<conf>), encode every set to
-#               <set>/acoustic_codes (tts, l2s: and resynthesise the test set, the ceiling)
+#   3 codec     train the acoustic codec on --codec-data (default: the pre-training set; shared:
+#               <root>/exp/codec_<conf>), encode every set to <set>/acoustic_codes (tts, l2s: and
+#               resynthesise the test set, the ceiling)
 #   4 pretrain  stage-1 pre-training on the SSL tokens of --pretrain-data (shared: <root>/exp/pretrain_<conf>;
 #               mini: the large embedded corpus, built in stage 0, its features and tokens in stages 1-2),
 #               S2A training (shared: <root>/exp/s2a_<conf>; conf/full: two, <...>_coarse + <...>_fine)
@@ -67,6 +68,7 @@ tokenizer_dir=""           # default: <data-dir>/kmeans/<ssl>_k<n> (vq: <data-di
 config_dir=$root/conf/mini  # conf/mini (CPU, embedded corpus) or conf/full (published sizes)
 codec_config=codec.yaml    # in <config-dir>: codec.yaml (mini: the parametric WORLD codec; full: the neural one) or codec_neural.yaml
 codec_overrides=""          # key=value overrides of the codec config, e.g. "data.max_utterances=100"
+codec_data=""              # the set the codec learns from; default: --pretrain-data (mini: the large corpus, 36 speakers)
 codec_dir=""               # default: <root>/exp/codec_<name of config_dir> (codec_<name>_neural for codec_neural.yaml), shared by all recipes
 pretrain_data=""           # the data set stage-1 pre-training reads (unlabelled speech); default: <data-dir>_large/<train-set> for the default-size embedded corpus (the large one, ~5 h, made in stage 0: docs/tts_text_mini.md), else <data-dir>/<train-set>
 pretrain_overrides=""      # key=value overrides of pretrain.yaml
@@ -144,6 +146,8 @@ if [ -z "$pretrain_data" ]; then  # the embedded corpus pre-trains on its large 
   [ "$corpus" = mini ] && [ "$mini_size" = default ] && pretrain_data=${data_dir%/}_large/$train_set
 fi
 pretrain_data=${pretrain_data%/}
+[ -n "$codec_data" ] || codec_data=$pretrain_data  # more voices than the train set: the codebooks fit unseen ones better
+codec_data=${codec_data%/}
 case $ssl_extractor in
   builtin) ssl_name=builtin layer_opt="" ssl_model=builtin ;;
   phonetic)  # the phonetic front end, trained once in stage 1 on --phonetic-data and shared: <root>/exp/phonetic_<conf>[_<corpus>]
@@ -333,7 +337,9 @@ stage_codec() {
   local set codes
   [ -f "$config_dir/$codec_config" ] || die "--codec-config $codec_config: no such file in $config_dir"
   log "$config_dir/$codec_config in $codec_dir"
-  train codec "$config_dir/$codec_config" "$codec_dir" "$data_dir/$train_set" "$codec_overrides"
+  [ -d "$codec_data" ] ||
+    die "--codec-data $codec_data does not exist: run stage 0 first (it builds the large embedded corpus), or give another set, e.g. --codec-data $data_dir/$train_set"
+  train codec "$config_dir/$codec_config" "$codec_dir" "$codec_data" "$codec_overrides" "$codec_data"
   for set in "$@"; do
     codes=$data_dir/$set/acoustic_codes
     if [ "$(cat "$codes/.done" 2>/dev/null)" != "$codec_dir" ]; then
