@@ -249,8 +249,7 @@ stage_phonetic() {
   made_from "$phonetic_dir" "$phonetic_data" "trained on" "--phonetic-dir (or --phonetic-data)" && return 0
   [ -f "$config_dir/phonetic.yaml" ] ||
     die "--ssl-extractor phonetic: $config_dir has no phonetic.yaml; give a w2v-BERT 2.0 dir (--ssl-extractor /models/w2v-bert-2.0) or builtin"
-  [ -d "$phonetic_data" ] ||
-    die "--phonetic-data $phonetic_data does not exist: run stage 0 first (it builds the large embedded corpus), or give another set, e.g. --phonetic-data $data_dir/$train_set"
+  require_data_set --phonetic-data "$phonetic_data"
   [ -f "$phonetic_data/phones.ctm" ] ||
     die "--ssl-extractor phonetic learns from phone timings and $phonetic_data has no phones.ctm; give --ssl-extractor builtin or a w2v-BERT 2.0 dir"
   log "phonetic front end: $config_dir/phonetic.yaml on $phonetic_data in $phonetic_dir"
@@ -285,10 +284,16 @@ extract_set() {
   metis extract-ssl "$1" "$2" --extractor "$ssl_model" $layer_opt --nj "$nj" $stats_opt
 }
 
-# require_pretrain_data: --pretrain-data exists (stage 0 builds the large embedded corpus).
+# require_data_set OPTION DIR: the set an option names exists (stage 0 builds the large embedded corpus that the
+# mini recipes' --pretrain-data, --phonetic-data and --codec-data default to).
+require_data_set() {
+  [ -d "$2" ] ||
+    die "$1 $2 does not exist: run stage 0 first (it builds the large embedded corpus), or give another set, e.g. $1 $data_dir/$train_set"
+}
+
+# require_pretrain_data: --pretrain-data exists.
 require_pretrain_data() {
-  [ -d "$pretrain_data" ] ||
-    die "--pretrain-data $pretrain_data does not exist: run stage 0 (it builds the large embedded corpus) or give another data set, e.g. --pretrain-data $data_dir/$train_set"
+  require_data_set --pretrain-data "$pretrain_data"
 }
 
 # stage_tokenize SET...: the SSL tokenizer (k-means or VQ) on the train features, the tokens of the sets.
@@ -337,8 +342,7 @@ stage_codec() {
   local set codes
   [ -f "$config_dir/$codec_config" ] || die "--codec-config $codec_config: no such file in $config_dir"
   log "$config_dir/$codec_config in $codec_dir"
-  [ -d "$codec_data" ] ||
-    die "--codec-data $codec_data does not exist: run stage 0 first (it builds the large embedded corpus), or give another set, e.g. --codec-data $data_dir/$train_set"
+  require_data_set --codec-data "$codec_data"
   train codec "$config_dir/$codec_config" "$codec_dir" "$codec_data" "$codec_overrides" "$codec_data"
   for set in "$@"; do
     codes=$data_dir/$set/acoustic_codes
