@@ -202,6 +202,28 @@ def test_bad_configs_are_refused():
         S2AConfig.from_dict({"n_codebooks": 3, "predict_codebooks": [2, 5]})
     with pytest.raises(MetisError, match="dropout 1.0"):
         S2AConfig.from_dict({"transformer": {"dropout": 1.0}})
+    with pytest.raises(MetisError, match="condition_context -1"):
+        S2AConfig.from_dict({"condition_context": -1})
+
+
+def test_token_context_reads_only_its_neighbours_and_never_the_padding():
+    from metis_cli.models.s2a import TokenContext
+
+    model = s2a(condition_context=2)
+    assert model.ssl_context is not None and s2a().ssl_context is None
+    emb, valid = torch.randn(1, 9, 32), torch.ones(1, 9, dtype=torch.bool)
+    assert torch.equal(model.ssl_context(emb, valid), emb)  # it starts as no context at all
+    torch.manual_seed(1)
+    context = TokenContext(32, 2)
+    torch.nn.init.normal_(context.conv.weight, std=0.1)
+    out = context(emb, valid)
+    moved = emb.clone()
+    moved[0, 0] += 1.0  # frame 0 is within reach of frames 0..2 only
+    changed = (context(moved, valid) - out).abs().amax(-1)[0] > 0
+    assert changed.tolist() == [True, True, True] + [False] * 6
+    padded = torch.cat([emb, torch.randn(1, 3, 32)], 1)
+    valid_padded = torch.cat([valid, torch.zeros(1, 3, dtype=torch.bool)], 1)
+    assert torch.allclose(context(padded, valid_padded)[:, :9], out, atol=1e-6)
 
 
 def test_dropout_acts_in_training_only_and_adds_no_weights():

@@ -45,6 +45,10 @@ class S2AConfig:
     # continuous vector, of ``vector_dim`` numbers; the codec's codebooks are kept in the model).
     output: str = "codes"
     vector_dim: int | None = None
+    # SSL tokens on either side that a 1-D convolution (kernel 2c + 1, residual) mixes into each frame's token
+    # embedding before the condition MLP; 0: none, as published. Ours, for the mini recipes: there the S2A of
+    # output vector used the neighbouring tokens no better than a per-token table (docs/world_codec.md).
+    condition_context: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> "S2AConfig":
@@ -62,11 +66,36 @@ class S2AConfig:
             raise MetisError(f"S2A model config: output '{cfg.output}' is not one of {', '.join(OUTPUTS)}")
         if cfg.output == "vector" and not cfg.vector_dim:
             raise MetisError("S2A model config: output 'vector' needs vector_dim (the codec's vector size)")
+        if not isinstance(cfg.condition_context, int) or cfg.condition_context < 0:
+            raise MetisError(
+                f"S2A model config: condition_context {cfg.condition_context!r} is not a number of frames >= 0"
+            )
         return cfg
 
     @property
     def codebooks(self) -> range:
         return range(*self.predict_codebooks)
+
+
+class TokenContext(nn.Module):
+    """The SSL-token embeddings [B, T, d] plus a 1-D convolution of them over +-``context`` frames (padding
+    frames read as zeros, so a padded batch gives each utterance what it gets alone)."""
+
+    def __init__(self, dim: int, context: int):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, 2 * context + 1, padding=context)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, emb: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        emb = emb * valid[..., None].to(emb.dtype)
+        return emb + self.conv(emb.transpose(1, 2)).transpose(1, 2)
+
+
+def token_condition(embedding: nn.Embedding, context: TokenContext | None, tokens, valid) -> torch.Tensor:
+    """The embeddings of the SSL tokens [B, T], with their neighbours mixed in where the model has a context."""
+    emb = embedding(tokens)
+    return emb if context is None else context(emb, valid)
 
 
 class S2AModel(nn.Module):
@@ -78,6 +107,7 @@ class S2AModel(nn.Module):
         self.mask_emb = nn.Parameter(torch.randn(1, d) * 0.02)
         self.ssl_emb = nn.Embedding(cfg.ssl_vocab_size, d)
         self.layer_emb = nn.Embedding(cfg.n_codebooks, d)
+        self.ssl_context = TokenContext(d, cfg.condition_context) if cfg.condition_context else None
         self.cond_mlp = mlp(d, 4 * d, activation=cfg.condition_activation)
         self.transformer = MaskedTransformer(cfg.transformer)
         self.heads = nn.ModuleList(nn.Linear(d, cfg.codebook_size) for _ in cfg.codebooks)
@@ -107,7 +137,9 @@ class S2AModel(nn.Module):
                 else known * prompt[..., None]
             )
         layer_ids = torch.full_like(ssl_tokens, layer)
-        x = x + self.cond_mlp(self.ssl_emb(ssl_tokens) + self.layer_emb(layer_ids))
+        x = x + self.cond_mlp(
+            token_condition(self.ssl_emb, self.ssl_context, ssl_tokens, valid) + self.layer_emb(layer_ids)
+        )
         return self.transformer(x, valid, t)
 
     def logits(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
@@ -130,6 +162,7 @@ class S2AVectorModel(nn.Module):
         self.register_buffer("codebooks", torch.zeros(cfg.n_codebooks, cfg.codebook_size, cfg.vector_dim))
         self.mask_emb = nn.Parameter(torch.randn(1, d) * 0.02)
         self.ssl_emb = nn.Embedding(cfg.ssl_vocab_size, d)
+        self.ssl_context = TokenContext(d, cfg.condition_context) if cfg.condition_context else None
         self.cond_mlp = mlp(d, 4 * d, activation=cfg.condition_activation)
         self.vector_in = nn.Linear(cfg.vector_dim, d)
         self.transformer = MaskedTransformer(cfg.transformer)
@@ -143,7 +176,8 @@ class S2AVectorModel(nn.Module):
         """vectors [B, T, vector_dim] (``vectors(codes)``; read on prompt frames only); valid, prompt: [B, T] bool;
         ssl_tokens [B, T] -> vectors [B, T, vector_dim] (meaningful on valid non-prompt frames)."""
         known = self.vector_in(vectors.to(self.mask_emb.dtype))
-        x = torch.where(prompt[..., None], known, self.mask_emb) + self.cond_mlp(self.ssl_emb(ssl_tokens))
+        condition = self.cond_mlp(token_condition(self.ssl_emb, self.ssl_context, ssl_tokens, valid))
+        x = torch.where(prompt[..., None], known, self.mask_emb) + condition
         t = torch.ones(len(x), device=x.device)  # every frame it predicts is masked
         return self.head(self.transformer(x, valid, t))
 
