@@ -74,7 +74,7 @@ def main() -> None:
     from metis_cli.data.arrays import ArrayStore
     from metis_cli.data.datadir import DataDir
     from metis_cli.data.decode_dir import write_decode_dir
-    from metis_cli.infer.generate import _s2a_batch, load_s2a
+    from metis_cli.infer.generate import load_s2a, predict_vectors
     from metis_cli.infer.resynth import same_speaker_prompts
 
     torch.set_grad_enabled(False)
@@ -96,12 +96,11 @@ def main() -> None:
         n = min(len(tokens[utt]), len(codes[utt]))
         src = prompts[utt]
         p = min(prompt_frames, len(tokens[src]), len(codes[src])) if src else 0
-        ssl = [torch.from_numpy(np.asarray(tokens[utt][:n], dtype=np.int64))]
-        p_ssl = [torch.from_numpy(np.asarray(tokens[src][:p], dtype=np.int64))] if src else [torch.zeros(0).long()]
-        p_codes = [torch.from_numpy(np.asarray(codes[src][:p], dtype=np.int64))] if src else [torch.zeros(0, 16)]
-        valid, prompt, _, ssl_b, codes_b = _s2a_batch(ssl, p_ssl, p_codes, model.cfg.n_codebooks, "cpu")
-        vec = model(model.vectors(codes_b), valid, ssl_b, prompt).float()[0, p : p + n]
-        predicted[utt] = vec
+        ssl = torch.from_numpy(np.asarray(tokens[utt][:n], dtype=np.int64))
+        p_ssl = torch.from_numpy(np.asarray(tokens[src][:p], dtype=np.int64)) if src else torch.zeros(0).long()
+        empty = torch.zeros(0, model.cfg.n_codebooks).long()
+        p_codes = torch.from_numpy(np.asarray(codes[src][:p], dtype=np.int64)) if src else empty
+        predicted[utt] = predict_vectors(model, [ssl], [p_ssl], [p_codes])[0]
         truth[utt] = codec.dequantize(torch.from_numpy(np.asarray(codes[utt][:n], dtype=np.int64)))
 
     err = torch.cat([predicted[u] - truth[u] for u in utts])

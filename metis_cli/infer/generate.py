@@ -173,16 +173,24 @@ def generate_vectors(
     codec synthesises (``decode_vectors``); one float32 waveform (numpy) per utterance. ``codec_input`` is
     checked as ``resolve_codec_input`` does for this model ("codes" is refused)."""
     resolve_codec_input(codec, codec_input, [model])
-    prompt_lengths = [len(p) for p in prompt_ssl]
+    vectors = predict_vectors(model, ssl_tokens, prompt_ssl, prompt_codes)
+    return [codec.decode_vectors(v[None])[0].cpu().numpy() for v in vectors]
+
+
+def predict_vectors(
+    model: S2AVectorModel,
+    ssl_tokens: list[torch.Tensor],
+    prompt_ssl: list[torch.Tensor],
+    prompt_codes: list[torch.Tensor],
+) -> list[torch.Tensor]:
+    """An S2A of output 'vector', one forward pass: the codec's vectors [len(ssl_tokens[i]), vector_dim] (float32)
+    of each utterance's target frames, its prompt's left out."""
     valid, prompt, _, ssl, codes = _s2a_batch(
         ssl_tokens, prompt_ssl, prompt_codes, model.cfg.n_codebooks, model.mask_emb.device
     )
     with torch.no_grad():
         vectors = model(model.vectors(codes), valid, ssl, prompt).float()
-        return [
-            codec.decode_vectors(vectors[i, p : p + len(s)][None])[0].cpu().numpy()
-            for i, (p, s) in enumerate(zip(prompt_lengths, ssl_tokens, strict=True))
-        ]
+    return [vectors[i, len(p) : len(p) + len(s)] for i, (p, s) in enumerate(zip(prompt_ssl, ssl_tokens, strict=True))]
 
 
 def _s2a_batch(ssl_tokens, prompt_ssl, prompt_codes, n_codebooks: int, device):
