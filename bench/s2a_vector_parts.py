@@ -88,7 +88,7 @@ def main() -> None:
     prompts = same_speaker_prompts(utts, data.read("utt2spk"))
     if args.utts:
         utts = utts[: args.utts]
-    prompt_frames = int(round(args.prompt_seconds * 50))
+    prompt_frames = int(round(args.prompt_seconds * float(tokens.meta.get("frame_rate", 50))))
     columns = parts(codec.cfg)
 
     predicted, truth = {}, {}
