@@ -14,7 +14,11 @@ which part of the prediction the metrics lose most to. It also prints the mean s
 
 Variants: ``pred`` (the prediction as it is), ``gt_pitch`` (log-F0 and voicing), ``gt_lf0``, ``gt_vuv``,
 ``gt_c0`` (energy), ``gt_pitch_c0``, ``gt_shape`` (c1..), ``gt_bap``, ``gt_all_but_shape`` (pitch, energy and
-aperiodicity: only the spectral shape is the model's), ``gt`` (the codec's resynthesis).
+aperiodicity: only the spectral shape is the model's), ``gt`` (the codec's resynthesis). And a classic cure
+for over-smoothed parameter trajectories, global variance: ``gv_shape``, ``gv_prosody`` (log-F0 and c0) and
+``gv_all`` (every column but voicing) scale each column's deviation from its utterance mean so that its variance
+over an utterance, averaged over the test set, is the ground truth's averaged over ``--train-codes`` (no test
+ground truth is read).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ VARIANTS = {
     "gt_all_but_shape": ["pitch", "c0", "bap"],
     "gt": ["pitch", "c0", "shape", "bap"],
 }
+GV_VARIANTS = {"gv_shape": ["shape"], "gv_prosody": ["lf0", "c0"], "gv_all": ["lf0", "c0", "shape", "bap"]}
 
 
 def main() -> None:
@@ -62,7 +67,14 @@ def main() -> None:
     parser.add_argument("--s2a", type=Path, required=True, help="A vector S2A's exp dir.")
     parser.add_argument("--codec", type=Path, required=True, help="The WORLD codec's exp dir.")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    names = [*VARIANTS, *GV_VARIANTS]
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=names)
+    parser.add_argument(
+        "--train-codes",
+        type=Path,
+        default=Path("data/mini/mini_train/acoustic_codes"),
+        help="The gv_* variants' natural variance: the first 300 utterances of these codes.",
+    )
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
     parser.add_argument("--utts", type=int, default=0, help="Only the first N utterances (0: all).")
     args = parser.parse_args()
@@ -112,22 +124,41 @@ def main() -> None:
         sq = err[:, cols] ** 2
         print(f"{name:6s} {float(sq.mean()):.4f}  {float(sq.sum()) / total:.1%}")
 
+    ratio = _gv_ratio(codec, args.train_codes, predicted) if set(args.variants) & set(GV_VARIANTS) else None
     sr = codec.cfg.sample_rate
     wav_scp = data.read("wav.scp")
     for variant in args.variants:
         out = args.out / variant
         (out / "wav").mkdir(parents=True, exist_ok=True)
-        cols = [c for part in VARIANTS[variant] for c in columns[part]]
+        cols = [c for part in VARIANTS.get(variant, GV_VARIANTS.get(variant)) for c in columns[part]]
         scp = {}
         for utt in utts:
             vec = predicted[utt].clone()
-            vec[:, cols] = truth[utt][:, cols]
+            if variant in GV_VARIANTS:
+                mean = vec[:, cols].mean(0, keepdim=True)
+                vec[:, cols] = mean + (vec[:, cols] - mean) * ratio[cols]
+            else:
+                vec[:, cols] = truth[utt][:, cols]
             path = out / "wav" / f"{utt}.wav"
             sf.write(path, codec.decode_vectors(vec[None])[0].numpy(), sr)
             scp[utt] = str(path.resolve())
         DataDir(out).write("prompt.scp", {u: wav_scp[prompts[u]] for u in utts if prompts[u] in wav_scp})
         write_decode_dir(out, "resynth", args.data, scp, s2a=str(args.s2a), codec=str(args.codec), variant=variant)
         print(f"{variant}: {len(scp)} utterances -> {out}", flush=True)
+
+
+def _gv_ratio(codec, train_codes: Path, predicted: dict):
+    """Per column: sqrt(the ground truth's variance over an utterance, averaged over the train codes, / the
+    predictions' averaged over the test set)."""
+    import torch
+
+    from metis_cli.data.arrays import ArrayStore
+
+    store = ArrayStore(train_codes)
+    utts = list(store.keys())[:300]
+    natural = torch.stack([codec.dequantize(torch.from_numpy(np.asarray(store[u], np.int64))).var(0) for u in utts])
+    pred = torch.stack([v.var(0) for v in predicted.values()]).mean(0)
+    return (natural.mean(0) / pred.clamp_min(1e-8)).sqrt()
 
 
 if __name__ == "__main__":
