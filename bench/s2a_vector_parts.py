@@ -67,8 +67,8 @@ def main() -> None:
     parser.add_argument("--s2a", type=Path, required=True, help="A vector S2A's exp dir.")
     parser.add_argument("--codec", type=Path, required=True, help="The WORLD codec's exp dir.")
     parser.add_argument("--out", type=Path, required=True)
-    names = [*VARIANTS, *GV_VARIANTS]
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=names)
+    variant_parts = {**VARIANTS, **GV_VARIANTS}
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(variant_parts))
     parser.add_argument(
         "--train-codes",
         type=Path,
@@ -113,7 +113,7 @@ def main() -> None:
         empty = torch.zeros(0, model.cfg.n_codebooks).long()
         p_codes = torch.from_numpy(np.asarray(codes[src][:p], dtype=np.int64)) if src else empty
         predicted[utt] = predict_vectors(model, [ssl], [p_ssl], [p_codes])[0]
-        truth[utt] = codec.dequantize(torch.from_numpy(np.asarray(codes[utt][:n], dtype=np.int64)))
+        truth[utt] = _vectors(codec, codes[utt][:n])
 
     err = torch.cat([predicted[u] - truth[u] for u in utts])
     print("part   MSE per column (normalised, weighted space)  share of the total squared error")
@@ -130,7 +130,7 @@ def main() -> None:
     for variant in args.variants:
         out = args.out / variant
         (out / "wav").mkdir(parents=True, exist_ok=True)
-        cols = [c for part in VARIANTS.get(variant, GV_VARIANTS.get(variant)) for c in columns[part]]
+        cols = [c for part in variant_parts[variant] for c in columns[part]]
         scp = {}
         for utt in utts:
             vec = predicted[utt].clone()
@@ -147,6 +147,13 @@ def main() -> None:
         print(f"{variant}: {len(scp)} utterances -> {out}", flush=True)
 
 
+def _vectors(codec, codes):
+    """A stored [frames, n_codebooks] code array -> the codec's vectors [frames, dim] (torch)."""
+    import torch
+
+    return codec.dequantize(torch.from_numpy(np.asarray(codes, dtype=np.int64)))
+
+
 def _gv_ratio(codec, train_codes: Path, predicted: dict):
     """Per column: sqrt(the ground truth's variance over an utterance, averaged over the train codes, / the
     predictions' averaged over the test set)."""
@@ -156,7 +163,7 @@ def _gv_ratio(codec, train_codes: Path, predicted: dict):
 
     store = ArrayStore(train_codes)
     utts = list(store.keys())[:300]
-    natural = torch.stack([codec.dequantize(torch.from_numpy(np.asarray(store[u], np.int64))).var(0) for u in utts])
+    natural = torch.stack([_vectors(codec, store[u]).var(0) for u in utts])
     pred = torch.stack([v.var(0) for v in predicted.values()]).mean(0)
     return (natural.mean(0) / pred.clamp_min(1e-8)).sqrt()
 
