@@ -2,6 +2,7 @@
 reusing the shared stages; option handling and stage-order errors; shellcheck on every shell script."""
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -75,6 +76,10 @@ def test_a_fine_tuned_model_is_reused_only_for_the_data_it_was_made_from(tmp_pat
     result = recipe("vc", *common, "--finetune-data", data / "other")
     message = f"{tuned} was fine-tuned from {pretrain} {data / 'mini_train'}, not {pretrain} {data / 'other'}"
     assert result.returncode == 1 and message in result.stderr
+    (pretrain / ".done").write_text("tokens data\n")  # trained again since
+    result = recipe("vc", *common)
+    assert result.returncode == 1 and f"{tuned} was fine-tuned before {pretrain} was trained again" in result.stderr
+    (tuned / ".done").write_text(f"{pretrain} {data / 'mini_train'}\n")
     result = recipe("vc", *common, "--finetune-data", data / "missing")
     assert result.returncode == 1 and f"--finetune-data {data / 'missing'} does not exist" in result.stderr
     # TTS reads the pre-training set by default (its transcripts: the large corpus for the default size)
@@ -378,10 +383,9 @@ def test_main_job_on_the_tiny_corpus_scores_the_ground_truth(tts_run):
         assert summary["task"] == task and summary["counts"]["scored"] + summary["counts"]["failed"] == 6
     assert sorted(summary["metrics"]) == ["sim", "sim_other"]  # the continuation: only its voice is scored
     # stage-1 pre-training read --pretrain-data, and its marker says so
-    assert (tmp_path / "pretrain" / ".done").read_text().split() == [
-        str(mini_dir / "kmeans" / "phonetic_k128"),
-        str(mini_dir / "mini_dev"),
-    ]
+    tokens_of = (mini_dir / "mini_dev" / "ssl_tokens" / ".done").read_text().strip()  # the tokenizer@its weights
+    assert tokens_of.startswith(f"{mini_dir / 'kmeans' / 'phonetic_k128'}@")
+    assert (tmp_path / "pretrain" / ".done").read_text().split() == [tokens_of, str(mini_dir / "mini_dev")]
     assert f"--train-data {mini_dir / 'mini_dev'} " in (tmp_path / "pretrain" / "command.txt").read_text()
     assert (tmp_path / "codec" / ".done").read_text().strip() == str(mini_dir / "mini_train")
     quality = json.loads((mini_dir / "kmeans" / "phonetic_k128" / "quality_mini_dev.json").read_text())
@@ -420,7 +424,7 @@ def test_a_rerun_skips_finished_stages_and_redoes_a_half_written_one(tts_run):
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     result = run(*shared, "--exp-dir", exp_dir, "--stage", 2, "--stop-stage", 5)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tokens / ".done").read_text().strip() == str(mini_dir / "kmeans" / "phonetic_k128")
+    assert (tokens / ".done").read_text().strip().startswith(f"{mini_dir / 'kmeans' / 'phonetic_k128'}@")
     assert len(ArrayStore(tokens)) == len((mini_dir / "mini_dev" / "utt2spk").read_text().splitlines())
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "codec" / "checkpoints").iterdir())] == stamps
     assert "Stage 5: finetune" in result.stderr
@@ -537,7 +541,7 @@ def test_vq_tokenizer_stage_on_a_copy_of_the_tiny_corpus(tts_run, tmp_path):
     assert json.loads((tokenizer_dir / "vq.json").read_text())["n_clusters"] == 16
     for name in ("mini_train", "mini_dev", "mini_test"):
         tokens = mini_dir / name / "ssl_tokens"
-        assert (tokens / ".done").read_text().strip() == str(tokenizer_dir)
+        assert (tokens / ".done").read_text().strip().startswith(f"{tokenizer_dir}@")
         assert json.loads((tokens / "tokens.json").read_text())["tokenizer"] == "vq"
         store = ArrayStore(tokens)
         assert len(store) == len((mini_dir / name / "utt2spk").read_text().splitlines())
@@ -545,6 +549,89 @@ def test_vq_tokenizer_stage_on_a_copy_of_the_tiny_corpus(tts_run, tmp_path):
     assert json.loads((tokenizer_dir / "quality_mini_dev.json").read_text())["n_clusters"] == 16
     again = run(*args)
     assert again.returncode == 0 and "VQ tokenizer" not in again.stderr
+
+
+@pytest.mark.slow
+def test_a_front_end_made_again_redoes_its_features_tokens_and_stops_at_models_of_the_old(tts_run, tmp_path):
+    """Each output names what it was made from: a front end trained again in place (new weights) makes stages 1-2
+    extract, learn the k-means and tokenize again, and stage 4 refuses a model trained on the old tokens. Markers
+    from before they named it stand for the current inputs when not older than them; a copy keeps the others'."""
+    from safetensors.numpy import load_file, save_file
+
+    mini_dir, front_end, pretrain = tmp_path / "mini", tmp_path / "phonetic", tmp_path / "pretrain"
+    shutil.copytree(tts_run[0] / "mini", mini_dir, symlinks=True)
+    shutil.copytree(tts_run[0] / "phonetic", front_end)
+    args = ["--data-dir", mini_dir, "--mini-size", "tiny", "--n-clusters", 128, "--phonetic-dir", front_end]
+    args += ["--phonetic-data", tts_run[0] / "mini" / "mini_dev"]  # what the copied front end's marker names
+    args += ["--pretrain-data", mini_dir / "mini_dev", "--pretrain-dir", pretrain, "--exp-dir", tmp_path / "exp"]
+    feats, tokens = mini_dir / "ssl" / "phonetic", mini_dir / "mini_train" / "ssl_tokens"
+    kmeans = mini_dir / "kmeans" / "phonetic_k128" / "kmeans.safetensors"
+
+    def stages_1_2():
+        result = run(*args, "--stage", 1, "--stop-stage", 2)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stderr
+
+    log = stages_1_2()  # another front end dir than the fixture's: extracted again
+    assert f"{feats / 'mini_train'} was extracted with {tts_run[0] / 'phonetic' / 'model'}@" in log
+    assert "learning it again" in log
+    made = (feats / "mini_train" / ".made_from").read_text().strip()
+    assert made.startswith(f"{front_end / 'model'}@") and len(made.split("@")[1]) == 12
+    tokenizer_id = tokens.joinpath(".done").read_text().strip()
+    assert tokenizer_id.startswith(f"{kmeans.parent}@")
+    stamps = [kmeans.stat().st_mtime_ns, tokens.joinpath("text.km").stat().st_mtime_ns]
+    log = stages_1_2()  # all up to date
+    assert "it again" not in log and "k-means (128 clusters)" in log
+    for marker in mini_dir.glob("ssl/phonetic/*/.made_from"):  # as written before the markers named their inputs
+        marker.unlink()
+    kmeans.parent.joinpath(".made_from").unlink()
+    for name in ("mini_train", "mini_dev", "mini_test"):
+        (mini_dir / name / "ssl_tokens" / ".done").write_text(f"{kmeans.parent}\n")
+    log = stages_1_2()
+    assert "it again" not in log and tokens.joinpath(".done").read_text().strip() == tokenizer_id
+    assert [kmeans.stat().st_mtime_ns, tokens.joinpath("text.km").stat().st_mtime_ns] == stamps
+    pretrain.mkdir()
+    pretrain.joinpath(".done").write_text(f"{tokenizer_id} {mini_dir / 'mini_dev'}\n")
+
+    weights = front_end / "model" / "phonetic.safetensors"  # trained again: other weights, same place
+    save_file({k: v + 0.05 for k, v in load_file(weights).items()}, weights)
+    log = stages_1_2()
+    assert f"{feats / 'mini_test'} was extracted with {made}, not {front_end / 'model'}@" in log
+    assert "learning it again" in log and tokens.joinpath(".done").read_text().strip() != tokenizer_id
+    assert (feats / "mini_test" / ".done").is_file() and len(ArrayStore(tokens)) == len(
+        ArrayStore(feats / "mini_train")
+    )
+    result = run(*args, "--stage", 4, "--stop-stage", 4)
+    message = f"{pretrain} was trained on {tokenizer_id} {mini_dir / 'mini_dev'}, not {kmeans.parent}@"
+    assert result.returncode == 1 and message in result.stderr and "move it away" in result.stderr
+    pretrain.joinpath(".done").write_text(f"{kmeans.parent} {mini_dir / 'mini_dev'}\n")  # older than the k-means
+    os.utime(pretrain / ".done", ns=(stamps[0], stamps[0]))
+    result = run(*args, "--stage", 4, "--stop-stage", 4)
+    assert (
+        result.returncode == 1
+        and f"{pretrain} was trained on {kmeans.parent} {mini_dir / 'mini_dev'}, not" in result.stderr
+    )
+    # the codec trained again: stage 3 encodes and resynthesises again, stage 4 refuses an S2A of the old codes
+    codec, s2a, codes = tmp_path / "codec", tmp_path / "s2a", mini_dir / "mini_test" / "acoustic_codes"
+    shutil.copytree(tts_run[0] / "codec", codec)
+    args += ["--codec-dir", codec, "--codec-data", tts_run[0] / "mini" / "mini_train", "--s2a-dir", s2a]
+    stage3 = [*args, "--stage", 3, "--stop-stage", 3]
+    assert run(*stage3).returncode == 0 and (codes / ".done").read_text().strip() == str(codec)
+    resynth = tmp_path / "exp" / "codec_resynth" / "decode_mini_test" / "decode.json"
+    before = [(codes / ".done").stat().st_mtime_ns, resynth.stat().st_mtime_ns]
+    os.utime(codec / ".done")  # now: after what stage 3 made from it
+    result = run(*stage3)
+    assert result.returncode == 0 and "was decoded before" in result.stderr
+    assert before[0] < (codes / ".done").stat().st_mtime_ns and before[1] < resynth.stat().st_mtime_ns
+    tokenizer_id = tokens.joinpath(".done").read_text().strip()
+    pretrain.joinpath(".done").write_text(f"{tokenizer_id} {mini_dir / 'mini_dev'}\n")
+    s2a.mkdir()
+    s2a.joinpath(".done").write_text(f"{tokenizer_id} {codec}\n")
+    os.utime(s2a / ".done", ns=(before[0], before[0]))
+    result = run(*args, "--stage", 4, "--stop-stage", 4)
+    assert (
+        result.returncode == 1 and f"{s2a} was trained on its codes before {codec} was trained again" in result.stderr
+    )
 
 
 @pytest.mark.slow

@@ -13,8 +13,10 @@
 #     --data-dir data/libritts --train-set train --dev-set dev --test-set test \
 #     --ssl-extractor /models/w2v-bert-2.0 --n-clusters 8192 --kmeans-portion 0.05   # paper scale
 #
-# Stages (a stage runs when stage <= N <= stop_stage; each writes a .done marker after its outputs, so a
-# rerun skips finished work and a killed stage resumes; times go to <exp-dir>/stage_times.tsv):
+# Stages (a stage runs when stage <= N <= stop_stage; each writes a .done marker after its outputs, naming what
+# they were made from, so a rerun skips finished work, makes again what an input made again has outdated (features,
+# k-means, tokens, decodes) or stops at a model trained on the old inputs, and a killed stage resumes; times go to
+# <exp-dir>/stage_times.tsv):
 #   0 data      build the corpus once (local/data.sh: embedded, or metis data prepare), validate every set
 #   1 ssl       (--ssl-extractor phonetic: train the phonetic front end on --phonetic-data, by default the
 #               pre-training set; shared: <root>/exp/phonetic_<conf>[_<corpus>], mini: exp/phonetic_mini_large)
@@ -163,12 +165,15 @@ case $ssl_extractor in
   *) ssl_name=$(basename "$ssl_extractor")_l$ssl_layer layer_opt="--layer $ssl_layer" ssl_model=$ssl_extractor ;;
 esac
 ssl_dir=$data_dir/ssl/$ssl_name
+own_tokenizer=false  # the recipe learns the tokenizer (and learns it again when its features change)
 if [ -z "$tokenizer_dir" ]; then
+  own_tokenizer=true
   case $tokenizer in
     kmeans) tokenizer_dir=$data_dir/kmeans/${ssl_name}_k$n_clusters ;;
     vq) tokenizer_dir=$data_dir/vq/${ssl_name}_k$n_clusters/tokenizer ;;  # metis train-vq writes <exp>/tokenizer
   esac
 fi
+tokenizer_file=$tokenizer_dir/$tokenizer.safetensors  # kmeans.safetensors or vq.safetensors
 
 # the pre-training set's SSL features (normalised with the train set's statistics) and its corpus root
 pretrain_corpus=$(dirname "$pretrain_data")
@@ -211,12 +216,32 @@ made_from() {
     die "$dir was $verb $marker, not $inputs; move it away or pass another $option"
 }
 
-# train <kind> <config> <exp dir> <what its data came from> <overrides> [<training data>]: trains once (on
-# <data-dir>/<train-set> unless given); an experiment made from other data, tokens or codes is not silently
-# reused nor deleted.
+# made_after DIR INPUT VERB OPTION: stops the recipe when the model INPUT was made again after DIR was made from it
+# (their .done markers): DIR is neither reused nor deleted.
+made_after() {
+  [ ! "$2/.done" -nt "$1/.done" ] || die "$1 was $3 before $2 was trained again; move it away or pass another $4"
+}
+
+# weights_of DIR: a short hash of the weights in DIR (its *.safetensors): what a marker records of a model the
+# recipe made, so that one made again in the same place (a retrained front end, a relearnt k-means) is told apart
+# and what was made from the old one is made again (features, tokens) or refused (the models trained on them).
+weights_of() {
+  [ -d "$1" ] || { echo none; return 0; }
+  find "$1" -maxdepth 1 -name '*.safetensors' -print0 | sort -z | xargs -0 -r cat | sha256sum | cut -c1-12
+}
+
+# adopt_legacy MARKER INPUT: true when MARKER (written before markers named what they were made from) is not
+# older than INPUT, the file it was made from: it then stands for the current INPUT.
+adopt_legacy() {
+  [ -f "$1" ] && [ ! "$2" -nt "$1" ]
+}
+
+# train <kind> <config> <exp dir> <what its data came from> <overrides> [<training data>] [<old marker>]: trains
+# once (on <data-dir>/<train-set> unless given); an experiment made from other data, tokens or codes is not
+# silently reused nor deleted.
 train() {
-  local kind=$1 config=$2 dir=$3 inputs=$4 overrides=$5 train_data=${6:-$data_dir/$train_set}
-  made_from "$dir" "$inputs" "trained on" "--${kind}-dir" && return 0
+  local kind=$1 config=$2 dir=$3 inputs=$4 overrides=$5 train_data=${6:-$data_dir/$train_set} old=${7:-}
+  made_from "$dir" "$inputs" "trained on" "--${kind}-dir" "$old" && return 0
   local command
   case $kind in codec) command=(codec train) ;; s2a) command=(train-s2a) ;; *) command=("$kind") ;; esac
   # shellcheck disable=SC2086
@@ -260,26 +285,45 @@ stage_phonetic() {
   echo "$phonetic_data" > "$phonetic_dir/.done"
 }
 
-# stage_ssl SET...: SSL features of the sets (the train set first: its stats normalise the others).
+# stage_ssl SET...: SSL features of the sets (the train set first: its stats normalise the others). Each
+# feature dir's .made_from names the extractor (the phonetic front end: with a hash of its weights); features made
+# with another are extracted again.
 stage_ssl() {
   local set
-  if [ "$ssl_extractor" = phonetic ]; then stage_phonetic; fi
+  ssl_id=$ssl_model${layer_opt:+ $layer_opt}
+  if [ "$ssl_extractor" = phonetic ]; then
+    stage_phonetic
+    ssl_id="$ssl_model@$(weights_of "$ssl_model")"
+  fi
   log "$ssl_extractor features in $ssl_dir"
   for set in "$@"; do
     extract_set "$data_dir/$set" "$ssl_dir/$set"
   done
-  if [ ! -f "$pretrain_ssl/.done" ]; then  # when --pretrain-data is the train set, extracted above
-    require_pretrain_data
-    extract_set "$pretrain_data" "$pretrain_ssl"
-  fi
+  require_pretrain_data
+  extract_set "$pretrain_data" "$pretrain_ssl"  # when --pretrain-data is the train set, extracted above
 }
 
-# extract_set DATA FEATS: the SSL features of DATA into FEATS (once), normalised with the train set's
-# statistics (the train set's own are computed on it).
+# extract_set DATA FEATS: the SSL features of DATA into FEATS (once for the extractor $ssl_id), normalised with
+# the train set's statistics (the train set's own are computed on it).
 extract_set() {
-  local stats_opt=""
-  [ -f "$2/.done" ] && return 0
+  local stats_opt="" made
+  made=$(cat "$2/.made_from" 2>/dev/null || true)
+  if [ -z "$made" ] && [ -f "$2/.done" ]; then  # extracted before the marker existed: by this extractor unless older
+    made="an earlier $ssl_model"
+    if [ "$ssl_extractor" != phonetic ] || adopt_legacy "$2/.done" "$ssl_model/phonetic.safetensors"; then
+      made=$ssl_id
+      echo "$made" > "$2/.made_from"
+    fi
+  fi
+  if [ -n "$made" ] && [ "$made" != "$ssl_id" ]; then
+    log "$2 was extracted with $made, not $ssl_id: extracting it again"
+    rm -rf "$2"
+  elif [ -f "$2/.done" ]; then
+    return 0
+  fi
   [ "$2" != "$ssl_dir/$train_set" ] && stats_opt="--stats $ssl_dir/$train_set/stats.safetensors"
+  mkdir -p "$2"
+  echo "$ssl_id" > "$2/.made_from"  # before extracting: a killed run resumes only with the same extractor
   # shellcheck disable=SC2086
   metis extract-ssl "$1" "$2" --extractor "$ssl_model" $layer_opt --nj "$nj" $stats_opt
 }
@@ -296,17 +340,23 @@ require_pretrain_data() {
   require_data_set --pretrain-data "$pretrain_data"
 }
 
-# stage_tokenize SET...: the SSL tokenizer (k-means or VQ) on the train features, the tokens of the sets.
+# stage_tokenize SET...: the SSL tokenizer (k-means or VQ) on the train features, the tokens of the sets. The
+# recipe's own tokenizer (no --tokenizer-dir) records the features it learnt from in .made_from: k-means is learnt
+# again from new features, a VQ tokenizer made from others stops the recipe. Tokens name their tokenizer with a
+# hash of its weights, and are made again by another.
 stage_tokenize() {
-  local set tokens
+  local set feats_id
   for set in "$@"; do
     [ -f "$ssl_dir/$set/.done" ] || die "$ssl_dir/$set is missing: run stage 1 first"
   done
+  feats_id=$(cat "$ssl_dir/$train_set/.made_from" 2>/dev/null || echo "$ssl_model")
+  [ "$tokenizer" = kmeans ] && feats_id="$feats_id portion $kmeans_portion"
+  [ "$own_tokenizer" = false ] || tokenizer_learnt_from "$feats_id"
   if [ "$tokenizer" = kmeans ]; then
     log "k-means ($n_clusters clusters) in $tokenizer_dir"
-    [ -f "$tokenizer_dir/kmeans.safetensors" ] ||
+    [ -f "$tokenizer_file" ] ||
       metis kmeans "$ssl_dir/$train_set" "$tokenizer_dir" --n-clusters "$n_clusters" --portion "$kmeans_portion"
-  elif [ ! -f "$tokenizer_dir/vq.safetensors" ]; then
+  elif [ ! -f "$tokenizer_file" ]; then
     [ "$(basename "$tokenizer_dir")" = tokenizer ] ||
       die "--tokenizer-dir $tokenizer_dir holds no VQ tokenizer; one to train must be <exp>/tokenizer (metis train-vq writes it there)"
     log "VQ tokenizer ($n_clusters codes): $config_dir/vq.yaml in $(dirname "$tokenizer_dir")"
@@ -314,6 +364,8 @@ stage_tokenize() {
     "${trainer[@]}" train-vq "$ssl_dir/$train_set" "$(dirname "$tokenizer_dir")" --config "$config_dir/vq.yaml" \
       --val-feats "$ssl_dir/$dev_set" model.codebook_size="$n_clusters" $vq_overrides
   fi
+  [ "$own_tokenizer" = false ] || echo "$feats_id" > "$tokenizer_dir/.made_from"
+  tokenizer_id=$(tokenizer_id)
   for set in "$@"; do
     tokenize_set "$data_dir/$set" "$ssl_dir/$set"
   done
@@ -326,14 +378,41 @@ stage_tokenize() {
   fi
 }
 
+# tokenizer_learnt_from FEATS_ID: the recipe's tokenizer, when it was learnt from other features than FEATS_ID
+# (what the train features were made with), is learnt again (k-means) or stops the recipe (VQ). One learnt before
+# the marker existed stands for the features when it is not older than they are.
+tokenizer_learnt_from() {
+  local made
+  [ -f "$tokenizer_file" ] || return 0
+  made=$(cat "$tokenizer_dir/.made_from" 2>/dev/null || true)
+  if [ -z "$made" ]; then
+    made="features older than it"
+    adopt_legacy "$tokenizer_file" "$ssl_dir/$train_set/.done" && made=$1
+  fi
+  [ "$made" = "$1" ] && return 0
+  [ "$tokenizer" = kmeans ] ||
+    die "$(dirname "$tokenizer_dir") was trained on $made, not $1; move it away or pass another --tokenizer-dir"
+  log "$tokenizer_dir was learnt from $made, not $1: learning it again"
+  rm -f "$tokenizer_file" "$tokenizer_dir/.made_from"
+}
+
+# tokenizer_id: the tokenizer dir and a hash of its weights, what the tokens and the models trained on them record.
+tokenizer_id() {
+  printf '%s@%s\n' "$tokenizer_dir" "$(weights_of "$tokenizer_dir")"
+}
+
 # tokenize_set DATA FEATS: DATA/ssl_tokens from the features FEATS. Tokens made with another tokenizer are
-# redone; the marker names the tokenizer they came from.
+# redone; the marker names the tokenizer they came from ($tokenizer_id; before it did, the tokenizer dir alone,
+# which stands for it when the tokens are not older than its weights).
 tokenize_set() {
-  local tokens=$1/ssl_tokens
-  if [ "$(cat "$tokens/.done" 2>/dev/null)" != "$tokenizer_dir" ]; then
+  local tokens=$1/ssl_tokens made
+  made=$(cat "$tokens/.done" 2>/dev/null || true)
+  [ "$made" = "$tokenizer_dir" ] && adopt_legacy "$tokens/.done" "$tokenizer_file" && made=$tokenizer_id &&
+    echo "$made" > "$tokens/.done"
+  if [ "$made" != "$tokenizer_id" ]; then
     rm -rf "$tokens"
     metis tokenize "$tokens" --model "$tokenizer_dir" --tokenizer "$tokenizer" --feats "$2"
-    echo "$tokenizer_dir" > "$tokens/.done"
+    echo "$tokenizer_id" > "$tokens/.done"
   fi
 }
 
@@ -345,8 +424,8 @@ stage_codec() {
   require_data_set --codec-data "$codec_data"
   train codec "$config_dir/$codec_config" "$codec_dir" "$codec_data" "$codec_overrides" "$codec_data"
   for set in "$@"; do
-    codes=$data_dir/$set/acoustic_codes
-    if [ "$(cat "$codes/.done" 2>/dev/null)" != "$codec_dir" ]; then
+    codes=$data_dir/$set/acoustic_codes  # made again by another codec, or by this one trained again since
+    if [ "$(cat "$codes/.done" 2>/dev/null)" != "$codec_dir" ] || [ "$codec_dir/.done" -nt "$codes/.done" ]; then
       rm -rf "$codes"
       metis codec encode "$codec_dir" "$data_dir/$set" --nj "$nj"
       echo "$codec_dir" > "$codes/.done"
@@ -364,18 +443,29 @@ stage_pretrain() {
     [ -f "$data_dir/$set/acoustic_codes/.done" ] || die "$data_dir/$set/acoustic_codes is missing: run stage 3 first"
   done
   [ -f "$pretrain_data/ssl_tokens/.done" ] || die "$pretrain_data/ssl_tokens is missing: run stage 2 first"
+  tokenizer_id=$(tokenizer_id)
   log "$config_dir/pretrain.yaml on $pretrain_data in $pretrain_dir"
-  train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$tokenizer_dir $pretrain_data" "$pretrain_overrides" \
-    "$pretrain_data"
+  train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$tokenizer_id $pretrain_data" "$pretrain_overrides" \
+    "$pretrain_data" "$(legacy_marker "$pretrain_dir" "$tokenizer_dir $pretrain_data")"
   if [ -n "$s2a_config" ]; then
     log "S2A: $config_dir/$s2a_config in $s2a_dir"
-    train s2a "$config_dir/$s2a_config" "$s2a_dir" "$tokenizer_dir $codec_dir" "$s2a_overrides"
+    train s2a "$config_dir/$s2a_config" "$s2a_dir" "$tokenizer_id $codec_dir" "$s2a_overrides" "" \
+      "$(legacy_marker "$s2a_dir" "$tokenizer_dir $codec_dir")"
   else
     for part in coarse fine; do
       log "S2A: $config_dir/s2a_$part.yaml in ${s2a_dir}_$part"
-      train s2a "$config_dir/s2a_$part.yaml" "${s2a_dir}_$part" "$tokenizer_dir $codec_dir" "$s2a_overrides"
+      train s2a "$config_dir/s2a_$part.yaml" "${s2a_dir}_$part" "$tokenizer_id $codec_dir" "$s2a_overrides" "" \
+        "$(legacy_marker "${s2a_dir}_$part" "$tokenizer_dir $codec_dir")"
     done
   fi
+  for part in $s2a_dirs; do made_after "$part" "$codec_dir" "trained on its codes" --s2a-dir; done
+}
+
+# legacy_marker DIR OLD: OLD, the marker a model trained on the tokens wrote before markers named the tokenizer's
+# weights, when DIR's marker is not older than those weights (it stands for them then); nothing otherwise.
+legacy_marker() {
+  adopt_legacy "$1/.done" "$tokenizer_file" && echo "$2"
+  return 0
 }
 
 # --- helpers of each recipe's own stages -------------------------------------------------------
@@ -383,14 +473,34 @@ stage_pretrain() {
 # codec_resynth SET: the set resynthesised by the codec from its codes (the ceiling of what S2A can reach).
 codec_resynth() {
   local out=$exp_dir/codec_resynth/decode_$1
-  [ -f "$out/decode.json" ] || metis codec decode "$codec_dir" "$data_dir/$1/acoustic_codes" "$out" --data "$data_dir/$1"
+  decoded "$out" "$codec_dir" || metis codec decode "$codec_dir" "$data_dir/$1/acoustic_codes" "$out" --data "$data_dir/$1"
+}
+
+# decoded OUT MODEL_DIR...: true when OUT holds a finished decode made after every model it was made with (their
+# .done markers); one made before a model was trained again is removed, to be decoded again.
+decoded() {
+  local out=$1 model
+  shift
+  [ -f "$out/decode.json" ] || return 1
+  for model in "$@"; do
+    if [ "$model/.done" -nt "$out/decode.json" ]; then
+      log "$out was decoded before $model was made again: decoding it again"
+      rm -rf "$out"
+      return 1
+    fi
+  done
 }
 
 # resynth SET NAME [metis resynth options]: S2A (and with --stage1, the pre-trained model) heard on SET.
 resynth() {
-  local set=$1 out=$exp_dir/$2/decode_$1
+  local set=$1 out=$exp_dir/$2/decode_$1 arg previous="" models
   shift 2
-  [ -f "$out/decode.json" ] && return 0
+  read -r -a models <<< "$s2a_dirs $codec_dir"
+  for arg in "$@"; do  # --stage1 DIR: the stage-1 model generates the tokens
+    [ "$previous" = --stage1 ] && models+=("$arg")
+    previous=$arg
+  done
+  decoded "$out" "${models[@]}" && return 0
   # shellcheck disable=SC2086
   metis resynth "$data_dir/$set" "$out" $s2a_opts --codec "$codec_dir" "$@" $resynth_opts
 }
@@ -406,7 +516,10 @@ stage_finetune() {
   local inputs="$pretrain_dir $finetune_data" old=""  # what the model was made from, in its .done marker
   # a marker from before --finetune-data names the pre-trained model only: the train set
   [ "$finetune_data" = "$data_dir/$train_set" ] && old=$pretrain_dir
-  made_from "$finetune_dir" "$inputs" "fine-tuned from" --finetune-dir "$old" && return 0
+  if made_from "$finetune_dir" "$inputs" "fine-tuned from" --finetune-dir "$old"; then
+    made_after "$finetune_dir" "$pretrain_dir" "fine-tuned" --finetune-dir
+    return 0
+  fi
   # shellcheck disable=SC2086
   "${trainer[@]}" finetune "$finetune_config" "$finetune_dir" $finetune_overrides --task "$task" \
     --init "$pretrain_dir" $s2a_opts --codec "$codec_dir" --train-data "$finetune_data" --val-data "$data_dir/$dev_set"
@@ -421,9 +534,10 @@ require_finetuned() {
 # decode_set <set> <decode dir> [metis decode options]: decodes once; utterances with bad inputs are
 # skipped (and scored as missing), nothing decoded at all is fatal.
 decode_set() {
-  local set=$1 decode=$2
+  local set=$1 decode=$2 models
   shift 2
-  [ -f "$decode/decode.json" ] && return 0
+  read -r -a models <<< "$finetune_dir $s2a_dirs $codec_dir"
+  decoded "$decode" "${models[@]}" && return 0
   log "$data_dir/$set into $decode"
   local jobs=1  # one decoding process per GPU (--ngpu), on GPU when there is one (metis decode --device auto)
   [ "$ngpu" -gt 1 ] && jobs=$ngpu
