@@ -144,6 +144,15 @@ def test_another_config_in_a_trained_exp_dir_is_refused_and_overwrite_starts_aga
         "--train-data",
         str(token_data[0]),
     ]
+    # --check-config: how a config differs from the finished run (its steps too), without touching it
+    checked = runner.invoke(app, [*args[:3], *SMALL, "train.max_steps=4", "train.log_every=9", "--check-config"])
+    assert checked.exit_code == 0 and checked.output == "", checked.output  # how often it logs leaves the model
+    checked = runner.invoke(app, [*args, "--check-config"])
+    assert checked.exit_code == 0 and checked.output.splitlines() == [
+        "model.transformer.dim: 32 -> 48",
+        "train.max_steps: 4 -> 1",
+    ]
+    assert load_config(exp / "config.yaml")["model"]["transformer"]["dim"] == 32 and losses(exp)[-1]["step"] == 4
     refused = runner.invoke(app, args)
     assert refused.exit_code == 1 and "--overwrite" in refused.output and "Traceback" not in refused.output
     result = runner.invoke(app, args + ["--overwrite"])

@@ -428,6 +428,10 @@ def test_a_rerun_skips_finished_stages_and_redoes_a_half_written_one(tts_run):
     assert len(ArrayStore(tokens)) == len((mini_dir / "mini_dev" / "utt2spk").read_text().splitlines())
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "codec" / "checkpoints").iterdir())] == stamps
     assert "Stage 5: finetune" in result.stderr
+    # without the fixture's --pretrain-overrides the config says 2000 steps: the finished model is kept, with a word
+    warning = f"WARNING: {tmp_path / 'pretrain'} is kept as trained, with another config than {REPO}/conf/mini/"
+    assert warning in result.stderr and "train.max_steps: 2 -> 2000" in result.stderr
+    assert f"{exp_dir / 'tts_mini'} is kept" not in result.stderr  # the same --finetune-overrides: no word
 
 
 @pytest.mark.slow

@@ -200,8 +200,10 @@ finetune_data=${finetune_data%/}
 s2a_opts=""
 if [ -n "$s2a_config" ]; then  # one S2A model for every codebook
   s2a_dirs=$s2a_dir
+  s2a_configs=$s2a_config
 else  # the reference's split: codebook 0, then codebooks 1..
   s2a_dirs="${s2a_dir}_coarse ${s2a_dir}_fine"
+  s2a_configs="s2a_coarse.yaml s2a_fine.yaml"  # in $config_dir, one for each of $s2a_dirs
 fi
 for d in $s2a_dirs; do s2a_opts="$s2a_opts --s2a $d"; done
 
@@ -214,6 +216,17 @@ made_from() {
   marker=$(cat "$dir/.done")
   [ "$marker" = "$inputs" ] || { [ -n "$old" ] && [ "$marker" = "$old" ]; } ||
     die "$dir was $verb $marker, not $inputs; move it away or pass another $option"
+}
+
+# configured_as DIR CONFIG ARGS...: a warning when the finished model in DIR was trained with another config than
+# `metis ARGS... --check-config` resolves now (CONFIG edited, other overrides): the model is kept as it is, so what
+# the recipe decodes is that model; moving DIR away trains it again.
+configured_as() {
+  local dir=$1 config=$2 differences
+  shift 2
+  differences=$(metis "$@" --check-config 2>/dev/null) || return 0
+  [ -z "$differences" ] ||
+    log "WARNING: $dir is kept as trained, with another config than $config now gives (${differences//$'\n'/; }); move it away to train it again"
 }
 
 # made_after DIR INPUT VERB OPTION: stops the recipe when the model INPUT was made again after DIR was made from it
@@ -241,9 +254,13 @@ adopt_legacy() {
 # silently reused nor deleted.
 train() {
   local kind=$1 config=$2 dir=$3 inputs=$4 overrides=$5 train_data=${6:-$data_dir/$train_set} old=${7:-}
-  made_from "$dir" "$inputs" "trained on" "--${kind}-dir" "$old" && return 0
   local command
   case $kind in codec) command=(codec train) ;; s2a) command=(train-s2a) ;; *) command=("$kind") ;; esac
+  if made_from "$dir" "$inputs" "trained on" "--${kind}-dir" "$old"; then
+    # shellcheck disable=SC2086
+    configured_as "$dir" "$config" "${command[@]}" "$config" "$dir" $overrides
+    return 0
+  fi
   # shellcheck disable=SC2086
   "${trainer[@]}" "${command[@]}" "$config" "$dir" $overrides --train-data "$train_data" --val-data "$data_dir/$dev_set"
   echo "$inputs" > "$dir/.done"
@@ -271,7 +288,12 @@ stage_phonetic() {
   if [ -f "$ssl_model/phonetic.json" ] && [ ! -f "$phonetic_dir/.done" ]; then
     echo "$data_dir/$train_set" > "$phonetic_dir/.done"  # trained before the marker existed: on the train set
   fi
-  made_from "$phonetic_dir" "$phonetic_data" "trained on" "--phonetic-dir (or --phonetic-data)" && return 0
+  if made_from "$phonetic_dir" "$phonetic_data" "trained on" "--phonetic-dir (or --phonetic-data)"; then
+    # shellcheck disable=SC2086
+    configured_as "$phonetic_dir" "$config_dir/phonetic.yaml" train-phonetic "$phonetic_data" "$phonetic_dir" \
+      $phonetic_overrides --config "$config_dir/phonetic.yaml"
+    return 0
+  fi
   [ -f "$config_dir/phonetic.yaml" ] ||
     die "--ssl-extractor phonetic: $config_dir has no phonetic.yaml; give a w2v-BERT 2.0 dir (--ssl-extractor /models/w2v-bert-2.0) or builtin"
   require_data_set --phonetic-data "$phonetic_data"
@@ -309,10 +331,11 @@ extract_set() {
   local stats_opt="" made
   made=$(cat "$2/.made_from" 2>/dev/null || true)
   if [ -z "$made" ] && [ -f "$2/.done" ]; then  # extracted before the marker existed: by this extractor unless older
-    made="an earlier $ssl_model"
     if [ "$ssl_extractor" != phonetic ] || adopt_legacy "$2/.done" "$ssl_model/phonetic.safetensors"; then
       made=$ssl_id
       echo "$made" > "$2/.made_from"
+    else
+      made="an earlier $ssl_model"
     fi
   fi
   if [ -n "$made" ] && [ "$made" != "$ssl_id" ]; then
@@ -436,7 +459,7 @@ stage_codec() {
 # stage_pretrain SET...: stage-1 pre-training and S2A (each trained once, shared); the sets' tokens and codes
 # must be there.
 stage_pretrain() {
-  local set part
+  local set dir configs
   require_pretrain_data
   for set in "$@"; do
     [ -f "$data_dir/$set/ssl_tokens/.done" ] || die "$data_dir/$set/ssl_tokens is missing: run stage 2 first"
@@ -447,18 +470,14 @@ stage_pretrain() {
   log "$config_dir/pretrain.yaml on $pretrain_data in $pretrain_dir"
   train pretrain "$config_dir/pretrain.yaml" "$pretrain_dir" "$tokenizer_id $pretrain_data" "$pretrain_overrides" \
     "$pretrain_data" "$(legacy_marker "$pretrain_dir" "$tokenizer_dir $pretrain_data")"
-  if [ -n "$s2a_config" ]; then
-    log "S2A: $config_dir/$s2a_config in $s2a_dir"
-    train s2a "$config_dir/$s2a_config" "$s2a_dir" "$tokenizer_id $codec_dir" "$s2a_overrides" "" \
-      "$(legacy_marker "$s2a_dir" "$tokenizer_dir $codec_dir")"
-  else
-    for part in coarse fine; do
-      log "S2A: $config_dir/s2a_$part.yaml in ${s2a_dir}_$part"
-      train s2a "$config_dir/s2a_$part.yaml" "${s2a_dir}_$part" "$tokenizer_id $codec_dir" "$s2a_overrides" "" \
-        "$(legacy_marker "${s2a_dir}_$part" "$tokenizer_dir $codec_dir")"
-    done
-  fi
-  for part in $s2a_dirs; do made_after "$part" "$codec_dir" "trained on its codes" --s2a-dir; done
+  read -r -a configs <<< "$s2a_configs"
+  for dir in $s2a_dirs; do
+    log "S2A: $config_dir/${configs[0]} in $dir"
+    train s2a "$config_dir/${configs[0]}" "$dir" "$tokenizer_id $codec_dir" "$s2a_overrides" "" \
+      "$(legacy_marker "$dir" "$tokenizer_dir $codec_dir")"
+    made_after "$dir" "$codec_dir" "trained on its codes" --s2a-dir
+    configs=("${configs[@]:1}")
+  done
 }
 
 # legacy_marker DIR OLD: OLD, the marker a model trained on the tokens wrote before markers named the tokenizer's
@@ -518,6 +537,9 @@ stage_finetune() {
   [ "$finetune_data" = "$data_dir/$train_set" ] && old=$pretrain_dir
   if made_from "$finetune_dir" "$inputs" "fine-tuned from" --finetune-dir "$old"; then
     made_after "$finetune_dir" "$pretrain_dir" "fine-tuned" --finetune-dir
+    # shellcheck disable=SC2086
+    configured_as "$finetune_dir" "$finetune_config" finetune "$finetune_config" "$finetune_dir" $finetune_overrides \
+      --task "$task" --init "$pretrain_dir" $s2a_opts --codec "$codec_dir"
     return 0
   fi
   # shellcheck disable=SC2086

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG, MetisTyper, require_train_data, run_trainer
+from metis_cli.cli.common import CHECK_CONFIG, PRINT_CONFIG, MetisTyper, require_train_data, run_trainer
 
 app = MetisTyper(
     help="The acoustic codec (stage 3): train it, encode data dirs to acoustic_codes, decode codes to audio.\n\n"
@@ -29,6 +29,7 @@ def train(
         False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
     ),
     print_config: bool = PRINT_CONFIG,
+    check_config: bool = CHECK_CONFIG,
 ) -> None:
     """Train the codec; rerunning the same command resumes from the newest checkpoint. A neural codec trains
     by gradient steps; the parametric one (model.kind: world) learns its quantiser by k-means in minutes.
@@ -47,6 +48,7 @@ def train(
         exp_dir,
         lambda loaded: train_codec(loaded, exp_dir, train_data, val_data),
         show=print_config,
+        check=check_config,
         overwrite=overwrite,
         verbose=verbose,
         require=lambda: require_train_data(train_data),

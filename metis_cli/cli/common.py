@@ -56,6 +56,13 @@ PRINT_CONFIG = typer.Option(
     help="Print the config (YAML, overrides, the code's defaults; model sizes come from the data) and exit.",
 )
 
+CHECK_CONFIG = typer.Option(
+    False,
+    "--check-config",
+    help="Print how the config (with the overrides) differs from the one EXP_DIR's run was trained with, one "
+    "'key: trained -> now' per line, and exit (nothing printed: the same).",
+)
+
 
 def print_config(config: dict) -> None:
     """``--print-config``: the resolved config as YAML on stdout."""
@@ -82,26 +89,32 @@ def run_trainer(
     train,
     *,
     show=False,
+    check=False,
     overwrite=False,
     verbose=False,
     adjust=None,
     require=None,
 ):
     """The body a trainer command shares: the config loaded (YAML, the code's defaults, ``key=value``
-    overrides) and, with ``show`` (--print-config), printed instead of trained; ``overwrite`` clears the exp
-    dir first; logs go to ``<exp_dir>/log/train.log``; ``train(config)`` runs and its step, minutes and last
-    metrics are printed. ``adjust(config)`` changes the loaded config first (settings the command's options give;
-    the result is resolved again); ``require()`` checks the command's inputs after --print-config and before
-    anything is written. Returns ``train``'s result (None when only printed)."""
+    overrides) and, with ``show`` (--print-config), printed instead of trained; with ``check`` (--check-config)
+    its differences from the config the exp dir's run was trained with are printed instead, one per line;
+    ``overwrite`` clears the exp dir first; logs go to ``<exp_dir>/log/train.log``; ``train(config)`` runs and
+    its step, minutes and last metrics are printed. ``adjust(config)`` changes the loaded config first (settings
+    the command's options give; the result is resolved again); ``require()`` checks the command's inputs after
+    --print-config and before anything is written. Returns ``train``'s result (None when only printed)."""
     from metis_cli.config import load_config
     from metis_cli.log import console, setup_logging
-    from metis_cli.train.trainer import clear_exp_dir
+    from metis_cli.train.trainer import clear_exp_dir, trained_config_differences
 
     loaded = load_config(config_path, overrides or [], resolve=resolve)
     if adjust is not None:
         loaded = adjust(loaded)
     if show:
         print_config(resolve(loaded) if adjust is not None else loaded)
+        return None
+    if check:
+        for line in trained_config_differences(exp_dir, resolve(loaded) if adjust is not None else loaded):
+            print(line)
         return None
     if require is not None:
         require()

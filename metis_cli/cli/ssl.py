@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG, run_trainer
+from metis_cli.cli.common import CHECK_CONFIG, PRINT_CONFIG, run_trainer
 
 
 def train_phonetic(
@@ -22,6 +22,7 @@ def train_phonetic(
         False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
     ),
     print_config: bool = PRINT_CONFIG,
+    check_config: bool = CHECK_CONFIG,
 ) -> None:
     """Train the phonetic front end, the small-corpus stand-in for w2v-BERT 2.0 (stage 1).
 
@@ -43,6 +44,7 @@ def train_phonetic(
         exp_dir,
         lambda loaded: train_phonetic(loaded, exp_dir, data_dir, dev),
         show=print_config,
+        check=check_config,
         overwrite=overwrite,
         verbose=verbose,
     )

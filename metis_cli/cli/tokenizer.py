@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG, run_trainer
+from metis_cli.cli.common import CHECK_CONFIG, PRINT_CONFIG, run_trainer
 
 
 def kmeans(
@@ -51,6 +51,7 @@ def train_vq(
         False, "--overwrite", help="Delete the exp dir's earlier run first (needed to rerun it with another config)."
     ),
     print_config: bool = PRINT_CONFIG,
+    check_config: bool = CHECK_CONFIG,
 ) -> None:
     """Train a VQ SSL tokenizer, the learned alternative to `metis kmeans` (stage 2).
 
@@ -75,6 +76,7 @@ def train_vq(
         exp_dir,
         lambda loaded: train_vq(loaded, exp_dir, feats_dir, val_feats),
         show=print_config,
+        check=check_config,
         overwrite=overwrite,
         verbose=verbose,
     )

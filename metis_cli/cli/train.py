@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from metis_cli.cli.common import PRINT_CONFIG, require_train_data, run_trainer
+from metis_cli.cli.common import CHECK_CONFIG, PRINT_CONFIG, require_train_data, run_trainer
 
 TRAIN_DATA_HELP = "Data dir with ssl_tokens/ to train on (repeat for several)."
 
@@ -25,6 +25,7 @@ def _run(
     verbose: bool,
     overwrite: bool = False,
     print_config: bool = False,
+    check_config: bool = False,
     **settings,
 ) -> None:
     from metis_cli.errors import MetisError
@@ -53,6 +54,7 @@ def _run(
         exp_dir,
         lambda loaded: run(loaded, exp_dir, train_data, val_data or []),
         show=print_config,
+        check=check_config,
         overwrite=overwrite,
         verbose=verbose,
         adjust=adjust,
@@ -80,6 +82,7 @@ def pretrain(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = OVERWRITE,
     print_config: bool = PRINT_CONFIG,
+    check_config: bool = CHECK_CONFIG,
 ) -> None:
     """Stage-1 pre-training: masked generative modelling of SSL tokens, no condition (stage 4).
 
@@ -90,7 +93,7 @@ def pretrain(
     Example: metis pretrain conf/mini/pretrain.yaml exp/pretrain_mini --train-data data/mini/mini_train --val-data
     data/mini/mini_dev
     """
-    _run("pretrain", config, exp_dir, overrides, train_data, val_data, verbose, overwrite, print_config)
+    _run("pretrain", config, exp_dir, overrides, train_data, val_data, verbose, overwrite, print_config, check_config)
 
 
 def train_s2a(
@@ -108,6 +111,7 @@ def train_s2a(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = OVERWRITE,
     print_config: bool = PRINT_CONFIG,
+    check_config: bool = CHECK_CONFIG,
 ) -> None:
     """Train S2A, the masked acoustic decoder: codec codes given SSL tokens (stage 4).
 
@@ -116,7 +120,7 @@ def train_s2a(
     Example: metis train-s2a conf/mini/s2a_vector.yaml exp/s2a_mini_vector --train-data data/mini/mini_train --val-data
     data/mini/mini_dev
     """
-    _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose, overwrite, print_config)
+    _run("s2a", config, exp_dir, overrides, train_data, val_data, verbose, overwrite, print_config, check_config)
 
 
 def finetune(
@@ -149,6 +153,7 @@ def finetune(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     overwrite: bool = OVERWRITE,
     print_config: bool = PRINT_CONFIG,
+    check_config: bool = CHECK_CONFIG,
 ) -> None:
     """Fine-tune the pre-trained stage-1 model for a task (stage 5): LoRA, full or adapter-only.
 
@@ -169,6 +174,7 @@ def finetune(
         verbose,
         overwrite,
         print_config,
+        check_config,
         task=task,
         init={"exp_dir": str(init.resolve())},
         **({"decoder": decoder_dirs(s2a, codec)} if s2a or codec else {}),

@@ -80,18 +80,37 @@ RESUMABLE_KEYS = {
 }
 
 
-def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf where two configs differ (dotted keys), except RESUMABLE_KEYS, keys
-    the new config leaves unset (null: resolved from the data later, e.g. the vocabulary size) and keys the old
-    config does not hold (saved before the code's defaults were saved with it)."""
+# settings that leave the trained model as it is: how often a run logs, validates and saves, and what it is decoded with
+BOOKKEEPING_KEYS = RESUMABLE_KEYS - {"train.max_steps", "train.max_minutes"}
+
+
+def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE_KEYS) -> list[str]:
+    """``key: old -> new`` for every leaf where two configs differ (dotted keys), except the keys in ``ignore``,
+    keys the new config leaves unset (null or empty: resolved from the data later, e.g. the vocabulary size, the
+    phone set) and keys the old config does not hold (saved before the code's defaults were saved with it)."""
     out = []
     for key in old:
         name, a, b = f"{prefix}{key}", old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, name + ".")
-        elif a != b and b is not None and name not in RESUMABLE_KEYS:
+            out += config_differences(a, b, name + ".", ignore)
+        elif a != b and b not in (None, "", []) and name not in ignore:
             out.append(f"{name}: {a!r} -> {b!r}")
     return out
+
+
+def trained_config_differences(exp_dir, config: dict) -> list[str]:
+    """How ``config`` differs from the one the run in ``exp_dir`` was trained with (its config.yaml), its steps
+    included: what a recipe that finds the model finished reports before reusing it. Nothing when the exp dir
+    holds no readable config."""
+    import yaml
+
+    saved = Path(exp_dir) / "config.yaml"
+    try:
+        old = yaml.safe_load(saved.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    new = yaml.safe_load(yaml.safe_dump(config, sort_keys=False)) or {}
+    return config_differences(old, new, ignore=BOOKKEEPING_KEYS)
 
 
 def clear_exp_dir(exp_dir) -> None:
