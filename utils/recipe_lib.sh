@@ -220,13 +220,13 @@ made_from() {
 
 # configured_as DIR CONFIG ARGS...: a warning when the finished model in DIR was trained with another config than
 # `metis ARGS... --check-config` resolves now (CONFIG edited, other overrides): the model is kept as it is, so what
-# the recipe decodes is that model; moving DIR away trains it again.
+# the recipe decodes is that model; moving DIR away retrains it.
 configured_as() {
   local dir=$1 config=$2 differences
   shift 2
   differences=$(metis "$@" --check-config 2>/dev/null) || return 0
   [ -z "$differences" ] ||
-    log "WARNING: $dir is kept as trained, with another config than $config now gives (${differences//$'\n'/; }); move it away to train it again"
+    log "WARNING: $dir is kept as trained, with another config than $config now gives (${differences//$'\n'/; }); to retrain it, move it away"
 }
 
 # made_after DIR INPUT VERB OPTION: stops the recipe when the model INPUT was made again after DIR was made from it
