@@ -219,8 +219,8 @@ made_from() {
 }
 
 # configured_as DIR CONFIG ARGS...: a warning when the finished model in DIR was trained with another config than
-# `metis ARGS... --check-config` resolves now (CONFIG edited, other overrides): the model is kept as it is, so what
-# the recipe decodes is that model; moving DIR away retrains it.
+# `metis ARGS... --check-config` (ARGS: the trainer's command line, less its data) resolves now (CONFIG edited,
+# other overrides): the model is kept as it is, so what the recipe decodes is that model; moving DIR away retrains it.
 configured_as() {
   local dir=$1 config=$2 differences
   shift 2
@@ -254,15 +254,15 @@ adopt_legacy() {
 # silently reused nor deleted.
 train() {
   local kind=$1 config=$2 dir=$3 inputs=$4 overrides=$5 train_data=${6:-$data_dir/$train_set} old=${7:-}
-  local command
+  local command args
   case $kind in codec) command=(codec train) ;; s2a) command=(train-s2a) ;; *) command=("$kind") ;; esac
+  # shellcheck disable=SC2206  # the overrides and options split into words, as before
+  args=("${command[@]}" "$config" "$dir" $overrides)  # the trainer's command line, less its data
   if made_from "$dir" "$inputs" "trained on" "--${kind}-dir" "$old"; then
-    # shellcheck disable=SC2086
-    configured_as "$dir" "$config" "${command[@]}" "$config" "$dir" $overrides
+    configured_as "$dir" "$config" "${args[@]}"
     return 0
   fi
-  # shellcheck disable=SC2086
-  "${trainer[@]}" "${command[@]}" "$config" "$dir" $overrides --train-data "$train_data" --val-data "$data_dir/$dev_set"
+  "${trainer[@]}" "${args[@]}" --train-data "$train_data" --val-data "$data_dir/$dev_set"
   echo "$inputs" > "$dir/.done"
 }
 
@@ -284,14 +284,14 @@ stage_data() {
 # front end trained before the marker existed learnt from the train set). One made from other data is not
 # silently reused: the features, tokens and models after it would follow the wrong front end.
 stage_phonetic() {
-  local dev_opt=()
+  local dev_opt=() args
+  # shellcheck disable=SC2206  # the overrides and options split into words, as before
+  args=(train-phonetic "$phonetic_data" "$phonetic_dir" $phonetic_overrides --config "$config_dir/phonetic.yaml")
   if [ -f "$ssl_model/phonetic.json" ] && [ ! -f "$phonetic_dir/.done" ]; then
     echo "$data_dir/$train_set" > "$phonetic_dir/.done"  # trained before the marker existed: on the train set
   fi
   if made_from "$phonetic_dir" "$phonetic_data" "trained on" "--phonetic-dir (or --phonetic-data)"; then
-    # shellcheck disable=SC2086
-    configured_as "$phonetic_dir" "$config_dir/phonetic.yaml" train-phonetic "$phonetic_data" "$phonetic_dir" \
-      $phonetic_overrides --config "$config_dir/phonetic.yaml"
+    configured_as "$phonetic_dir" "$config_dir/phonetic.yaml" "${args[@]}"
     return 0
   fi
   [ -f "$config_dir/phonetic.yaml" ] ||
@@ -301,9 +301,7 @@ stage_phonetic() {
     die "--ssl-extractor phonetic learns from phone timings and $phonetic_data has no phones.ctm; give --ssl-extractor builtin or a w2v-BERT 2.0 dir"
   log "phonetic front end: $config_dir/phonetic.yaml on $phonetic_data in $phonetic_dir"
   [ -f "$data_dir/$dev_set/phones.ctm" ] && dev_opt=(--dev "$data_dir/$dev_set")
-  # shellcheck disable=SC2086
-  "${trainer[@]}" train-phonetic "$phonetic_data" "$phonetic_dir" $phonetic_overrides \
-    --config "$config_dir/phonetic.yaml" "${dev_opt[@]}"
+  "${trainer[@]}" "${args[@]}" "${dev_opt[@]}"
   echo "$phonetic_data" > "$phonetic_dir/.done"
 }
 
@@ -532,19 +530,18 @@ stage_finetune() {
   [ -d "$finetune_data" ] ||
     die "--finetune-data $finetune_data does not exist: run stage 0 first, or give another set, e.g. --finetune-data $data_dir/$train_set"
   log "$finetune_config on $finetune_data in $finetune_dir"
-  local inputs="$pretrain_dir $finetune_data" old=""  # what the model was made from, in its .done marker
+  local inputs="$pretrain_dir $finetune_data" old="" args  # inputs: what the model was made from, in its .done marker
+  # shellcheck disable=SC2206  # the overrides and options split into words, as before
+  args=(finetune "$finetune_config" "$finetune_dir" $finetune_overrides --task "$task" --init "$pretrain_dir" $s2a_opts \
+    --codec "$codec_dir")
   # a marker from before --finetune-data names the pre-trained model only: the train set
   [ "$finetune_data" = "$data_dir/$train_set" ] && old=$pretrain_dir
   if made_from "$finetune_dir" "$inputs" "fine-tuned from" --finetune-dir "$old"; then
     made_after "$finetune_dir" "$pretrain_dir" "fine-tuned" --finetune-dir
-    # shellcheck disable=SC2086
-    configured_as "$finetune_dir" "$finetune_config" finetune "$finetune_config" "$finetune_dir" $finetune_overrides \
-      --task "$task" --init "$pretrain_dir" $s2a_opts --codec "$codec_dir"
+    configured_as "$finetune_dir" "$finetune_config" "${args[@]}"
     return 0
   fi
-  # shellcheck disable=SC2086
-  "${trainer[@]}" finetune "$finetune_config" "$finetune_dir" $finetune_overrides --task "$task" \
-    --init "$pretrain_dir" $s2a_opts --codec "$codec_dir" --train-data "$finetune_data" --val-data "$data_dir/$dev_set"
+  "${trainer[@]}" "${args[@]}" --train-data "$finetune_data" --val-data "$data_dir/$dev_set"
   echo "$inputs" > "$finetune_dir/.done"
 }
 

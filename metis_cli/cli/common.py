@@ -109,12 +109,13 @@ def run_trainer(
     loaded = load_config(config_path, overrides or [], resolve=resolve)
     if adjust is not None:
         loaded = adjust(loaded)
-    if show:
-        print_config(resolve(loaded) if adjust is not None else loaded)
-        return None
-    if check:
-        for line in trained_config_differences(exp_dir, resolve(loaded) if adjust is not None else loaded):
-            print(line)
+    if show or check:  # printed instead of trained
+        resolved = resolve(loaded) if adjust is not None else loaded
+        if show:
+            print_config(resolved)
+        else:
+            for line in trained_config_differences(exp_dir, resolved):
+                print(line)
         return None
     if require is not None:
         require()

@@ -84,33 +84,36 @@ RESUMABLE_KEYS = {
 BOOKKEEPING_KEYS = RESUMABLE_KEYS - {"train.max_steps", "train.max_minutes"}
 
 
-def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE_KEYS) -> list[str]:
+def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE_KEYS, unset=(None,)) -> list[str]:
     """``key: old -> new`` for every leaf where two configs differ (dotted keys), except the keys in ``ignore``,
-    keys the new config leaves unset (null or empty: resolved from the data later, e.g. the vocabulary size, the
-    phone set) and keys the old config does not hold (saved before the code's defaults were saved with it)."""
+    keys the new config leaves ``unset`` (null: resolved from the data later, e.g. the vocabulary size) and keys
+    the old config does not hold (saved before the code's defaults were saved with it)."""
     out = []
     for key in old:
         name, a, b = f"{prefix}{key}", old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, name + ".", ignore)
-        elif a != b and b not in (None, "", []) and name not in ignore:
+            out += config_differences(a, b, name + ".", ignore, unset)
+        elif a != b and b not in unset and name not in ignore:
             out.append(f"{name}: {a!r} -> {b!r}")
     return out
 
 
-def trained_config_differences(exp_dir, config: dict) -> list[str]:
-    """How ``config`` differs from the one the run in ``exp_dir`` was trained with (its config.yaml), its steps
-    included: what a recipe that finds the model finished reports before reusing it. Nothing when the exp dir
-    holds no readable config."""
+def trained_config_differences(exp_dir, config: dict, ignore=BOOKKEEPING_KEYS, unset=(None, "", [])) -> list[str]:
+    """How ``config`` differs from the one the run in ``exp_dir`` was trained with (its config.yaml; nothing when
+    there is none or it does not parse). By default the steps count as a difference and keys left empty before
+    training (filled from the data: the phone set, the data dirs) do not: what a recipe that finds the model
+    finished reports before reusing it. Resuming (``Trainer``) asks with its own ``ignore`` and ``unset``."""
     import yaml
 
     saved = Path(exp_dir) / "config.yaml"
+    if not saved.is_file():
+        return []
     try:
         old = yaml.safe_load(saved.read_text()) or {}
-    except (OSError, yaml.YAMLError):
+    except yaml.YAMLError:
         return []
     new = yaml.safe_load(yaml.safe_dump(config, sort_keys=False)) or {}
-    return config_differences(old, new, ignore=BOOKKEEPING_KEYS)
+    return config_differences(old, new, ignore=ignore, unset=unset)
 
 
 def clear_exp_dir(exp_dir) -> None:
@@ -230,16 +233,10 @@ class Trainer:
     def _check_same_run(self, config: dict) -> None:
         """Resuming is only for the run the exp dir holds: another config (another model size, data or
         learning rate) would load the old checkpoint into a different run, or throw it away."""
-        import yaml
-
-        saved = self.exp_dir / "config.yaml"
-        if not saved.is_file() or not any(self.checkpoint_dir.glob("step_*")):
+        if not any(self.checkpoint_dir.glob("step_*")):
             return
-        try:
-            old = yaml.safe_load(saved.read_text()) or {}
-        except yaml.YAMLError:
-            return  # unreadable: the checkpoints' loading decides
-        diffs = config_differences(old, yaml.safe_load(yaml.safe_dump(config, sort_keys=False)) or {})
+        # an unreadable config.yaml gives no differences: the checkpoints' loading decides
+        diffs = trained_config_differences(self.exp_dir, config, ignore=RESUMABLE_KEYS, unset=(None,))
         if diffs:
             self.release()
             shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
