@@ -16,7 +16,13 @@ from metis_cli.errors import MetisError
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.models.transformer import TransformerConfig
 from metis_cli.tasks.adaptation import AdaptationConfig, adapt
-from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre, warp_formants
+from metis_cli.tasks.augment import (
+    AugmentConfig,
+    add_noise_and_reverb,
+    mix_interferer,
+    perturb_timbre,
+    warp_formants,
+)
 from metis_cli.train.codec import resolve_config
 from metis_cli.train.pretrain import PretrainLearner
 from metis_cli.train.s2a import S2ALearner
@@ -63,6 +69,28 @@ def test_timbre_perturbation_keeps_the_length_and_follows_the_seed():
         return float((freqs * power).sum() / power.sum())
 
     assert centroid(warp_formants(wav, 1.3, SR)) > centroid(wav) * 1.15
+
+
+def test_pitch_shift_methods_move_the_pitch_or_leave_it():
+    from metis_cli.codec.world import import_world
+
+    pyworld, _ = import_world()
+    wav = voiced(f0=120.0)
+
+    def median_f0(x):
+        f0, _ = pyworld.dio(x.astype(np.float64), SR, frame_period=5.0)
+        return float(np.median(f0[f0 > 0]))
+
+    octave = {"pitch_semitones": (12.0, 12.0), "formant_ratio": (1.0, 1.0)}
+    for method in ("world", "phase_vocoder"):
+        up = perturb_timbre(wav, np.random.default_rng(0), AugmentConfig(pitch_shift=method, **octave), SR)
+        assert up.shape == wav.shape and np.isfinite(up).all()
+        assert median_f0(up) == pytest.approx(2 * median_f0(wav), rel=0.08), method
+    # none: the pitch range is drawn (the same random stream) but not applied; a ratio of 1 leaves the audio
+    kept = perturb_timbre(wav, np.random.default_rng(0), AugmentConfig(pitch_shift="none", **octave), SR)
+    assert np.abs(kept / np.abs(kept).max() - wav / np.abs(wav).max()).max() < 1e-2
+    with pytest.raises(MetisError, match="augment.pitch_shift: 'psola' is not one of phase_vocoder, world, none"):
+        AugmentConfig.from_dict({"pitch_shift": "psola"})
 
 
 def test_noise_and_interference_are_added_at_the_drawn_level():

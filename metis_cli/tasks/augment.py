@@ -6,7 +6,10 @@ target, drawn anew for every batch from a numpy Generator (so a seed reproduces 
 - TSE: the target plus another speaker's speech at a random signal-to-interference ratio.
 - VC: the target with its timbre changed (pitch shift, then a warp of the spectral envelope that moves
   the formants as a longer or shorter vocal tract would), so that the model learns to put back the voice
-  of the prompt. The duration never changes: the condition stays frame-aligned with the target.
+  of the prompt. The duration never changes: the condition stays frame-aligned with the target. How the
+  pitch moves is ``pitch_shift``: ``phase_vocoder`` (librosa: time stretch, then resampling), ``world``
+  (WORLD analysis, F0 scaled, resynthesis) or ``none`` (formants only); docs/condition_tokens.md measures
+  what each leaves of the content (the SSL tokens of the clean speech).
 
 Noise, rooms and mixing come from metis_cli.corpus.noise, the functions the embedded test sets were made
 with; the utterances, draws and levels differ.
@@ -22,6 +25,8 @@ from metis_cli.config import check_keys
 from metis_cli.corpus import noise
 from metis_cli.errors import MetisError
 
+PITCH_SHIFTS = ("phase_vocoder", "world", "none")
+
 
 @dataclass
 class AugmentConfig:
@@ -32,6 +37,11 @@ class AugmentConfig:
     sir_db: tuple[float, float] = (-5.0, 5.0)  # TSE
     pitch_semitones: tuple[float, float] = (-4.0, 4.0)  # VC
     formant_ratio: tuple[float, float] = (0.85, 1.18)  # VC: envelope frequency scale (log-uniform)
+    pitch_shift: str = "phase_vocoder"  # VC: phase_vocoder, world or none (PITCH_SHIFTS)
+
+    def __post_init__(self):
+        if self.pitch_shift not in PITCH_SHIFTS:
+            raise MetisError(f"augment.pitch_shift: {self.pitch_shift!r} is not one of {', '.join(PITCH_SHIFTS)}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "AugmentConfig":
@@ -86,14 +96,39 @@ def warp_formants(wav: np.ndarray, ratio: float, sample_rate: int, n_fft: int = 
     return librosa.istft(spec * gain, hop_length=hop, length=len(wav)).astype(np.float32)
 
 
-def perturb_timbre(wav: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sample_rate: int) -> np.ndarray:
-    """VC source: pitch shifted by a random number of semitones, formants moved by a random ratio; same length."""
+def world_pitch_shift(wav: np.ndarray, semitones: float, sample_rate: int) -> np.ndarray:
+    """``wav`` resynthesised by WORLD (DIO + StoneMask F0, CheapTrick envelope, D4C aperiodicity on a 5 ms
+    grid) with its F0 scaled by 2**(semitones/12); the envelope, so the formants, stay. Same length."""
+    from metis_cli.codec.world import import_world
+
+    pyworld, _ = import_world()
+    x = np.ascontiguousarray(wav, dtype=np.float64)
+    f0, times = pyworld.dio(x, sample_rate, frame_period=5.0)
+    f0 = pyworld.stonemask(x, f0, times, sample_rate)
+    sp = pyworld.cheaptrick(x, f0, times, sample_rate)
+    ap = pyworld.d4c(x, f0, times, sample_rate)
+    out = pyworld.synthesize(f0 * 2 ** (semitones / 12), sp, ap, sample_rate, frame_period=5.0)
+    out = np.pad(out, (0, max(0, len(wav) - len(out))))[: len(wav)]
+    return np.nan_to_num(out).astype(np.float32)
+
+
+def shift_pitch(wav: np.ndarray, semitones: float, sample_rate: int, method: str) -> tuple[np.ndarray, float]:
+    """(audio, how far its spectral envelope moved as a frequency ratio) after a pitch shift by ``method``."""
+    if method == "none" or semitones == 0.0:
+        return wav, 1.0
+    if method == "world":
+        return world_pitch_shift(wav, semitones, sample_rate), 1.0
     import librosa
 
+    # resampling moves the envelope with the harmonics
+    return librosa.effects.pitch_shift(wav, sr=sample_rate, n_steps=semitones), 2 ** (semitones / 12)
+
+
+def perturb_timbre(wav: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sample_rate: int) -> np.ndarray:
+    """VC source: pitch shifted by a random number of semitones, formants moved by a random ratio; same length."""
     semitones = float(rng.uniform(*cfg.pitch_semitones))
     low, high = np.log(cfg.formant_ratio[0]), np.log(cfg.formant_ratio[1])
     formant = float(np.exp(rng.uniform(low, high)))
-    shifted = librosa.effects.pitch_shift(wav.astype(np.float32), sr=sample_rate, n_steps=semitones)
-    # The pitch shift (resampling) moved the envelope by 2**(semitones/12) too: warp it the rest of the way.
-    out = warp_formants(shifted, formant / 2 ** (semitones / 12), sample_rate)
+    shifted, moved = shift_pitch(wav.astype(np.float32), semitones, sample_rate, cfg.pitch_shift)
+    out = warp_formants(shifted, formant / moved, sample_rate)  # the rest of the way to the drawn ratio
     return (out * noise.peak_limit(out)).astype(np.float32)
