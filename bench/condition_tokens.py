@@ -49,6 +49,7 @@ def main() -> None:
         world_pitch_shift,
     )
     from metis_cli.tasks.conditions import FrameConditioner
+    from metis_cli.train.finetune import BABBLE_TALKERS
 
     torch.set_num_threads(1)
     ssl = yaml.safe_load((args.exp / "config.yaml").read_text())["ssl"]
@@ -97,7 +98,7 @@ def main() -> None:
 
     row(
         f"SE input: noise at {default.snr_db} dB, reverb p {default.reverb_prob}",
-        lambda w, rng: add_noise_and_reverb(w, rng, default, sr, [other(rng) for _ in range(3)]),
+        lambda w, rng: add_noise_and_reverb(w, rng, default, sr, [other(rng) for _ in range(BABBLE_TALKERS)]),
     )
     row(f"TSE input: an interferer at {default.sir_db} dB", lambda w, rng: mix_interferer(w, other(rng), rng, default))
 

@@ -125,7 +125,8 @@ def shift_pitch(wav: np.ndarray, semitones: float, sample_rate: int, method: str
 
 
 def perturb_timbre(wav: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sample_rate: int) -> np.ndarray:
-    """VC source: pitch shifted by a random number of semitones, formants moved by a random ratio; same length."""
+    """VC source: pitch shifted by a random number of semitones (by ``cfg.pitch_shift``'s method; ``none``
+    draws the number and leaves the pitch), formants moved by a random ratio; same length."""
     semitones = float(rng.uniform(*cfg.pitch_semitones))
     low, high = np.log(cfg.formant_ratio[0]), np.log(cfg.formant_ratio[1])
     formant = float(np.exp(rng.uniform(low, high)))
