@@ -153,6 +153,16 @@ def test_another_config_in_a_trained_exp_dir_is_refused_and_overwrite_starts_aga
         "train.max_steps: 4 -> 1",
     ]
     assert load_config(exp / "config.yaml")["model"]["transformer"]["dim"] == 32 and losses(exp)[-1]["step"] == 4
+    # A run saved before the code had a key counts with the code's default for it: only another value shows
+    older = tmp_path / "older"
+    older.mkdir()
+    saved = yaml.safe_load((exp / "config.yaml").read_text())
+    clip = saved["train"].pop("grad_clip")
+    (older / "config.yaml").write_text(yaml.safe_dump(saved))
+    same = [*args[:2], str(older), *SMALL, "train.max_steps=4", "--train-data", str(token_data[0]), "--check-config"]
+    assert runner.invoke(app, same).output == ""
+    checked = runner.invoke(app, [*same, f"train.grad_clip={clip / 2}"])
+    assert checked.output.splitlines() == [f"train.grad_clip: {clip!r} -> {clip / 2!r}"], checked.output
     refused = runner.invoke(app, args)
     assert refused.exit_code == 1 and "--overwrite" in refused.output and "Traceback" not in refused.output
     result = runner.invoke(app, args + ["--overwrite"])

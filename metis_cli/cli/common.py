@@ -114,7 +114,7 @@ def run_trainer(
         if show:
             print_config(resolved)
         else:
-            for line in trained_config_differences(exp_dir, resolved):
+            for line in trained_config_differences(exp_dir, resolved, resolve=resolve):
                 print(line)
         return None
     if require is not None:

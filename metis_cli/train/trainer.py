@@ -98,11 +98,15 @@ def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE_
     return out
 
 
-def trained_config_differences(exp_dir, config: dict, ignore=BOOKKEEPING_KEYS, unset=(None, "", [])) -> list[str]:
+def trained_config_differences(
+    exp_dir, config: dict, ignore=BOOKKEEPING_KEYS, unset=(None, "", []), resolve=None
+) -> list[str]:
     """How ``config`` differs from the one the run in ``exp_dir`` was trained with (its config.yaml; nothing when
     there is none or it does not parse). By default the steps count as a difference and keys left empty before
     training (filled from the data: the phone set, the data dirs) do not: what a recipe that finds the model
-    finished reports before reusing it. Resuming (``Trainer``) asks with its own ``ignore`` and ``unset``."""
+    finished reports before reusing it. Resuming (``Trainer``) asks with its own ``ignore`` and ``unset``.
+    ``resolve`` (the trainer's defaults) completes the saved config first, so that a key added to the code since
+    the run counts with the default the run had (when the trained config still resolves)."""
     import yaml
 
     saved = Path(exp_dir) / "config.yaml"
@@ -112,6 +116,11 @@ def trained_config_differences(exp_dir, config: dict, ignore=BOOKKEEPING_KEYS, u
         old = yaml.safe_load(saved.read_text()) or {}
     except yaml.YAMLError:
         return []
+    if resolve is not None:
+        try:
+            old = yaml.safe_load(yaml.safe_dump(resolve(old), sort_keys=False)) or {}
+        except (MetisError, KeyError, TypeError, ValueError):
+            pass  # keys since removed or renamed: compare what was saved
     new = yaml.safe_load(yaml.safe_dump(config, sort_keys=False)) or {}
     return config_differences(old, new, ignore=ignore, unset=unset)
 
