@@ -120,6 +120,19 @@ def test_resume_reproduces_the_next_loss(pretrained, token_data, tmp_path):
     assert losses(exp)[0]["loss"] == pytest.approx(losses(pretrained[0])[-1]["loss"], rel=1e-5)
 
 
+def test_resuming_a_run_saved_before_a_key_existed_counts_the_key_at_its_default(pretrained, token_data, tmp_path):
+    exp = tmp_path / "exp"
+    shutil.copytree(pretrained[0], exp)
+    saved = yaml.safe_load((exp / "config.yaml").read_text())
+    clip = saved["train"].pop("grad_clip")  # as if the run was trained before the code had train.grad_clip
+    (exp / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(MetisError, match=rf"another config \(train.grad_clip: {clip!r} -> {clip / 2!r}\)"):
+        pretrain(config("pretrain", "train.max_steps=4", f"train.grad_clip={clip / 2}"), exp, [token_data[0]])
+    assert sorted(p.name for p in (exp / "checkpoints").iterdir())[-1] == "step_00000003"  # nothing lost
+    pretrain(config("pretrain", "train.max_steps=4"), exp, [token_data[0]])  # the default: the same run, resumed
+    assert losses(exp)[-1]["step"] == 4
+
+
 def test_another_config_in_a_trained_exp_dir_is_refused_and_overwrite_starts_again(pretrained, token_data, tmp_path):
     exp = tmp_path / "exp"
     shutil.copytree(pretrained[0], exp)

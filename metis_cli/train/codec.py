@@ -336,7 +336,7 @@ def train_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
         from metis_cli.train.world_codec import train_world_codec
 
         return train_world_codec(config, exp_dir, train_dir, val_dir)
-    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})), resolve_codec_config)
     learner = CodecLearner(trainer, config, train_dir, val_dir)
     counts = trainer.unwrap(learner.codec).parameter_counts()
     logger.info(

@@ -594,7 +594,7 @@ def phone_ctc_loss(phone_logits: torch.Tensor, valid: torch.Tensor, phones: torc
 
 
 def finetune(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
-    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})), FinetuneLearner.resolve)
     learner = FinetuneLearner(trainer, config, train_dirs, val_dirs)
     if trainer.dist.main:
         (trainer.exp_dir / "parameters.json").write_text(json.dumps(learner.counts, indent=2) + "\n")

@@ -199,7 +199,7 @@ def train_phonetic(config: dict, exp_dir, train_dir, dev_dir=None) -> dict:
     config["data"]["dev"] = str(Path(dev_dir).resolve()) if dev_dir else ""
     if not config["model"]["phones"]:
         config["model"]["phones"] = phone_inventory(train_dir)
-    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config["train"]))
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config["train"]), resolve_phonetic_config)
     learner = PhoneticLearner(trainer, config)
     logger.info(
         "phonetic front end: %.2fM parameters, %d phones x %d parts, %d-dim bottleneck, +-%d frames of context",

@@ -53,7 +53,7 @@ class PretrainLearner(TokenLearner):
 
 
 def pretrain(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
-    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})), PretrainLearner.resolve)
     learner = PretrainLearner(trainer, config, train_dirs, val_dirs)
     entropy = learner.train_data.unigram_bits("ssl_tokens", learner.config["model"]["vocab_size"])
     logger.info("unigram entropy of the training tokens: %.3f bits (a context-free model's cross-entropy)", entropy)

@@ -134,6 +134,6 @@ class S2AVectorLearner(S2ALearner):
 
 
 def train_s2a(config: dict, exp_dir, train_dirs, val_dirs=()) -> dict:
-    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})), S2ALearner.resolve)
     vector = (config.get("model") or {}).get("output") == "vector"
     return trainer.fit((S2AVectorLearner if vector else S2ALearner)(trainer, config, train_dirs, val_dirs))

@@ -186,10 +186,14 @@ def step_seed(seed: int, step: int, rank: int = 0, micro: int = 0) -> int:
 
 
 class Trainer:
-    def __init__(self, exp_dir, config: dict, train: TrainConfig):
+    """``resolve``: the learner's config resolver (its sections completed by the code's defaults), with which
+    resuming completes the saved config before comparing it, as ``--check-config`` does."""
+
+    def __init__(self, exp_dir, config: dict, train: TrainConfig, resolve=None):
         self.exp_dir = Path(exp_dir)
         self.config = config
         self.train = train
+        self.resolve = resolve
         self.dist = Distributed()
         self.models: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -245,7 +249,9 @@ class Trainer:
         if not any(self.checkpoint_dir.glob("step_*")):
             return
         # an unreadable config.yaml gives no differences: the checkpoints' loading decides
-        diffs = trained_config_differences(self.exp_dir, config, ignore=RESUMABLE_KEYS, unset=(None,))
+        diffs = trained_config_differences(
+            self.exp_dir, config, ignore=RESUMABLE_KEYS, unset=(None,), resolve=self.resolve
+        )
         if diffs:
             self.release()
             shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")

@@ -196,7 +196,9 @@ def train_vq(config: dict, exp_dir, feats_dir, val_feats_dir=None) -> dict:
             f"model.input_dim is {config['model']['input_dim']} but the features in {feats_dir} have {dim} dims; "
             "train on matching features or drop model.input_dim from the config"
         )
-    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})))
+    trainer = Trainer(
+        exp_dir, config, TrainConfig.from_dict(config.get("train", {})), lambda c: resolve_vq_config(c, model=False)
+    )
     learner = VQLearner(trainer, config)
     logger.info(
         "vq tokenizer: %.2fM parameters, %d codes of %d dims over %d-dim features",

@@ -215,7 +215,7 @@ def train_world_codec(config: dict, exp_dir, train_dir, val_dir=None) -> dict:
         keep_checkpoints=1,
         seed=int((config.get("train") or {}).get("seed", 0)),
     )
-    trainer = Trainer(exp_dir, config, train)
+    trainer = Trainer(exp_dir, config, train, resolve_world_config)
     learner = WorldCodecLearner(trainer, config, train_dir, val_dir)
     logger.info("codec (WORLD): %d x %d codes per frame, %.0f bit/s", n, cfg.quantizer.codebook_size, cfg.bitrate)
     return trainer.fit(learner)
