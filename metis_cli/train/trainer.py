@@ -87,7 +87,7 @@ BOOKKEEPING_KEYS = RESUMABLE_KEYS - {"train.max_steps", "train.max_minutes"}
 def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE_KEYS, unset=(None,)) -> list[str]:
     """``key: old -> new`` for every leaf where two configs differ (dotted keys), except the keys in ``ignore``,
     keys the new config leaves ``unset`` (null: resolved from the data later, e.g. the vocabulary size) and keys
-    the old config does not hold (saved before the code's defaults were saved with it)."""
+    the old config does not hold (complete it first: ``trained_config_differences``'s ``resolve``)."""
     out = []
     for key in old:
         name, a, b = f"{prefix}{key}", old.get(key), new.get(key)
