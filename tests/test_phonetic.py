@@ -56,6 +56,25 @@ def test_speed_perturbation_changes_the_length_by_the_factor():
     assert speed(wav, 0.9).dtype == np.float32
 
 
+def test_noisy_copies_keep_the_clean_labels_and_are_drawn_the_same_each_time(tiny_corpus):
+    from metis_cli.train.phonetic import load_labelled, phone_inventory
+
+    data = tiny_corpus / "mini_dev"
+    index = {p: i for i, p in enumerate(phone_inventory(data))}
+    clean = load_labelled(data, index, 3)
+    noisy = load_labelled(data, index, 3, speeds=(1.0, 1.1), noisy_copies=1, seed=5)
+    assert sorted(noisy) == sorted(k for u in clean for k in (u, f"{u}-noisy0", f"{u}-sp1.1", f"{u}-sp1.1-noisy0"))
+    for utt, (feats, labels) in clean.items():
+        assert np.array_equal(noisy[utt][0], feats)  # the clean copy as before
+        noisy_feats, noisy_labels = noisy[f"{utt}-noisy0"]
+        assert np.array_equal(noisy_labels, labels) and noisy_feats.shape == feats.shape
+        assert np.abs(noisy_feats - feats).mean() > 0.1  # another input
+    again = load_labelled(data, index, 3, speeds=(1.0, 1.1), noisy_copies=1, seed=5)
+    assert all(np.array_equal(again[k][0], noisy[k][0]) for k in noisy)
+    other = load_labelled(data, index, 3, noisy_copies=1, seed=6)
+    assert not all(np.array_equal(other[k][0], noisy[k][0]) for k in other if "-noisy" in k)
+
+
 @pytest.fixture(scope="module")
 def phonetic_exp(tiny_corpus, tmp_path_factory):
     exp = tmp_path_factory.mktemp("phonetic") / "exp"

@@ -42,6 +42,10 @@ class PhoneticDataConfig:
     # Kaldi-style speed perturbation of the train set (resampling: tempo and formants move together, as
     # between speakers); one copy of each utterance per factor, its phone timings scaled with it.
     speed_perturb: list = field(default_factory=lambda: [1.0])
+    # Multi-condition training (not in the recipes; docs/condition_tokens.md): this many noisy copies of each
+    # copy above, noise and reverberation drawn as SE fine-tuning draws them (augment's defaults; babble from
+    # the utterances read before it), with the clean utterance's phone labels. Drawn once, seeded by train.seed.
+    noisy_copies: int = 0
 
 
 @dataclass
@@ -75,13 +79,17 @@ def speed(wav: np.ndarray, factor: float) -> np.ndarray:
 
 
 def load_labelled(
-    data_dir, phones: dict[str, int], n_states: int, speeds=(1.0,)
+    data_dir, phones: dict[str, int], n_states: int, speeds=(1.0,), noisy_copies: int = 0, seed: int = 0
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """utt -> (normalised MFCC [T, 39], frame classes [T]) for every utterance of a data dir with a timing;
-    with speeds other than 1.0, ``<utt>-sp<factor>`` copies too."""
+    with speeds other than 1.0, ``<utt>-sp<factor>`` copies too; with ``noisy_copies``, ``<key>-noisy<k>``
+    copies of each of those, noise and reverberation as SE fine-tuning draws them (seeded by ``seed`` and the
+    utterance's place in the sorted list), labelled as the clean copy."""
     from metis_cli.audio import load_audio
     from metis_cli.log import progress
     from metis_cli.ssl.extractors import SAMPLE_RATE, MFCCExtractor
+    from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb
+    from metis_cli.train.finetune import BABBLE_TALKERS
 
     data = DataDir(data_dir)
     ctm = phones_ctm(data.path)
@@ -89,20 +97,27 @@ def load_labelled(
     missing = sorted(set(sources) - set(timings))
     if missing:
         logger.info("%s: %d utterances have no phone timing, left out (e.g. %s)", data.path, len(missing), missing[0])
-    out = {}
+    out, talkers, augment = {}, [], AugmentConfig()
     with progress() as bar:
         task = bar.add_task(f"mfcc {data.path.name}", total=len(sources))
-        for utt in sorted(sources):
+        for index, utt in enumerate(sorted(sources)):
             bar.advance(task)
             if utt not in timings:
                 continue
             source, start, end = sources[utt]
             wav, _ = load_audio(source, SAMPLE_RATE, start=start, end=end, utt_id=utt, commands=True)
+            rng = np.random.default_rng([seed, index])
             for factor in speeds:
-                feats = utterance_norm(mfcc(speed(wav, factor)))
+                fast = speed(wav, factor)
                 scaled = [TimedToken(t.start / factor, t.duration / factor, t.token) for t in timings[utt]]
                 key = utt if factor == 1.0 else f"{utt}-sp{factor:g}"
+                feats = utterance_norm(mfcc(fast))
                 out[key] = (feats, frame_targets(scaled, len(feats), phones, n_states))
+                for k in range(noisy_copies):
+                    noisy = utterance_norm(mfcc(add_noise_and_reverb(fast, rng, augment, SAMPLE_RATE, talkers)))
+                    out[f"{key}-noisy{k}"] = (noisy, frame_targets(scaled, len(noisy), phones, n_states))
+            if noisy_copies:
+                talkers = [*talkers, wav][-BABBLE_TALKERS:]
     if not out:
         raise MetisError(f"{data.path}: no utterance has a phone timing in phones.ctm")
     return out
@@ -128,7 +143,14 @@ class PhoneticLearner:
         self.data_cfg, optim = PhoneticDataConfig(**config["data"]), PhoneticOptimConfig(**config["optim"])
         self.cfg = PhoneticConfig.from_dict(config["model"])
         index = {p: i for i, p in enumerate(self.cfg.phones)}
-        self.train_set = load_labelled(self.data_cfg.train, index, self.cfg.n_states, self.data_cfg.speed_perturb)
+        self.train_set = load_labelled(
+            self.data_cfg.train,
+            index,
+            self.cfg.n_states,
+            self.data_cfg.speed_perturb,
+            self.data_cfg.noisy_copies,
+            trainer.train.seed,
+        )
         self.dev_set = load_labelled(self.data_cfg.dev, index, self.cfg.n_states) if self.data_cfg.dev else {}
         self.utts = sorted(self.train_set)
         trainer.seed_weights()
