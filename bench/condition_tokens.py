@@ -42,6 +42,7 @@ def main() -> None:
     from metis_cli.audio import load_audio
     from metis_cli.data.datadir import read_table
     from metis_cli.tasks.augment import (
+        BABBLE_TALKERS,
         AugmentConfig,
         add_noise_and_reverb,
         mix_interferer,
@@ -49,7 +50,6 @@ def main() -> None:
         world_pitch_shift,
     )
     from metis_cli.tasks.conditions import FrameConditioner
-    from metis_cli.train.finetune import BABBLE_TALKERS
 
     torch.set_num_threads(1)
     ssl = yaml.safe_load((args.exp / "config.yaml").read_text())["ssl"]

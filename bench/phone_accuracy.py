@@ -26,7 +26,7 @@ def main() -> None:
 
     import torch
 
-    from metis_cli.ssl.phonetic import IGNORE, load_model
+    from metis_cli.ssl.phonetic import load_model, phone_hits
     from metis_cli.train.phonetic import load_labelled
 
     torch.set_num_threads(1)
@@ -40,11 +40,12 @@ def main() -> None:
         hits = {"clean": [0, 0], "noisy": [0, 0]}
         with torch.no_grad():
             for key, (feats, labels) in data.items():
-                pred = model(torch.from_numpy(feats)[None])[0].argmax(-1).numpy() // model.cfg.n_states
-                keep = labels != IGNORE
+                hit, frames = phone_hits(
+                    model(torch.from_numpy(feats)[None])[0], torch.from_numpy(labels), model.cfg.n_states
+                )
                 counts = hits["noisy" if "-noisy" in key else "clean"]
-                counts[0] += int((pred[keep] == labels[keep] // model.cfg.n_states).sum())
-                counts[1] += int(keep.sum())
+                counts[0] += hit
+                counts[1] += frames
         print(f"| `{path}` | {hits['clean'][0] / hits['clean'][1]:.3f} | {hits['noisy'][0] / hits['noisy'][1]:.3f} |")
 
 

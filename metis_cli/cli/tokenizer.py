@@ -67,12 +67,12 @@ def train_vq(
     data/mini/ssl/builtin/mini_dev
     """
     from metis_cli.log import console
-    from metis_cli.train.vq import resolve_vq_config, train_vq
+    from metis_cli.train.vq import resolve_vq_sections, train_vq
 
     result = run_trainer(
         config,
         overrides,
-        lambda c: resolve_vq_config(c, model=False),
+        resolve_vq_sections,
         exp_dir,
         lambda loaded: train_vq(loaded, exp_dir, feats_dir, val_feats),
         show=print_config,

@@ -102,6 +102,14 @@ def utterance_norm(mfcc: np.ndarray) -> np.ndarray:
     return ((mfcc - mfcc.mean(0)) / np.sqrt(mfcc.var(0) + 1e-5)).astype(np.float32)
 
 
+def phone_hits(logits: torch.Tensor, labels: torch.Tensor, n_states: int) -> tuple[int, int]:
+    """Frames whose most likely class (``logits`` [..., classes]) is a part of the labelled phone, and frames with
+    a label (not IGNORE): a front end's phone accuracy, in training, validation and bench/phone_accuracy.py."""
+    keep = labels != IGNORE
+    hit = logits.argmax(-1) // n_states == labels // n_states
+    return int(hit[keep].sum()), int(keep.sum())
+
+
 def frame_targets(timings, n_frames: int, phones: dict[str, int], n_states: int) -> np.ndarray:
     """Each frame's class, ``phone * n_states + part`` (the part of the phone it falls in), from ctm timings;
     IGNORE where no timing covers the frame's centre."""

@@ -26,6 +26,7 @@ from metis_cli.corpus import noise
 from metis_cli.errors import MetisError
 
 PITCH_SHIFTS = ("phase_vocoder", "world", "none")
+BABBLE_TALKERS = 3  # SE: other utterances mixed into babble noise
 
 
 @dataclass

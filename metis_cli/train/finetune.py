@@ -49,7 +49,13 @@ from metis_cli.models.masking import MaskingConfig, sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.task_registry import TASKS, get_task
 from metis_cli.tasks.adaptation import CONDITION_MODULES, AdaptationConfig, adapt
-from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb, mix_interferer, perturb_timbre
+from metis_cli.tasks.augment import (
+    BABBLE_TALKERS,
+    AugmentConfig,
+    add_noise_and_reverb,
+    mix_interferer,
+    perturb_timbre,
+)
 from metis_cli.tasks.conditions import FrameConditioner, ssl_front_end
 from metis_cli.train.pretrain import resolve_vocab
 from metis_cli.train.token_learner import DataConfig, TokenLearner, masked_cross_entropy
@@ -57,7 +63,6 @@ from metis_cli.train.trainer import TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 PHONES_FILE = "phones.txt"
-BABBLE_TALKERS = 3
 
 
 @dataclass

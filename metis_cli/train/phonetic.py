@@ -24,6 +24,7 @@ from metis_cli.ssl.phonetic import (
     PhoneticConfig,
     PhoneticModel,
     frame_targets,
+    phone_hits,
     save_model,
     utterance_norm,
 )
@@ -88,8 +89,7 @@ def load_labelled(
     from metis_cli.audio import load_audio
     from metis_cli.log import progress
     from metis_cli.ssl.extractors import SAMPLE_RATE, MFCCExtractor
-    from metis_cli.tasks.augment import AugmentConfig, add_noise_and_reverb
-    from metis_cli.train.finetune import BABBLE_TALKERS
+    from metis_cli.tasks.augment import BABBLE_TALKERS, AugmentConfig, add_noise_and_reverb
 
     data = DataDir(data_dir)
     ctm = phones_ctm(data.path)
@@ -186,11 +186,8 @@ class PhoneticLearner:
 
     def _phone_accuracy(self, logits: torch.Tensor, y: torch.Tensor) -> float:
         """Frames whose most likely class is a part of the right phone."""
-        keep = y != IGNORE
-        if not keep.any():
-            return 0.0
-        hit = logits.argmax(-1) // self.cfg.n_states == y // self.cfg.n_states
-        return float(hit[keep].float().mean())
+        hits, frames = phone_hits(logits, y, self.cfg.n_states)
+        return hits / frames if frames else 0.0
 
     @torch.no_grad()
     def validate(self, trainer: Trainer, out_dir: Path) -> dict:
@@ -198,7 +195,7 @@ class PhoneticLearner:
         if not self.dev_set:
             return {}
         model = trainer.unwrap(self.model)
-        ce, hits, phone_hits, frames = 0.0, 0, 0, 0
+        ce, hits, phones, frames = 0.0, 0, 0, 0
         for feats, target in self.dev_set.values():
             logits = model(torch.from_numpy(feats)[None].to(trainer.dist.device))[0].float().cpu()
             y = torch.from_numpy(target)
@@ -208,9 +205,9 @@ class PhoneticLearner:
             ce += float(F.cross_entropy(logits[keep], y[keep], reduction="sum"))
             pred = logits.argmax(-1)[keep]
             hits += int((pred == y[keep]).sum())
-            phone_hits += int((pred // self.cfg.n_states == y[keep] // self.cfg.n_states).sum())
+            phones += phone_hits(logits, y, self.cfg.n_states)[0]
             frames += int(keep.sum())
-        return {"ce": ce / frames, "acc": hits / frames, "phone_acc": phone_hits / frames} if frames else {}
+        return {"ce": ce / frames, "acc": hits / frames, "phone_acc": phones / frames} if frames else {}
 
 
 def train_phonetic(config: dict, exp_dir, train_dir, dev_dir=None) -> dict:

@@ -90,6 +90,12 @@ def resolve_vq_config(config: dict, model: bool = True) -> dict:
     return plain(out)
 
 
+def resolve_vq_sections(config: dict) -> dict:
+    """``resolve_vq_config`` with the model section as given: what `metis train-vq` and resuming complete a config
+    with before the features say the model's input size."""
+    return resolve_vq_config(config, model=False)
+
+
 class VQLearner:
     """Config sections: ``model`` (VQConfig), ``data`` (segment_frames, batch_size, val_utterances),
     ``optim`` (AdamW, warm-up then cosine decay), ``train`` (TrainConfig), ``features`` (the feature
@@ -196,9 +202,7 @@ def train_vq(config: dict, exp_dir, feats_dir, val_feats_dir=None) -> dict:
             f"model.input_dim is {config['model']['input_dim']} but the features in {feats_dir} have {dim} dims; "
             "train on matching features or drop model.input_dim from the config"
         )
-    trainer = Trainer(
-        exp_dir, config, TrainConfig.from_dict(config.get("train", {})), lambda c: resolve_vq_config(c, model=False)
-    )
+    trainer = Trainer(exp_dir, config, TrainConfig.from_dict(config.get("train", {})), resolve_vq_sections)
     learner = VQLearner(trainer, config)
     logger.info(
         "vq tokenizer: %.2fM parameters, %d codes of %d dims over %d-dim features",
