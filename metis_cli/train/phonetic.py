@@ -43,9 +43,10 @@ class PhoneticDataConfig:
     # Kaldi-style speed perturbation of the train set (resampling: tempo and formants move together, as
     # between speakers); one copy of each utterance per factor, its phone timings scaled with it.
     speed_perturb: list = field(default_factory=lambda: [1.0])
-    # Multi-condition training (not in the recipes; docs/condition_tokens.md): this many noisy copies of each
-    # copy above, noise and reverberation drawn as SE fine-tuning draws them (augment's defaults; babble from
-    # the utterances read before it), with the clean utterance's phone labels. Drawn once, seeded by train.seed.
+    # Multi-condition training (not in the recipes: SE's WER -4.6 points, TTS's +15, VC's +7; docs/condition_tokens.md):
+    # this many noisy copies of each copy above, noise and reverberation drawn as SE fine-tuning draws them
+    # (augment's defaults; babble from the utterances read before it), with the clean utterance's phone labels.
+    # Drawn once, seeded by train.seed.
     noisy_copies: int = 0
 
 
