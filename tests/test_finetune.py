@@ -1146,6 +1146,9 @@ def test_tts_with_frame_phones_trains_validates_and_decodes(models, layout, tmp_
     result = runner.invoke(app, ["decode", str(data), "--task", "tts", "--model", str(exp), "--out", str(out), *opts])
     assert result.exit_code == 0, result.output
     assert len(list((out / "wav").glob("*.wav"))) == 6
+    # the config's decoding section (finetune.yaml: the guidance measured best at mini scale) under --stage1-opt
+    settings = json.loads((out / "decode.json").read_text())["stage1_settings"]
+    assert config["decoding"] == {"cfg_scale": 1.0} and settings["cfg_scale"] == 1.0 and settings["steps"] == 2
     if layout == "words":  # the oracle: placed by the data's word timings, as long as the recordings
         import soundfile as sf
 
@@ -1175,3 +1178,13 @@ def test_tts_with_frame_phones_trains_validates_and_decodes(models, layout, tmp_
         run_finetune(config, tmp_path / "bad", [models["corpus"] / "mini_train"])
     result = finetune(models, "tts", tmp_path / "bad2", "text.frame_phones=frames", config="finetune.yaml")
     assert result.exit_code != 0 and "text.frame_phones is false, words or durations, not 'frames'" in result.output
+    for i, (override, error) in enumerate(
+        [
+            ("decoding={steps: 0}", "decoding: mask-predict needs at least 1 step, got 0"),
+            ("decoding={guidance: 2}", "decoding: unknown key(s) guidance; known: cfg_rescale, cfg_scale, steps"),
+            ("decoding={cfg_scale: high}", "decoding.cfg_scale: give a number, not 'high'"),
+        ]
+    ):
+        bad = tmp_path / f"bad_decoding{i}"
+        result = finetune(models, "tts", bad, override, config="finetune.yaml")
+        assert result.exit_code != 0 and error in result.output and not (bad / "checkpoints").exists()

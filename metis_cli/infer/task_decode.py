@@ -228,7 +228,9 @@ class TaskModel:
                 f"the codec {codec_dir} has {self.codec.cfg.quantizer.n_codebooks} codebooks, the S2A model "
                 f"{n_codebooks}"
             )
-        self.stage1_overrides, self.s2a_overrides = options.stage1, options.s2a
+        # the model's own stage-1 decoding (its config's ``decoding`` section), --stage1-opt over it
+        self.stage1_overrides = {**(config.get("decoding") or {}), **(options.stage1 or {})} or None
+        self.s2a_overrides = options.s2a
         self.codec_input = resolve_codec_input(self.codec, options.codec_input, self.s2a)
         self.info = {
             "codec_input": self.codec_input,
@@ -244,7 +246,7 @@ class TaskModel:
 
     def _resolve_settings(self) -> None:
         """The published decoding of the task (stage 1: the registry's; S2A: metis_cli.infer.generate.S2A_DEFAULTS)
-        with the overrides over it."""
+        with the overrides over it (stage 1: the model config's ``decoding``, then the caller's)."""
         settings = {**TASKS[self.task].stage1_defaults, **(self.stage1_overrides or {})}
         check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
         self.stage1_settings = MaskPredictSettings(**settings)

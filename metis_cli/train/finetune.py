@@ -7,7 +7,8 @@ espeak|arpabet, ``language``; ``ctc_weight``: > 0 adds the auxiliary phone CTC l
 metis_cli.models.stage1, with this weight, on the batches that see their text; 0, the default, as published;
 ``frame_phones``: also the phones placed on the frames, through the frame adapter, in training by the corpus's
 word timings (``words``) or by mean phone durations as at decoding (``durations``), metis_cli.text.frame_phones;
-false, the default, as published) and
+false, the default, as published), ``decoding`` (stage-1 decoding settings of this model over the task's published
+ones, e.g. ``{cfg_scale: 1.0}``: every decode of the model starts from them, ``--stage1-opt`` over them) and
 ``ssl`` (the SSL front end and k-means model, read from the tokens'
 tokens.json and copied into the experiment dir, see metis_cli.tasks.conditions).
 The model section is the pre-trained model's, with the task's condition hook added.
@@ -45,6 +46,7 @@ from metis_cli.config import check_keys, read_exp_config
 from metis_cli.data.batching import UtteranceArrays
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
+from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.models.masking import MaskingConfig, sample_masks
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
 from metis_cli.task_registry import TASKS, get_task
@@ -70,9 +72,26 @@ class FinetuneDataConfig(DataConfig):
     cache_audio: bool = True  # keep the decoded audio (and video) of the training utterances in memory
 
 
+def check_decoding(task: str, decoding) -> None:
+    """The config's ``decoding`` section (stage-1 settings over the task's published ones), refused before
+    training when a key or a value is one decoding would refuse."""
+    if decoding is None:
+        return
+    if not isinstance(decoding, dict):
+        raise MetisError(f"decoding: give stage-1 settings as a mapping, e.g. {{cfg_scale: 1.0}}, not {decoding!r}")
+    check_keys(decoding, MaskPredictSettings, "decoding")
+    for key, value in decoding.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MetisError(f"decoding.{key}: give a number, not {value!r}")
+    try:
+        MaskPredictSettings(**{**TASKS[task].stage1_defaults, **decoding})
+    except MetisError as e:
+        raise MetisError(f"decoding: {e}") from None
+
+
 class FinetuneLearner(TokenLearner):
     kinds = ("ssl_tokens",)
-    extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl", "mixture", "decoder")
+    extra_sections = ("task", "init", "adaptation", "augment", "text", "ssl", "mixture", "decoder", "decoding")
     data_config = FinetuneDataConfig
     name = "stage1"
     streams = False
@@ -96,6 +115,7 @@ class FinetuneLearner(TokenLearner):
         self.utt2spk: dict[str, str] = {}
         self.audio: dict[str, np.ndarray] = {}
         self.cache_audio = bool((config.get("data") or {}).get("cache_audio", True))
+        check_decoding(self.task, config.get("decoding"))
         if (config.get("text") or {}).get("frame_phones") and self.task != "tts":
             raise MetisError(f"text.frame_phones is a TTS option, not one for {self.task}")
         if self.needs_text:
