@@ -314,12 +314,15 @@ def test_s2a_of_output_vector_learns_the_codec_vector_and_decodes_it(trained, tm
     result = runner.invoke(app, ["resynth", str(data["dev"]), str(out), "--s2a", str(exp), "--codec", str(trained)])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "decode.json").read_text())
-    assert info["codec_input"] == "vector"
+    assert info["codec_input"] == "vector" and info["s2a_settings"] == []  # one forward pass: no mask-predict
     half = tmp_path / "resynth_bf16"  # the model's copy of the codebooks in bf16 is still the codec's
     result = runner.invoke(
-        app, ["resynth", str(data["dev"]), str(half), "--s2a", str(exp), "--codec", str(trained), "--bf16"]
+        app,
+        ["resynth", str(data["dev"]), str(half), "--s2a", str(exp), "--codec", str(trained), "--bf16"]
+        + ["--s2a-opt", "steps=[3,1]"],
     )
     assert result.exit_code == 0, result.output
+    assert "S2A settings {'steps': [3, 1]} unused" in " ".join(result.output.split())
     assert json.loads((half / "decode.json").read_text())["dtype"] == "bfloat16"
     wav, sr = sf.read(out / "wav" / f"{sorted(ArrayStore(data['dev'] / 'ssl_tokens').keys())[0]}.wav")
     assert sr == 16000 and np.isfinite(wav).all() and len(wav) % 320 == 0

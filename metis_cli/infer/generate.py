@@ -82,6 +82,19 @@ def per_codebook_settings(n_codebooks: int, overrides: dict | None = None) -> li
     return [MaskPredictSettings(**{k: pick(k, j) for k in values}) for j in range(n_codebooks)]
 
 
+def s2a_settings_for(models, overrides: dict | None = None) -> list[MaskPredictSettings]:
+    """The per-codebook decoding settings of these S2A models (``per_codebook_settings``); none for an S2A of
+    output 'vector', which predicts in one forward pass without mask-predict (settings given to it are unused,
+    and the log says so)."""
+    if models[0].cfg.output == "vector":
+        if overrides:
+            logger.warning(
+                "S2A settings %s unused: this S2A regresses the codec's vector in one forward pass", overrides
+            )
+        return []
+    return per_codebook_settings(models[0].cfg.n_codebooks, overrides)
+
+
 def checkpoints_of(**models) -> dict:
     """For decode.json: each model's checkpoint (path, weights file, step), as ``load_weights`` recorded it."""
 

@@ -32,8 +32,8 @@ from metis_cli.infer.generate import (
     generate_ssl_tokens,
     load_s2a,
     load_stage1,
-    per_codebook_settings,
     resolve_codec_input,
+    s2a_settings_for,
 )
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.infer.options import DecodeOptions
@@ -84,7 +84,7 @@ def resynthesize(
         raise MetisError(
             f"the codec {codec_dir} has {codec.cfg.quantizer.n_codebooks} codebooks, the S2A model {n_codebooks}"
         )
-    s2a_cfg = per_codebook_settings(n_codebooks, s2a_settings)
+    s2a_cfg = s2a_settings_for(s2a_models, s2a_settings)
     codec_input = resolve_codec_input(codec, codec_input, s2a_models)
     if not 0 <= oracle_codebooks <= n_codebooks:
         raise MetisError(f"oracle codebooks: {oracle_codebooks} is not in 0..{n_codebooks}")

@@ -44,8 +44,8 @@ from metis_cli.infer.generate import (
     generate_audio,
     generate_ssl_tokens,
     load_s2a,
-    per_codebook_settings,
     resolve_codec_input,
+    s2a_settings_for,
 )
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.infer.options import DecodeOptions
@@ -250,7 +250,7 @@ class TaskModel:
         settings = {**TASKS[self.task].stage1_defaults, **(self.stage1_overrides or {})}
         check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
         self.stage1_settings = MaskPredictSettings(**settings)
-        self.s2a_settings = per_codebook_settings(self.s2a[0].cfg.n_codebooks, self.s2a_overrides)
+        self.s2a_settings = s2a_settings_for(self.s2a, self.s2a_overrides)
         self.info = {
             **self.info,
             "stage1_settings": vars(self.stage1_settings),

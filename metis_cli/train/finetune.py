@@ -8,7 +8,7 @@ metis_cli.models.stage1, with this weight, on the batches that see their text; 0
 ``frame_phones``: also the phones placed on the frames, through the frame adapter, in training by the corpus's
 word timings (``words``) or by mean phone durations as at decoding (``durations``), metis_cli.text.frame_phones;
 false, the default, as published), ``decoding`` (stage-1 decoding settings of this model over the task's published
-ones, e.g. ``{cfg_scale: 1.0}``: every decode of the model starts from them, ``--stage1-opt`` over them) and
+ones, e.g. ``{cfg_scale: 0.0}``: every decode of the model starts from them, ``--stage1-opt`` over them) and
 ``ssl`` (the SSL front end and k-means model, read from the tokens'
 tokens.json and copied into the experiment dir, see metis_cli.tasks.conditions).
 The model section is the pre-trained model's, with the task's condition hook added.
@@ -78,7 +78,7 @@ def check_decoding(task: str, decoding) -> None:
     if decoding is None:
         return
     if not isinstance(decoding, dict):
-        raise MetisError(f"decoding: give stage-1 settings as a mapping, e.g. {{cfg_scale: 1.0}}, not {decoding!r}")
+        raise MetisError(f"decoding: give stage-1 settings as a mapping, e.g. {{cfg_scale: 0.0}}, not {decoding!r}")
     check_keys(decoding, MaskPredictSettings, "decoding")
     for key, value in decoding.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
