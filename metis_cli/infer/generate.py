@@ -11,7 +11,7 @@ import logging
 import torch
 
 from metis_cli.checkpoint import load_weights, weights_name
-from metis_cli.config import check_keys, read_exp_config
+from metis_cli.config import read_exp_config
 from metis_cli.errors import MetisError
 from metis_cli.infer.mask_predict import MaskPredictSettings, mask_predict
 from metis_cli.models.s2a import S2AConfig, S2AModel, S2AVectorModel, build_s2a
@@ -78,8 +78,9 @@ def per_codebook_settings(n_codebooks: int, overrides: dict | None = None) -> li
             return v
         return v[min(j, len(v) - 1)]
 
-    check_keys(values, MaskPredictSettings, "S2A decode settings")
-    return [MaskPredictSettings(**{k: pick(k, j) for k in values}) for j in range(n_codebooks)]
+    return [
+        MaskPredictSettings.checked({k: pick(k, j) for k in values}, "S2A decode settings") for j in range(n_codebooks)
+    ]
 
 
 def s2a_settings_for(models, overrides: dict | None = None) -> list[MaskPredictSettings]:

@@ -26,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from metis_cli.config import check_keys
 from metis_cli.errors import MetisError
 
 # hidden_fn(tokens [N, L], masked [N, L], valid [N, L], t [N], rows [N], unconditional [N]) -> [N, L, d]
@@ -45,6 +46,19 @@ class MaskPredictSettings:
     def __post_init__(self):
         if self.steps < 1:
             raise MetisError(f"mask-predict needs at least 1 step, got {self.steps}")
+
+    @classmethod
+    def checked(cls, values: dict, what: str) -> MaskPredictSettings:
+        """Settings from ``values`` (a config's or a command line's), refused in one line naming ``what``: an
+        unknown key, a value that is not a number, one out of range."""
+        check_keys(values, cls, what)
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise MetisError(f"{what}.{key}: give a number, not {value!r}")
+        try:
+            return cls(**values)
+        except MetisError as e:
+            raise MetisError(f"{what}: {e}") from None
 
 
 ONE_STEP_TEMPERATURE = 0.2  # the published decoder's sampling temperature when a codebook is decoded in one step

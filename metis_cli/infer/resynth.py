@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from metis_cli.config import check_keys
 from metis_cli.data.batching import Piece, UtteranceArrays
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
@@ -93,8 +92,9 @@ def resynthesize(
     stage1 = None
     if stage1_dir is not None:
         stage1 = options.prepare(load_stage1(stage1_dir, device))
-        check_keys(stage1_settings or {}, MaskPredictSettings, "stage-1 decode settings")
-        stage1_cfg = MaskPredictSettings(**{**STAGE1_DEFAULTS, **(stage1_settings or {})})
+        stage1_cfg = MaskPredictSettings.checked(
+            {**STAGE1_DEFAULTS, **(stage1_settings or {})}, "stage-1 decode settings"
+        )
     frame_rate = float(arrays.meta("ssl_tokens").get("frame_rate", 50))
     prompt_frames = int(round(prompt_seconds * frame_rate))
     data = DataDir(data_dir)

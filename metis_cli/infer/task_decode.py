@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from metis_cli.checkpoint import load_weights, state_dict_mismatch, weights_name
-from metis_cli.config import check_keys, read_exp_config
+from metis_cli.config import read_exp_config
 from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 from metis_cli.infer.decode_loop import decode_utterances, output_path
@@ -248,8 +248,7 @@ class TaskModel:
         """The published decoding of the task (stage 1: the registry's; S2A: metis_cli.infer.generate.S2A_DEFAULTS)
         with the overrides over it (stage 1: the model config's ``decoding``, then the caller's)."""
         settings = {**TASKS[self.task].stage1_defaults, **(self.stage1_overrides or {})}
-        check_keys(settings, MaskPredictSettings, "stage-1 decode settings")
-        self.stage1_settings = MaskPredictSettings(**settings)
+        self.stage1_settings = MaskPredictSettings.checked(settings, "stage-1 decode settings")
         self.s2a_settings = s2a_settings_for(self.s2a, self.s2a_overrides)
         self.info = {
             **self.info,

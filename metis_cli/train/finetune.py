@@ -79,14 +79,7 @@ def check_decoding(task: str, decoding) -> None:
         return
     if not isinstance(decoding, dict):
         raise MetisError(f"decoding: give stage-1 settings as a mapping, e.g. {{cfg_scale: 0.0}}, not {decoding!r}")
-    check_keys(decoding, MaskPredictSettings, "decoding")
-    for key, value in decoding.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise MetisError(f"decoding.{key}: give a number, not {value!r}")
-    try:
-        MaskPredictSettings(**{**TASKS[task].stage1_defaults, **decoding})
-    except MetisError as e:
-        raise MetisError(f"decoding: {e}") from None
+    MaskPredictSettings.checked({**TASKS[task].stage1_defaults, **decoding}, "decoding")
 
 
 class FinetuneLearner(TokenLearner):
