@@ -140,6 +140,7 @@ TASKS: dict[str, Task] = {
             "generate",
             "free continuation of a prompt by the pre-trained model (metis resynth --stage1)",
             fine_tuned=False,
+            stage1_defaults={"steps": 25, "cfg_scale": 2.5, "temperature": 0.9},  # MaskGCT's text-to-semantic
             input_scp="prompt.scp",
             speaker_reference_scp="prompt.scp",
             # the words are the model's own: the voice counts. Its sound is the S2A's and the codec's, heard on

@@ -18,7 +18,9 @@ from metis_cli.cli import app
 from metis_cli.config import load_config
 from metis_cli.data.batching import DynamicBatches, Piece, UtteranceArrays, unigram_entropy_bits
 from metis_cli.errors import DataDirError, MetisError
+from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.models.stage1 import Stage1Config, Stage1Model
+from metis_cli.task_registry import TASKS
 from metis_cli.train.pretrain import pretrain
 from metis_cli.train.s2a import train_s2a
 
@@ -428,9 +430,10 @@ def test_resynth_and_generate_write_decode_dirs(pretrained, token_data, tiny_cor
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((gen / "decode.json").read_text())["task"] == "generate"
-    assert json.loads((gen / "decode.json").read_text())["dtype"] == "bfloat16"
-    assert json.loads((gen / "decode.json").read_text())["checkpoints"]["stage1"]["step"] == 3
+    info = json.loads((gen / "decode.json").read_text())
+    assert info["task"] == "generate" and info["dtype"] == "bfloat16" and info["checkpoints"]["stage1"]["step"] == 3
+    # the registry's decoding of the pre-trained model (MaskGCT's), --stage1-opt over it
+    assert info["stage1_settings"] == {**vars(MaskPredictSettings()), **TASKS["generate"].stage1_defaults, "steps": 2}
     fast = tmp_path / "generate_fast"  # int8 weights and the fast preset: its steps under the explicit ones
     s2a_only = ["--s2a", str(s2a), "--codec", str(codec), "--stage1", str(pretrained[0]), "--no-prompt"]
     result = runner.invoke(app, ["resynth", str(data), str(fast), *s2a_only, "--int8", "--preset", "fast"])

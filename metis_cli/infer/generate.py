@@ -19,9 +19,8 @@ from metis_cli.models.stage1 import Stage1Config, Stage1Model
 
 logger = logging.getLogger(__name__)
 
-# Reference defaults (Metis/MaskGCT). S2A: per codebook; the lists are cut or extended (with their last
-# value) to the number of codebooks.
-STAGE1_DEFAULTS = {"steps": 25, "cfg_scale": 2.5, "temperature": 0.9}
+# Reference defaults (Metis/MaskGCT) of S2A, per codebook: the lists are cut or extended (with their last
+# value) to the number of codebooks. Stage 1's are each task's, in the task registry.
 S2A_DEFAULTS = {"steps": [40, 16, 1], "cfg_scale": [0.0, 2.5], "temperature": [1.5]}
 # What the codec decodes from S2A: "codes" (the codes S2A picks; as published), "expected" (the expected
 # codebook vector under S2A's predicted distributions; codecs with ``decode_expected``, i.e. the WORLD codec),

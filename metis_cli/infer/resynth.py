@@ -25,7 +25,6 @@ from metis_cli.data.datadir import DataDir
 from metis_cli.errors import MetisError
 from metis_cli.infer.decode_loop import decode_utterances
 from metis_cli.infer.generate import (
-    STAGE1_DEFAULTS,
     checkpoints_of,
     generate_audio,
     generate_ssl_tokens,
@@ -36,6 +35,7 @@ from metis_cli.infer.generate import (
 )
 from metis_cli.infer.mask_predict import MaskPredictSettings
 from metis_cli.infer.options import DecodeOptions
+from metis_cli.task_registry import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def resynthesize(
     if stage1_dir is not None:
         stage1 = options.prepare(load_stage1(stage1_dir, device))
         stage1_cfg = MaskPredictSettings.checked(
-            {**STAGE1_DEFAULTS, **(stage1_settings or {})}, "stage-1 decode settings"
+            {**TASKS["generate"].stage1_defaults, **(stage1_settings or {})}, "stage-1 decode settings"
         )
     frame_rate = float(arrays.meta("ssl_tokens").get("frame_rate", 50))
     prompt_frames = int(round(prompt_seconds * frame_rate))
