@@ -53,6 +53,8 @@ class Task:
 
 
 _SPEECH = ("wer", "sim", "sim_other", "dnsmos")
+# MaskGCT's text-to-semantic decoding: TTS's, and the pre-trained model's free continuation (`generate`)
+_T2S_DECODING = {"steps": 25, "cfg_scale": 2.5, "temperature": 0.9}
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
@@ -62,7 +64,7 @@ TASKS: dict[str, Task] = {
             prompt_scp="prompt.scp",
             prompt_name="prompt",
             text=True,
-            stage1_defaults={"steps": 25, "cfg_scale": 2.5, "temperature": 0.9},
+            stage1_defaults=_T2S_DECODING,
             input_scp="prompt.scp",
             speaker_reference_scp="prompt.scp",
             metrics=_SPEECH,
@@ -140,7 +142,7 @@ TASKS: dict[str, Task] = {
             "generate",
             "free continuation of a prompt by the pre-trained model (metis resynth --stage1)",
             fine_tuned=False,
-            stage1_defaults={"steps": 25, "cfg_scale": 2.5, "temperature": 0.9},  # MaskGCT's text-to-semantic
+            stage1_defaults=_T2S_DECODING,
             input_scp="prompt.scp",
             speaker_reference_scp="prompt.scp",
             # the words are the model's own: the voice counts. Its sound is the S2A's and the codec's, heard on
